@@ -1,0 +1,3 @@
+from p2p_core.cli import main
+
+main()

@@ -1,0 +1,278 @@
+"""The ``p2p`` command: fit, predict, list, describe.
+
+jsonargparse reads options, config files and ``--print_config``; components are chosen jsonargparse's way
+(``--generator NAME --generator.ngf 8``, or ``class_path``/``init_args`` in YAML). jsonargparse resolves class
+paths, while users type registry names, so names are translated to their factories' import paths at the one
+place input enters (``normalise``), after the plugins have loaded.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+
+from p2p_core import checkpoint
+from p2p_core.engine import Choice, Trainer, TrainConfig, build_generator, resolve_device
+from p2p_core.errors import ConfigError, P2PError
+from p2p_core.registry import BASE_CLASSES, ENGINE_ARGUMENTS, KINDS, Registry, canonical_kind, default_registry
+
+# Command-line flag -> registry kind, for the components chosen by name.
+COMPONENT_FLAGS = {"generator": "generator", "disc": "discriminator", "data": "dataset"}
+DEFAULTS = {"generator": "unet", "disc": "patch70", "data": "synthetic"}
+CONFIG_FLAGS = ("--config", "-c")
+LIST_TOPICS = (*KINDS, "disc", "data", "plugins", "recipes")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        registry = default_registry()
+        parser, fit_parser = build_parser(registry)
+        config = parser.parse_args(normalise(argv, registry))
+        command = config.subcommand
+        arguments = config[command]
+        if command == "fit":
+            fit(arguments, argv, parser, fit_parser, registry)
+        elif command == "predict":
+            predict(arguments, registry)
+        elif command == "list":
+            print(list_text(arguments.topic, registry))
+        elif command == "describe":
+            print(describe_text(arguments.kind, arguments.name, registry))
+    except P2PError as error:
+        print(f"p2p: error: {_first_cause(error)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print("p2p: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def build_parser(registry: Registry) -> tuple[ArgumentParser, ArgumentParser]:
+    parser = ArgumentParser(prog="p2p", description="pix2pix image-to-image translation with pluggable components.")
+    commands = parser.add_subcommands(dest="subcommand")
+    fit_parser = _fit_parser(registry)
+    commands.add_subcommand("fit", fit_parser, help="Train a model (defaults: the paper's U-Net, 70x70 PatchGAN, cGAN + L1).")
+
+    predict_parser = ArgumentParser(description="Translate a folder of images with a trained generator.")
+    predict_parser.add_argument("--ckpt", type=Path, required=True, help="Checkpoint file, or a run folder (its newest).")
+    predict_parser.add_argument("--input", type=Path, required=True, help="Folder of input images.")
+    predict_parser.add_argument("--output", type=Path, required=True, help="Folder for the translated images (PNG).")
+    predict_parser.add_argument("--device", type=Literal["auto", "cpu", "cuda"], default="auto")
+    predict_parser.add_argument(
+        "--mode",
+        type=Literal["paper", "eval"],
+        default="paper",
+        help="paper: dropout on and batch statistics at test time, as in the paper; eval: standard eval mode.",
+    )
+    commands.add_subcommand("predict", predict_parser, help="Translate images with a trained model.")
+
+    list_parser = ArgumentParser(description="List registered components, plugins or recipes.")
+    list_parser.add_argument("topic", type=Literal[LIST_TOPICS] | None, nargs="?", default=None)
+    commands.add_subcommand("list", list_parser, help="List components, plugins or recipes.")
+
+    describe_parser = ArgumentParser(description="Show a component's summary and options.")
+    describe_parser.add_argument("kind", type=Literal[(*KINDS, "disc", "data")])
+    describe_parser.add_argument("name", type=str)
+    commands.add_subcommand("describe", describe_parser, help="Show a component's options.")
+    return parser, fit_parser
+
+
+def _fit_parser(registry: Registry) -> ArgumentParser:
+    parser = ArgumentParser(description="Train pix2pix. Components: p2p list; their options: p2p describe KIND NAME.")
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="A recipe: a YAML file or a recipe name.")
+    for flag, kind in COMPONENT_FLAGS.items():
+        parser.add_subclass_arguments(
+            BASE_CLASSES[kind],
+            flag,
+            skip=set(ENGINE_ARGUMENTS[kind]),
+            required=False,
+            default={"class_path": registry.get(kind, DEFAULTS[flag]).import_path},
+            instantiate=False,
+            help=f"The {kind}: a name from `p2p list {kind}`; its options as --{flag}.OPTION.",
+        )
+    parser.add_argument("--loss", type=str, default="cgan+l1", help="Objective terms joined by '+', e.g. l1, cgan, gan+l1.")
+    parser.add_argument(
+        "--loss_options", type=dict[str, dict[str, Any]], default={}, help="Per-term options, e.g. '{l1: {weight: 10}}'."
+    )
+    parser.add_class_arguments(TrainConfig, "trainer")
+    parser.add_argument("--out_dir", type=Path, default=Path("runs"), help="Where run folders are made.")
+    parser.add_argument("--name", type=str | None, default=None, help="Run folder name (default: time and components).")
+    parser.add_argument("--resume", type=Path | None, default=None, help="A run folder to continue from its newest checkpoint.")
+    return parser
+
+
+def normalise(argv: list[str], registry: Registry) -> list[str]:
+    """Replace registry names with import paths in ``fit``'s component flags and config files."""
+    if not argv or argv[0] != "fit":
+        return argv
+    result = [argv[0]]
+    tokens = iter(argv[1:])
+    for token in tokens:
+        flag, equals, value = token.partition("=")
+        if flag in CONFIG_FLAGS or flag.lstrip("-") in COMPONENT_FLAGS and flag.startswith("--"):
+            if not equals:
+                value = next(tokens, None)
+                if value is None:
+                    result.append(token)
+                    break
+            if flag in CONFIG_FLAGS:
+                value = _normalised_config(value, registry)
+            else:
+                value = _import_path(COMPONENT_FLAGS[flag.lstrip("-")], value, registry)
+            result += [flag, value]
+        else:
+            result.append(token)
+    return result
+
+
+def _import_path(kind: str, value: str, registry: Registry) -> str:
+    looks_like_name = value.isidentifier()
+    return registry.get(kind, value).import_path if looks_like_name else value
+
+
+def _normalised_config(value: str, registry: Registry) -> str:
+    path = registry.recipes.get(value) or Path(value)
+    if not path.is_file():
+        known = ", ".join(sorted(registry.recipes)) or "none"
+        raise ConfigError(f"config {value!r} is neither a file nor a recipe name (recipes: {known})")
+    try:
+        content = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config {path} is not valid YAML: {error}") from None
+    if not isinstance(content, dict):
+        raise ConfigError(f"config {path} must be a YAML mapping of options, e.g. 'generator: unet'")
+    for flag, kind in COMPONENT_FLAGS.items():
+        entry = content.get(flag)
+        if isinstance(entry, str):
+            content[flag] = {"class_path": _import_path(kind, entry, registry)}
+        elif isinstance(entry, dict) and isinstance(entry.get("class_path"), str):
+            entry["class_path"] = _import_path(kind, entry["class_path"], registry)
+    return yaml.safe_dump(content, sort_keys=False)
+
+
+def _choice(kind: str, spec: Namespace, registry: Registry) -> Choice:
+    component = registry.by_import_path(kind, spec.class_path)
+    options = spec.init_args.as_dict() if spec.get("init_args") else {}
+    return Choice(component.name, options)
+
+
+def fit(arguments: Namespace, argv: list[str], parser: ArgumentParser, fit_parser: ArgumentParser, registry: Registry) -> None:
+    if arguments.resume is not None:
+        run_dir = Path(arguments.resume)
+        saved = run_dir / "config.yaml"
+        if not saved.is_file():
+            raise ConfigError(f"--resume {run_dir}: no config.yaml there; is it a run folder of `p2p fit`?")
+        checkpoint.resolve(run_dir)  # fail now if there is nothing to resume from
+        rest = [a for a in argv[1:] if not a.startswith("--resume")]
+        rest = [a for a, prev in zip(rest, [None, *rest]) if prev != "--resume"]
+        arguments = parser.parse_args(normalise(["fit", "--config", str(saved), *rest], registry)).fit
+    else:
+        choices = {flag: _choice(kind, arguments[flag], registry).name for flag, kind in COMPONENT_FLAGS.items()}
+        name = arguments.name or f"{time.strftime('%Y%m%d-%H%M%S')}-{choices['generator']}-{choices['disc']}"
+        run_dir = Path(arguments.out_dir) / name
+        if run_dir.exists():
+            raise ConfigError(f"run folder {run_dir} already exists; pick another --name, or continue it with --resume {run_dir}")
+
+    config_text = fit_parser.dump(arguments, skip_none=False)
+    trainer = Trainer(
+        generator=_choice("generator", arguments.generator, registry),
+        discriminator=_choice("discriminator", arguments.disc, registry),
+        loss=arguments.loss,
+        loss_options=arguments.loss_options,
+        data=_choice("dataset", arguments.data, registry),
+        train=TrainConfig(**arguments.trainer.as_dict()),
+        run_dir=run_dir,
+        config_text=config_text,
+        registry=registry,
+    )
+    if arguments.resume is not None:
+        trainer.resume()
+        print(f"resuming {run_dir} at step {trainer.step} of {trainer.total_steps}", file=sys.stderr)
+    else:
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.yaml").write_text(config_text)
+    last = trainer.fit()
+    print(f"checkpoint: {last}\nlogs: tensorboard --logdir {run_dir}")
+
+
+def predict(arguments: Namespace, registry: Registry) -> None:
+    import torch
+    import torchvision.transforms.v2.functional as TF
+    from tqdm.auto import tqdm
+
+    from p2p_core.images import list_images, read_image, write_image
+
+    device = resolve_device(arguments.device)
+    state = checkpoint.load(arguments.ckpt, map_location=device)
+    spec = state["components"]["generator"]
+    generator = build_generator(spec, registry).to(device)
+    generator.load_state_dict(state["models"]["generator"])
+    generator.train(arguments.mode == "paper")
+    size = spec["image_size"]
+    files = list_images(Path(arguments.input))
+    with torch.no_grad():
+        for path in tqdm(files, unit="image", dynamic_ncols=True):
+            image = read_image(path, channels=spec["in_channels"]).to(device)
+            height, width = image.shape[-2:]
+            output = generator(TF.resize(image, [size, size], antialias=True)[None])[0]
+            write_image(TF.resize(output, [height, width], antialias=True), Path(arguments.output) / f"{path.stem}.png")
+    print(f"{len(files)} image(s) written to {arguments.output} ({arguments.mode} mode)")
+
+
+def list_text(topic: str | None, registry: Registry) -> str:
+    if topic == "plugins":
+        rows = [
+            (p.name, p.distribution, p.version, p.module, "FAILED: " + p.error if p.error else ", ".join(p.components))
+            for p in registry.plugins
+        ]
+        text = _table(("PLUGIN", "DISTRIBUTION", "VERSION", "MODULE", "REGISTERED"), rows)
+    elif topic == "recipes":
+        text = _table(("RECIPE", "FILE"), [(name, str(path)) for name, path in sorted(registry.recipes.items())])
+    else:
+        kind = None if topic is None else canonical_kind(topic)
+        rows = [(c.kind, c.name, c.summary, f"{c.distribution} {c.version}") for c in registry.components(kind)]
+        text = _table(("KIND", "NAME", "SUMMARY", "FROM"), rows)
+    problems = registry.problems
+    return text + ("\n\nproblems:\n" + "\n".join(f"  {line}" for line in problems) if problems else "")
+
+
+def describe_text(kind: str, name: str, registry: Registry) -> str:
+    import inspect
+
+    component = registry.get(kind, name)
+    flag = next(f for f, k in COMPONENT_FLAGS.items() if k == component.kind) if component.kind != "loss" else None
+    lines = [
+        f"{component.kind} {component.name!r}: {component.summary}",
+        f"  from {component.distribution} {component.version} (plugin {component.plugin!r}), factory {component.import_path}",
+        "",
+    ]
+    doc = inspect.getdoc(component.factory) or ""
+    lines += [f"  {line}" for line in doc.splitlines()[1:] if line.strip()]
+    rows = []
+    for option in component.options:
+        written = f"--{flag}.{option.name}" if flag else f"--loss_options '{{{component.name}: {{{option.name}: ...}}}}'"
+        rows.append((option.name, option.annotation, "(required)" if option.required else repr(option.default), written))
+    lines.append(_table(("OPTION", "TYPE", "DEFAULT", "ON THE COMMAND LINE"), rows) if rows else "  (no options)")
+    engine = sorted(ENGINE_ARGUMENTS[component.kind])
+    if engine:
+        lines.append(f"\nset by the engine: {', '.join(engine)}")
+    return "\n".join(lines)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    return "\n".join("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows])
+
+
+def _first_cause(error: BaseException) -> str:
+    # DataLoader workers re-raise with the worker's traceback in the message; the user needs its last line.
+    text = str(error)
+    if "Original Traceback" in text:
+        text = text.strip().splitlines()[-1].split(": ", 1)[-1]
+    return text

@@ -1,0 +1,57 @@
+"""The hooks through which a plugin contributes components.
+
+A plugin is a module named by an entry point in the ``p2p`` group; it implements any of these hooks with
+``@p2p_core.hookimpl``. Every hook returns a mapping from a short name (what users type, e.g. ``unet``) to a
+factory: a class, or a function annotated with the class it returns. The factory's keyword-only, typed
+parameters are the component's options (``p2p describe`` lists them); its docstring's first line is the
+summary shown by ``p2p list``. All implementations are called; none short-circuits another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("p2p")
+hookimpl = pluggy.HookimplMarker("p2p")
+
+Factory = Callable[..., object]
+
+
+@hookspec
+def p2p_generators() -> Mapping[str, Factory]:
+    """Return generators by name; each factory builds a :class:`p2p_core.Generator`.
+
+    The engine passes ``in_channels``, ``out_channels`` and ``image_size`` (the training crop side).
+    """
+
+
+@hookspec
+def p2p_discriminators() -> Mapping[str, Factory]:
+    """Return discriminators by name; each factory builds a :class:`p2p_core.Discriminator`.
+
+    The engine passes ``in_channels``: the output's channels, plus the input's for a conditional objective.
+    """
+
+
+@hookspec
+def p2p_losses() -> Mapping[str, Factory]:
+    """Return objective terms by name; each factory builds a :class:`p2p_core.Loss`.
+
+    Users combine terms with ``+`` (``--loss cgan+l1``); no argument is passed by the engine.
+    """
+
+
+@hookspec
+def p2p_datasets() -> Mapping[str, Factory]:
+    """Return paired datasets by name; each factory builds a :class:`p2p_core.PairedDataset`.
+
+    The engine passes ``split`` ("train", "val" or "test").
+    """
+
+
+@hookspec
+def p2p_recipes() -> Mapping[str, Path]:
+    """Return recipe YAML files by name, usable as ``p2p fit --config NAME``."""

@@ -1,0 +1,116 @@
+"""Reading, writing and jittering images for any dataset plugin: the paper's preprocessing in one place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import attrs
+import torch
+import torchvision.transforms.v2.functional as TF
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from p2p_core.errors import DataError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+Preprocess = Literal["resize_and_crop", "crop", "none"]
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in ``folder``, in natural order (2.jpg before 10.jpg)."""
+    if not folder.is_dir():
+        raise DataError(f"data folder {folder} does not exist")
+    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    if not files:
+        raise DataError(f"data folder {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return sorted(files, key=lambda p: (len(p.stem), p.stem) if p.stem.isdigit() else (float("inf"), p.stem))
+
+
+def read_image(path: Path, *, channels: int = 3) -> Tensor:
+    """Decode an image to channels x H x W floats in [-1, 1]; a broken file raises a DataError naming it."""
+    if channels not in (1, 3):
+        raise DataError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if channels == 1 else "RGB")
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
+        raise DataError(f"cannot read image {path}: {error}. Replace or remove the file.") from None
+    return to_signed(TF.pil_to_tensor(image))
+
+
+def to_signed(image: Tensor) -> Tensor:
+    """uint8 [0, 255] -> float [-1, 1]."""
+    return image.float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(image: Tensor) -> Tensor:
+    """float [-1, 1] -> uint8 [0, 255], rounding to nearest."""
+    return image.detach().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8).cpu()
+
+
+def write_image(image: Tensor, path: Path) -> None:
+    """Save a C x H x W image in [-1, 1] (1 or 3 channels; more are cut to the first 3) atomically."""
+    pixels = to_uint8(displayable(image))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    TF.to_pil_image(pixels).save(temporary, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
+    os.replace(temporary, path)
+
+
+def displayable(image: Tensor) -> Tensor:
+    """A C x H x W image as 3 channels: grayscale is repeated, extra channels are dropped."""
+    if image.shape[-3] == 1:
+        return image.expand(*image.shape[:-3], 3, *image.shape[-2:])
+    return image[..., :3, :, :]
+
+
+@attrs.frozen(kw_only=True)
+class PairedJitter:
+    """The paper's random jitter, identical on both images of a pair.
+
+    ``resize_and_crop``: resize to ``load_size``, then (train) a random ``crop_size`` crop and a coin-flip
+    mirror, or (otherwise) a plain resize to ``crop_size``. ``crop``: crop at the native size (centre when
+    not training). ``none``: keep the whole image, its sides rounded to a multiple of ``crop_size`` so the
+    generator's depth still fits.
+    """
+
+    load_size: int = 286
+    crop_size: int = 256
+    preprocess: Preprocess = "resize_and_crop"
+    flip: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        if self.preprocess == "resize_and_crop" and self.load_size < self.crop_size:
+            raise DataError(f"load_size {self.load_size} is smaller than crop_size {self.crop_size}; make it >= crop_size")
+
+    def __call__(self, a: Tensor, b: Tensor, *, train: bool, path: str) -> tuple[Tensor, Tensor]:
+        if a.shape[-2:] != b.shape[-2:]:
+            raise DataError(f"{path}: A is {tuple(a.shape[-2:])} but B is {tuple(b.shape[-2:])}; a pair must align")
+        pair = torch.cat([a, b])  # one tensor, so every geometric step is the same for both halves
+        pair = self._geometry(pair, train=train, path=path)
+        if train and self.flip and torch.rand(()) < 0.5:
+            pair = pair.flip(-1)
+        return pair[: a.shape[0]], pair[a.shape[0] :]
+
+    def _geometry(self, pair: Tensor, *, train: bool, path: str) -> Tensor:
+        crop = self.crop_size
+        if self.preprocess == "none":
+            height, width = (max(1, round(side / crop)) * crop for side in pair.shape[-2:])
+            return TF.resize(pair, [height, width], antialias=True) if (height, width) != pair.shape[-2:] else pair
+        if self.preprocess == "resize_and_crop":
+            if not train:
+                return TF.resize(pair, [crop, crop], antialias=True)
+            pair = TF.resize(pair, [self.load_size, self.load_size], antialias=True)
+        height, width = pair.shape[-2:]
+        if height < crop or width < crop:
+            raise DataError(
+                f"{path}: image {height}x{width} is smaller than crop_size {crop}; use a smaller crop_size "
+                f"or preprocess 'resize_and_crop'"
+            )
+        if not train:
+            return TF.center_crop(pair, [crop, crop])
+        top = int(torch.randint(height - crop + 1, ()))
+        left = int(torch.randint(width - crop + 1, ()))
+        return pair[..., top : top + crop, left : left + crop]

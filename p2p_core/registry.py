@@ -1,0 +1,355 @@
+"""The component registry: plugins found through the ``p2p`` entry-point group, managed by pluggy.
+
+Nothing here imports a plugin by name. Built-in components arrive through the same entry points as a
+third-party package's, so what works for one works for the other.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import inspect
+import os
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pluggy
+from torch import nn
+from torch.utils.data import Dataset
+
+from p2p_core import hookspecs
+from p2p_core.errors import PluginError, UnknownComponentError
+from p2p_core.protocols import Discriminator, Generator, Loss, PairedDataset
+
+ENTRY_POINT_GROUP = "p2p"
+DISABLE_AUTOLOAD_ENV = "P2P_DISABLE_PLUGIN_AUTOLOAD"
+ALLOW_ENV = "P2P_PLUGINS"
+OWN_DISTRIBUTION = "p2p"
+
+HOOKS = {
+    "generator": "p2p_generators",
+    "discriminator": "p2p_discriminators",
+    "loss": "p2p_losses",
+    "dataset": "p2p_datasets",
+}
+KINDS = tuple(HOOKS)
+ALIASES = {"disc": "discriminator", "data": "dataset"}
+PROTOCOLS: dict[str, type] = {
+    "generator": Generator,
+    "discriminator": Discriminator,
+    "loss": Loss,
+    "dataset": PairedDataset,
+}
+# What each kind's instances must also be: the engine trains modules and batches datasets, and the CLI
+# resolves factories by what they return.
+BASE_CLASSES: dict[str, type] = {"generator": nn.Module, "discriminator": nn.Module, "dataset": Dataset, "loss": object}
+# Keywords the engine fills in from the data and the objective; they are not user options.
+ENGINE_ARGUMENTS: dict[str, frozenset[str]] = {
+    "generator": frozenset({"in_channels", "out_channels", "image_size"}),
+    "discriminator": frozenset({"in_channels"}),
+    "loss": frozenset(),
+    "dataset": frozenset({"split"}),
+}
+
+
+def canonical_kind(kind: str) -> str:
+    kind = ALIASES.get(kind, kind)
+    if kind not in HOOKS:
+        raise UnknownComponentError("component kind", kind, [*KINDS, *ALIASES], hint=".")
+    return kind
+
+
+@attrs.frozen
+class Option:
+    """One user-settable keyword of a component's factory."""
+
+    name: str
+    annotation: str
+    default: Any
+    required: bool
+
+
+@attrs.frozen
+class Component:
+    kind: str
+    name: str
+    factory: Callable[..., object]
+    summary: str
+    plugin: str
+    distribution: str
+    version: str
+
+    @property
+    def import_path(self) -> str:
+        return f"{self.factory.__module__}.{self.factory.__qualname__}"
+
+    @property
+    def options(self) -> tuple[Option, ...]:
+        hidden = ENGINE_ARGUMENTS[self.kind]
+        return tuple(
+            Option(
+                name=p.name,
+                annotation=_annotation_text(p.annotation),
+                default=None if p.default is p.empty else p.default,
+                required=p.default is p.empty,
+            )
+            for p in inspect.signature(self.factory).parameters.values()
+            if p.name not in hidden and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        )
+
+
+@attrs.frozen
+class Plugin:
+    """A loaded (or failed) plugin module and what it registered."""
+
+    name: str
+    module: str
+    distribution: str
+    version: str
+    components: tuple[str, ...] = ()
+    error: str | None = None
+
+
+class Registry:
+    """Components of every kind, gathered from plugin modules through pluggy hooks."""
+
+    def __init__(self) -> None:
+        self._manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
+        self._manager.add_hookspecs(hookspecs)
+        self._components: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
+        self._clashes: dict[tuple[str, str], list[str]] = {}
+        self._plugins: dict[str, Plugin] = {}
+        self._recipes: dict[str, Path] = {}
+
+    # -- loading ------------------------------------------------------------------------------------------
+
+    def load_entry_points(self, allow: Iterable[str] | None = None) -> None:
+        """Load every ``p2p`` entry point, or only those whose entry-point or distribution name is in ``allow``."""
+        allowed = None if allow is None else set(allow)
+        for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = entry_point.dist
+            dist_name = dist.name if dist else "(unknown distribution)"
+            if allowed is not None and entry_point.name not in allowed and dist_name not in allowed:
+                continue
+            version = dist.version if dist else "?"
+            try:
+                module = entry_point.load()
+            except Exception as error:  # noqa: BLE001 - a broken plugin must not take the others down
+                self._plugins[entry_point.name] = Plugin(
+                    name=entry_point.name,
+                    module=entry_point.value,
+                    distribution=dist_name,
+                    version=version,
+                    error=_describe_exception(error),
+                )
+                continue
+            self.register(module, name=entry_point.name, distribution=dist_name, version=version)
+
+    def register(self, module: object, *, name: str, distribution: str, version: str = "?") -> None:
+        """Register one plugin module and collect its components; failures are recorded, not raised."""
+        module_name = getattr(module, "__name__", repr(module))
+        try:
+            self._manager.register(module, name=name)
+        except Exception as error:  # noqa: BLE001 - e.g. a hookimpl pluggy rejects
+            self._plugins[name] = Plugin(name, module_name, distribution, version, error=_describe_exception(error))
+            return
+        added: list[str] = []
+        errors: list[str] = []
+        for kind, hook_name in HOOKS.items():
+            for impl in getattr(self._manager.hook, hook_name).get_hookimpls():
+                if impl.plugin is not module:
+                    continue
+                try:
+                    contributed = impl.function()
+                    added += [f"{kind}:{n}" for n in self._add_components(kind, contributed, name, distribution, version)]
+                except Exception as error:  # noqa: BLE001
+                    errors.append(f"{hook_name}: {_describe_exception(error)}")
+        for impl in self._manager.hook.p2p_recipes.get_hookimpls():
+            if impl.plugin is module:
+                try:
+                    for recipe, path in dict(impl.function()).items():
+                        self._recipes[recipe] = Path(path)
+                        added.append(f"recipe:{recipe}")
+                except Exception as error:  # noqa: BLE001
+                    errors.append(f"p2p_recipes: {_describe_exception(error)}")
+        self._plugins[name] = Plugin(
+            name, module_name, distribution, version, tuple(added), error="; ".join(errors) or None
+        )
+
+    def _add_components(
+        self, kind: str, contributed: object, plugin: str, distribution: str, version: str
+    ) -> list[str]:
+        if not isinstance(contributed, Mapping):
+            raise PluginError(f"{HOOKS[kind]} must return a mapping of name -> factory, got {type(contributed).__name__}")
+        names = []
+        for name, factory in contributed.items():
+            _check_factory(kind, name, factory)
+            component = Component(
+                kind=kind,
+                name=name,
+                factory=factory,
+                summary=_summary(factory),
+                plugin=plugin,
+                distribution=distribution,
+                version=version,
+            )
+            existing = self._components[kind].get(name)
+            if existing is not None and existing.factory is not factory:
+                self._clashes.setdefault((kind, name), [_origin(existing)]).append(_origin(component))
+                continue
+            self._components[kind][name] = component
+            names.append(name)
+        return names
+
+    # -- queries ------------------------------------------------------------------------------------------
+
+    def available(self, kind: str) -> list[str]:
+        kind = canonical_kind(kind)
+        return sorted(set(self._components[kind]) - {name for k, name in self._clashes if k == kind})
+
+    def get(self, kind: str, name: str) -> Component:
+        kind = canonical_kind(kind)
+        clash = self._clashes.get((kind, name))
+        if clash:
+            raise PluginError(
+                f"{kind} {name!r} is registered by more than one plugin: {' and '.join(clash)}. "
+                f"Uninstall one, or limit loading with {ALLOW_ENV}=<distribution,...>."
+            )
+        try:
+            return self._components[kind][name]
+        except KeyError:
+            raise UnknownComponentError(kind, name, self.available(kind), hint=self._broken_hint()) from None
+
+    def by_import_path(self, kind: str, import_path: str) -> Component:
+        kind = canonical_kind(kind)
+        for component in self._components[kind].values():
+            if component.import_path == import_path:
+                return component
+        raise UnknownComponentError(kind, import_path, self.available(kind), hint=self._broken_hint())
+
+    def create(self, kind: str, name: str, **options: Any) -> Any:
+        """Build the component ``name`` of ``kind`` with ``options``, checking both the options and the result."""
+        component = self.get(kind, name)
+        parameters = inspect.signature(component.factory).parameters
+        accepts_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+        unknown = [key for key in options if key not in parameters and not accepts_any]
+        if unknown:
+            raise UnknownComponentError(
+                f"option of {component.kind} {name!r}",
+                unknown[0],
+                [o.name for o in component.options],
+                hint=f". `p2p describe {component.kind} {name}` lists them.",
+            )
+        missing = [p.name for p in parameters.values() if p.default is p.empty and p.name not in options
+                   and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        if missing:
+            raise PluginError(f"{component.kind} {name!r} needs option(s) {', '.join(missing)}")
+        instance = component.factory(**options)
+        base = BASE_CLASSES[component.kind]
+        if not isinstance(instance, base):
+            raise PluginError(
+                f"{component.kind} {name!r} from {_origin(component)} built a {type(instance).__name__}, "
+                f"which is not a {base.__module__}.{base.__qualname__}"
+            )
+        protocol = PROTOCOLS[component.kind]
+        if not isinstance(instance, protocol):
+            lacking = [m for m in _protocol_members(protocol) if not hasattr(instance, m)]
+            raise PluginError(
+                f"{component.kind} {name!r} from {_origin(component)} does not satisfy the {protocol.__name__} "
+                f"protocol: it lacks {', '.join(lacking)}"
+            )
+        return instance
+
+    def components(self, kind: str | None = None) -> list[Component]:
+        kinds = KINDS if kind is None else (canonical_kind(kind),)
+        return [self._components[k][n] for k in kinds for n in self.available(k)]
+
+    @property
+    def plugins(self) -> list[Plugin]:
+        return list(self._plugins.values())
+
+    @property
+    def recipes(self) -> dict[str, Path]:
+        return dict(self._recipes)
+
+    @property
+    def problems(self) -> list[str]:
+        """One line per broken plugin or clashing name, for ``p2p list`` and error messages."""
+        lines = [f"plugin {p.name!r} ({p.distribution} {p.version}) failed: {p.error}" for p in self.plugins if p.error]
+        lines += [f"{kind} {name!r} is registered twice: {' and '.join(who)}" for (kind, name), who in self._clashes.items()]
+        return lines
+
+    def _broken_hint(self) -> str:
+        broken = [p for p in self.plugins if p.error]
+        if not broken:
+            return ". Missing a plugin? `p2p list plugins` shows what is installed."
+        names = ", ".join(f"{p.name} ({p.distribution})" for p in broken)
+        return f". Note: plugin(s) {names} failed to load; `p2p list plugins` says why."
+
+
+@functools.cache
+def default_registry() -> Registry:
+    """The registry of installed plugins, honouring P2P_DISABLE_PLUGIN_AUTOLOAD and P2P_PLUGINS."""
+    allow = [name.strip() for name in os.environ.get(ALLOW_ENV, "").split(",") if name.strip()]
+    if os.environ.get(DISABLE_AUTOLOAD_ENV):
+        allow.append(OWN_DISTRIBUTION)
+    registry = Registry()
+    registry.load_entry_points(allow=allow or None)
+    return registry
+
+
+def available(kind: str) -> list[str]:
+    """Names of the registered components of ``kind`` (generator, discriminator, loss, dataset)."""
+    return default_registry().available(kind)
+
+
+def describe(kind: str, name: str) -> Component:
+    """The component's summary, options and the distribution that provided it."""
+    return default_registry().get(kind, name)
+
+
+def create(kind: str, name: str, **options: Any) -> Any:
+    """Build a registered component: ``create("generator", "unet", in_channels=3, ...)``."""
+    return default_registry().create(kind, name, **options)
+
+
+def _check_factory(kind: str, name: str, factory: object) -> None:
+    if not isinstance(name, str) or not name.isidentifier():
+        raise PluginError(f"{kind} name {name!r} must be an identifier such as 'unet'")
+    if not callable(factory):
+        raise PluginError(f"{kind} {name!r}: factory {factory!r} is not callable")
+    if not inspect.isclass(factory) and inspect.signature(factory).return_annotation is inspect.Signature.empty:
+        # The CLI resolves options from the factory's signature and needs to know what it builds.
+        raise PluginError(f"{kind} {name!r}: function {factory.__qualname__} needs a return annotation")
+
+
+def _summary(factory: object) -> str:
+    doc = inspect.getdoc(factory) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else "(no summary)"
+
+
+def _origin(component: Component) -> str:
+    return f"{component.distribution} {component.version} (plugin {component.plugin!r})"
+
+
+def _protocol_members(protocol: type) -> list[str]:
+    members = set(getattr(protocol, "__annotations__", {}))
+    members |= {n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_")}
+    return sorted(members)
+
+
+def _annotation_text(annotation: object) -> str:
+    if annotation is inspect.Parameter.empty:
+        return "Any"
+    if isinstance(annotation, str):
+        return annotation
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _describe_exception(error: BaseException) -> str:
+    where = traceback.extract_tb(error.__traceback__)
+    location = f" (at {Path(where[-1].filename).name}:{where[-1].lineno})" if where else ""
+    return f"{type(error).__name__}: {error}{location}"

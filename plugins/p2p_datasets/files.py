@@ -1,0 +1,151 @@
+"""Datasets read from image files: ``aligned`` (A|B side by side) and ``folders`` (A/ and B/ by file name)."""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from typing import Literal
+
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from p2p_core.errors import DataError
+from p2p_core.images import PairedJitter, Preprocess, list_images, read_image
+from p2p_core.protocols import Sample
+
+Direction = Literal["AtoB", "BtoA"]
+Split = Literal["train", "val", "test"]
+Channels = Literal[1, 3]
+
+
+class ImagePairs(Dataset, abc.ABC):
+    """Pairs of image files, translated from A to B or back, jittered identically."""
+
+    def __init__(
+        self,
+        *,
+        root: Path,
+        split: Split,
+        direction: Direction,
+        a_channels: Channels,
+        b_channels: Channels,
+        jitter: PairedJitter,
+    ) -> None:
+        if direction not in ("AtoB", "BtoA"):
+            raise DataError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}")
+        self.root = Path(root)
+        self.split = split
+        self.swap = direction == "BtoA"
+        self.a_channels, self.b_channels = a_channels, b_channels
+        self.in_channels, self.out_channels = (b_channels, a_channels) if self.swap else (a_channels, b_channels)
+        self.jitter = jitter
+        self.image_size = jitter.crop_size
+
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
+
+    @abc.abstractmethod
+    def read_pair(self, index: int) -> tuple[Tensor, Tensor, Path]:
+        """The A and B images of pair ``index`` at their stored size, and the path to report."""
+
+    def __getitem__(self, index: int) -> Sample:
+        a, b, path = self.read_pair(index)
+        a, b = self.jitter(a, b, train=self.split == "train", path=str(path))
+        return Sample(b, a, str(path)) if self.swap else Sample(a, b, str(path))
+
+
+class AlignedDataset(ImagePairs):
+    """``root/split/*.jpg``, each image A on the left half and B on the right."""
+
+    def __init__(self, *, root: Path, split: Split, **options) -> None:
+        super().__init__(root=root, split=split, **options)
+        self.files = list_images(self.root / split)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def read_pair(self, index: int) -> tuple[Tensor, Tensor, Path]:
+        path = self.files[index]
+        image = read_image(path, channels=3)
+        width = image.shape[-1]
+        if width % 2:
+            raise DataError(f"{path}: width {width} is odd, so it cannot be split into A|B halves of equal width")
+        a, b = image[..., : width // 2], image[..., width // 2 :]
+        return _channels(a, self.a_channels), _channels(b, self.b_channels), path
+
+
+class FoldersDataset(ImagePairs):
+    """``root/split/A/x.jpg`` paired with ``root/split/B/x.jpg`` (matched by file name, any extension)."""
+
+    def __init__(self, *, root: Path, split: Split, **options) -> None:
+        super().__init__(root=root, split=split, **options)
+        a_files = {p.stem: p for p in list_images(self.root / split / "A")}
+        b_files = {p.stem: p for p in list_images(self.root / split / "B")}
+        unmatched = sorted(set(a_files) ^ set(b_files))
+        if unmatched:
+            raise DataError(
+                f"{self.root / split}: {len(unmatched)} file(s) have no partner in the other folder, "
+                f"e.g. {', '.join(unmatched[:5])}; A/ and B/ must hold the same file names"
+            )
+        self.pairs = [(a_files[stem], b_files[stem]) for stem in sorted(a_files)]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def read_pair(self, index: int) -> tuple[Tensor, Tensor, Path]:
+        a_path, b_path = self.pairs[index]
+        return read_image(a_path, channels=self.a_channels), read_image(b_path, channels=self.b_channels), a_path
+
+
+def _channels(image: Tensor, channels: int) -> Tensor:
+    # ITU-R 601 luma, the weights PIL uses for "L", so a split AB image matches a grayscale file.
+    if channels == 1:
+        weights = image.new_tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+        return (image * weights).sum(0, keepdim=True)
+    return image
+
+
+def aligned(
+    *,
+    root: Path,
+    split: Split = "train",
+    direction: Direction = "AtoB",
+    load_size: int = 286,
+    crop_size: int = 256,
+    preprocess: Preprocess = "resize_and_crop",
+    flip: bool = True,
+    a_channels: Channels = 3,
+    b_channels: Channels = 3,
+) -> AlignedDataset:
+    """Standard pix2pix layout: root/{train,val,test}/*.jpg with A|B side by side."""
+    return AlignedDataset(
+        root=root,
+        split=split,
+        direction=direction,
+        a_channels=a_channels,
+        b_channels=b_channels,
+        jitter=PairedJitter(load_size=load_size, crop_size=crop_size, preprocess=preprocess, flip=flip),
+    )
+
+
+def folders(
+    *,
+    root: Path,
+    split: Split = "train",
+    direction: Direction = "AtoB",
+    load_size: int = 286,
+    crop_size: int = 256,
+    preprocess: Preprocess = "resize_and_crop",
+    flip: bool = True,
+    a_channels: Channels = 3,
+    b_channels: Channels = 3,
+) -> FoldersDataset:
+    """Two folders root/{split}/A and root/{split}/B whose files pair up by name."""
+    return FoldersDataset(
+        root=root,
+        split=split,
+        direction=direction,
+        a_channels=a_channels,
+        b_channels=b_channels,
+        jitter=PairedJitter(load_size=load_size, crop_size=crop_size, preprocess=preprocess, flip=flip),
+    )

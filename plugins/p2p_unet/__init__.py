@@ -1,0 +1,146 @@
+"""The paper's generators: U-Net and the encoder-decoder it is compared with (the same network, skips cut).
+
+Encoder C64-C128-C256-C512-C512-... (4x4 convolutions, stride 2, LeakyReLU 0.2, no norm on the first and
+innermost blocks); the decoder mirrors it with transposed convolutions and ReLU, dropout in its three
+innermost blocks, and Tanh on the output. In the U-Net, decoder block i also sees encoder block n-i.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+import p2p_core
+
+Norm = Literal["batch", "instance", "none"]
+DROPOUT_BLOCKS = 3  # the paper's CD512-CD512-CD512 (CD512-CD1024-CD1024 with skips)
+
+
+def norm_layer(norm: Norm, channels: int) -> nn.Module:
+    if norm == "batch":
+        return nn.BatchNorm2d(channels)
+    if norm == "instance":
+        return nn.InstanceNorm2d(channels)
+    return nn.Identity()
+
+
+class UNetGenerator(nn.Module):
+    """Encoder-decoder of ``depth`` stride-2 blocks, with or without the U-Net's skip connections."""
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        out_channels: int,
+        depth: int,
+        ngf: int = 64,
+        norm: Norm = "batch",
+        dropout: float = 0.5,
+        skips: bool = True,
+    ) -> None:
+        super().__init__()
+        if depth < 2:
+            raise ValueError(f"depth must be at least 2, got {depth}")
+        self.in_channels, self.out_channels, self.depth, self.skips = in_channels, out_channels, depth, skips
+        self.size_multiple = 2**depth
+        # BatchNorm's shift makes a bias redundant; InstanceNorm (no affine) and no norm need one.
+        bias = norm != "batch"
+        widths = [ngf * min(2**i, 8) for i in range(depth)]
+
+        self.encoder = nn.ModuleList()
+        for i, width in enumerate(widths):
+            outermost, innermost = i == 0, i == depth - 1
+            self.encoder.append(
+                nn.Sequential(
+                    nn.Identity() if outermost else nn.LeakyReLU(0.2),
+                    nn.Conv2d(in_channels if outermost else widths[i - 1], width, 4, 2, 1, bias=bias),
+                    nn.Identity() if outermost or innermost else norm_layer(norm, width),
+                )
+            )
+
+        self.decoder = nn.ModuleList()
+        for i in reversed(range(depth)):
+            innermost, outermost = i == depth - 1, i == 0
+            joined = widths[i] * (2 if skips and not innermost else 1)
+            out = out_channels if outermost else widths[i - 1]
+            self.decoder.append(
+                nn.Sequential(
+                    nn.ReLU(),
+                    nn.ConvTranspose2d(joined, out, 4, 2, 1, bias=bias or outermost),
+                    nn.Tanh() if outermost else norm_layer(norm, out),
+                    nn.Dropout(dropout) if depth - 1 - i < DROPOUT_BLOCKS and not outermost else nn.Identity(),
+                )
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1] % self.size_multiple or x.shape[-2] % self.size_multiple:
+            raise ValueError(
+                f"input {x.shape[-2]}x{x.shape[-1]} is not a multiple of {self.size_multiple} "
+                f"(2**depth, depth {self.depth}); resize or pad it, or build the generator for a smaller image_size"
+            )
+        features = []
+        for block in self.encoder:
+            x = block(x)
+            features.append(x)
+        for level, block in zip(reversed(range(self.depth)), self.decoder):
+            if self.skips and level < self.depth - 1:
+                x = torch.cat([x, features[level]], dim=1)
+            x = block(x)
+        return x
+
+
+def depth_for(image_size: int) -> int:
+    """Halve down to a 1x1 bottleneck: 8 blocks for 256, 7 for 128, 9 for 512."""
+    return max(2, int(math.log2(image_size)))
+
+
+def unet(
+    *,
+    in_channels: int,
+    out_channels: int,
+    image_size: int,
+    ngf: int = 64,
+    norm: Norm = "batch",
+    dropout: float = 0.5,
+    depth: int | None = None,
+) -> UNetGenerator:
+    """U-Net: encoder-decoder with skips between layer i and n-i (the paper's generator)."""
+    return UNetGenerator(
+        in_channels=in_channels,
+        out_channels=out_channels,
+        depth=depth or depth_for(image_size),
+        ngf=ngf,
+        norm=norm,
+        dropout=dropout,
+        skips=True,
+    )
+
+
+def encoder_decoder(
+    *,
+    in_channels: int,
+    out_channels: int,
+    image_size: int,
+    ngf: int = 64,
+    norm: Norm = "batch",
+    dropout: float = 0.5,
+    depth: int | None = None,
+) -> UNetGenerator:
+    """Encoder-decoder: the U-Net with its skip connections cut (the paper's ablation)."""
+    return UNetGenerator(
+        in_channels=in_channels,
+        out_channels=out_channels,
+        depth=depth or depth_for(image_size),
+        ngf=ngf,
+        norm=norm,
+        dropout=dropout,
+        skips=False,
+    )
+
+
+@p2p_core.hookimpl
+def p2p_generators():
+    return {"unet": unet, "encoder_decoder": encoder_decoder}
