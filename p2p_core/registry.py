@@ -11,6 +11,7 @@ import importlib.metadata
 import inspect
 import os
 import traceback
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -89,10 +90,14 @@ class Component:
     @property
     def options(self) -> tuple[Option, ...]:
         hidden = ENGINE_ARGUMENTS[self.kind]
+        try:
+            hints = typing.get_type_hints(self.factory.__init__ if inspect.isclass(self.factory) else self.factory)
+        except Exception:  # noqa: BLE001 - unresolvable annotations still show as written
+            hints = {}
         return tuple(
             Option(
                 name=p.name,
-                annotation=_annotation_text(p.annotation),
+                annotation=_annotation_text(hints.get(p.name, p.annotation)),
                 default=None if p.default is p.empty else p.default,
                 required=p.default is p.empty,
             )
@@ -344,9 +349,9 @@ def _protocol_members(protocol: type) -> list[str]:
 def _annotation_text(annotation: object) -> str:
     if annotation is inspect.Parameter.empty:
         return "Any"
-    if isinstance(annotation, str):
-        return annotation
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "").replace("pathlib.", "")
 
 
 def _describe_exception(error: BaseException) -> str:

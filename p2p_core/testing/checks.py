@@ -1,0 +1,343 @@
+"""The contract checks, one named function per property, each failing with what the contract is and how to fix it.
+
+A check takes a :class:`Subject` (a registered component plus the options that keep it small) and raises
+``AssertionError`` on a violation. Hypothesis drives the sizes, channel counts and inputs.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import Tensor, nn
+
+from p2p_core.protocols import Sample
+from p2p_core.registry import Component, Registry
+from p2p_core.testing import strategies
+
+SETTINGS = settings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+TRAINING_SIZES = (16, 32, 64)
+
+
+@attrs.frozen
+class Subject:
+    """What a check runs against: a component, the options that keep it small, and its registry."""
+
+    component: Component
+    registry: Registry
+    options: dict[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.component.kind} {self.component.name!r} ({self.component.distribution})"
+
+    def build(self, **engine_arguments: Any) -> Any:
+        return self.registry.create(self.component.kind, self.component.name, **engine_arguments, **self.options)
+
+
+def _fail(subject: Subject, contract: str, found: str, fix: str) -> None:
+    raise AssertionError(f"{subject.label} breaks the contract: {contract}\n  found: {found}\n  fix: {fix}")
+
+
+# -- generators ----------------------------------------------------------------------------------------------
+
+
+def check_generator_output_shape_and_range(subject: Subject) -> None:
+    """G maps N x C_in x H x W to N x C_out x H x W in [-1, 1] for any valid size and channel count."""
+
+    @SETTINGS
+    @given(shape=strategies.translation_shapes(), image_size=st.sampled_from(TRAINING_SIZES), data=st.data())
+    def run(shape: dict[str, int], image_size: int, data: st.DataObject) -> None:
+        g = subject.build(in_channels=shape["in_channels"], out_channels=shape["out_channels"], image_size=image_size)
+        size = data.draw(strategies.image_sizes(g.size_multiple, max_factor=2, max_size=2 * image_size))
+        x = data.draw(strategies.images(batch=shape["batch"], channels=shape["in_channels"], height=size))
+        with torch.no_grad():
+            y = g(x)
+        expected = (shape["batch"], shape["out_channels"], size, size)
+        if tuple(y.shape) != expected:
+            _fail(subject, "output shape N x out_channels x H x W", f"{tuple(y.shape)} for input {tuple(x.shape)}, expected {expected}",
+                  "keep the spatial size (stride-2 downs matched by stride-2 ups) and end with out_channels channels")
+        if not torch.isfinite(y).all() or y.abs().max() > 1:
+            _fail(subject, "outputs in [-1, 1]", f"range [{y.min():.3g}, {y.max():.3g}]", "end the network with Tanh")
+
+    run()
+
+
+def check_generator_size_multiple(subject: Subject) -> None:
+    """``size_multiple`` is a positive int and sizes that are multiples of it are accepted."""
+    g = subject.build(in_channels=3, out_channels=3, image_size=32)
+    if not isinstance(g.size_multiple, int) or g.size_multiple < 1:
+        _fail(subject, "size_multiple is a positive int", repr(g.size_multiple), "set it to 2**(number of stride-2 downs)")
+
+
+def check_generator_eval_is_deterministic(subject: Subject) -> None:
+    """In eval mode the same input gives the same output (dropout off, running statistics)."""
+    torch.manual_seed(0)
+    g = subject.build(in_channels=3, out_channels=3, image_size=32).eval()
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        first, second = g(x), g(x)
+    if not torch.equal(first, second):
+        _fail(subject, "eval() makes G deterministic", f"max difference {(first - second).abs().max():.3g}",
+              "draw noise only in training mode (nn.Dropout does this)")
+
+
+def check_gradients_reach_every_parameter(subject: Subject) -> None:
+    """A loss on the output sends a finite, non-zero gradient to every trainable parameter."""
+    torch.manual_seed(0)
+    model, x = _module_and_input(subject)
+    model.train()
+    out = model(x)
+    target = torch.rand_like(out) * 2 - 1
+    (out - target).abs().mean().backward()
+    dead = [name for name, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+    broken = [name for name, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+    if dead or broken:
+        _fail(subject, "every parameter receives a finite, non-zero gradient",
+              f"no gradient: {dead[:5]}; non-finite: {broken[:5]}",
+              "remove unused layers, or detach()/no_grad() that cuts the graph")
+
+
+def check_state_dict_round_trip(subject: Subject) -> None:
+    """Loading one instance's state_dict into a fresh one reproduces its outputs exactly."""
+    torch.manual_seed(0)
+    original, x = _module_and_input(subject)
+    torch.manual_seed(1)
+    copy_, _ = _module_and_input(subject)
+    copy_.load_state_dict(original.state_dict())
+    original.eval(), copy_.eval()
+    with torch.no_grad():
+        if not torch.equal(original(x), copy_(x)):
+            _fail(subject, "state_dict holds all the state", "a reloaded copy computes different outputs",
+                  "register tensors as parameters or buffers, not plain attributes")
+
+
+def _module_and_input(subject: Subject) -> tuple[nn.Module, Tensor]:
+    if subject.component.kind == "generator":
+        module = subject.build(in_channels=3, out_channels=3, image_size=32)
+        return module, torch.rand(1, 3, 32, 32) * 2 - 1
+    module = subject.build(in_channels=6)
+    size = max(32, _discriminator_input_size(module))
+    return module, torch.rand(2, 6, size, size) * 2 - 1
+
+
+# -- discriminators --------------------------------------------------------------------------------------------
+
+
+def _discriminator_input_size(module: Any) -> int:
+    """The smallest multiple of 16 that holds one receptive field and yields at least a 1x1 grid."""
+    size = max(16, int(module.receptive_field))
+    while module.output_size(size) < 1:
+        size += 16
+    return 16 * math.ceil(size / 16)
+
+
+def check_discriminator_output_grid(subject: Subject) -> None:
+    """D maps N x C x H x H to logits N x 1 x h x h with h == output_size(H), for any channel count."""
+
+    @SETTINGS
+    @given(channels=strategies.channel_counts().map(lambda c: c * 2), batch=strategies.batch_sizes(), extra=st.integers(0, 2))
+    def run(channels: int, batch: int, extra: int) -> None:
+        d = subject.build(in_channels=channels)
+        size = _discriminator_input_size(d) + 16 * extra
+        with torch.no_grad():
+            logits = d(torch.rand(batch, channels, size, size) * 2 - 1)
+        expected = (batch, 1, d.output_size(size), d.output_size(size))
+        if tuple(logits.shape) != expected:
+            _fail(subject, "logits N x 1 x output_size(H) x output_size(W)", f"{tuple(logits.shape)}, expected {expected}",
+                  "end with a 1-channel convolution and make output_size() follow the layers' strides and padding")
+        if not torch.isfinite(logits).all():
+            _fail(subject, "finite logits", "NaN or Inf", "check the normalisation layers")
+
+    run()
+
+
+def check_receptive_field(subject: Subject) -> None:
+    """The declared receptive_field is the width of input that one central logit depends on."""
+    torch.manual_seed(0)
+    d = subject.build(in_channels=3).eval()
+    field = int(d.receptive_field)
+    size = 16 * math.ceil((field + 32) / 16)
+    x = (torch.rand(1, 3, size, size) * 2 - 1).requires_grad_(True)
+    logits = d(x)
+    h, w = logits.shape[-2:]
+    logits[0, 0, h // 2, w // 2].backward()
+    rows = x.grad.abs().sum(dim=(0, 1, 3)).nonzero()
+    measured = int(rows.max() - rows.min() + 1) if len(rows) else 0
+    if measured != field:
+        _fail(subject, "receptive_field matches the network", f"declared {field}, measured {measured} pixels",
+              "compute receptive_field from the layers: rf = rf * stride + (kernel - stride), innermost first")
+
+
+# -- losses ----------------------------------------------------------------------------------------------------
+
+
+class _TinyDiscriminator(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, 1, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+
+def _loss_inputs(term: Any, seed: int) -> dict[str, Any]:
+    generator = torch.Generator().manual_seed(seed)
+    x, target = (torch.rand(2, 3, 16, 16, generator=generator) * 2 - 1 for _ in range(2))
+    fake = (torch.rand(2, 3, 16, 16, generator=generator) * 2 - 1).requires_grad_(True)
+    channels = 6 if term.discriminator_input == "input+output" else 3
+    disc = _TinyDiscriminator(channels) if term.discriminator_input != "none" else None
+    return {"x": x, "fake": fake, "target": target, "disc": disc}
+
+
+def check_loss_declares_discriminator_input(subject: Subject) -> None:
+    """``discriminator_input`` is one of "none", "output", "input+output"."""
+    term = subject.build()
+    if term.discriminator_input not in ("none", "output", "input+output"):
+        _fail(subject, 'discriminator_input in ("none", "output", "input+output")', repr(term.discriminator_input),
+              'say "input+output" for a conditional GAN term, "output" for an unconditional one, "none" otherwise')
+
+
+def check_loss_finite_non_negative_and_differentiable(subject: Subject) -> None:
+    """Both losses are finite scalars >= 0, and the generator's has a gradient with respect to G(x)."""
+
+    @SETTINGS
+    @given(seed=st.integers(0, 2**31 - 1))
+    def run(seed: int) -> None:
+        term = subject.build()
+        inputs = _loss_inputs(term, seed)
+        g_loss = term.generator_loss(**inputs)
+        if g_loss.dim() != 0 or not torch.isfinite(g_loss) or g_loss < 0:
+            _fail(subject, "generator_loss is a finite scalar >= 0", repr(g_loss), "reduce with mean(); use a loss bounded below by 0")
+        g_loss.backward()
+        if inputs["fake"].grad is None or not torch.isfinite(inputs["fake"].grad).all():
+            _fail(subject, "generator_loss is differentiable in G(x)", "no finite gradient reaches fake", "do not detach fake")
+        if inputs["disc"] is not None:
+            d_loss = term.discriminator_loss(**(inputs | {"fake": inputs["fake"].detach()}))
+            if d_loss.dim() != 0 or not torch.isfinite(d_loss) or d_loss < 0:
+                _fail(subject, "discriminator_loss is a finite scalar >= 0", repr(d_loss), "reduce with mean()")
+
+    run()
+
+
+# -- datasets --------------------------------------------------------------------------------------------------
+
+
+def check_dataset_samples(subject: Subject) -> None:
+    """Each item is a Sample(a, b, path): in_channels and out_channels x image_size^2 images in [-1, 1]."""
+    for split in ("train", "val"):
+        dataset = subject.build(split=split)
+        if len(dataset) < 1:
+            _fail(subject, "a dataset has at least one pair", "len() == 0", "point it at data")
+        for index in sorted({0, len(dataset) - 1}):
+            sample = dataset[index]
+            if not isinstance(sample, Sample):
+                _fail(subject, "items are p2p_core.Sample(a, b, path)", type(sample).__name__, "return Sample(a, b, path)")
+            expected_a = (dataset.in_channels, dataset.image_size, dataset.image_size)
+            expected_b = (dataset.out_channels, dataset.image_size, dataset.image_size)
+            if tuple(sample.a.shape) != expected_a or tuple(sample.b.shape) != expected_b:
+                _fail(subject, "a: in_channels x S x S, b: out_channels x S x S with S = image_size",
+                      f"a {tuple(sample.a.shape)}, b {tuple(sample.b.shape)}; expected {expected_a} and {expected_b}",
+                      "crop or resize to image_size, and report the channels the samples really have")
+            for half in (sample.a, sample.b):
+                if half.dtype != torch.float32 or half.min() < -1 or half.max() > 1:
+                    _fail(subject, "float32 values in [-1, 1]", f"{half.dtype} in [{half.min():.3g}, {half.max():.3g}]",
+                          "use p2p_core.images.read_image / to_signed")
+
+
+def check_dataset_is_reproducible(subject: Subject) -> None:
+    """With the same torch seed, the same index gives the same pair (jitter draws only from torch's RNG)."""
+    dataset = subject.build(split="train")
+    torch.manual_seed(0)
+    first = dataset[0]
+    torch.manual_seed(0)
+    second = dataset[0]
+    if not (torch.equal(first.a, second.a) and torch.equal(first.b, second.b)):
+        _fail(subject, "jitter is reproducible from torch's seed", "two draws under one seed differ",
+              "draw randomness from torch (not random or numpy), so data-loader seeding covers it")
+
+
+def check_dataset_jitter_keeps_pairs_aligned(subject: Subject) -> None:
+    """Given options under which A equals B, every jittered train sample still has A == B."""
+    dataset = subject.build(split="train")
+    for index in range(min(len(dataset), 4)):
+        for seed in range(3):
+            torch.manual_seed(seed)
+            sample = dataset[index]
+            if not torch.equal(sample.a, sample.b):
+                _fail(subject, "the same crop and flip apply to A and B",
+                      f"item {index} under seed {seed}: A and B differ by up to {(sample.a - sample.b).abs().max():.3g}",
+                      "draw the crop and flip once and apply them to both (p2p_core.images.PairedJitter does)")
+
+
+# -- every kind ------------------------------------------------------------------------------------------------
+
+
+def check_options_round_trip_through_config(subject: Subject) -> None:
+    """The component's options survive the CLI's YAML: dump with ``p2p fit``'s parser, load, same options."""
+    from p2p_core.cli import COMPONENT_FLAGS, _choice, _fit_parser, normalise
+
+    component = subject.component
+    parser = _fit_parser(subject.registry)
+    if component.kind == "loss":
+        argv = ["--loss", component.name, "--loss_options", yaml.safe_dump({component.name: _plain(subject.options)})]
+        parsed = parser.parse_args(argv)
+        reparsed = parser.parse_string(parser.dump(parsed))
+        if reparsed.loss != component.name or reparsed.loss_options != parsed.loss_options:
+            _fail(subject, "options survive the config", f"{parsed.loss_options} became {reparsed.loss_options}", "use YAML-able option types")
+        return
+    flag = next(f for f, k in COMPONENT_FLAGS.items() if k == component.kind)
+    argv = normalise(["fit", f"--{flag}", component.name, *_option_args(flag, subject.options)], subject.registry)[1:]
+    parsed = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as folder:
+        saved = Path(folder, "config.yaml")
+        saved.write_text(parser.dump(parsed))
+        reparsed = parser.parse_args(normalise(["fit", "--config", str(saved)], subject.registry)[1:])
+    before, after = _choice(component.kind, parsed[flag], subject.registry), _choice(component.kind, reparsed[flag], subject.registry)
+    if before != after:
+        _fail(subject, "options survive the config", f"{before} became {after}",
+              "give every option a type annotation jsonargparse can parse and dump (int, float, str, Literal, Path)")
+
+
+def _plain(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: str(v) if hasattr(v, "__fspath__") else v for k, v in options.items()}
+
+
+def _option_args(flag: str, options: dict[str, Any]) -> list[str]:
+    return [arg for key, value in _plain(options).items() for arg in (f"--{flag}.{key}", yaml.safe_dump(value).strip().removesuffix("\n..."))]
+
+
+CHECKS: dict[str, tuple[Callable[[Subject], None], ...]] = {
+    "generator": (
+        check_generator_output_shape_and_range,
+        check_generator_size_multiple,
+        check_generator_eval_is_deterministic,
+        check_gradients_reach_every_parameter,
+        check_state_dict_round_trip,
+        check_options_round_trip_through_config,
+    ),
+    "discriminator": (
+        check_discriminator_output_grid,
+        check_receptive_field,
+        check_gradients_reach_every_parameter,
+        check_state_dict_round_trip,
+        check_options_round_trip_through_config,
+    ),
+    "loss": (
+        check_loss_declares_discriminator_input,
+        check_loss_finite_non_negative_and_differentiable,
+        check_options_round_trip_through_config,
+    ),
+    "dataset": (check_dataset_samples, check_dataset_is_reproducible, check_options_round_trip_through_config),
+}
+"""The checks every component of a kind must pass. ``check_dataset_jitter_keeps_pairs_aligned`` runs in
+addition for datasets given ``identical_pairs`` options (options under which A equals B)."""
+
