@@ -18,13 +18,17 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".
 Preprocess = Literal["resize_and_crop", "crop", "none"]
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files directly in ``folder``, in natural order (2.jpg before 10.jpg)."""
+def list_images(folder: Path, *, layout: str = "") -> list[Path]:
+    """Image files directly in ``folder``, in natural order (2.jpg before 10.jpg).
+
+    ``layout`` describes what the folder should look like, for the error when it is missing or empty.
+    """
+    hint = f"; expected {layout}" if layout else ""
     if not folder.is_dir():
-        raise DataError(f"data folder {folder} does not exist")
+        raise DataError(f"data folder {folder} does not exist{hint}")
     files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
     if not files:
-        raise DataError(f"data folder {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise DataError(f"data folder {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}){hint}")
     return sorted(files, key=lambda p: (len(p.stem), p.stem) if p.stem.isdigit() else (float("inf"), p.stem))
 
 

@@ -59,7 +59,7 @@ class AlignedDataset(ImagePairs):
 
     def __init__(self, *, root: Path, split: Split, **options) -> None:
         super().__init__(root=root, split=split, **options)
-        self.files = list_images(self.root / split)
+        self.files = list_images(self.root / split, layout="ROOT/{train,val,test}/*.jpg with A|B side by side (--data.root ROOT)")
 
     def __len__(self) -> int:
         return len(self.files)
@@ -79,8 +79,9 @@ class FoldersDataset(ImagePairs):
 
     def __init__(self, *, root: Path, split: Split, **options) -> None:
         super().__init__(root=root, split=split, **options)
-        a_files = {p.stem: p for p in list_images(self.root / split / "A")}
-        b_files = {p.stem: p for p in list_images(self.root / split / "B")}
+        layout = "ROOT/{train,val,test}/{A,B}/ with matching file names (--data.root ROOT)"
+        a_files = {p.stem: p for p in list_images(self.root / split / "A", layout=layout)}
+        b_files = {p.stem: p for p in list_images(self.root / split / "B", layout=layout)}
         unmatched = sorted(set(a_files) ^ set(b_files))
         if unmatched:
             raise DataError(
