@@ -163,15 +163,15 @@ def _choice(kind: str, spec: Namespace, registry: Registry) -> Choice:
 
 
 def fit(arguments: Namespace, argv: list[str], parser: ArgumentParser, fit_parser: ArgumentParser, registry: Registry) -> None:
-    if arguments.resume is not None:
+    resuming = arguments.resume is not None
+    if resuming:
         run_dir = Path(arguments.resume)
         saved = run_dir / "config.yaml"
         if not saved.is_file():
             raise ConfigError(f"--resume {run_dir}: no config.yaml there; is it a run folder of `p2p fit`?")
         checkpoint.resolve(run_dir)  # fail now if there is nothing to resume from
-        rest = [a for a in argv[1:] if not a.startswith("--resume")]
-        rest = [a for a, prev in zip(rest, [None, *rest]) if prev != "--resume"]
-        arguments = parser.parse_args(normalise(["fit", "--config", str(saved), *rest], registry)).fit
+        # The saved config first, then whatever else was given (e.g. more steps) on top of it.
+        arguments = parser.parse_args(normalise(["fit", "--config", str(saved), *_without_resume(argv[1:])], registry)).fit
     else:
         choices = {flag: _choice(kind, arguments[flag], registry).name for flag, kind in COMPONENT_FLAGS.items()}
         name = arguments.name or f"{time.strftime('%Y%m%d-%H%M%S')}-{choices['generator']}-{choices['disc']}"
@@ -179,7 +179,7 @@ def fit(arguments: Namespace, argv: list[str], parser: ArgumentParser, fit_parse
         if run_dir.exists():
             raise ConfigError(f"run folder {run_dir} already exists; pick another --name, or continue it with --resume {run_dir}")
 
-    config_text = fit_parser.dump(arguments, skip_none=False)
+    config_text = fit_parser.dump(arguments)
     trainer = Trainer(
         generator=_choice("generator", arguments.generator, registry),
         discriminator=_choice("discriminator", arguments.disc, registry),
@@ -191,7 +191,7 @@ def fit(arguments: Namespace, argv: list[str], parser: ArgumentParser, fit_parse
         config_text=config_text,
         registry=registry,
     )
-    if arguments.resume is not None:
+    if resuming:
         trainer.resume()
         print(f"resuming {run_dir} at step {trainer.step} of {trainer.total_steps}", file=sys.stderr)
     else:
@@ -199,6 +199,18 @@ def fit(arguments: Namespace, argv: list[str], parser: ArgumentParser, fit_parse
         (run_dir / "config.yaml").write_text(config_text)
     last = trainer.fit()
     print(f"checkpoint: {last}\nlogs: tensorboard --logdir {run_dir}")
+
+
+def _without_resume(args: list[str]) -> list[str]:
+    kept, skip_value = [], False
+    for arg in args:
+        if skip_value:
+            skip_value = False
+        elif arg == "--resume":
+            skip_value = True
+        elif not arg.startswith("--resume="):
+            kept.append(arg)
+    return kept
 
 
 def predict(arguments: Namespace, registry: Registry) -> None:

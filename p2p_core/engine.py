@@ -255,6 +255,9 @@ class Trainer:
                     images += x.shape[0]
                     self.step += 1
                     bar.update()
+                    if self.step % self.steps_per_epoch == 0:  # before any checkpoint, so a resume starts clean
+                        for scheduler in self.schedulers.values():
+                            scheduler.step()
                     if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                         rate = images / (time.perf_counter() - started)
                         means = {name: total / counted for name, total in sums.items()}
@@ -268,9 +271,6 @@ class Trainer:
                         last_path = checkpoint.save(self.state_dict(), self.run_dir, self.step)
                     if self.step >= self.total_steps:
                         break
-                if self.step % self.steps_per_epoch == 0 or self.step >= self.total_steps:
-                    for scheduler in self.schedulers.values():
-                        scheduler.step()
             last_path = checkpoint.save(self.state_dict(), self.run_dir, self.step)
         finally:
             bar.close()

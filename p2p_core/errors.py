@@ -13,7 +13,7 @@ class P2PError(Exception):
 class UnknownComponentError(P2PError, KeyError):
     def __init__(self, kind: str, name: str, available: Iterable[str], hint: str = "") -> None:
         available = sorted(available)
-        close = difflib.get_close_matches(name, available, n=3, cutoff=0.6)
+        close = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
         guess = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         listing = ", ".join(available) or "(none)"
         message = f"unknown {kind} {name!r}{guess} available: {listing}"

@@ -1,0 +1,207 @@
+"""`p2p` from the command line: training end to end, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from conftest import write_ab_folder
+from p2p_core import checkpoint
+from p2p_core.cli import main
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+SMOKE = str(RECIPES / "smoke.yaml")
+TINY_DATA = ["--data.load_size", "36", "--data.crop_size", "32"]
+
+
+def run(args, capsys):
+    """Run the CLI in-process; return (exit code, stdout, stderr)."""
+    try:
+        main(args)
+        code = 0
+    except SystemExit as stop:
+        code = stop.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def fit_smoke(tmp_path, capsys, *extra):
+    code, out, err = run(["fit", "--config", SMOKE, "--out_dir", str(tmp_path / "runs"), "--name", "smoke", *extra], capsys)
+    assert code == 0, err
+    return tmp_path / "runs" / "smoke"
+
+
+def test_fit_writes_config_checkpoints_and_tensorboard_events_that_predict_reuses(tmp_path, capsys):
+    run_dir = fit_smoke(tmp_path, capsys)
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["generator"]["init_args"]["ngf"] == 8 and config["loss"] == "cgan+l1"
+    assert [p.name for p in checkpoint.checkpoints(run_dir)] == ["step_00000002.pt", "step_00000004.pt"]
+    assert list(run_dir.glob("events.out.tfevents.*"))
+
+    state = checkpoint.load(run_dir)
+    assert state["step"] == 4
+    assert state["components"]["generator"]["name"] == "unet"
+    assert state["components"]["plugins"]["p2p"]
+
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    Image.new("RGB", (50, 40), "red").save(inputs / "a.png")
+    code, out, err = run(["predict", "--ckpt", str(run_dir), "--input", str(inputs), "--output", str(tmp_path / "out")], capsys)
+    assert code == 0, err
+    assert Image.open(tmp_path / "out" / "a.png").size == (50, 40)
+
+
+def test_tensorboard_holds_every_loss_term_lr_speed_and_an_image_grid(tmp_path, capsys):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = fit_smoke(tmp_path, capsys)
+    events = EventAccumulator(str(run_dir)).Reload()
+    assert {"loss/G/cgan", "loss/G/l1", "loss/D/cgan", "lr", "perf/images_per_sec"} <= set(events.Tags()["scalars"])
+    assert events.Tags()["images"] == ["train/input|output|target"]
+
+
+def test_short_names_and_per_component_options_on_the_command_line(tmp_path, capsys):
+    args = ["fit", "--generator", "encoder_decoder", "--disc", "patch16", "--generator.ngf", "4", "--disc.ndf", "4",
+            "--loss", "gan+l1", "--data.length", "2", *TINY_DATA, "--trainer.max_steps", "1", "--trainer.num_workers", "0",
+            "--trainer.progress", "false", "--out_dir", str(tmp_path), "--name", "r"]
+    code, _, err = run(args, capsys)
+    assert code == 0, err
+    components = checkpoint.load(tmp_path / "r")["components"]
+    assert components["generator"]["name"] == "encoder_decoder"
+    assert components["discriminator"] == {"name": "patch16", "options": {"ndf": 4, "norm": "batch"}, "in_channels": 3}
+
+
+@pytest.mark.parametrize(("loss", "disc_channels"), [("l1", None), ("gan", 3), ("cgan", 6), ("gan+l1", 3), ("cgan+l1", 6)])
+def test_all_five_objectives_of_table_1_train(tmp_path, capsys, loss, disc_channels):
+    run_dir = fit_smoke(tmp_path, capsys, "--loss", loss, "--trainer.max_steps", "1")
+    components = checkpoint.load(run_dir)["components"]
+    assert components.get("discriminator", {}).get("in_channels") == disc_channels
+
+
+def test_saved_config_reproduces_the_run(tmp_path, capsys):
+    first = fit_smoke(tmp_path, capsys)
+    code, _, err = run(["fit", "--config", str(first / "config.yaml"), "--name", "again"], capsys)
+    assert code == 0, err
+    a, b = checkpoint.load(first), checkpoint.load(tmp_path / "runs" / "again")
+    for key, value in a["models"]["generator"].items():
+        assert torch.equal(value, b["models"]["generator"][key]), key
+
+
+@pytest.mark.parametrize("length", [8, 2], ids=["mid-epoch", "epoch-boundary"])
+def test_resume_continues_to_the_same_weights_as_an_uninterrupted_run(tmp_path, capsys, length):
+    # The smoke recipe decays the learning rate after epoch 1, so a lost scheduler step would show.
+    straight = fit_smoke(tmp_path, capsys, "--data.length", str(length))
+    code, _, err = run(["fit", "--config", SMOKE, "--out_dir", str(tmp_path / "runs"), "--name", "split",
+                        "--data.length", str(length), "--trainer.max_steps", "2"], capsys)
+    assert code == 0, err
+    code, _, err = run(["fit", "--resume", str(tmp_path / "runs" / "split"), "--trainer.max_steps", "4"], capsys)
+    assert code == 0, err
+    assert "resuming" in err
+    a, b = checkpoint.load(straight), checkpoint.load(tmp_path / "runs" / "split")
+    assert b["step"] == 4
+    for role in ("generator", "discriminator"):
+        for key, value in a["models"][role].items():
+            assert torch.equal(value, b["models"][role][key]), (role, key)
+
+
+def test_fit_on_real_outlines(tmp_path, capsys, outlines):
+    args = ["--data", "aligned", "--data.root", str(outlines), "--data.direction", "BtoA", *TINY_DATA, "--trainer.max_steps", "2"]
+    run_dir = fit_smoke(tmp_path, capsys, *args)
+    assert checkpoint.load(run_dir)["step"] == 2
+    code, _, err = run(["predict", "--ckpt", str(run_dir), "--input", str(outlines / "val"), "--output", str(tmp_path / "out"),
+                        "--mode", "eval"], capsys)
+    assert code == 0, err
+    assert len(list((tmp_path / "out").glob("*.png"))) == len(list((outlines / "val").glob("*.jpg")))
+
+
+def test_print_config_shows_the_resolved_defaults(capsys):
+    code, out, _ = run(["fit", "--print_config"], capsys)
+    printed = yaml.safe_load(out)
+    assert code == 0
+    assert printed["generator"]["class_path"] == "p2p_unet.unet"
+    assert printed["trainer"]["lr"] == 2e-4 and printed["trainer"]["beta1"] == 0.5
+
+
+def test_list_and_describe(capsys):
+    code, out, _ = run(["list", "disc"], capsys)
+    assert code == 0 and "patch70" in out and "p2p 0.1.0" in out and "unet" not in out
+    code, out, _ = run(["describe", "generator", "unet"], capsys)
+    assert code == 0 and "--generator.ngf" in out and "in_channels" in out
+
+
+def test_console_script_runs_as_a_module():
+    result = subprocess.run([sys.executable, "-m", "p2p_core", "list", "generator"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "encoder_decoder" in result.stdout
+
+
+# -- bad input: a clear message and exit code 2, never a traceback -------------------------------------------
+
+
+def broken_dataset(tmp_path: Path, kind: str) -> Path:
+    root = write_ab_folder(tmp_path / kind, count=2)
+    train = root / "train"
+    if kind == "empty":
+        for path in train.iterdir():
+            path.unlink()
+    elif kind == "corrupt":
+        (train / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    elif kind == "odd":
+        Image.new("RGB", (41, 20)).save(train / "0.png")
+    elif kind == "small":
+        Image.new("RGB", (40, 10)).save(train / "0.png")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--generator", "unett"], "unknown generator 'unett'; did you mean 'unet'? available: encoder_decoder, unet"),
+        (["--disc", "patch7"], "did you mean 'patch70'"),
+        (["--loss", "cgan+l2"], "unknown loss 'l2'; did you mean 'l1'?"),
+        (["--loss", "gan+cgan"], "disagree on what the one discriminator sees"),
+        (["--data", "aligned", "--data.root", "/no/such/folder"], "data folder /no/such/folder/train does not exist"),
+        (["--generator.ngf", "many"], "Expected a <class 'int'>. Got value: many"),
+        (["--trainer.device", "tpu"], "tpu"),
+        (["--config", "nope.yaml"], "config 'nope.yaml' is neither a file nor a recipe name"),
+    ],
+)
+def test_bad_options_exit_2_with_a_message(tmp_path, capsys, args, message):
+    code, _, err = run(["fit", *args, "--out_dir", str(tmp_path)], capsys)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra", "message", "caught_before_training"),
+    [
+        ("empty", [], "holds no images", True),
+        ("corrupt", [], "cannot read image", False),  # the second file: found by a loader worker mid-run
+        ("odd", [], "0.png: width 41 is odd", True),
+        ("small", ["--data.preprocess", "crop"], "0.png: image 10x20 is smaller than crop_size 32", True),
+    ],
+)
+def test_bad_data_exits_2_naming_the_file(tmp_path, capsys, kind, extra, message, caught_before_training):
+    root = broken_dataset(tmp_path, kind)
+    args = ["fit", "--config", SMOKE, "--data", "aligned", "--data.root", str(root), *TINY_DATA, *extra,
+            "--trainer.num_workers", "1", "--out_dir", str(tmp_path / "runs")]
+    code, _, err = run(args, capsys)
+    assert code == 2, err
+    assert message in err
+    assert "Traceback" not in err
+    assert (tmp_path / "runs").exists() is not caught_before_training
+
+
+def test_an_existing_run_folder_is_never_overwritten(tmp_path, capsys):
+    run_dir = fit_smoke(tmp_path, capsys)
+    before = (run_dir / "config.yaml").read_text()
+    code, _, err = run(["fit", "--config", SMOKE, "--out_dir", str(tmp_path / "runs"), "--name", "smoke", "--generator.ngf", "4"], capsys)
+    assert code == 2 and "already exists" in err and "--resume" in err
+    assert (run_dir / "config.yaml").read_text() == before

@@ -1,0 +1,106 @@
+"""The training step and schedule of the paper."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from p2p_core.engine import Choice, Trainer, TrainConfig
+from p2p_core.errors import ConfigError
+from p2p_core.objective import Objective
+from p2p_core.registry import default_registry
+
+
+def trainer(tmp_path, *, loss="cgan+l1", **train):
+    config = {"max_steps": 2, "num_workers": 0, "progress": False, "n_epochs": 2, "n_epochs_decay": 3, **train}
+    return Trainer(
+        generator=Choice("unet", {"ngf": 4, "dropout": 0.0}),
+        discriminator=Choice("patch16", {"ndf": 4}),
+        loss=loss,
+        loss_options={},
+        data=Choice("synthetic", {"length": 2, "load_size": 36, "crop_size": 32}),
+        train=TrainConfig(**config),
+        run_dir=tmp_path,
+    )
+
+
+def test_discriminator_steps_first_on_half_the_objective_then_the_generator_on_the_updated_discriminator(tmp_path):
+    t = trainer(tmp_path, loss="cgan")
+    sample = t.dataset[0]
+    x, y = sample.a[None], sample.b[None]
+    t.generator.train()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        fake = t.generator(x)
+        real_logits = t.discriminator(torch.cat([x, y], 1))
+        fake_logits = t.discriminator(torch.cat([x, fake], 1))
+        expected_d = 0.5 * (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+                            + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+    d_before = {k: v.clone() for k, v in t.discriminator.state_dict().items()}
+
+    torch.manual_seed(0)
+    losses = t.train_step(x, y)
+
+    assert losses["D/cgan"] == pytest.approx(expected_d.item(), rel=1e-5)
+    # G's loss was measured with the discriminator as it was after its own step.
+    with torch.no_grad():
+        updated_logits = t.discriminator(torch.cat([x, fake], 1))
+    g_expected = F.binary_cross_entropy_with_logits(updated_logits, torch.ones_like(updated_logits))
+    assert losses["G/cgan"] == pytest.approx(g_expected.item(), rel=1e-4)
+    assert any(not torch.equal(v, t.discriminator.state_dict()[k]) for k, v in d_before.items())
+    assert all(p.requires_grad is False for p in t.discriminator.parameters())  # frozen for G's step only
+    assert all(p.grad is None or p.grad.abs().sum() > 0 for p in t.generator.parameters())
+
+
+def test_l1_alone_trains_without_a_discriminator(tmp_path):
+    t = trainer(tmp_path, loss="l1")
+    assert t.discriminator is None and set(t.optimizers) == {"generator"}
+    losses = t.train_step(t.dataset[0].a[None], t.dataset[0].b[None])
+    assert set(losses) == {"G/l1"}
+
+
+def test_adam_uses_the_papers_settings(tmp_path):
+    t = trainer(tmp_path)
+    for optimizer in t.optimizers.values():
+        group = optimizer.param_groups[0]
+        assert (group["lr"], group["betas"]) == (2e-4, (0.5, 0.999))
+
+
+def test_weights_start_from_normal_0_002(tmp_path):
+    t = trainer(tmp_path)
+    convs = [m.weight for m in t.generator.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    weights = torch.cat([w.detach().flatten() for w in convs])
+    assert abs(weights.mean()) < 1e-3 and weights.std() == pytest.approx(0.02, rel=0.05)
+    norms = torch.cat([m.weight.detach() for m in t.generator.modules() if isinstance(m, torch.nn.BatchNorm2d)])
+    assert norms.mean() == pytest.approx(1.0, abs=0.01)
+
+
+def test_learning_rate_is_constant_then_decays_linearly_to_zero(tmp_path):
+    t = trainer(tmp_path, n_epochs=3, n_epochs_decay=4)
+    factors = [t._lr_factor(epoch) for epoch in range(8)]
+    assert factors[:3] == [1.0, 1.0, 1.0]
+    steps = [a - b for a, b in zip(factors[2:], factors[3:])]
+    assert all(step == pytest.approx(steps[0]) for step in steps)
+    assert factors[-1] == pytest.approx(0.0)
+
+
+def test_total_steps_follow_epochs_unless_capped(tmp_path):
+    t = trainer(tmp_path, max_steps=None, n_epochs=2, n_epochs_decay=3, batch_size=1)
+    assert t.total_steps == 5 * 2  # 5 epochs of 2 samples
+
+
+def test_objective_rejects_one_discriminator_for_conditional_and_unconditional_terms():
+    with pytest.raises(ConfigError, match="disagree"):
+        Objective.parse("gan+cgan", {}, default_registry())
+
+
+def test_objective_rejects_options_for_terms_it_does_not_use():
+    with pytest.raises(ConfigError, match=r"\['l1'\]"):
+        Objective.parse("cgan", {"l1": {"weight": 10}}, default_registry())
+
+
+def test_loss_options_reach_the_term():
+    objective = Objective.parse("l1", {"l1": {"weight": 10.0}}, default_registry())
+    zeros, halves = torch.zeros(1, 3, 2, 2), torch.full((1, 3, 2, 2), 0.5)
+    assert objective.generator_losses(x=zeros, fake=zeros, target=halves, disc=None)["l1"].item() == pytest.approx(5.0)

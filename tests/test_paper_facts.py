@@ -1,0 +1,88 @@
+"""The built-in networks against the numbers the paper (and its reference implementation) publish."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import p2p_core
+
+
+def parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_unet_256_has_the_papers_parameter_count():
+    unet = p2p_core.create("generator", "unet", in_channels=3, out_channels=3, image_size=256)
+    assert parameters(unet) == 54_413_955
+
+
+@pytest.mark.parametrize(("image_size", "depth"), [(128, 7), (256, 8), (512, 9)])
+def test_generator_depth_follows_the_crop_size(image_size, depth):
+    unet = p2p_core.create("generator", "unet", in_channels=3, out_channels=3, image_size=image_size, ngf=4)
+    assert len(unet.encoder) == depth
+    assert unet.size_multiple == image_size
+
+
+def test_encoder_decoder_is_the_unet_with_the_skips_cut():
+    unet = p2p_core.create("generator", "unet", in_channels=3, out_channels=3, image_size=256)
+    plain = p2p_core.create("generator", "encoder_decoder", in_channels=3, out_channels=3, image_size=256)
+    # Only the decoder's input widths differ: each U-Net decoder block but the innermost also takes the
+    # mirrored encoder block's channels (C1024 instead of C512, ...).
+    assert [type(m) for m in unet.modules()] == [type(m) for m in plain.modules()]
+    widths = [block[1].in_channels for block in unet.decoder]
+    assert widths == [512, 1024, 1024, 1024, 1024, 512, 256, 128]
+    assert [block[1].in_channels for block in plain.decoder] == [512, 512, 512, 512, 512, 256, 128, 64]
+
+
+def test_unet_decoder_block_i_sees_encoder_block_n_minus_i():
+    """Zeroing the bottleneck silences an encoder-decoder, but the U-Net still sees the input via skips."""
+    outputs = {}
+    for name in ("unet", "encoder_decoder"):
+        torch.manual_seed(0)
+        net = p2p_core.create("generator", name, in_channels=3, out_channels=3, image_size=32, ngf=8).eval()
+        net.encoder[-1].register_forward_hook(lambda module, args, out: torch.zeros_like(out))
+        with torch.no_grad():
+            outputs[name] = [net(torch.rand(1, 3, 32, 32) * 2 - 1) for _ in range(2)]
+    assert torch.equal(*outputs["encoder_decoder"])
+    assert not torch.allclose(*outputs["unet"])
+
+
+def test_dropout_sits_in_the_three_innermost_decoder_blocks():
+    unet = p2p_core.create("generator", "unet", in_channels=3, out_channels=3, image_size=256)
+    rates = [next((m.p for m in block if isinstance(m, torch.nn.Dropout)), 0.0) for block in unet.decoder]
+    assert rates == [0.5, 0.5, 0.5, 0, 0, 0, 0, 0]
+
+
+def test_encoder_has_no_norm_on_the_first_and_innermost_blocks():
+    unet = p2p_core.create("generator", "unet", in_channels=3, out_channels=3, image_size=256)
+    normed = [any(isinstance(m, torch.nn.BatchNorm2d) for m in block) for block in unet.encoder]
+    assert normed == [False, True, True, True, True, True, True, False]
+
+
+@pytest.mark.parametrize(
+    ("name", "receptive_field", "params", "grid_at_256"),
+    [("pixel", 1, 9_024, 256), ("patch16", 16, 139_585, 126), ("patch70", 70, 2_768_705, 30), ("image286", 286, 11_159_361, 6)],
+)
+def test_discriminators_match_the_papers_table(name, receptive_field, params, grid_at_256):
+    d = p2p_core.create("discriminator", name, in_channels=6)
+    assert d.receptive_field == receptive_field
+    assert parameters(d) == params
+    assert d.output_size(256) == grid_at_256
+
+
+@pytest.mark.parametrize(("n_layers", "receptive_field"), [(1, 16), (2, 34), (3, 70), (4, 142), (5, 286), (6, 574)])
+def test_patch_receptive_field_by_number_of_strided_layers(n_layers, receptive_field):
+    assert p2p_core.create("discriminator", "patch", in_channels=6, n_layers=n_layers, ndf=4).receptive_field == receptive_field
+
+
+def test_patch70_logit_grid_at_256_is_30x30():
+    d = p2p_core.create("discriminator", "patch70", in_channels=6, ndf=8)
+    with torch.no_grad():
+        assert d(torch.zeros(1, 6, 256, 256)).shape == (1, 1, 30, 30)
+
+
+def test_l1_weight_defaults_to_lambda_100():
+    term = p2p_core.create("loss", "l1")
+    fake, target = torch.zeros(1, 3, 4, 4), torch.full((1, 3, 4, 4), 0.5)
+    assert term.generator_loss(x=fake, fake=fake, target=target, disc=None).item() == pytest.approx(50.0)
