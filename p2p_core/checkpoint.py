@@ -1,46 +1,107 @@
-"""Checkpoints: plain dicts of tensors and primitives, written atomically, read with ``weights_only=True``."""
+"""Checkpoints: plain dicts of tensors and primitives, read with ``weights_only=True``.
+
+Each ``step_N.pt`` is written to a temporary file, fsynced and renamed into place, after a ``step_N.sha256``
+beside it; so a kill at any moment leaves either the old set or the new one, and a file damaged later is
+caught by its checksum. Loading a run folder falls back from a damaged newest checkpoint to the one before.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import pickle
 import re
+import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from p2p_core.errors import DataError
+from p2p_core.errors import DataError, P2PError
 
 FOLDER = "checkpoints"
-_NAME = re.compile(r"step_(\d+)\.pt$")
+_NAME = re.compile(r"^step_(\d+)\.pt$")
+
+
+class CheckpointWriteError(P2PError):
+    """A checkpoint could not be written (disk full, permissions); the previous one is untouched."""
 
 
 def save(state: dict[str, Any], run_dir: Path, step: int, *, keep: int = 2) -> Path:
-    """Write ``checkpoints/step_N.pt`` via a temporary file, fsync and rename; keep the newest ``keep``."""
+    """Write ``checkpoints/step_N.pt`` atomically with its checksum; keep the newest ``keep``."""
     folder = run_dir / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(".*.tmp"):  # left by a run killed mid-write
+        stale.unlink(missing_ok=True)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getbuffer()
     path = folder / f"step_{step:08d}.pt"
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        write_atomically(_checksum_path(path), hashlib.sha256(payload).hexdigest().encode())
+        write_atomically(path, payload)
+    except OSError as error:
+        previous = checkpoints(run_dir)
+        kept = f"; the previous checkpoint {previous[-1]} is intact" if previous else ""
+        raise CheckpointWriteError(f"could not write checkpoint {path}: {error}{kept}") from None
     for old in checkpoints(run_dir)[:-keep]:
         old.unlink()
+        _checksum_path(old).unlink(missing_ok=True)
     return path
+
+
+def check_writable(run_dir: Path, needed_bytes: int) -> None:
+    """Fail before training, not hours into it, when checkpoints could not be written."""
+    existing = Path(run_dir).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CheckpointWriteError(f"cannot make run folder {run_dir}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CheckpointWriteError(f"cannot make run folder {run_dir}: {existing} is not writable; choose another --out_dir")
+    free = shutil.disk_usage(existing).free
+    if free < needed_bytes:
+        raise CheckpointWriteError(
+            f"{existing} has {free / 2**20:.0f} MiB free, but two checkpoints of this model need about "
+            f"{needed_bytes / 2**20:.0f} MiB; free some space or choose another --out_dir"
+        )
+
+
+def write_atomically(path: Path, data: bytes | memoryview) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves the old file or the new one, never a mix."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # make the rename itself durable
+    finally:
+        os.close(directory)
+
+
+def _checksum_path(path: Path) -> Path:
+    return path.with_suffix(".sha256")
 
 
 def checkpoints(run_dir: Path) -> list[Path]:
     """The run's checkpoints, oldest first."""
-    folder = run_dir / FOLDER
-    found = [p for p in folder.glob("step_*.pt") if _NAME.search(p.name)] if folder.is_dir() else []
-    return sorted(found, key=lambda p: int(_NAME.search(p.name).group(1)))
+    folder = Path(run_dir) / FOLDER
+    found = [p for p in folder.iterdir() if _NAME.match(p.name)] if folder.is_dir() else []
+    return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))
 
 
 def resolve(path: Path) -> Path:
     """A checkpoint file, or a run folder meaning its newest checkpoint."""
+    path = Path(path)
     if path.is_dir():
         found = checkpoints(path)
         if not found:
@@ -52,14 +113,37 @@ def resolve(path: Path) -> Path:
 
 
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load without unpickling arbitrary objects; a corrupt or unsafe file raises a DataError naming it."""
-    path = resolve(Path(path))
+    """Load a checkpoint file, or a run folder's newest good one (warning about any damaged newer ones)."""
+    path = Path(path)
+    if not path.is_dir():
+        return _load_file(resolve(path), map_location)
+    resolve(path)  # a clear error when there is nothing at all
+    candidates = checkpoints(path)
+    problems = []
+    for candidate in reversed(candidates):
+        try:
+            state = _load_file(candidate, map_location)
+        except DataError as error:
+            problems.append(str(error))
+            continue
+        for problem in problems:
+            warnings.warn(f"{problem}; using {candidate.name} instead", stacklevel=2)
+        return state
+    raise DataError("no usable checkpoint: " + "; ".join(problems))
+
+
+def _load_file(path: Path, map_location: str | torch.device) -> dict[str, Any]:
+    payload = path.read_bytes()
+    expected = _checksum_path(path)
+    if expected.is_file() and hashlib.sha256(payload).hexdigest() != expected.read_text().strip():
+        raise DataError(f"checkpoint {path} is corrupt (its checksum does not match {expected.name})")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        raise DataError(f"refusing to load {path}: it is not a plain p2p checkpoint ({error})") from None
-    except (RuntimeError, EOFError, OSError) as error:
-        raise DataError(f"checkpoint {path} is truncated or corrupt: {error}") from None
+        reason = str(error).splitlines()[0]
+        raise DataError(f"refusing to load {path}: it holds objects other than tensors and plain data ({reason})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise DataError(f"checkpoint {path} is truncated or corrupt: {str(error).splitlines()[0]}") from None
     if not isinstance(state, dict) or "generator" not in state.get("models", {}):
         raise DataError(f"{path} is not a p2p checkpoint (no models.generator entry)")
     return state

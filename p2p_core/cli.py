@@ -8,6 +8,7 @@ place input enters (``normalise``), after the plugins have loaded.
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -169,7 +170,6 @@ def fit(arguments: Namespace, argv: list[str], parser: ArgumentParser, fit_parse
         saved = run_dir / "config.yaml"
         if not saved.is_file():
             raise ConfigError(f"--resume {run_dir}: no config.yaml there; is it a run folder of `p2p fit`?")
-        checkpoint.resolve(run_dir)  # fail now if there is nothing to resume from
         # The saved config first, then whatever else was given (e.g. more steps) on top of it.
         arguments = parser.parse_args(normalise(["fit", "--config", str(saved), *_without_resume(argv[1:])], registry)).fit
     else:
@@ -191,14 +191,21 @@ def fit(arguments: Namespace, argv: list[str], parser: ArgumentParser, fit_parse
         config_text=config_text,
         registry=registry,
     )
-    if resuming:
+    checkpoint.check_writable(run_dir, needed_bytes=2 * trainer.checkpoint_bytes)
+    if resuming and checkpoint.checkpoints(run_dir):
         trainer.resume()
         print(f"resuming {run_dir} at step {trainer.step} of {trainer.total_steps}", file=sys.stderr)
+    elif resuming:  # stopped before its first checkpoint: start over with the saved config
+        print(f"{run_dir} has no checkpoint yet; starting it from step 0", file=sys.stderr)
     else:
         run_dir.mkdir(parents=True)
-        (run_dir / "config.yaml").write_text(config_text)
+        checkpoint.write_atomically(run_dir / "config.yaml", config_text.encode())
     last = trainer.fit()
     print(f"checkpoint: {last}\nlogs: tensorboard --logdir {run_dir}")
+    if trainer.stopped_by is not None:
+        name = signal.Signals(trainer.stopped_by).name
+        print(f"p2p: stopped by {name} at step {trainer.step}; continue with: p2p fit --resume {run_dir}", file=sys.stderr)
+        raise SystemExit(128 + trainer.stopped_by)
 
 
 def _without_resume(args: list[str]) -> list[str]:

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import math
 import random
+import signal
+import threading
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import attrs
+import numpy as np
 import torch
 import torchvision
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from p2p_core import checkpoint
-from p2p_core.errors import ConfigError
+from p2p_core.errors import ConfigError, NumericalError
 from p2p_core.images import displayable
 from p2p_core.objective import Objective
 from p2p_core.registry import Registry, default_registry
@@ -60,6 +64,8 @@ class TrainConfig:
     """Steps between checkpoints; one is always written at the end."""
     progress: bool = True
     """Show a progress bar."""
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    """A NaN/Inf loss or gradient stops the run (the last checkpoint stays intact), or skips that update."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -108,6 +114,75 @@ class EpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.length - self.skip
+
+
+def rng_state() -> dict[str, Any]:
+    """Every random number generator training touches, as plain data a weights-only checkpoint can hold."""
+    keys, position, has_gauss, gauss = np.random.get_state()[1:]
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": random.getstate(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": position, "has_gauss": has_gauss, "gauss": gauss},
+    }
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    random.setstate(state["python"])
+    numpy = state["numpy"]
+    np.random.set_state(("MT19937", numpy["keys"].numpy().astype(np.uint32), numpy["position"], numpy["has_gauss"], numpy["gauss"]))
+
+
+class SeededSamples(Dataset):
+    """Gives each sample's random draws (the jitter) a seed of its own, made from (seed, epoch, index).
+
+    What a step sees then depends neither on the number of loader workers nor on where a run was resumed,
+    and data loading leaves the training process's generators (dropout's) untouched.
+    """
+
+    def __init__(self, dataset: Any, *, seed: int, epoch: int) -> None:
+        self.dataset, self.seed, self.epoch = dataset, seed, epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        saved = rng_state()
+        sample_seed = ((self.seed * 1_000_003 + self.epoch) * 1_000_033 + index) % 2**32
+        torch.manual_seed(sample_seed)
+        random.seed(sample_seed)
+        np.random.seed(sample_seed)
+        try:
+            return self.dataset[index]
+        finally:
+            set_rng_state(saved)
+
+
+class StopRequest:
+    """Turns SIGINT/SIGTERM into a request to checkpoint and stop after the current step; a second one aborts."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def _handle(self, number: int, frame: object) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = number
 
 
 class Trainer:
@@ -168,6 +243,14 @@ class Trainer:
         epochs = train.n_epochs + train.n_epochs_decay
         self.total_steps = min(epochs * self.steps_per_epoch, train.max_steps or math.inf)
         self.step = 0
+        self.skipped_updates = 0
+        self.stopped_by: int | None = None
+
+    @property
+    def checkpoint_bytes(self) -> int:
+        """About what one checkpoint takes: weights plus Adam's two moments for each network."""
+        tensors = [t for m in self.models.values() if m is not None for t in (*m.parameters(), *m.buffers())]
+        return 3 * sum(t.numel() * t.element_size() for t in tensors)
 
     def _lr_factor(self, epoch: int) -> float:
         """1 for n_epochs, then linear decay, reaching 0 once n_epochs_decay more have passed."""
@@ -183,19 +266,39 @@ class Trainer:
         disc = self.discriminator
         if disc is not None:
             disc.requires_grad_(True)
-            self.optimizers["discriminator"].zero_grad(set_to_none=True)
             d_losses = self.objective.discriminator_losses(x=x, fake=fake.detach(), target=target, disc=disc)
-            (0.5 * Objective.total(d_losses)).backward()
-            self.optimizers["discriminator"].step()
+            logged |= self._update("discriminator", {f"D/{name}": 0.5 * value for name, value in d_losses.items()})
             disc.requires_grad_(False)  # G's step needs gradients through D, not for D
-            logged |= {f"D/{name}": 0.5 * value.item() for name, value in d_losses.items()}
-        self.optimizers["generator"].zero_grad(set_to_none=True)
         g_losses = self.objective.generator_losses(x=x, fake=fake, target=target, disc=disc)
-        Objective.total(g_losses).backward()
-        self.optimizers["generator"].step()
-        logged |= {f"G/{name}": value.item() for name, value in g_losses.items()}
+        logged |= self._update("generator", {f"G/{name}": value for name, value in g_losses.items()})
         self._last = (x, fake.detach(), target)
         return logged
+
+    def _update(self, role: str, losses: dict[str, Tensor]) -> dict[str, float]:
+        """Backpropagate the sum of ``losses`` into ``role`` and step its optimizer, unless a value is not finite."""
+        optimizer = self.optimizers[role]
+        optimizer.zero_grad(set_to_none=True)
+        values = {name: value.item() for name, value in losses.items()}
+        faults = [f"loss term {name} is {value}" for name, value in values.items() if not math.isfinite(value)]
+        if not faults:
+            torch.stack(list(losses.values())).sum().backward()
+            gradients = [p.grad for p in self.models[role].parameters() if p.grad is not None]
+            norm = torch.nn.utils.get_total_norm(gradients) if gradients else torch.zeros(())
+            if not torch.isfinite(norm):
+                faults.append(f"the {role}'s gradient is {norm.item()}")
+        if not faults:
+            optimizer.step()
+            return values
+        message = f"step {self.step + 1}: {'; '.join(faults)}"
+        if self.config.on_nonfinite == "stop":
+            raise NumericalError(
+                f"{message}. Stopped; the last checkpoint is intact. Try a lower --trainer.lr, "
+                "or --trainer.on_nonfinite skip to drop such updates"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        self.skipped_updates += 1
+        warnings.warn(f"{message}; update skipped", stacklevel=2)
+        return values
 
     # -- state ----------------------------------------------------------------------------------------------
 
@@ -206,11 +309,7 @@ class Trainer:
             "models": {role: m.state_dict() for role, m in self.models.items() if m is not None},
             "optimizers": {role: o.state_dict() for role, o in self.optimizers.items()},
             "schedulers": {role: s.state_dict() for role, s in self.schedulers.items()},
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "python": random.getstate(),
-            },
+            "rng": rng_state(),
             "components": self.components,
             "config": self.config_text,
         }
@@ -223,10 +322,7 @@ class Trainer:
             optimizer.load_state_dict(state["optimizers"][role])
         for role, scheduler in self.schedulers.items():
             scheduler.load_state_dict(state["schedulers"][role])
-        torch.set_rng_state(state["rng"]["torch"])
-        if state["rng"]["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        random.setstate(state["rng"]["python"])
+        set_rng_state(state["rng"])
         self.step = state["step"]
 
     def resume(self) -> None:
@@ -235,19 +331,17 @@ class Trainer:
     # -- the loop -------------------------------------------------------------------------------------------
 
     def fit(self) -> Path:
-        """Train to ``total_steps``, logging to TensorBoard; returns the last checkpoint's path."""
+        """Train to ``total_steps`` (or until SIGINT/SIGTERM), logging to TensorBoard; returns the last checkpoint."""
         from torch.utils.tensorboard import SummaryWriter  # slow to import; only training needs it
 
         cfg = self.config
         writer = SummaryWriter(self.run_dir)
         sums: dict[str, float] = defaultdict(float)
         counted, images, started = 0, 0, time.perf_counter()
-        last_path = None
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not cfg.progress, unit="step", dynamic_ncols=True)
         try:
-            while self.step < self.total_steps:
-                epoch, done = divmod(self.step, self.steps_per_epoch)
-                for batch in self._loader(epoch, skip=done * cfg.batch_size):
+            with StopRequest() as stop:
+                for batch in self._batches():
                     x, target = batch.a.to(self.device), batch.b.to(self.device)
                     for name, value in self.train_step(x, target).items():
                         sums[name] += value
@@ -267,25 +361,30 @@ class Trainer:
                         counted, images, started = 0, 0, time.perf_counter()
                     if self.step % cfg.image_every == 0 or self.step == self.total_steps:
                         writer.add_image("train/input|output|target", self._grid(), self.step)
-                    if self.step % cfg.checkpoint_every == 0 and self.step < self.total_steps:
-                        last_path = checkpoint.save(self.state_dict(), self.run_dir, self.step)
-                    if self.step >= self.total_steps:
+                    if stop.signal is not None or self.step >= self.total_steps:
                         break
-            last_path = checkpoint.save(self.state_dict(), self.run_dir, self.step)
+                    if self.step % cfg.checkpoint_every == 0:
+                        checkpoint.save(self.state_dict(), self.run_dir, self.step)
+                self.stopped_by = stop.signal
+            return checkpoint.save(self.state_dict(), self.run_dir, self.step)
         finally:
             bar.close()
             writer.close()
-        return last_path
+
+    def _batches(self) -> Iterator[Any]:
+        """Batches from the current step on, epoch after epoch, each epoch in its seeded order."""
+        while self.step < self.total_steps:
+            epoch, done = divmod(self.step, self.steps_per_epoch)
+            yield from self._loader(epoch, skip=done * self.config.batch_size)
 
     def _loader(self, epoch: int, skip: int) -> DataLoader:
-        sampler = EpochSampler(len(self.dataset), seed=self.config.seed, epoch=epoch, skip=skip)
         return DataLoader(
-            self.dataset,
+            SeededSamples(self.dataset, seed=self.config.seed, epoch=epoch),
             batch_size=self.config.batch_size,
-            sampler=sampler,
+            sampler=EpochSampler(len(self.dataset), seed=self.config.seed, epoch=epoch, skip=skip),
             num_workers=self.config.num_workers,
-            persistent_workers=False,
             pin_memory=self.device.type == "cuda",
+            # Its own generator: otherwise making the iterator draws from the global one that dropout uses.
             generator=torch.Generator().manual_seed(self.config.seed + epoch),
         )
 

@@ -35,3 +35,7 @@ class DataError(P2PError):
 
 class ConfigError(P2PError):
     """A combination of options that cannot work together."""
+
+
+class NumericalError(P2PError):
+    """A loss or gradient became NaN or infinite; the message names the step and the term."""

@@ -38,6 +38,8 @@ def read_image(path: Path, *, channels: int = 3) -> Tensor:
         raise DataError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
     try:
         with Image.open(path) as image:
+            if image.mode.startswith("I"):  # 16-bit grayscale: PIL's convert would clip it, not scale it
+                image = image.point(lambda value: value / 257).convert("L")
             image = image.convert("L" if channels == 1 else "RGB")
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
         raise DataError(f"cannot read image {path}: {error}. Replace or remove the file.") from None

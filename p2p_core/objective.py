@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from p2p_core.errors import ConfigError
@@ -60,7 +59,3 @@ class Objective:
             for name, term in self.terms.items()
             if term.discriminator_input != "none"
         }
-
-    @staticmethod
-    def total(losses: Mapping[str, Tensor]) -> Tensor:
-        return torch.stack(list(losses.values())).sum()

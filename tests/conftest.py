@@ -8,6 +8,30 @@ import pytest
 import torch
 from PIL import Image
 
+from p2p_core.cli import main
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+SMOKE = str(RECIPES / "smoke.yaml")
+TINY_DATA = ["--data.load_size", "36", "--data.crop_size", "32"]
+
+
+def run(args, capsys):
+    """Run the CLI in-process; return (exit code, stdout, stderr)."""
+    try:
+        main(args)
+        code = 0
+    except SystemExit as stop:
+        code = stop.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def fit_smoke(tmp_path, capsys, *extra):
+    code, out, err = run(["fit", "--config", SMOKE, "--out_dir", str(tmp_path / "runs"), "--name", "smoke", *extra], capsys)
+    assert code == 0, err
+    return tmp_path / "runs" / "smoke"
+
+
 SHARED_OUTLINES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "outlines"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import logging
 from pathlib import Path
 from typing import Literal
 
@@ -12,6 +13,8 @@ from torch.utils.data import Dataset
 from p2p_core.errors import DataError
 from p2p_core.images import PairedJitter, Preprocess, list_images, read_image
 from p2p_core.protocols import Sample
+
+logger = logging.getLogger(__name__)
 
 Direction = Literal["AtoB", "BtoA"]
 Split = Literal["train", "val", "test"]
@@ -30,6 +33,7 @@ class ImagePairs(Dataset, abc.ABC):
         a_channels: Channels,
         b_channels: Channels,
         jitter: PairedJitter,
+        skip_bad: bool = False,
     ) -> None:
         if direction not in ("AtoB", "BtoA"):
             raise DataError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}")
@@ -40,6 +44,7 @@ class ImagePairs(Dataset, abc.ABC):
         self.in_channels, self.out_channels = (b_channels, a_channels) if self.swap else (a_channels, b_channels)
         self.jitter = jitter
         self.image_size = jitter.crop_size
+        self.skip_bad = skip_bad
 
     @abc.abstractmethod
     def __len__(self) -> int: ...
@@ -49,9 +54,17 @@ class ImagePairs(Dataset, abc.ABC):
         """The A and B images of pair ``index`` at their stored size, and the path to report."""
 
     def __getitem__(self, index: int) -> Sample:
-        a, b, path = self.read_pair(index)
-        a, b = self.jitter(a, b, train=self.split == "train", path=str(path))
-        return Sample(b, a, str(path)) if self.swap else Sample(a, b, str(path))
+        for attempt in range(len(self)):
+            try:
+                a, b, path = self.read_pair((index + attempt) % len(self))
+                a, b = self.jitter(a, b, train=self.split == "train", path=str(path))
+            except DataError as error:
+                if not self.skip_bad:
+                    raise
+                logger.warning("skipping a bad pair: %s", error)
+                continue
+            return Sample(b, a, str(path)) if self.swap else Sample(a, b, str(path))
+        raise DataError(f"every pair under {self.root / self.split} is unreadable")
 
 
 class AlignedDataset(ImagePairs):
@@ -117,6 +130,7 @@ def aligned(
     flip: bool = True,
     a_channels: Channels = 3,
     b_channels: Channels = 3,
+    skip_bad: bool = False,
 ) -> AlignedDataset:
     """Standard pix2pix layout: root/{train,val,test}/*.jpg with A|B side by side."""
     return AlignedDataset(
@@ -126,6 +140,7 @@ def aligned(
         a_channels=a_channels,
         b_channels=b_channels,
         jitter=PairedJitter(load_size=load_size, crop_size=crop_size, preprocess=preprocess, flip=flip),
+        skip_bad=skip_bad,
     )
 
 
@@ -140,6 +155,7 @@ def folders(
     flip: bool = True,
     a_channels: Channels = 3,
     b_channels: Channels = 3,
+    skip_bad: bool = False,
 ) -> FoldersDataset:
     """Two folders root/{split}/A and root/{split}/B whose files pair up by name."""
     return FoldersDataset(
@@ -149,4 +165,5 @@ def folders(
         a_channels=a_channels,
         b_channels=b_channels,
         jitter=PairedJitter(load_size=load_size, crop_size=crop_size, preprocess=preprocess, flip=flip),
+        skip_bad=skip_bad,
     )

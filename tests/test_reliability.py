@@ -1,0 +1,295 @@
+"""A run survives being killed, bad checkpoints are caught, hostile files and numbers fail clearly."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+import p2p_core
+from p2p_core import checkpoint
+from p2p_core.engine import Choice, Trainer, TrainConfig
+from p2p_core.errors import DataError, NumericalError
+from p2p_core.registry import Registry
+from conftest import SMOKE, fit_smoke, run
+
+# -- killed runs resume exactly --------------------------------------------------------------------------------
+
+KILL_RUN = ["--data.length", "6", "--trainer.max_steps", "10", "--trainer.checkpoint_every", "1",
+            "--generator.ngf", "16", "--disc.ndf", "16"]
+
+
+def fit_process(run_dir: Path, *args: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "p2p_core", "fit"]
+    if args[:1] == ("--resume",):
+        command += args
+    else:
+        command += ["--config", SMOKE, *KILL_RUN, "--out_dir", str(run_dir.parent), "--name", run_dir.name, *args]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def kill_while_writing(process: subprocess.Popen, run_dir: Path, delay: float) -> str:
+    """SIGKILL the run ``delay`` s into training: the moment a checkpoint is half-written if one is seen."""
+    folder = run_dir / checkpoint.FOLDER
+    deadline = time.monotonic() + 90
+    while not folder.is_dir() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    start = time.monotonic()
+    while process.poll() is None and time.monotonic() < deadline:
+        elapsed = time.monotonic() - start
+        if elapsed > delay and any(p.name.endswith(".tmp") for p in os.scandir(folder)):
+            process.kill()
+            return "during a checkpoint write"
+        if elapsed > delay + 1:
+            process.kill()
+            return "between checkpoint writes"
+    return "after the run ended"
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    state = checkpoint.load(run_dir)
+    return {f"{role}.{k}": v for role, sd in state["models"].items() for k, v in sd.items()} | {
+        "step": torch.tensor(state["step"])
+    }
+
+
+def test_a_run_killed_at_any_point_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
+    workers = "1"  # a loader worker too: its random state must be restored as well
+    straight = tmp_path / "straight"
+    assert fit_process(straight, "--trainer.num_workers", workers).wait(timeout=120) == 0
+    interrupted = tmp_path / "killed"
+    process = fit_process(interrupted, "--trainer.num_workers", workers)
+    moments = []
+    for delay in (0.0, 0.3, 0.1):
+        moments.append(kill_while_writing(process, interrupted, delay))
+        process.wait(timeout=30)
+        process = fit_process(interrupted, "--resume", str(interrupted))
+    assert process.wait(timeout=120) == 0, process.stderr.read()
+    expected, found = weights(straight), weights(interrupted)
+    assert expected.keys() == found.keys()
+    assert all(torch.equal(expected[k], found[k]) for k in expected), moments
+
+
+def test_sigterm_checkpoints_the_current_step_and_exits_cleanly(tmp_path):
+    run_dir = tmp_path / "term"
+    process = fit_process(run_dir, "--trainer.max_steps", "100000", "--trainer.checkpoint_every", "100000",
+                          "--trainer.log_every", "1")
+    deadline = time.monotonic() + 60
+    while not list(run_dir.glob("events.*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM at step" in err and f"p2p fit --resume {run_dir}" in err
+    assert "Traceback" not in err
+    assert 0 < checkpoint.load(run_dir)["step"] < 100000
+
+
+# -- damaged and hostile checkpoints -----------------------------------------------------------------------------
+
+
+def test_a_damaged_newest_checkpoint_is_named_and_the_previous_one_is_used(tmp_path, capsys):
+    run_dir = fit_smoke(tmp_path, capsys)
+    older, newest = checkpoint.checkpoints(run_dir)
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    newest.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=rf"{newest.name} is corrupt \(its checksum does not match"):
+        checkpoint.load(newest)
+    with pytest.warns(UserWarning, match=rf"{newest.name} is corrupt.*using {older.name} instead"):
+        assert checkpoint.load(run_dir)["step"] == 2
+
+
+def test_a_truncated_checkpoint_without_checksum_is_caught_too(tmp_path, capsys):
+    run_dir = fit_smoke(tmp_path, capsys)
+    newest = checkpoint.checkpoints(run_dir)[-1]
+    newest.with_suffix(".sha256").unlink()
+    newest.write_bytes(newest.read_bytes()[:1000])
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        checkpoint.load(newest)
+
+
+class RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    hostile = tmp_path / "hostile.pt"
+    torch.save({"models": {"generator": RunsCode()}}, hostile)
+    with pytest.raises(DataError, match="refusing to load .*hostile.pt"):
+        checkpoint.load(hostile)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    first = checkpoint.save({"models": {"generator": {"w": torch.ones(2)}}}, tmp_path, 1)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.os, "replace", disk_full)
+    with pytest.raises(checkpoint.CheckpointWriteError, match=rf"No space left on device; the previous checkpoint .*{first.name} is intact"):
+        checkpoint.save({"models": {"generator": {"w": torch.zeros(2)}}}, tmp_path, 2)
+    monkeypatch.undo()
+    assert checkpoint.checkpoints(tmp_path) == [first]
+    assert torch.equal(checkpoint.load(tmp_path)["models"]["generator"]["w"], torch.ones(2))
+    assert not list((tmp_path / checkpoint.FOLDER).glob(".*.tmp"))
+
+
+def test_too_little_disk_space_is_reported_before_training(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 1024})())
+    code, _, err = run(["fit", "--config", SMOKE, "--out_dir", str(tmp_path / "runs")], capsys)
+    assert code == 2 and "MiB free, but two checkpoints of this model need about" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_output_folder_that_cannot_be_made_is_reported_before_training(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    code, _, err = run(["fit", "--config", SMOKE, "--out_dir", str(blocker / "runs")], capsys)
+    assert code == 2 and "is a file, not a folder" in err
+
+
+# -- numerical faults ---------------------------------------------------------------------------------------------
+
+
+class NaNAfter:
+    """A loss term that becomes NaN from its ``after``-th call on, to inject a numerical fault."""
+
+    discriminator_input = "none"
+
+    def __init__(self, *, after: int = 3) -> None:
+        self.after, self.calls = after, 0
+
+    def generator_loss(self, *, x, fake, target, disc):
+        self.calls += 1
+        value = (fake - target).abs().mean()
+        return value * float("nan") if self.calls >= self.after else value
+
+    def discriminator_loss(self, *, x, fake, target, disc):
+        return fake.new_zeros(())
+
+
+def nan_after(*, after: int = 3) -> NaNAfter:
+    """Becomes NaN after a few steps."""
+    return NaNAfter(after=after)
+
+
+class FaultyLosses:
+    @p2p_core.hookimpl
+    def p2p_losses(self):
+        return {"nan_after": nan_after}
+
+
+def faulty_trainer(tmp_path: Path, **train) -> Trainer:
+    registry = Registry()
+    registry.load_entry_points(allow=["p2p"])
+    registry.register(FaultyLosses(), name="faulty", distribution="tests")
+    return Trainer(
+        generator=Choice("unet", {"ngf": 4}),
+        discriminator=Choice("patch70", {"ndf": 4}),
+        loss="cgan+nan_after",
+        loss_options={},
+        data=Choice("synthetic", {"length": 4, "load_size": 36, "crop_size": 32}),
+        train=TrainConfig(max_steps=6, num_workers=0, progress=False, checkpoint_every=1, **train),
+        run_dir=tmp_path,
+        registry=registry,
+    )
+
+
+def test_a_nan_loss_stops_the_run_naming_step_and_term_and_keeps_the_last_checkpoint(tmp_path):
+    trainer = faulty_trainer(tmp_path)
+    with pytest.raises(NumericalError, match=r"step 3: loss term G/nan_after is nan\. Stopped; the last checkpoint is intact"):
+        trainer.fit()
+    state = checkpoint.load(tmp_path)
+    assert state["step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["models"]["generator"].values() if v.is_floating_point())
+
+
+def test_skip_mode_drops_non_finite_updates_and_finishes(tmp_path):
+    trainer = faulty_trainer(tmp_path, on_nonfinite="skip")
+    with pytest.warns(UserWarning, match="update skipped"):
+        trainer.fit()
+    assert trainer.skipped_updates == 4  # steps 3 to 6, the generator's update each time
+    generator = checkpoint.load(tmp_path)["models"]["generator"]
+    assert all(torch.isfinite(v).all() for v in generator.values() if v.is_floating_point())
+
+
+# -- hostile image files ------------------------------------------------------------------------------------------
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def hostile_file(kind: str, width: int, height: int, seed: int) -> bytes:
+    """Bytes of one hostile or unusual file, named by ``kind``."""
+    generator = torch.Generator().manual_seed(seed)
+    pixels = torch.randint(0, 256, (height, width, 4), generator=generator, dtype=torch.uint8).numpy()
+    buffer = io.BytesIO()
+    if kind == "zero_bytes":
+        return b""
+    if kind == "not_an_image":
+        return b"<html>this is not an image</html>" * (seed % 5 + 1)
+    if kind == "huge_header":  # claims 100000 x 100000 pixels: a decompression bomb
+        header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+        return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(b"\0" * 64)) + png_chunk(b"IEND", b"")
+    modes = {"rgba": ("RGBA", pixels), "gray": ("L", pixels[..., 0]), "cmyk": ("CMYK", pixels),
+             "gray16": ("I;16", pixels[..., 0].astype("uint16") * 257), "rgb": ("RGB", pixels[..., :3])}
+    if kind in modes:
+        mode, array = modes[kind]
+        Image.fromarray(array, mode=None if mode != "CMYK" else "CMYK").save(buffer, format="TIFF" if mode == "CMYK" else "PNG")
+        return buffer.getvalue()
+    Image.fromarray(pixels[..., :3]).save(buffer, format="JPEG")
+    data = buffer.getvalue()
+    if kind == "truncated_jpeg":
+        return data[: max(20, len(data) * (seed % 9 + 1) // 10)]
+    return data  # "jpeg"
+
+
+HOSTILE_KINDS = ["zero_bytes", "not_an_image", "huge_header", "rgba", "gray", "cmyk", "gray16", "rgb", "truncated_jpeg", "jpeg"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(kind=st.sampled_from(HOSTILE_KINDS), width=st.integers(1, 70), height=st.integers(1, 40), seed=st.integers(0, 10_000))
+def test_hostile_files_load_correctly_or_fail_naming_the_file(tmp_path_factory, kind, width, height, seed):
+    root = tmp_path_factory.mktemp("hostile")
+    (root / "train").mkdir()
+    path = root / "train" / f"sample.{'tif' if kind == 'cmyk' else 'png'}"
+    path.write_bytes(hostile_file(kind, width, height, seed))
+    dataset = p2p_core.create("dataset", "aligned", root=root, load_size=16, crop_size=16)
+    try:
+        sample = dataset[0]
+    except DataError as error:
+        assert str(path) in str(error)
+        return
+    assert sample.a.shape == sample.b.shape == (3, 16, 16)
+    assert sample.a.min() >= -1 and sample.a.max() <= 1
+    assert width % 2 == 0, "an odd-width A|B image must be refused"
+
+
+def test_skip_bad_logs_every_skipped_file_and_keeps_the_good_ones(tmp_path, caplog):
+    root = tmp_path / "mixed"
+    (root / "train").mkdir(parents=True)
+    for index, kind in enumerate(["jpeg", "zero_bytes", "truncated_jpeg", "jpeg", "not_an_image"]):
+        (root / "train" / f"{index}.jpg").write_bytes(hostile_file(kind, 32, 16, seed=index))
+    dataset = p2p_core.create("dataset", "aligned", root=root, load_size=16, crop_size=16, skip_bad=True)
+    paths = [dataset[i].path for i in range(len(dataset))]
+    assert {Path(p).name for p in paths} <= {"0.jpg", "2.jpg", "3.jpg"}
+    skipped = {record.getMessage() for record in caplog.records if "skipping a bad pair" in record.getMessage()}
+    assert any("1.jpg" in message for message in skipped) and any("4.jpg" in message for message in skipped)
