@@ -38,7 +38,7 @@ def save(state: dict[str, Any], run_dir: Path, step: int, *, keep: int = 2) -> P
     buffer = io.BytesIO()
     torch.save(state, buffer)
     payload = buffer.getbuffer()
-    path = folder / f"step_{step:08d}.pt"
+    path = path_for(run_dir, step)
     try:
         write_atomically(_checksum_path(path), hashlib.sha256(payload).hexdigest().encode())
         write_atomically(path, payload)
@@ -50,6 +50,10 @@ def save(state: dict[str, Any], run_dir: Path, step: int, *, keep: int = 2) -> P
         old.unlink()
         _checksum_path(old).unlink(missing_ok=True)
     return path
+
+
+def path_for(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / FOLDER / f"step_{step:08d}.pt"
 
 
 def check_writable(run_dir: Path, needed_bytes: int) -> None:

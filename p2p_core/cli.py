@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
-from p2p_core import checkpoint
+from p2p_core import checkpoint, distributed
 from p2p_core.engine import Choice, Trainer, TrainConfig, build_generator, resolve_device
 from p2p_core.errors import ConfigError, P2PError
 from p2p_core.registry import BASE_CLASSES, ENGINE_ARGUMENTS, KINDS, Registry, canonical_kind, default_registry
@@ -164,6 +164,8 @@ def _choice(kind: str, spec: Namespace, registry: Registry) -> Choice:
 
 
 def fit(arguments: Namespace, argv: list[str], parser: ArgumentParser, fit_parser: ArgumentParser, registry: Registry) -> None:
+    if arguments.trainer.nproc > 1 and not distributed.launched_by_torchrun():
+        distributed.relaunch_with_torchrun(arguments.trainer.nproc, argv)
     resuming = arguments.resume is not None
     if resuming:
         run_dir = Path(arguments.resume)
@@ -172,11 +174,13 @@ def fit(arguments: Namespace, argv: list[str], parser: ArgumentParser, fit_parse
             raise ConfigError(f"--resume {run_dir}: no config.yaml there; is it a run folder of `p2p fit`?")
         # The saved config first, then whatever else was given (e.g. more steps) on top of it.
         arguments = parser.parse_args(normalise(["fit", "--config", str(saved), *_without_resume(argv[1:])], registry)).fit
-    else:
+    train = TrainConfig(**arguments.trainer.as_dict())
+    context = distributed.init(device=resolve_device(train.device), timeout_s=train.dist_timeout)
+    if not resuming:
         choices = {flag: _choice(kind, arguments[flag], registry).name for flag, kind in COMPONENT_FLAGS.items()}
-        name = arguments.name or f"{time.strftime('%Y%m%d-%H%M%S')}-{choices['generator']}-{choices['disc']}"
-        run_dir = Path(arguments.out_dir) / name
-        if run_dir.exists():
+        default_name = f"{time.strftime('%Y%m%d-%H%M%S')}-{choices['generator']}-{choices['disc']}"
+        run_dir = Path(arguments.out_dir) / (arguments.name or distributed.broadcast(context, default_name))
+        if context.is_main and run_dir.exists():
             raise ConfigError(f"run folder {run_dir} already exists; pick another --name, or continue it with --resume {run_dir}")
 
     config_text = fit_parser.dump(arguments)
@@ -186,26 +190,35 @@ def fit(arguments: Namespace, argv: list[str], parser: ArgumentParser, fit_parse
         loss=arguments.loss,
         loss_options=arguments.loss_options,
         data=_choice("dataset", arguments.data, registry),
-        train=TrainConfig(**arguments.trainer.as_dict()),
+        train=train,
         run_dir=run_dir,
         config_text=config_text,
         registry=registry,
     )
-    checkpoint.check_writable(run_dir, needed_bytes=2 * trainer.checkpoint_bytes)
+    if context.is_main:
+        checkpoint.check_writable(run_dir, needed_bytes=2 * trainer.checkpoint_bytes)
+        if not resuming:
+            run_dir.mkdir(parents=True)
+            checkpoint.write_atomically(run_dir / "config.yaml", config_text.encode())
+    distributed.barrier(context)
     if resuming and checkpoint.checkpoints(run_dir):
         trainer.resume()
-        print(f"resuming {run_dir} at step {trainer.step} of {trainer.total_steps}", file=sys.stderr)
+        _say(context, f"resuming {run_dir} at step {trainer.step} of {trainer.total_steps}")
     elif resuming:  # stopped before its first checkpoint: start over with the saved config
-        print(f"{run_dir} has no checkpoint yet; starting it from step 0", file=sys.stderr)
-    else:
-        run_dir.mkdir(parents=True)
-        checkpoint.write_atomically(run_dir / "config.yaml", config_text.encode())
+        _say(context, f"{run_dir} has no checkpoint yet; starting it from step 0")
     last = trainer.fit()
-    print(f"checkpoint: {last}\nlogs: tensorboard --logdir {run_dir}")
+    distributed.shutdown()
+    if context.is_main:
+        print(f"checkpoint: {last}\nlogs: tensorboard --logdir {run_dir}")
     if trainer.stopped_by is not None:
         name = signal.Signals(trainer.stopped_by).name
-        print(f"p2p: stopped by {name} at step {trainer.step}; continue with: p2p fit --resume {run_dir}", file=sys.stderr)
+        _say(context, f"p2p: stopped by {name} at step {trainer.step}; continue with: p2p fit --resume {run_dir}")
         raise SystemExit(128 + trainer.stopped_by)
+
+
+def _say(context: distributed.Context, message: str) -> None:
+    if context.is_main:
+        print(message, file=sys.stderr)
 
 
 def _without_resume(args: list[str]) -> list[str]:

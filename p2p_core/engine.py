@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from p2p_core import checkpoint
+from p2p_core import checkpoint, distributed
 from p2p_core.errors import ConfigError, NumericalError
 from p2p_core.images import displayable
 from p2p_core.objective import Objective
@@ -66,6 +66,12 @@ class TrainConfig:
     """Show a progress bar."""
     on_nonfinite: Literal["stop", "skip"] = "stop"
     """A NaN/Inf loss or gradient stops the run (the last checkpoint stays intact), or skips that update."""
+    nproc: int = 1
+    """Processes on this machine; more than 1 reruns the command under torchrun (DistributedDataParallel)."""
+    sync_batchnorm: bool = False
+    """With several GPUs, BatchNorm statistics over the whole batch rather than each process's share."""
+    dist_timeout: float = 600.0
+    """Seconds a process waits for the others before the job fails instead of hanging."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -103,17 +109,24 @@ def build_generator(spec: Mapping[str, Any], registry: Registry | None = None) -
 
 
 class EpochSampler(Sampler[int]):
-    """A fresh permutation per epoch, seeded by (seed, epoch), so a resumed run sees the same order."""
+    """A fresh permutation per epoch, seeded by (seed, epoch), so a resumed run sees the same order.
 
-    def __init__(self, length: int, *, seed: int, epoch: int, skip: int = 0) -> None:
+    With several processes, like torch's DistributedSampler: each rank takes every world_size-th index
+    of the same permutation (the tail that does not divide evenly is left out, so ranks stay in step).
+    ``skip`` drops the first indices of this rank's share: the ones a resumed run has already used.
+    """
+
+    def __init__(self, length: int, *, seed: int, epoch: int, skip: int = 0, rank: int = 0, world_size: int = 1) -> None:
         self.length, self.seed, self.epoch, self.skip = length, seed, epoch, skip
+        self.rank, self.world_size = rank, world_size
 
     def __iter__(self) -> Iterator[int]:
         order = torch.randperm(self.length, generator=torch.Generator().manual_seed(self.seed * 10_007 + self.epoch))
-        return iter(order[self.skip :].tolist())
+        share = order[: len(order) - len(order) % self.world_size][self.rank :: self.world_size]
+        return iter(share[self.skip :].tolist())
 
     def __len__(self) -> int:
-        return self.length - self.skip
+        return self.length // self.world_size - self.skip
 
 
 def rng_state() -> dict[str, Any]:
@@ -203,7 +216,9 @@ class Trainer:
     ) -> None:
         registry = registry or default_registry()
         self.config, self.run_dir, self.config_text = train, Path(run_dir), config_text
-        self.device = resolve_device(train.device)
+        device = resolve_device(train.device)
+        self.dist = distributed.init(device=device, timeout_s=train.dist_timeout)
+        self.device = distributed.device_for(self.dist, device)
         torch.manual_seed(train.seed)
         random.seed(train.seed)
 
@@ -239,12 +254,24 @@ class Trainer:
             self.optimizers[role] = optimizer
             self.schedulers[role] = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
 
-        self.steps_per_epoch = math.ceil(len(self.dataset) / train.batch_size)
+        self._generator, self._discriminator = self._parallel(self.generator), self._parallel(self.discriminator)
+        self.steps_per_epoch = math.ceil(len(self.dataset) // self.dist.world_size / train.batch_size)
         epochs = train.n_epochs + train.n_epochs_decay
         self.total_steps = min(epochs * self.steps_per_epoch, train.max_steps or math.inf)
         self.step = 0
         self.skipped_updates = 0
         self.stopped_by: int | None = None
+
+    def _parallel(self, model: nn.Module | None) -> nn.Module | None:
+        """The module training calls: under torchrun, wrapped so gradients are averaged across processes."""
+        if model is None or not self.dist.active:
+            return model
+        if self.config.sync_batchnorm:
+            if self.device.type != "cuda":
+                raise ConfigError("--trainer.sync_batchnorm needs CUDA devices; on CPU use instance norm or none")
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
     @property
     def checkpoint_bytes(self) -> int:
@@ -261,14 +288,14 @@ class Trainer:
 
     def train_step(self, x: Tensor, target: Tensor) -> dict[str, float]:
         """One D step on half the adversarial terms, then one G step on all terms; returns the losses."""
-        fake = self.generator(x)
+        fake = self._generator(x)
         logged: dict[str, float] = {}
         disc = self.discriminator
         if disc is not None:
             disc.requires_grad_(True)
-            d_losses = self.objective.discriminator_losses(x=x, fake=fake.detach(), target=target, disc=disc)
+            d_losses = self.objective.discriminator_losses(x=x, fake=fake.detach(), target=target, disc=self._discriminator)
             logged |= self._update("discriminator", {f"D/{name}": 0.5 * value for name, value in d_losses.items()})
-            disc.requires_grad_(False)  # G's step needs gradients through D, not for D
+            disc.requires_grad_(False)  # G's step needs gradients through D, not for D (nor their averaging)
         g_losses = self.objective.generator_losses(x=x, fake=fake, target=target, disc=disc)
         logged |= self._update("generator", {f"G/{name}": value for name, value in g_losses.items()})
         self._last = (x, fake.detach(), target)
@@ -335,10 +362,11 @@ class Trainer:
         from torch.utils.tensorboard import SummaryWriter  # slow to import; only training needs it
 
         cfg = self.config
-        writer = SummaryWriter(self.run_dir)
+        main = self.dist.is_main  # one process logs and writes checkpoints for all
+        writer = SummaryWriter(self.run_dir) if main else None
         sums: dict[str, float] = defaultdict(float)
         counted, images, started = 0, 0, time.perf_counter()
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not cfg.progress, unit="step", dynamic_ncols=True)
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not (cfg.progress and main), unit="step", dynamic_ncols=True)
         try:
             with StopRequest() as stop:
                 for batch in self._batches():
@@ -346,30 +374,34 @@ class Trainer:
                     for name, value in self.train_step(x, target).items():
                         sums[name] += value
                     counted += 1
-                    images += x.shape[0]
+                    images += x.shape[0] * self.dist.world_size
                     self.step += 1
                     bar.update()
                     if self.step % self.steps_per_epoch == 0:  # before any checkpoint, so a resume starts clean
                         for scheduler in self.schedulers.values():
                             scheduler.step()
-                    if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+                    if main and (self.step % cfg.log_every == 0 or self.step == self.total_steps):
                         rate = images / (time.perf_counter() - started)
                         means = {name: total / counted for name, total in sums.items()}
                         self._log_scalars(writer, means, rate)
                         bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()} | {"img/s": f"{rate:.2f}"})
                         sums.clear()
                         counted, images, started = 0, 0, time.perf_counter()
-                    if self.step % cfg.image_every == 0 or self.step == self.total_steps:
+                    if main and (self.step % cfg.image_every == 0 or self.step == self.total_steps):
                         writer.add_image("train/input|output|target", self._grid(), self.step)
-                    if stop.signal is not None or self.step >= self.total_steps:
+                    if distributed.any_rank(self.dist, stop.signal is not None) or self.step >= self.total_steps:
                         break
-                    if self.step % cfg.checkpoint_every == 0:
+                    if main and self.step % cfg.checkpoint_every == 0:
                         checkpoint.save(self.state_dict(), self.run_dir, self.step)
-                self.stopped_by = stop.signal
+                # Stopped early without a signal of its own: another rank got one (torchrun sends SIGTERM to all).
+                self.stopped_by = stop.signal or (signal.SIGTERM if self.step < self.total_steps else None)
+            if not main:
+                return checkpoint.path_for(self.run_dir, self.step)
             return checkpoint.save(self.state_dict(), self.run_dir, self.step)
         finally:
             bar.close()
-            writer.close()
+            if writer is not None:
+                writer.close()
 
     def _batches(self) -> Iterator[Any]:
         """Batches from the current step on, epoch after epoch, each epoch in its seeded order."""
@@ -381,7 +413,8 @@ class Trainer:
         return DataLoader(
             SeededSamples(self.dataset, seed=self.config.seed, epoch=epoch),
             batch_size=self.config.batch_size,
-            sampler=EpochSampler(len(self.dataset), seed=self.config.seed, epoch=epoch, skip=skip),
+            sampler=EpochSampler(len(self.dataset), seed=self.config.seed, epoch=epoch, skip=skip,
+                                 rank=self.dist.rank, world_size=self.dist.world_size),
             num_workers=self.config.num_workers,
             pin_memory=self.device.type == "cuda",
             # Its own generator: otherwise making the iterator draws from the global one that dropout uses.
