@@ -18,8 +18,9 @@ import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from p2p_core import checkpoint
-from p2p_core.engine import Choice, Trainer, TrainConfig, build_generator, resolve_device
+from p2p_core.engine import Choice, Trainer, TrainConfig, resolve_device
 from p2p_core.errors import ConfigError, P2PError
+from p2p_core.inference import Mode
 from p2p_core.registry import BASE_CLASSES, ENGINE_ARGUMENTS, KINDS, Registry, canonical_kind, default_registry
 
 # Command-line flag -> registry kind, for the components chosen by name.
@@ -59,16 +60,25 @@ def build_parser(registry: Registry) -> tuple[ArgumentParser, ArgumentParser]:
     fit_parser = _fit_parser(registry)
     commands.add_subcommand("fit", fit_parser, help="Train a model (defaults: the paper's U-Net, 70x70 PatchGAN, cGAN + L1).")
 
-    predict_parser = ArgumentParser(description="Translate a folder of images with a trained generator.")
+    predict_parser = ArgumentParser(
+        description="Translate a folder of images with a trained generator; each output keeps its input's size."
+    )
     predict_parser.add_argument("--ckpt", type=Path, required=True, help="Checkpoint file, or a run folder (its newest).")
     predict_parser.add_argument("--input", type=Path, required=True, help="Folder of input images.")
     predict_parser.add_argument("--output", type=Path, required=True, help="Folder for the translated images (PNG).")
     predict_parser.add_argument("--device", type=Literal["auto", "cpu", "cuda"], default="auto")
     predict_parser.add_argument(
         "--mode",
-        type=Literal["paper", "eval"],
+        type=Mode,
         default="paper",
         help="paper: dropout on and batch statistics at test time, as in the paper; eval: standard eval mode.",
+    )
+    predict_parser.add_argument(
+        "--resize",
+        type=int | None,
+        default=None,
+        help="Scale each image so its shorter side is this many pixels (e.g. the training size) before translating, "
+        "and the result back. Default: translate at the image's own size.",
     )
     commands.add_subcommand("predict", predict_parser, help="Translate images with a trained model.")
 
@@ -203,25 +213,19 @@ def fit(arguments: Namespace, argv: list[str], parser: ArgumentParser, fit_parse
 
 def predict(arguments: Namespace, registry: Registry) -> None:
     import torch
-    import torchvision.transforms.v2.functional as TF
     from tqdm.auto import tqdm
 
     from p2p_core.images import list_images, read_image, write_image
+    from p2p_core.inference import load_generator, translate
 
     device = resolve_device(arguments.device)
-    state = checkpoint.load(arguments.ckpt, map_location=device)
-    spec = state["components"]["generator"]
-    generator = build_generator(spec, registry).to(device)
-    generator.load_state_dict(state["models"]["generator"])
-    generator.train(arguments.mode == "paper")
-    size = spec["image_size"]
+    trained = load_generator(arguments.ckpt, mode=arguments.mode, device=device, registry=registry)
     files = list_images(Path(arguments.input))
-    with torch.no_grad():
+    with torch.inference_mode():
         for path in tqdm(files, unit="image", dynamic_ncols=True):
-            image = read_image(path, channels=spec["in_channels"]).to(device)
-            height, width = image.shape[-2:]
-            output = generator(TF.resize(image, [size, size], antialias=True)[None])[0]
-            write_image(TF.resize(output, [height, width], antialias=True), Path(arguments.output) / f"{path.stem}.png")
+            image = read_image(path, channels=trained.spec["in_channels"]).to(device)
+            output = translate(trained.module, image, shorter_side=arguments.resize)
+            write_image(output, Path(arguments.output) / f"{path.stem}.png")
     print(f"{len(files)} image(s) written to {arguments.output} ({arguments.mode} mode)")
 
 
