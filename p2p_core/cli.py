@@ -1,4 +1,4 @@
-"""The ``p2p`` command: fit, predict, list, describe.
+"""The ``p2p`` command: fit, predict, data, list, describe.
 
 jsonargparse reads options, config files and ``--print_config``; components are chosen jsonargparse's way
 (``--generator NAME --generator.ngf 8``, or ``class_path``/``init_args`` in YAML). jsonargparse resolves class
@@ -8,16 +8,19 @@ place input enters (``normalise``), after the plugins have loaded.
 
 from __future__ import annotations
 
+import inspect
 import sys
 import time
-from collections.abc import Sequence
+import typing
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import docstring_parser
 import yaml
-from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser, Namespace
 
-from p2p_core import checkpoint
+from p2p_core import checkpoint, datatools
 from p2p_core.engine import Choice, Trainer, TrainConfig, resolve_device
 from p2p_core.errors import ConfigError, P2PError
 from p2p_core.inference import Mode
@@ -28,6 +31,7 @@ COMPONENT_FLAGS = {"generator": "generator", "disc": "discriminator", "data": "d
 DEFAULTS = {"generator": "unet", "disc": "patch70", "data": "synthetic"}
 CONFIG_FLAGS = ("--config", "-c")
 LIST_TOPICS = (*KINDS, "disc", "data", "plugins", "recipes")
+DATA_TOOLS = {"combine": datatools.combine, "edges": datatools.edges}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -42,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             fit(arguments, argv, parser, fit_parser, registry)
         elif command == "predict":
             predict(arguments, registry)
+        elif command == "data":
+            print(DATA_TOOLS[arguments.tool](**arguments[arguments.tool].as_dict()))
         elif command == "list":
             print(list_text(arguments.topic, registry))
         elif command == "describe":
@@ -82,6 +88,12 @@ def build_parser(registry: Registry) -> tuple[ArgumentParser, ArgumentParser]:
     )
     commands.add_subcommand("predict", predict_parser, help="Translate images with a trained model.")
 
+    data_parser = ArgumentParser(description="Make paired datasets in the AB layout of the aligned dataset.")
+    commands.add_subcommand("data", data_parser, help="Make paired datasets: combine A/B folders, or edges from photos.")
+    tools = data_parser.add_subcommands(dest="tool")  # jsonargparse wants the outer level added first
+    for name, function in DATA_TOOLS.items():
+        tools.add_subcommand(name, _function_parser(function), help=inspect.getdoc(function).splitlines()[0])
+
     list_parser = ArgumentParser(description="List registered components, plugins or recipes.")
     list_parser.add_argument("topic", type=Literal[LIST_TOPICS] | None, nargs="?", default=None)
     commands.add_subcommand("list", list_parser, help="List components, plugins or recipes.")
@@ -91,6 +103,21 @@ def build_parser(registry: Registry) -> tuple[ArgumentParser, ArgumentParser]:
     describe_parser.add_argument("name", type=str)
     commands.add_subcommand("describe", describe_parser, help="Show a component's options.")
     return parser, fit_parser
+
+
+def _function_parser(function: Callable[..., object]) -> ArgumentParser:
+    """Options from a function's typed keyword parameters, their help from its docstring's Args section."""
+    doc = inspect.getdoc(function) or ""
+    parser = ArgumentParser(description=doc.split("\n\nArgs:")[0])
+    hints = typing.get_type_hints(function)
+    switches = [name for name in inspect.signature(function).parameters if hints.get(name) is bool]
+    parser.add_function_arguments(function, skip=set(switches))
+    helps = {param.arg_name: param.description for param in docstring_parser.parse(doc).params}
+    for name in switches:
+        # A plain jsonargparse bool needs a value (--overwrite true); a switch also works alone, as people type it.
+        default = inspect.signature(function).parameters[name].default
+        parser.add_argument(f"--{name}", action=ActionYesNo, nargs="?", default=default, help=helps.get(name))
+    return parser
 
 
 def _fit_parser(registry: Registry) -> ArgumentParser:
@@ -247,8 +274,6 @@ def list_text(topic: str | None, registry: Registry) -> str:
 
 
 def describe_text(kind: str, name: str, registry: Registry) -> str:
-    import inspect
-
     component = registry.get(kind, name)
     flag = next(f for f, k in COMPONENT_FLAGS.items() if k == component.kind) if component.kind != "loss" else None
     lines = [
