@@ -1,4 +1,4 @@
-"""The ``p2p`` command: fit, predict, data, list, describe.
+"""The ``p2p`` command: fit, predict, export, data, list, describe.
 
 jsonargparse reads options, config files and ``--print_config``; components are chosen jsonargparse's way
 (``--generator NAME --generator.ngf 8``, or ``class_path``/``init_args`` in YAML). jsonargparse resolves class
@@ -23,6 +23,7 @@ from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser, Namespac
 from p2p_core import checkpoint, datatools
 from p2p_core.engine import Choice, Trainer, TrainConfig, resolve_device
 from p2p_core.errors import ConfigError, P2PError
+from p2p_core.export import export
 from p2p_core.inference import Mode
 from p2p_core.registry import BASE_CLASSES, ENGINE_ARGUMENTS, KINDS, Registry, canonical_kind, default_registry
 
@@ -46,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             fit(arguments, argv, parser, fit_parser, registry)
         elif command == "predict":
             predict(arguments, registry)
+        elif command == "export":
+            print(export(**arguments.as_dict()))
         elif command == "data":
             print(DATA_TOOLS[arguments.tool](**arguments[arguments.tool].as_dict()))
         elif command == "list":
@@ -87,6 +90,7 @@ def build_parser(registry: Registry) -> tuple[ArgumentParser, ArgumentParser]:
         "and the result back. Default: translate at the image's own size.",
     )
     commands.add_subcommand("predict", predict_parser, help="Translate images with a trained model.")
+    commands.add_subcommand("export", _function_parser(export), help="Save a trained generator for use without p2p.")
 
     data_parser = ArgumentParser(description="Make paired datasets in the AB layout of the aligned dataset.")
     commands.add_subcommand("data", data_parser, help="Make paired datasets: combine A/B folders, or edges from photos.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -84,3 +85,14 @@ def test_shorter_side_runs_at_that_scale_and_returns_the_original_size():
 def test_a_generator_without_size_multiple_needs_one():
     with pytest.raises(ConfigError, match="size_multiple"):
         translate(lambda x: x, torch.zeros(3, 8, 8))
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(height=st.integers(1, 40), width=st.integers(1, 40), multiple=st.sampled_from([2, 8, 32, 64]))
+def test_padding_is_numpys_reflect_so_code_without_p2p_can_match_it(height, width, multiple):
+    image = torch.rand(1, 2, height, width)
+    padded, _ = pad_to_multiple(image, multiple)
+    rows, columns = -height % multiple, -width % multiple
+    # The exports' JSON describes exactly this: floor(padding / 2) before, the rest after, numpy-style reflect.
+    expected = np.pad(image.numpy(), ((0, 0), (0, 0), (rows // 2, rows - rows // 2), (columns // 2, columns - columns // 2)), mode="reflect")
+    assert np.array_equal(padded.numpy(), expected)
