@@ -24,31 +24,34 @@ def random_pixels(channels: int, height: int, width: int, seed: int) -> torch.Te
     return to_signed(torch.randint(0, 256, (channels, height, width), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8))
 
 
-def fit_and_predict(tmp_path: Path, data: list[str], in_channels: int, *predict_options: str) -> None:
+def fit(tmp_path: Path, data: list[str], in_channels: int) -> None:
+    """Train a tiny model into tmp_path/runs/run and write inputs of SIZES with ``in_channels`` channels."""
     main(["fit", "--data", "aligned", *data, *TINY, "--out_dir", str(tmp_path / "runs"), "--name", "run"])
-    inputs = tmp_path / "inputs"
     for index, (height, width) in enumerate(SIZES):
-        write_image(random_pixels(in_channels, height, width, index), inputs / f"{index}.png")
-    main(["predict", "--ckpt", str(tmp_path / "runs" / "run"), "--input", str(inputs), "--output", str(tmp_path / "out"), "--mode", "eval", *predict_options])
+        write_image(random_pixels(in_channels, height, width, index), tmp_path / "inputs" / f"{index}.png")
 
 
-def assert_translated_at_input_sizes(tmp_path: Path, in_channels: int, shorter_side: int | None = None) -> None:
-    """Each output is RGB at its input's size, and is what the generator gives at that size (or scale)."""
+def assert_predict_translates_at_input_sizes(tmp_path: Path, in_channels: int, shorter_side: int | None = None) -> None:
+    """Each output of p2p predict is RGB at its input's size, and is what the generator gives at that size
+    (or, with ``shorter_side``, at that scale)."""
+    out = tmp_path / f"out{shorter_side}"
+    resize = [] if shorter_side is None else ["--resize", str(shorter_side)]
+    main(["predict", "--ckpt", str(tmp_path / "runs" / "run"), "--input", str(tmp_path / "inputs"), "--output", str(out), "--mode", "eval", *resize])
     generator = load_generator(tmp_path / "runs" / "run", mode="eval").module
     for index, (height, width) in enumerate(SIZES):
-        with Image.open(tmp_path / "out" / f"{index}.png") as image:
+        with Image.open(out / f"{index}.png") as image:
             assert (image.mode, image.height, image.width) == ("RGB", height, width)
         with torch.no_grad():
             expected = translate(generator, read_image(tmp_path / "inputs" / f"{index}.png", channels=in_channels), shorter_side=shorter_side)
-        found = read_image(tmp_path / "out" / f"{index}.png", channels=3)
-        assert torch.equal(to_signed(to_uint8(expected)), found)
+        assert torch.equal(to_signed(to_uint8(expected)), read_image(out / f"{index}.png", channels=3))
 
 
-def test_grayscale_to_rgb(tmp_path: Path):
+def test_grayscale_to_rgb_at_native_size_or_scaled(tmp_path: Path):
     for index in range(2):
         write_image(random_pixels(3, 40, 80, index), tmp_path / "ab" / "train" / f"{index}.png")
-    fit_and_predict(tmp_path, ["--data.root", str(tmp_path / "ab"), "--data.a_channels", "1"], in_channels=1)
-    assert_translated_at_input_sizes(tmp_path, in_channels=1)
+    fit(tmp_path, ["--data.root", str(tmp_path / "ab"), "--data.a_channels", "1"], in_channels=1)
+    assert_predict_translates_at_input_sizes(tmp_path, in_channels=1)
+    assert_predict_translates_at_input_sizes(tmp_path, in_channels=1, shorter_side=32)
 
 
 def test_rgba_to_rgb_from_combined_folders(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
@@ -59,12 +62,5 @@ def test_rgba_to_rgb_from_combined_folders(tmp_path: Path, capsys: pytest.Captur
     assert "wrote 2 train pair(s)" in capsys.readouterr().out
     with Image.open(tmp_path / "ab" / "train" / "0.png") as combined:
         assert combined.mode == "RGBA"
-    fit_and_predict(tmp_path, ["--data.root", str(tmp_path / "ab"), "--data.a_channels", "4"], in_channels=4)
-    assert_translated_at_input_sizes(tmp_path, in_channels=4)
-
-
-def test_resize_option_translates_at_that_scale_and_returns_each_input_size(tmp_path: Path):
-    for index in range(2):
-        write_image(random_pixels(3, 40, 80, index), tmp_path / "ab" / "train" / f"{index}.png")
-    fit_and_predict(tmp_path, ["--data.root", str(tmp_path / "ab")], 3, "--resize", "32")
-    assert_translated_at_input_sizes(tmp_path, in_channels=3, shorter_side=32)
+    fit(tmp_path, ["--data.root", str(tmp_path / "ab"), "--data.a_channels", "4"], in_channels=4)
+    assert_predict_translates_at_input_sizes(tmp_path, in_channels=4)
