@@ -113,14 +113,13 @@ def _function_parser(function: Callable[..., object]) -> ArgumentParser:
     """Options from a function's typed keyword parameters, their help from its docstring's Args section."""
     doc = inspect.getdoc(function) or ""
     parser = ArgumentParser(description=doc.split("\n\nArgs:")[0])
-    hints = typing.get_type_hints(function)
-    switches = [name for name in inspect.signature(function).parameters if hints.get(name) is bool]
+    parameters, hints = inspect.signature(function).parameters, typing.get_type_hints(function)
+    switches = [name for name in parameters if hints.get(name) is bool]
     parser.add_function_arguments(function, skip=set(switches))
     helps = {param.arg_name: param.description for param in docstring_parser.parse(doc).params}
     for name in switches:
         # A plain jsonargparse bool needs a value (--overwrite true); a switch also works alone, as people type it.
-        default = inspect.signature(function).parameters[name].default
-        parser.add_argument(f"--{name}", action=ActionYesNo, nargs="?", default=default, help=helps.get(name))
+        parser.add_argument(f"--{name}", action=ActionYesNo, nargs="?", default=parameters[name].default, help=helps.get(name))
     return parser
 
 
