@@ -1,4 +1,4 @@
-"""The ``p2p`` command: fit, predict, list, describe.
+"""The ``p2p`` command: fit, predict, export, data, list, describe.
 
 jsonargparse reads options, config files and ``--print_config``; components are chosen jsonargparse's way
 (``--generator NAME --generator.ngf 8``, or ``class_path``/``init_args`` in YAML). jsonargparse resolves class
@@ -8,19 +8,24 @@ place input enters (``normalise``), after the plugins have loaded.
 
 from __future__ import annotations
 
+import inspect
 import signal
 import sys
 import time
-from collections.abc import Sequence
+import typing
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import docstring_parser
 import yaml
-from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser, Namespace
 
-from p2p_core import checkpoint, distributed
-from p2p_core.engine import Choice, Trainer, TrainConfig, build_generator, resolve_device
+from p2p_core import checkpoint, datatools, distributed
+from p2p_core.engine import Choice, Trainer, TrainConfig, resolve_device
 from p2p_core.errors import ConfigError, P2PError
+from p2p_core.export import export
+from p2p_core.inference import Mode
 from p2p_core.registry import BASE_CLASSES, ENGINE_ARGUMENTS, KINDS, Registry, canonical_kind, default_registry
 
 # Command-line flag -> registry kind, for the components chosen by name.
@@ -28,6 +33,7 @@ COMPONENT_FLAGS = {"generator": "generator", "disc": "discriminator", "data": "d
 DEFAULTS = {"generator": "unet", "disc": "patch70", "data": "synthetic"}
 CONFIG_FLAGS = ("--config", "-c")
 LIST_TOPICS = (*KINDS, "disc", "data", "plugins", "recipes")
+DATA_TOOLS = {"combine": datatools.combine, "edges": datatools.edges}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -42,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             fit(arguments, argv, parser, fit_parser, registry)
         elif command == "predict":
             predict(arguments, registry)
+        elif command == "export":
+            print(export(**arguments.as_dict()))
+        elif command == "data":
+            print(DATA_TOOLS[arguments.tool](**arguments[arguments.tool].as_dict()))
         elif command == "list":
             print(list_text(arguments.topic, registry))
         elif command == "describe":
@@ -60,18 +70,34 @@ def build_parser(registry: Registry) -> tuple[ArgumentParser, ArgumentParser]:
     fit_parser = _fit_parser(registry)
     commands.add_subcommand("fit", fit_parser, help="Train a model (defaults: the paper's U-Net, 70x70 PatchGAN, cGAN + L1).")
 
-    predict_parser = ArgumentParser(description="Translate a folder of images with a trained generator.")
+    predict_parser = ArgumentParser(
+        description="Translate a folder of images with a trained generator; each output keeps its input's size."
+    )
     predict_parser.add_argument("--ckpt", type=Path, required=True, help="Checkpoint file, or a run folder (its newest).")
     predict_parser.add_argument("--input", type=Path, required=True, help="Folder of input images.")
     predict_parser.add_argument("--output", type=Path, required=True, help="Folder for the translated images (PNG).")
     predict_parser.add_argument("--device", type=Literal["auto", "cpu", "cuda"], default="auto")
     predict_parser.add_argument(
         "--mode",
-        type=Literal["paper", "eval"],
+        type=Mode,
         default="paper",
         help="paper: dropout on and batch statistics at test time, as in the paper; eval: standard eval mode.",
     )
+    predict_parser.add_argument(
+        "--resize",
+        type=int | None,
+        default=None,
+        help="Scale each image so its shorter side is this many pixels (e.g. the training size) before translating, "
+        "and the result back. Default: translate at the image's own size.",
+    )
     commands.add_subcommand("predict", predict_parser, help="Translate images with a trained model.")
+    commands.add_subcommand("export", _function_parser(export), help="Save a trained generator for use without p2p.")
+
+    data_parser = ArgumentParser(description="Make paired datasets in the AB layout of the aligned dataset.")
+    commands.add_subcommand("data", data_parser, help="Make paired datasets: combine A/B folders, or edges from photos.")
+    tools = data_parser.add_subcommands(dest="tool")  # jsonargparse wants the outer level added first
+    for name, function in DATA_TOOLS.items():
+        tools.add_subcommand(name, _function_parser(function), help=inspect.getdoc(function).splitlines()[0])
 
     list_parser = ArgumentParser(description="List registered components, plugins or recipes.")
     list_parser.add_argument("topic", type=Literal[LIST_TOPICS] | None, nargs="?", default=None)
@@ -82,6 +108,20 @@ def build_parser(registry: Registry) -> tuple[ArgumentParser, ArgumentParser]:
     describe_parser.add_argument("name", type=str)
     commands.add_subcommand("describe", describe_parser, help="Show a component's options.")
     return parser, fit_parser
+
+
+def _function_parser(function: Callable[..., object]) -> ArgumentParser:
+    """Options from a function's typed keyword parameters, their help from its docstring's Args section."""
+    doc = inspect.getdoc(function) or ""
+    parser = ArgumentParser(description=doc.split("\n\nArgs:")[0])
+    parameters, hints = inspect.signature(function).parameters, typing.get_type_hints(function)
+    switches = [name for name in parameters if hints.get(name) is bool]
+    parser.add_function_arguments(function, skip=set(switches))
+    helps = {param.arg_name: param.description for param in docstring_parser.parse(doc).params}
+    for name in switches:
+        # A plain jsonargparse bool needs a value (--overwrite true); a switch also works alone, as people type it.
+        parser.add_argument(f"--{name}", action=ActionYesNo, nargs="?", default=parameters[name].default, help=helps.get(name))
+    return parser
 
 
 def _fit_parser(registry: Registry) -> ArgumentParser:
@@ -235,25 +275,19 @@ def _without_resume(args: list[str]) -> list[str]:
 
 def predict(arguments: Namespace, registry: Registry) -> None:
     import torch
-    import torchvision.transforms.v2.functional as TF
     from tqdm.auto import tqdm
 
     from p2p_core.images import list_images, read_image, write_image
+    from p2p_core.inference import load_generator, translate
 
     device = resolve_device(arguments.device)
-    state = checkpoint.load(arguments.ckpt, map_location=device)
-    spec = state["components"]["generator"]
-    generator = build_generator(spec, registry).to(device)
-    generator.load_state_dict(state["models"]["generator"])
-    generator.train(arguments.mode == "paper")
-    size = spec["image_size"]
+    trained = load_generator(arguments.ckpt, mode=arguments.mode, device=device, registry=registry)
     files = list_images(Path(arguments.input))
-    with torch.no_grad():
+    with torch.inference_mode():
         for path in tqdm(files, unit="image", dynamic_ncols=True):
-            image = read_image(path, channels=spec["in_channels"]).to(device)
-            height, width = image.shape[-2:]
-            output = generator(TF.resize(image, [size, size], antialias=True)[None])[0]
-            write_image(TF.resize(output, [height, width], antialias=True), Path(arguments.output) / f"{path.stem}.png")
+            image = read_image(path, channels=trained.spec["in_channels"]).to(device)
+            output = translate(trained.module, image, shorter_side=arguments.resize)
+            write_image(output, Path(arguments.output) / f"{path.stem}.png")
     print(f"{len(files)} image(s) written to {arguments.output} ({arguments.mode} mode)")
 
 
@@ -275,8 +309,6 @@ def list_text(topic: str | None, registry: Registry) -> str:
 
 
 def describe_text(kind: str, name: str, registry: Registry) -> str:
-    import inspect
-
     component = registry.get(kind, name)
     flag = next(f for f, k in COMPONENT_FLAGS.items() if k == component.kind) if component.kind != "loss" else None
     lines = [

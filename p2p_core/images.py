@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -32,18 +34,39 @@ def list_images(folder: Path, *, layout: str = "") -> list[Path]:
     return sorted(files, key=lambda p: (len(p.stem), p.stem) if p.stem.isdigit() else (float("inf"), p.stem))
 
 
+CHANNEL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+"""Channel counts a file is decoded to, and the PIL mode for each: grayscale, RGB, RGB + alpha."""
+
+
 def read_image(path: Path, *, channels: int = 3) -> Tensor:
-    """Decode an image to channels x H x W floats in [-1, 1]; a broken file raises a DataError naming it."""
-    if channels not in (1, 3):
-        raise DataError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
+    """Decode an image to channels x H x W floats in [-1, 1]; a broken file raises a DataError naming it.
+
+    1 channel is ITU-R 601 luma, 3 is RGB, 4 is RGBA (a file without alpha reads as opaque, +1).
+    """
+    if channels not in CHANNEL_MODES:
+        raise DataError(f"channels must be 1 (grayscale), 3 (RGB) or 4 (RGBA), got {channels}")
+    with _opened(path) as image:
+        if image.mode.startswith("I"):  # 16-bit grayscale: PIL's convert would clip it, not scale it
+            image = image.point(lambda value: value / 257).convert("L")
+        image = image.convert(CHANNEL_MODES[channels])
+    return to_signed(TF.pil_to_tensor(image))
+
+
+def image_header(path: Path) -> tuple[int, int, bool]:
+    """(height, width, has_alpha) from the file's header, without decoding the pixels."""
+    with _opened(path) as image:
+        alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+        return image.height, image.width, alpha
+
+
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[Image.Image]:
+    # Decoding errors surface inside the caller's block too (PIL decodes lazily), so they are caught here.
     try:
         with Image.open(path) as image:
-            if image.mode.startswith("I"):  # 16-bit grayscale: PIL's convert would clip it, not scale it
-                image = image.point(lambda value: value / 257).convert("L")
-            image = image.convert("L" if channels == 1 else "RGB")
+            yield image
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
         raise DataError(f"cannot read image {path}: {error}. Replace or remove the file.") from None
-    return to_signed(TF.pil_to_tensor(image))
 
 
 def to_signed(image: Tensor) -> Tensor:
@@ -57,18 +80,28 @@ def to_uint8(image: Tensor) -> Tensor:
 
 
 def write_image(image: Tensor, path: Path) -> None:
-    """Save a C x H x W image in [-1, 1] (1 or 3 channels; more are cut to the first 3) atomically."""
-    pixels = to_uint8(displayable(image))
+    """Save a C x H x W image in [-1, 1] atomically, the format from the suffix (PNG when unknown).
+
+    1 channel is saved as grayscale, 3 as RGB, 4 as RGBA; other counts as :func:`displayable` shows them.
+    """
+    if image.shape[-3] not in CHANNEL_MODES:
+        image = displayable(image)
+    format = Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    if format == "JPEG" and image.shape[-3] == 4:
+        raise DataError(f"{path}: JPEG cannot store the alpha channel of a 4-channel image; write it as .png")
+    pixels = to_uint8(image)
+    # PIL's default JPEG quality (75) blurs thin lines such as edge maps; 95 keeps them.
+    options = {"quality": 95} if format == "JPEG" else {}
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
-    TF.to_pil_image(pixels).save(temporary, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
+    TF.to_pil_image(pixels, mode=CHANNEL_MODES[pixels.shape[0]]).save(temporary, format=format, **options)
     os.replace(temporary, path)
 
 
 def displayable(image: Tensor) -> Tensor:
-    """A C x H x W image as 3 channels: grayscale is repeated, extra channels are dropped."""
-    if image.shape[-3] == 1:
-        return image.expand(*image.shape[:-3], 3, *image.shape[-2:])
+    """A C x H x W image as 3 channels: fewer than 3 show the first as grayscale, more are cut to the first 3."""
+    if image.shape[-3] < 3:
+        return image[..., :1, :, :].expand(*image.shape[:-3], 3, *image.shape[-2:])
     return image[..., :3, :, :]
 
 

@@ -34,6 +34,11 @@ def fit_smoke(tmp_path, capsys, *extra):
 
 SHARED_OUTLINES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "outlines"
 
+# The tests run tiny tensors, for which intra-op threads add only synchronisation; on a busy 2-core machine
+# their waiting made the suite six times slower (140 s against 23 s, most of it in the many small ops of
+# the edge tools and the end-to-end fits).
+torch.set_num_threads(1)
+
 
 def write_ab_folder(root: Path, *, split: str = "train", count: int = 3, size: tuple[int, int] = (40, 40), identical: bool = False) -> Path:
     """root/split/i.png holding A|B side by side; with ``identical`` B is a copy of A."""

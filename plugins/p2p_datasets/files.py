@@ -18,7 +18,8 @@ logger = logging.getLogger(__name__)
 
 Direction = Literal["AtoB", "BtoA"]
 Split = Literal["train", "val", "test"]
-Channels = Literal[1, 3]
+Channels = Literal[1, 3, 4]
+"""Per image: 1 grayscale, 3 RGB, 4 RGBA."""
 
 
 class ImagePairs(Dataset, abc.ABC):
@@ -79,7 +80,8 @@ class AlignedDataset(ImagePairs):
 
     def read_pair(self, index: int) -> tuple[Tensor, Tensor, Path]:
         path = self.files[index]
-        image = read_image(path, channels=3)
+        # Decode alpha only when a half keeps it; the other halves drop it again in _channels.
+        image = read_image(path, channels=4 if 4 in (self.a_channels, self.b_channels) else 3)
         width = image.shape[-1]
         if width % 2:
             raise DataError(f"{path}: width {width} is odd, so it cannot be split into A|B halves of equal width")
@@ -112,11 +114,15 @@ class FoldersDataset(ImagePairs):
 
 
 def _channels(image: Tensor, channels: int) -> Tensor:
-    # ITU-R 601 luma, the weights PIL uses for "L", so a split AB image matches a grayscale file.
+    """One half of an AB image (RGB, or RGBA when some half needs alpha) as ``channels`` channels."""
+    if channels == 4:
+        return image
+    rgb = image[:3]
     if channels == 1:
-        weights = image.new_tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
-        return (image * weights).sum(0, keepdim=True)
-    return image
+        # ITU-R 601 luma, the weights PIL uses for "L", so a split AB image matches a grayscale file.
+        weights = rgb.new_tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+        return (rgb * weights).sum(0, keepdim=True)
+    return rgb
 
 
 def aligned(

@@ -1,0 +1,106 @@
+"""Running a trained generator on images of any size and shape.
+
+A fully convolutional generator only needs H and W to be multiples of its ``size_multiple`` (2**depth for
+the U-Net). :func:`translate` reflect-pads an image up to the next multiples, runs the generator and crops
+the output back, so every image keeps its own size and aspect ratio, images larger than the training crops
+included. ``p2p predict`` and the checks of ``p2p export`` both go through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
+from torch import Tensor, nn
+
+from p2p_core import checkpoint
+from p2p_core.engine import build_generator
+from p2p_core.errors import ConfigError
+from p2p_core.registry import Registry
+
+Mode = Literal["paper", "eval"]
+"""paper: dropout on and batch statistics at test time, as in the paper; eval: the standard eval mode."""
+PADDING_MODE = "reflect"
+"""How :func:`translate` pads; exports record it for code that runs them without p2p."""
+
+
+@attrs.frozen(kw_only=True)
+class TrainedGenerator:
+    """A generator rebuilt from a checkpoint, with what it was built from."""
+
+    module: nn.Module
+    spec: dict[str, Any]
+    """The checkpoint's ``components.generator`` entry: name, options, channels, training image_size."""
+    step: int
+    path: Path
+    """The checkpoint file (a run folder resolved to its newest)."""
+
+
+def load_generator(
+    ckpt: Path, *, mode: Mode, device: torch.device | str = "cpu", registry: Registry | None = None
+) -> TrainedGenerator:
+    """The generator of a checkpoint file or run folder, in ``mode``, on ``device``."""
+    path = checkpoint.resolve(Path(ckpt))
+    state = checkpoint.load(path, map_location=device)
+    spec = state["components"]["generator"]
+    module = build_generator(spec, registry).to(device)
+    module.load_state_dict(state["models"]["generator"])
+    module.train(mode == "paper")
+    return TrainedGenerator(module=module, spec=spec, step=int(state["step"]), path=path)
+
+
+def pad_to_multiple(batch: Tensor, multiple: int) -> tuple[Tensor, tuple[slice, slice]]:
+    """``batch`` (N x C x H x W) padded by reflection so H and W are multiples of ``multiple``, and the
+    (rows, columns) slices that cut the original back out. The padding is split evenly between the two
+    sides, so the image stays centred in what the generator sees."""
+    height, width = batch.shape[-2:]
+    top, left = (-height % multiple) // 2, (-width % multiple) // 2
+    bottom, right = -height % multiple - top, -width % multiple - left
+    crop = (slice(top, top + height), slice(left, left + width))
+    padded = batch
+    # A reflection adds at most side - 1 pixels, so a small image is mirrored again until it is big enough.
+    # A 1-pixel side cannot be reflected; replicating it is what a reflection would give.
+    while left or right or top or bottom:
+        rows, columns = padded.shape[-2:]
+        step = (min(left, columns - 1), min(right, columns - 1), min(top, rows - 1), min(bottom, rows - 1))
+        if not any(step):
+            return F.pad(padded, (left, right, top, bottom), mode="replicate"), crop
+        padded = F.pad(padded, step, mode=PADDING_MODE)
+        left, right, top, bottom = left - step[0], right - step[1], top - step[2], bottom - step[3]
+    return padded, crop
+
+
+def translate(
+    generator: Callable[[Tensor], Tensor],
+    image: Tensor,
+    *,
+    size_multiple: int | None = None,
+    shorter_side: int | None = None,
+) -> Tensor:
+    """The generator's output for ``image`` (C x H x W or N x C x H x W), at the image's own H x W.
+
+    ``size_multiple`` defaults to the generator's attribute; pass it for loaded exports, which lack it (their
+    JSON holds it). ``shorter_side`` first scales the image so its shorter side has that many pixels, e.g.
+    the training size, so that content appears at the scale the model learnt; the output is scaled back.
+    """
+    multiple = size_multiple or getattr(generator, "size_multiple", None)
+    if not isinstance(multiple, int) or multiple < 1:
+        raise ConfigError(f"size_multiple must be a positive int, got {multiple!r}; pass the one in the export's JSON")
+    batch = image if image.dim() == 4 else image[None]
+    height, width = batch.shape[-2:]
+    if shorter_side is not None:
+        if shorter_side < 1:
+            raise ConfigError(f"the shorter side to scale to must be at least 1 pixel, got {shorter_side}")
+        scale = shorter_side / min(height, width)
+        size = [max(1, round(height * scale)), max(1, round(width * scale))]
+        batch = TF.resize(batch, size, antialias=True)
+    padded, (rows, columns) = pad_to_multiple(batch, multiple)
+    output = generator(padded)[..., rows, columns]
+    if shorter_side is not None:
+        output = TF.resize(output, [height, width], antialias=True)
+    return output if image.dim() == 4 else output[0]
