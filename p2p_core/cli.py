@@ -48,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             fit(arguments, argv, parser, fit_parser, registry)
         elif command == "predict":
             predict(arguments, registry)
+        elif command == "bench":
+            bench(arguments, registry)
         elif command == "export":
             print(export(**arguments.as_dict()))
         elif command == "data":
@@ -92,6 +94,7 @@ def build_parser(registry: Registry) -> tuple[ArgumentParser, ArgumentParser]:
     )
     commands.add_subcommand("predict", predict_parser, help="Translate images with a trained model.")
     commands.add_subcommand("export", _function_parser(export), help="Save a trained generator for use without p2p.")
+    commands.add_subcommand("bench", _bench_parser(registry), help="Measure images/s, FLOPs and memory of a model.")
 
     data_parser = ArgumentParser(description="Make paired datasets in the AB layout of the aligned dataset.")
     commands.add_subcommand("data", data_parser, help="Make paired datasets: combine A/B folders, or edges from photos.")
@@ -127,7 +130,28 @@ def _function_parser(function: Callable[..., object]) -> ArgumentParser:
 def _fit_parser(registry: Registry) -> ArgumentParser:
     parser = ArgumentParser(description="Train pix2pix. Components: p2p list; their options: p2p describe KIND NAME.")
     parser.add_argument("-c", "--config", action=ActionConfigFile, help="A recipe: a YAML file or a recipe name.")
-    for flag, kind in COMPONENT_FLAGS.items():
+    _add_model_arguments(parser, registry, COMPONENT_FLAGS)
+    parser.add_argument("--out_dir", type=Path, default=Path("runs"), help="Where run folders are made.")
+    parser.add_argument("--name", type=str | None, default=None, help="Run folder name (default: time and components).")
+    parser.add_argument("--resume", type=Path | None, default=None, help="A run folder to continue from its newest checkpoint.")
+    return parser
+
+
+def _bench_parser(registry: Registry) -> ArgumentParser:
+    parser = ArgumentParser(description="Measure training and inference images/s, FLOPs and memory of a model.")
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="A recipe, for its components and trainer options.")
+    _add_model_arguments(parser, registry, {flag: kind for flag, kind in COMPONENT_FLAGS.items() if kind != "dataset"})
+    parser.add_argument("--image_size", type=int, default=256, help="Side of the square training images.")
+    parser.add_argument("--steps", type=int, default=10, help="Timed steps.")
+    parser.add_argument("--warmup", type=int, default=2, help="Untimed steps first (allocation, compilation).")
+    parser.add_argument("--inference", action=ActionYesNo, nargs="?", default=True, help="Also time the generator alone.")
+    parser.add_argument("--json", action=ActionYesNo, nargs="?", default=False, help="Print the figures as JSON.")
+    return parser
+
+
+def _add_model_arguments(parser: ArgumentParser, registry: Registry, flags: dict[str, str]) -> None:
+    """The components (``--generator NAME --generator.OPTION ...``), the objective and the trainer's options."""
+    for flag, kind in flags.items():
         parser.add_subclass_arguments(
             BASE_CLASSES[kind],
             flag,
@@ -142,15 +166,11 @@ def _fit_parser(registry: Registry) -> ArgumentParser:
         "--loss_options", type=dict[str, dict[str, Any]], default={}, help="Per-term options, e.g. '{l1: {weight: 10}}'."
     )
     parser.add_class_arguments(TrainConfig, "trainer")
-    parser.add_argument("--out_dir", type=Path, default=Path("runs"), help="Where run folders are made.")
-    parser.add_argument("--name", type=str | None, default=None, help="Run folder name (default: time and components).")
-    parser.add_argument("--resume", type=Path | None, default=None, help="A run folder to continue from its newest checkpoint.")
-    return parser
 
 
 def normalise(argv: list[str], registry: Registry) -> list[str]:
-    """Replace registry names with import paths in ``fit``'s component flags and config files."""
-    if not argv or argv[0] != "fit":
+    """Replace registry names with import paths in the component flags and config files of fit and bench."""
+    if not argv or argv[0] not in ("fit", "bench"):
         return argv
     result = [argv[0]]
     tokens = iter(argv[1:])
@@ -259,6 +279,24 @@ def fit(arguments: Namespace, argv: list[str], parser: ArgumentParser, fit_parse
 def _say(context: distributed.Context, message: str) -> None:
     if context.is_main:
         print(message, file=sys.stderr)
+
+
+def bench(arguments: Namespace, registry: Registry) -> None:
+    from p2p_core import bench as benchmark
+
+    result = benchmark.run(
+        generator=_choice("generator", arguments.generator, registry),
+        discriminator=_choice("discriminator", arguments.disc, registry),
+        loss=arguments.loss,
+        loss_options=arguments.loss_options,
+        train=TrainConfig(**arguments.trainer.as_dict()),
+        image_size=arguments.image_size,
+        steps=arguments.steps,
+        warmup=arguments.warmup,
+        inference=arguments.inference,
+        registry=registry,
+    )
+    benchmark.report(result, as_json=arguments.json)
 
 
 def _without_resume(args: list[str]) -> list[str]:

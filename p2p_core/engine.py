@@ -72,6 +72,12 @@ class TrainConfig:
     """With several GPUs, BatchNorm statistics over the whole batch rather than each process's share."""
     dist_timeout: float = 600.0
     """Seconds a process waits for the others before the job fails instead of hanging."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """bf16 runs forward passes and losses under autocast: faster on recent GPUs, different numerics."""
+    channels_last: bool = False
+    """Keep images and weights in NHWC layout, which GPU convolution kernels prefer."""
+    compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = "none"
+    """torch.compile the networks; reduce-overhead also replays CUDA graphs (needs fixed image sizes)."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -254,7 +260,14 @@ class Trainer:
             self.optimizers[role] = optimizer
             self.schedulers[role] = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
 
-        self._generator, self._discriminator = self._parallel(self.generator), self._parallel(self.discriminator)
+        if train.channels_last:
+            for model in self.models.values():
+                if model is not None:
+                    model.to(memory_format=torch.channels_last)
+        self._generator = self._compiled(self._parallel(self.generator))
+        self._discriminator = self._compiled(self._parallel(self.discriminator))
+        # G's step judges its output with D but must not average D's (absent) gradients across processes.
+        self._judge = self._compiled(self.discriminator) if self.dist.active else self._discriminator
         self.steps_per_epoch = math.ceil(len(self.dataset) // self.dist.world_size / train.batch_size)
         epochs = train.n_epochs + train.n_epochs_decay
         self.total_steps = min(epochs * self.steps_per_epoch, train.max_steps or math.inf)
@@ -273,6 +286,19 @@ class Trainer:
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
+    def _compiled(self, model: nn.Module | None) -> nn.Module | None:
+        if model is None or self.config.compile == "none":
+            return model
+        return torch.compile(model, mode=self.config.compile)
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
+
+    def to_device(self, images: Tensor) -> Tensor:
+        """Move a batch where training runs, in the memory layout the networks use."""
+        images = images.to(self.device, non_blocking=True)
+        return images.to(memory_format=torch.channels_last) if self.config.channels_last else images
+
     @property
     def checkpoint_bytes(self) -> int:
         """About what one checkpoint takes: weights plus Adam's two moments for each network."""
@@ -288,15 +314,18 @@ class Trainer:
 
     def train_step(self, x: Tensor, target: Tensor) -> dict[str, float]:
         """One D step on half the adversarial terms, then one G step on all terms; returns the losses."""
-        fake = self._generator(x)
+        with self._autocast():
+            fake = self._generator(x)
         logged: dict[str, float] = {}
         disc = self.discriminator
         if disc is not None:
             disc.requires_grad_(True)
-            d_losses = self.objective.discriminator_losses(x=x, fake=fake.detach(), target=target, disc=self._discriminator)
+            with self._autocast():
+                d_losses = self.objective.discriminator_losses(x=x, fake=fake.detach(), target=target, disc=self._discriminator)
             logged |= self._update("discriminator", {f"D/{name}": 0.5 * value for name, value in d_losses.items()})
-            disc.requires_grad_(False)  # G's step needs gradients through D, not for D (nor their averaging)
-        g_losses = self.objective.generator_losses(x=x, fake=fake, target=target, disc=disc)
+            disc.requires_grad_(False)  # G's step needs gradients through D, not for D
+        with self._autocast():
+            g_losses = self.objective.generator_losses(x=x, fake=fake, target=target, disc=self._judge)
         logged |= self._update("generator", {f"G/{name}": value for name, value in g_losses.items()})
         self._last = (x, fake.detach(), target)
         return logged
@@ -370,7 +399,7 @@ class Trainer:
         try:
             with StopRequest() as stop:
                 for batch in self._batches():
-                    x, target = batch.a.to(self.device), batch.b.to(self.device)
+                    x, target = self.to_device(batch.a), self.to_device(batch.b)
                     for name, value in self.train_step(x, target).items():
                         sums[name] += value
                     counted += 1

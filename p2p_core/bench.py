@@ -1,0 +1,174 @@
+"""``p2p bench``: how fast one training step and one translation run, for any components and settings.
+
+It times the engine's own ``Trainer.train_step`` on fixed random batches (no data loading: that is what
+``p2p fit`` overlaps with compute), after warm-up steps, and puts the figure in context: FLOPs counted by
+``torch.utils.flop_counter`` and the share of a matrix-multiply peak measured on the same device.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from p2p_core.engine import Choice, Trainer, TrainConfig
+from p2p_core.registry import Registry
+
+
+@attrs.frozen(kw_only=True)
+class Result:
+    device: str
+    batch_size: int
+    image_size: int
+    precision: str
+    train_images_per_s: float
+    train_gflop_per_step: float
+    train_gflops: float
+    inference_images_per_s: float | None
+    matmul_peak_gflops: float
+    peak_memory_mib: float
+    memory_kind: str
+
+    @property
+    def peak_fraction(self) -> float:
+        return self.train_gflops / self.matmul_peak_gflops
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self) | {"peak_fraction": self.peak_fraction}
+
+    def text(self) -> str:
+        lines = [
+            f"device {self.device}, batch {self.batch_size}, {self.image_size}x{self.image_size}, {self.precision}",
+            f"train      {self.train_images_per_s:8.3f} images/s   {self.train_gflop_per_step:8.1f} GFLOP/step   "
+            f"{self.train_gflops:8.1f} GFLOP/s = {100 * self.peak_fraction:.0f}% of the measured "
+            f"{self.matmul_peak_gflops:.0f} GFLOP/s matmul peak",
+        ]
+        if self.inference_images_per_s is not None:
+            lines.append(f"inference  {self.inference_images_per_s:8.3f} images/s (eval mode, inference_mode)")
+        lines.append(f"peak memory {self.peak_memory_mib:.0f} MiB ({self.memory_kind})")
+        return "\n".join(lines)
+
+
+def run(
+    *,
+    generator: Choice,
+    discriminator: Choice,
+    loss: str,
+    loss_options: Mapping[str, Mapping[str, Any]],
+    train: TrainConfig,
+    image_size: int,
+    steps: int,
+    warmup: int,
+    inference: bool,
+    registry: Registry,
+) -> Result:
+    trainer = Trainer(
+        generator=generator,
+        discriminator=discriminator,
+        loss=loss,
+        loss_options=loss_options,
+        data=Choice("synthetic", {"length": train.batch_size, "load_size": image_size, "crop_size": image_size}),
+        train=attrs.evolve(train, num_workers=0, progress=False),
+        run_dir="unused",
+        registry=registry,
+    )
+    device = trainer.device
+    random = torch.Generator().manual_seed(0)
+    x, target = (
+        trainer.to_device(torch.rand(train.batch_size, channels, image_size, image_size, generator=random) * 2 - 1)
+        for channels in (trainer.dataset.in_channels, trainer.dataset.out_channels)
+    )
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def step() -> None:
+        trainer.train_step(x, target)
+
+    flops = _count_flops(trainer, step) if train.compile == "none" else _count_flops_eagerly(trainer, step)
+    train_seconds = _time(step, steps=steps, warmup=warmup, device=device)
+    inference_rate = None
+    if inference:
+        generator_module = trainer.generator.eval()
+        with torch.inference_mode():
+            seconds = _time(lambda: generator_module(x), steps=steps, warmup=warmup, device=device)
+        inference_rate = train.batch_size / seconds
+
+    if device.type == "cuda":
+        peak, kind = torch.cuda.max_memory_allocated(device) / 2**20, "max allocated on the GPU"
+    else:
+        peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak RSS of the process"
+    rate = train.batch_size / train_seconds
+    return Result(
+        device=str(device),
+        batch_size=train.batch_size,
+        image_size=image_size,
+        precision=train.precision,
+        train_images_per_s=rate,
+        train_gflop_per_step=flops / 1e9,
+        train_gflops=flops / 1e9 / train_seconds,
+        inference_images_per_s=inference_rate,
+        matmul_peak_gflops=matmul_peak_gflops(device, torch.bfloat16 if train.precision == "bf16" else torch.float32),
+        peak_memory_mib=peak,
+        memory_kind=kind,
+    )
+
+
+def _count_flops(trainer: Trainer, step: Callable[[], object]) -> int:
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def _count_flops_eagerly(trainer: Trainer, step: Callable[[], object]) -> int:
+    """Compiled graphs hide their operations from the counter; the same step uncompiled has the same FLOPs."""
+    compiled = trainer._generator, trainer._discriminator, trainer._judge
+    trainer._generator, trainer._discriminator, trainer._judge = trainer.generator, trainer.discriminator, trainer.discriminator
+    try:
+        return _count_flops(trainer, step)
+    finally:
+        trainer._generator, trainer._discriminator, trainer._judge = compiled
+
+
+def _time(work: Callable[[], object], *, steps: int, warmup: int, device: torch.device) -> float:
+    """Seconds per call, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        work()
+    _synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        work()
+    _synchronize(device)
+    return (time.perf_counter() - start) / steps
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, seconds: float = 1.0) -> float:
+    """GFLOP/s of a large square matrix multiply: what this device can do at best in this precision."""
+    n = 4096 if device.type == "cuda" else 1024
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    a @ b
+    _synchronize(device)
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        calls += 1
+        if device.type == "cuda" and calls % 10 == 0:
+            _synchronize(device)
+    _synchronize(device)
+    return 2 * n**3 * calls / (time.perf_counter() - start) / 1e9
+
+
+def report(result: Result, *, as_json: bool) -> None:
+    import json
+
+    sys.stdout.write((json.dumps(result.as_dict(), indent=2) if as_json else result.text()) + "\n")

@@ -1,0 +1,61 @@
+"""The GPU fast-path options (bf16 autocast, channels_last, torch.compile) run on CPU and change little."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import run
+from p2p_core.engine import Choice, Trainer, TrainConfig
+
+
+def one_step(tmp_path, **options) -> tuple[dict[str, float], torch.Tensor]:
+    trainer = Trainer(
+        generator=Choice("unet", {"ngf": 8, "dropout": 0.0}),
+        discriminator=Choice("patch70", {"ndf": 8}),
+        loss="cgan+l1",
+        loss_options={},
+        data=Choice("synthetic", {"length": 2, "load_size": 32, "crop_size": 32}),
+        train=TrainConfig(num_workers=0, progress=False, **options),
+        run_dir=tmp_path,
+    )
+    sample = trainer.dataset[0]
+    x, y = trainer.to_device(sample.a[None]), trainer.to_device(sample.b[None])
+    losses = trainer.train_step(x, y)
+    with torch.no_grad():
+        output = trainer.generator.eval()(x)
+    return losses, output
+
+
+@pytest.mark.parametrize(
+    ("options", "tolerance"),
+    [
+        ({"channels_last": True}, 1e-4),
+        ({"precision": "bf16"}, 5e-2),
+        ({"compile": "default"}, 1e-3),
+    ],
+    ids=["channels_last", "bf16", "compile"],
+)
+def test_fast_path_option_matches_the_default_path(tmp_path, options, tolerance):
+    reference_losses, reference_output = one_step(tmp_path)
+    losses, output = one_step(tmp_path, **options)
+    assert losses.keys() == reference_losses.keys()
+    for name, value in reference_losses.items():
+        assert losses[name] == pytest.approx(value, rel=tolerance), name
+    assert (output - reference_output).abs().max() < 10 * tolerance
+
+
+def test_bench_reports_throughput_flops_and_memory(capsys):
+    sizes = {}
+    for size in (32, 64):
+        code, out, err = run(["bench", "--generator.ngf", "4", "--disc.ndf", "4", "--image_size", str(size),
+                              "--trainer.max_steps", "1", "--steps", "1", "--warmup", "1", "--json"], capsys)
+        assert code == 0, err
+        sizes[size] = json.loads(out)
+    small, large = sizes[32], sizes[64]
+    assert small["train_images_per_s"] > 0 and small["inference_images_per_s"] > 0 and small["peak_memory_mib"] > 0
+    assert 0 < small["peak_fraction"] < 1
+    # Convolutions cost in proportion to pixels, but the U-Net is one block deeper at 64, so a bit more than 4x.
+    assert 4 <= large["train_gflop_per_step"] / small["train_gflop_per_step"] < 4.5
