@@ -13,8 +13,6 @@ import pytest
 import torch
 from PIL import Image
 
-from p2p_core.registry import default_registry
-
 SHARED_OUTLINES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "outlines"
 
 
@@ -109,6 +107,8 @@ def install_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
 @pytest.fixture
 def fresh_default_registry() -> Iterator[None]:
     """The process-wide registry rebuilt for this test (e.g. under other environment variables) and after it."""
+    from p2p_core.registry import default_registry
+
     default_registry.cache_clear()
     yield
     default_registry.cache_clear()
