@@ -26,20 +26,22 @@ from p2p_core.engine import Choice, Trainer, TrainConfig, resolve_device
 from p2p_core.errors import ConfigError, P2PError
 from p2p_core.export import export
 from p2p_core.inference import Mode
-from p2p_core.registry import BASE_CLASSES, ENGINE_ARGUMENTS, KINDS, Registry, canonical_kind, default_registry
+from p2p_core.registry import BASE_CLASSES, ENGINE_ARGUMENTS, KINDS, Registry, canonical_kind, default_registry, load_registry
 
 # Command-line flag -> registry kind, for the components chosen by name.
 COMPONENT_FLAGS = {"generator": "generator", "disc": "discriminator", "data": "dataset"}
-DEFAULTS = {"generator": "unet", "disc": "patch70", "data": "synthetic"}
+DEFAULTS = {"generator": "unet", "discriminator": "patch70", "dataset": "synthetic"}
 CONFIG_FLAGS = ("--config", "-c")
 LIST_TOPICS = (*KINDS, "disc", "data", "plugins", "recipes")
 DATA_TOOLS = {"combine": datatools.combine, "edges": datatools.edges}
+PLUGIN_FLAGS = ("-p", "--plugin")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        registry = default_registry()
+        plugins, argv = split_plugin_options(argv)
+        registry = load_registry(plugins) if plugins else default_registry()
         parser, fit_parser = build_parser(registry)
         config = parser.parse_args(normalise(argv, registry))
         command = config.subcommand
@@ -68,6 +70,13 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def build_parser(registry: Registry) -> tuple[ArgumentParser, ArgumentParser]:
     parser = ArgumentParser(prog="p2p", description="pix2pix image-to-image translation with pluggable components.")
+    # Only for --help: main() takes these off argv first, because the parser itself is built from the plugins.
+    parser.add_argument(
+        *PLUGIN_FLAGS,
+        action="append",
+        metavar="NAME",
+        help="Load p2p's built-ins and only the plugins named (entry point or distribution; repeatable), as P2P_PLUGINS does.",
+    )
     commands = parser.add_subcommands(dest="subcommand")
     fit_parser = _fit_parser(registry)
     commands.add_subcommand("fit", fit_parser, help="Train a model (defaults: the paper's U-Net, 70x70 PatchGAN, cGAN + L1).")
@@ -152,12 +161,15 @@ def _bench_parser(registry: Registry) -> ArgumentParser:
 def _add_model_arguments(parser: ArgumentParser, registry: Registry, flags: dict[str, str]) -> None:
     """The components (``--generator NAME --generator.OPTION ...``), the objective and the trainer's options."""
     for flag, kind in flags.items():
+        # A default that a broken or clashing plugin made unusable must not take down `p2p list` or a fit that
+        # names another component; main() reports it when a fit relies on it.
+        default = registry.get(kind, DEFAULTS[kind]).import_path if DEFAULTS[kind] in registry.available(kind) else None
         parser.add_subclass_arguments(
             BASE_CLASSES[kind],
             flag,
             skip=set(ENGINE_ARGUMENTS[kind]),
             required=False,
-            default={"class_path": registry.get(kind, DEFAULTS[flag]).import_path},
+            default={"class_path": default} if default else None,
             instantiate=False,
             help=f"The {kind}: a name from `p2p list {kind}`; its options as --{flag}.OPTION.",
         )
@@ -166,6 +178,20 @@ def _add_model_arguments(parser: ArgumentParser, registry: Registry, flags: dict
         "--loss_options", type=dict[str, dict[str, Any]], default={}, help="Per-term options, e.g. '{l1: {weight: 10}}'."
     )
     parser.add_class_arguments(TrainConfig, "trainer")
+
+
+def split_plugin_options(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Take the leading ``-p NAME`` / ``-pNAME`` / ``--plugin[=]NAME`` options off ``argv``: (names, the rest)."""
+    names, rest = [], list(argv)
+    while rest and (rest[0] in PLUGIN_FLAGS or rest[0].startswith(("-p", "--plugin="))):
+        token = rest.pop(0)
+        if token in PLUGIN_FLAGS:
+            if not rest:
+                raise ConfigError(f"{token} needs a plugin name, e.g. p2p {token} p2p-plugin-example list")
+            names.append(rest.pop(0))
+        else:
+            names.append(token.removeprefix("--plugin=").removeprefix("-p"))
+    return names, rest
 
 
 def normalise(argv: list[str], registry: Registry) -> list[str]:
@@ -217,7 +243,9 @@ def _normalised_config(value: str, registry: Registry) -> str:
     return yaml.safe_dump(content, sort_keys=False)
 
 
-def _choice(kind: str, spec: Namespace, registry: Registry) -> Choice:
+def _choice(kind: str, spec: Namespace | None, registry: Registry) -> Choice:
+    if spec is None:  # left to a default that a broken or clashing plugin made unusable: get() says why
+        registry.get(kind, DEFAULTS[kind])
     component = registry.by_import_path(kind, spec.class_path)
     options = spec.init_args.as_dict() if spec.get("init_args") else {}
     return Choice(component.name, options)

@@ -10,6 +10,7 @@ import functools
 import importlib.metadata
 import inspect
 import os
+import re
 import traceback
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -126,24 +127,28 @@ class Registry:
         self._manager.add_hookspecs(hookspecs)
         self._components: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
         self._clashes: dict[tuple[str, str], list[str]] = {}
-        self._plugins: dict[str, Plugin] = {}
+        # Keyed by distribution too: two distributions may both name an entry point e.g. "models".
+        self._plugins: dict[tuple[str, str], Plugin] = {}
         self._recipes: dict[str, Path] = {}
 
     # -- loading ------------------------------------------------------------------------------------------
 
     def load_entry_points(self, allow: Iterable[str] | None = None) -> None:
-        """Load every ``p2p`` entry point, or only those whose entry-point or distribution name is in ``allow``."""
-        allowed = None if allow is None else set(allow)
+        """Load every ``p2p`` entry point, or only those whose entry-point or distribution name is in ``allow``.
+
+        Distribution names match as pip matches them: ``p2p_plugin_example`` selects ``p2p-plugin-example``.
+        """
+        allowed = None if allow is None else {_canonical_name(name) for name in allow}
         for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             dist = entry_point.dist
             dist_name = dist.name if dist else "(unknown distribution)"
-            if allowed is not None and entry_point.name not in allowed and dist_name not in allowed:
+            if allowed is not None and not {_canonical_name(entry_point.name), _canonical_name(dist_name)} & allowed:
                 continue
             version = dist.version if dist else "?"
             try:
                 module = entry_point.load()
             except Exception as error:  # noqa: BLE001 - a broken plugin must not take the others down
-                self._plugins[entry_point.name] = Plugin(
+                self._plugins[dist_name, entry_point.name] = Plugin(
                     name=entry_point.name,
                     module=entry_point.value,
                     distribution=dist_name,
@@ -157,9 +162,9 @@ class Registry:
         """Register one plugin module and collect its components; failures are recorded, not raised."""
         module_name = getattr(module, "__name__", repr(module))
         try:
-            self._manager.register(module, name=name)
+            self._manager.register(module, name=f"{distribution}:{name}")
         except Exception as error:  # noqa: BLE001 - e.g. a hookimpl pluggy rejects
-            self._plugins[name] = Plugin(name, module_name, distribution, version, error=_describe_exception(error))
+            self._plugins[distribution, name] = Plugin(name, module_name, distribution, version, error=_describe_exception(error))
             return
         added: list[str] = []
         errors: list[str] = []
@@ -168,10 +173,12 @@ class Registry:
                 if impl.plugin is not module:
                     continue
                 try:
-                    contributed = impl.function()
-                    added += [f"{kind}:{n}" for n in self._add_components(kind, contributed, name, distribution, version)]
+                    names, rejected = self._add_components(kind, impl.function(), name, distribution, version)
                 except Exception as error:  # noqa: BLE001
                     errors.append(f"{hook_name}: {_describe_exception(error)}")
+                    continue
+                added += [f"{kind}:{n}" for n in names]
+                errors += [f"{hook_name}: {problem}" for problem in rejected]
         for impl in self._manager.hook.p2p_recipes.get_hookimpls():
             if impl.plugin is module:
                 try:
@@ -180,18 +187,22 @@ class Registry:
                         added.append(f"recipe:{recipe}")
                 except Exception as error:  # noqa: BLE001
                     errors.append(f"p2p_recipes: {_describe_exception(error)}")
-        self._plugins[name] = Plugin(
+        self._plugins[distribution, name] = Plugin(
             name, module_name, distribution, version, tuple(added), error="; ".join(errors) or None
         )
 
     def _add_components(
         self, kind: str, contributed: object, plugin: str, distribution: str, version: str
-    ) -> list[str]:
+    ) -> tuple[list[str], list[str]]:
+        """Add the valid factories; return their names and one message per rejected one."""
         if not isinstance(contributed, Mapping):
-            raise PluginError(f"{HOOKS[kind]} must return a mapping of name -> factory, got {type(contributed).__name__}")
-        names = []
+            return [], [f"must return a mapping of name -> factory, got {type(contributed).__name__}"]
+        names, rejected = [], []
         for name, factory in contributed.items():
-            _check_factory(kind, name, factory)
+            problem = _factory_problem(kind, name, factory)
+            if problem:
+                rejected.append(problem)
+                continue
             component = Component(
                 kind=kind,
                 name=name,
@@ -207,7 +218,7 @@ class Registry:
                 continue
             self._components[kind][name] = component
             names.append(name)
-        return names
+        return names, rejected
 
     # -- queries ------------------------------------------------------------------------------------------
 
@@ -295,15 +306,32 @@ class Registry:
         return f". Note: plugin(s) {names} failed to load; `p2p list plugins` says why."
 
 
+def load_registry(plugins: Iterable[str] = ()) -> Registry:
+    """A registry of every installed plugin, or, when plugins are named (``plugins``, P2P_PLUGINS) or autoload is
+    off (P2P_DISABLE_PLUGIN_AUTOLOAD), of p2p's built-ins and the named ones only.
+
+    The built-ins always load, as pytest's own plugins do: the CLI's defaults are among them. A name that matches
+    no installed plugin raises, since a typo would otherwise silently leave the plugin out.
+    """
+    allow = [*plugins, *(name.strip() for name in os.environ.get(ALLOW_ENV, "").split(",") if name.strip())]
+    registry = Registry()
+    if not allow and not os.environ.get(DISABLE_AUTOLOAD_ENV):
+        registry.load_entry_points()
+        return registry
+    installed = {name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) for name in (ep.name, ep.dist and ep.dist.name) if name}
+    for name in allow:
+        if _canonical_name(name) not in {_canonical_name(known) for known in installed}:
+            raise UnknownComponentError(
+                "plugin", name, installed, hint=". Name a plugin by its entry point or its distribution, as `p2p list plugins` shows."
+            )
+    registry.load_entry_points(allow=[*allow, OWN_DISTRIBUTION])
+    return registry
+
+
 @functools.cache
 def default_registry() -> Registry:
-    """The registry of installed plugins, honouring P2P_DISABLE_PLUGIN_AUTOLOAD and P2P_PLUGINS."""
-    allow = [name.strip() for name in os.environ.get(ALLOW_ENV, "").split(",") if name.strip()]
-    if os.environ.get(DISABLE_AUTOLOAD_ENV):
-        allow.append(OWN_DISTRIBUTION)
-    registry = Registry()
-    registry.load_entry_points(allow=allow or None)
-    return registry
+    """The registry of installed plugins, honouring P2P_DISABLE_PLUGIN_AUTOLOAD and P2P_PLUGINS (see load_registry)."""
+    return load_registry()
 
 
 def available(kind: str) -> list[str]:
@@ -321,14 +349,23 @@ def create(kind: str, name: str, **options: Any) -> Any:
     return default_registry().create(kind, name, **options)
 
 
-def _check_factory(kind: str, name: str, factory: object) -> None:
+def _factory_problem(kind: str, name: object, factory: object) -> str | None:
+    """Why ``factory`` cannot be registered as ``name``, or None."""
     if not isinstance(name, str) or not name.isidentifier():
-        raise PluginError(f"{kind} name {name!r} must be an identifier such as 'unet'")
+        return f"{kind} name {name!r} must be an identifier such as 'unet'"
     if not callable(factory):
-        raise PluginError(f"{kind} {name!r}: factory {factory!r} is not callable")
+        return f"{kind} {name!r}: factory {factory!r} is not callable; give a class or a function"
     if not inspect.isclass(factory) and inspect.signature(factory).return_annotation is inspect.Signature.empty:
         # The CLI resolves options from the factory's signature and needs to know what it builds.
-        raise PluginError(f"{kind} {name!r}: function {factory.__qualname__} needs a return annotation")
+        function = getattr(factory, "__name__", repr(factory))
+        return (f"{kind} {name!r}: function {function} needs a return annotation naming the class it builds, "
+                f"e.g. def {function}(...) -> My{kind.capitalize()}")
+    return None
+
+
+def _canonical_name(name: str) -> str:
+    """A distribution name as pip compares them (PEP 503): case, '-', '_' and '.' do not matter."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _summary(factory: object) -> str:

@@ -1,7 +1,12 @@
-"""Shared fixtures: tiny image folders in the standard layouts, and the real data beside the checkout."""
+"""Shared fixtures: tiny image folders in the standard layouts, the real data beside the checkout, and plugin
+distributions installed into a temporary folder."""
 
 from __future__ import annotations
 
+import os
+import sys
+import textwrap
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -76,3 +81,63 @@ def outlines() -> Path:
     if not (SHARED_OUTLINES / "train").is_dir():
         pytest.skip(f"real data not found at {SHARED_OUTLINES}")
     return SHARED_OUTLINES
+
+
+# A generator that keeps every contract of the kit: a 1x1 convolution and Tanh.
+TINY_GENERATOR = """
+import p2p_core
+from torch import nn
+
+
+class Tiny(nn.Module):
+    \"\"\"A 1x1 convolution and Tanh.\"\"\"
+
+    size_multiple = 1
+
+    def __init__(self, *, in_channels: int, out_channels: int, image_size: int) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.net = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1), nn.Tanh())
+
+    def forward(self, x):
+        return self.net(x)
+"""
+
+InstallDistribution = Callable[..., Path]
+
+
+@pytest.fixture
+def install_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InstallDistribution]:
+    """``install(name, modules={module: source}, entry_points={name: module})``: a real installed distribution
+    as pip leaves one (NAME-VERSION.dist-info with METADATA and entry_points.txt, beside its modules) in a folder
+    on sys.path, and on PYTHONPATH for subprocesses, so importlib.metadata and the registry find it. Its modules
+    are forgotten afterwards."""
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    monkeypatch.syspath_prepend(site)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
+    written: list[str] = []
+
+    def install(name: str, *, modules: Mapping[str, str], entry_points: Mapping[str, str], version: str = "1.0") -> Path:
+        info = site / f"{name.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        (info / "entry_points.txt").write_text("[p2p]\n" + "".join(f"{ep} = {target}\n" for ep, target in entry_points.items()))
+        for module, source in modules.items():
+            (site / f"{module}.py").write_text(textwrap.dedent(source))
+        written.extend(modules)
+        return site
+
+    yield install
+    for module in written:
+        sys.modules.pop(module, None)
+
+
+@pytest.fixture
+def fresh_default_registry() -> Iterator[None]:
+    """The process-wide registry rebuilt for this test (e.g. under other environment variables) and after it."""
+    from p2p_core.registry import default_registry
+
+    default_registry.cache_clear()
+    yield
+    default_registry.cache_clear()

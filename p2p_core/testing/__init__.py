@@ -38,6 +38,10 @@ class Case:
     def run(self) -> None:
         self.check(self.subject)
 
+    def expected_failure(self, reasons: Mapping[str, str]) -> str | None:
+        """The reason ``reasons`` gives for this case to fail, keyed by its id or by its check's name."""
+        return reasons.get(self.id) or reasons.get(self.check.__name__)
+
 
 def cases(
     components: Iterable[str] | None = None,
@@ -88,7 +92,7 @@ def parametrize_with_checks(
     expected = dict(expected_failures or {})
     params = []
     for case in cases(components, **selection):
-        reason = expected.get(case.id) or expected.get(case.check.__name__)
+        reason = case.expected_failure(expected)
         marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
         params.append(pytest.param(case, id=case.id, marks=marks))
     return pytest.mark.parametrize("case", params)
