@@ -25,17 +25,6 @@ REFERENCE = ROOT.parent / "shared" / "bench" / "reference_step.py"
 OUTLINES = ROOT.parent / "shared" / "data" / "outlines"
 
 
-def measured(command: list[str]) -> tuple[str, float]:
-    """Run ``command``; return its stdout and its peak RSS in MiB."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, err = process.communicate()
-    _, status, usage = os.wait4(process.pid, 0) if process.returncode is None else (0, 0, None)
-    if process.returncode:
-        raise SystemExit(f"{' '.join(command)} failed:\n{err}")
-    rss = usage.ru_maxrss / 1024 if usage else float("nan")
-    return out, rss
-
-
 def run_with_rss(command: list[str]) -> tuple[str, float]:
     """stdout and peak RSS (MiB) of one child process, read with wait4 so no other child's memory counts."""
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -79,7 +68,7 @@ def predict_vs_bare(images: Path) -> tuple[float, float]:
 
     import torch
 
-    from p2p_core import create
+    from p2p_core import checkpoint, create
     from p2p_core.engine import Choice, Trainer, TrainConfig
     from p2p_core.images import list_images, read_image
 
@@ -87,8 +76,7 @@ def predict_vs_bare(images: Path) -> tuple[float, float]:
         trainer = Trainer(generator=Choice("unet", {}), discriminator=Choice("patch70", {}), loss="cgan+l1", loss_options={},
                           data=Choice("synthetic", {"length": 1}), train=TrainConfig(device="cpu", progress=False),
                           run_dir=Path(folder) / "run")
-        (Path(folder) / "run").mkdir()
-        checkpoint_path = __import__("p2p_core.checkpoint", fromlist=["save"]).save(trainer.state_dict(), Path(folder) / "run", 0)
+        checkpoint_path = checkpoint.save(trainer.state_dict(), Path(folder) / "run", 0)
         files = list_images(images)
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "p2p_core", "predict", "--ckpt", str(checkpoint_path), "--input", str(images),
