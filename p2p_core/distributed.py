@@ -83,7 +83,9 @@ def barrier(context: Context) -> None:
 
 
 def shutdown() -> None:
+    """Leave the group together: a rank tearing down while rank 0 still writes its checkpoint can abort."""
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

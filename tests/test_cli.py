@@ -101,7 +101,7 @@ def test_print_config_shows_the_resolved_defaults(capsys):
     code, out, _ = run(["fit", "--print_config"], capsys)
     printed = yaml.safe_load(out)
     assert code == 0
-    assert printed["generator"]["class_path"] == "p2p_unet.unet"
+    assert printed["generator"]["class_path"] == "p2p_unet.UNet"
     assert printed["trainer"]["lr"] == 2e-4 and printed["trainer"]["beta1"] == 0.5
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from p2p_core.errors import DataError
 from p2p_core.images import image_header, read_image, to_signed, write_image
-from p2p_datasets import aligned
+from p2p_datasets.files import AlignedDataset
 
 
 @pytest.mark.parametrize(("channels", "mode"), [(1, "L"), (3, "RGB"), (4, "RGBA")])
@@ -54,7 +54,7 @@ def test_aligned_dataset_reads_rgba_halves(tmp_path: Path):
     a[3, :4] = -1.0  # transparent top half: the alpha must survive
     b = torch.rand(3, 8, 8) * 2 - 1
     write_image(torch.cat([a, torch.cat([b, torch.ones(1, 8, 8)])], dim=-1), tmp_path / "train" / "0.png")
-    dataset = aligned(root=tmp_path, split="train", a_channels=4, b_channels=3, preprocess="none", crop_size=8, flip=False)
+    dataset = AlignedDataset(root=tmp_path, split="train", a_channels=4, b_channels=3, preprocess="none", crop_size=8, flip=False)
     sample = dataset[0]
     assert (dataset.in_channels, dataset.out_channels) == (4, 3)
     assert torch.allclose(sample.a, a, atol=1 / 127.5) and torch.allclose(sample.b, b, atol=1 / 127.5)

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from p2p_core.errors import ConfigError
 from p2p_core.inference import pad_to_multiple, translate
-from p2p_unet import unet
+from p2p_unet import UNet
 
 
 class StrictIdentity(nn.Module):
@@ -45,7 +45,7 @@ def test_translate_keeps_any_size_and_crops_the_padding_exactly(height, width, e
 @given(height=st.integers(1, 70), width=st.integers(1, 70), in_channels=st.sampled_from([1, 3, 4]), out_channels=st.sampled_from([1, 3]))
 def test_a_real_unet_translates_non_square_sizes_that_are_not_multiples(height, width, in_channels, out_channels):
     torch.manual_seed(0)
-    generator = unet(in_channels=in_channels, out_channels=out_channels, image_size=16, ngf=4).eval()
+    generator = UNet(in_channels=in_channels, out_channels=out_channels, image_size=16, ngf=4).eval()
     with torch.no_grad():
         output = translate(generator, torch.rand(in_channels, height, width) * 2 - 1)
     assert output.shape == (out_channels, height, width)

@@ -29,7 +29,8 @@ def test_encoder_decoder_is_the_unet_with_the_skips_cut():
     plain = p2p_core.create("generator", "encoder_decoder", in_channels=3, out_channels=3, image_size=256)
     # Only the decoder's input widths differ: each U-Net decoder block but the innermost also takes the
     # mirrored encoder block's channels (C1024 instead of C512, ...).
-    assert [type(m) for m in unet.modules()] == [type(m) for m in plain.modules()]
+    assert [type(m) for m in unet.children()] == [type(m) for m in plain.children()]
+    assert [type(m) for m in unet.encoder.modules()] == [type(m) for m in plain.encoder.modules()]
     widths = [block[1].in_channels for block in unet.decoder]
     assert widths == [512, 1024, 1024, 1024, 1024, 512, 256, 128]
     assert [block[1].in_channels for block in plain.decoder] == [512, 512, 512, 512, 512, 256, 128, 64]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import p2p_core
-from p2p_datasets.files import aligned, folders
+from p2p_datasets.files import AlignedDataset, FoldersDataset
 from p2p_datasets.synthetic import synthetic
 
 
 @p2p_core.hookimpl
 def p2p_datasets():
-    return {"aligned": aligned, "folders": folders, "synthetic": synthetic}
+    return {"aligned": AlignedDataset, "folders": FoldersDataset, "synthetic": synthetic}

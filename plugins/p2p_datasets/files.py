@@ -23,17 +23,24 @@ Channels = Literal[1, 3, 4]
 
 
 class ImagePairs(Dataset, abc.ABC):
-    """Pairs of image files, translated from A to B or back, jittered identically."""
+    """Pairs of image files, translated from A to B or back, jittered identically.
+
+    Subclasses say where the pairs are (``find_pairs``) and how to read one (``read_pair``); the options,
+    the direction, the jitter and skipping bad files are shared.
+    """
 
     def __init__(
         self,
         *,
         root: Path,
-        split: Split,
-        direction: Direction,
-        a_channels: Channels,
-        b_channels: Channels,
-        jitter: PairedJitter,
+        split: Split = "train",
+        direction: Direction = "AtoB",
+        load_size: int = 286,
+        crop_size: int = 256,
+        preprocess: Preprocess = "resize_and_crop",
+        flip: bool = True,
+        a_channels: Channels = 3,
+        b_channels: Channels = 3,
         skip_bad: bool = False,
     ) -> None:
         if direction not in ("AtoB", "BtoA"):
@@ -43,16 +50,21 @@ class ImagePairs(Dataset, abc.ABC):
         self.swap = direction == "BtoA"
         self.a_channels, self.b_channels = a_channels, b_channels
         self.in_channels, self.out_channels = (b_channels, a_channels) if self.swap else (a_channels, b_channels)
-        self.jitter = jitter
-        self.image_size = jitter.crop_size
+        self.jitter = PairedJitter(load_size=load_size, crop_size=crop_size, preprocess=preprocess, flip=flip)
+        self.image_size = crop_size
         self.skip_bad = skip_bad
+        self.pairs = self.find_pairs()
 
     @abc.abstractmethod
-    def __len__(self) -> int: ...
+    def find_pairs(self) -> list[tuple[Path, ...]]:
+        """The files of each pair under ``root/split``, in a stable order."""
 
     @abc.abstractmethod
     def read_pair(self, index: int) -> tuple[Tensor, Tensor, Path]:
         """The A and B images of pair ``index`` at their stored size, and the path to report."""
+
+    def __len__(self) -> int:
+        return len(self.pairs)
 
     def __getitem__(self, index: int) -> Sample:
         for attempt in range(len(self)):
@@ -69,17 +81,14 @@ class ImagePairs(Dataset, abc.ABC):
 
 
 class AlignedDataset(ImagePairs):
-    """``root/split/*.jpg``, each image A on the left half and B on the right."""
+    """Standard pix2pix layout: root/{train,val,test}/*.jpg with A|B side by side."""
 
-    def __init__(self, *, root: Path, split: Split, **options) -> None:
-        super().__init__(root=root, split=split, **options)
-        self.files = list_images(self.root / split, layout="ROOT/{train,val,test}/*.jpg with A|B side by side (--data.root ROOT)")
-
-    def __len__(self) -> int:
-        return len(self.files)
+    def find_pairs(self) -> list[tuple[Path, ...]]:
+        layout = "ROOT/{train,val,test}/*.jpg with A|B side by side (--data.root ROOT)"
+        return [(path,) for path in list_images(self.root / self.split, layout=layout)]
 
     def read_pair(self, index: int) -> tuple[Tensor, Tensor, Path]:
-        path = self.files[index]
+        (path,) = self.pairs[index]
         # Decode alpha only when a half keeps it; the other halves drop it again in _channels.
         image = read_image(path, channels=4 if 4 in (self.a_channels, self.b_channels) else 3)
         width = image.shape[-1]
@@ -90,23 +99,19 @@ class AlignedDataset(ImagePairs):
 
 
 class FoldersDataset(ImagePairs):
-    """``root/split/A/x.jpg`` paired with ``root/split/B/x.jpg`` (matched by file name, any extension)."""
+    """Two folders root/{split}/A and root/{split}/B whose files pair up by name."""
 
-    def __init__(self, *, root: Path, split: Split, **options) -> None:
-        super().__init__(root=root, split=split, **options)
+    def find_pairs(self) -> list[tuple[Path, ...]]:
         layout = "ROOT/{train,val,test}/{A,B}/ with matching file names (--data.root ROOT)"
-        a_files = {p.stem: p for p in list_images(self.root / split / "A", layout=layout)}
-        b_files = {p.stem: p for p in list_images(self.root / split / "B", layout=layout)}
+        a_files = {p.stem: p for p in list_images(self.root / self.split / "A", layout=layout)}
+        b_files = {p.stem: p for p in list_images(self.root / self.split / "B", layout=layout)}
         unmatched = sorted(set(a_files) ^ set(b_files))
         if unmatched:
             raise DataError(
-                f"{self.root / split}: {len(unmatched)} file(s) have no partner in the other folder, "
+                f"{self.root / self.split}: {len(unmatched)} file(s) have no partner in the other folder, "
                 f"e.g. {', '.join(unmatched[:5])}; A/ and B/ must hold the same file names"
             )
-        self.pairs = [(a_files[stem], b_files[stem]) for stem in sorted(a_files)]
-
-    def __len__(self) -> int:
-        return len(self.pairs)
+        return [(a_files[stem], b_files[stem]) for stem in sorted(a_files)]
 
     def read_pair(self, index: int) -> tuple[Tensor, Tensor, Path]:
         a_path, b_path = self.pairs[index]
@@ -124,52 +129,3 @@ def _channels(image: Tensor, channels: int) -> Tensor:
         return (rgb * weights).sum(0, keepdim=True)
     return rgb
 
-
-def aligned(
-    *,
-    root: Path,
-    split: Split = "train",
-    direction: Direction = "AtoB",
-    load_size: int = 286,
-    crop_size: int = 256,
-    preprocess: Preprocess = "resize_and_crop",
-    flip: bool = True,
-    a_channels: Channels = 3,
-    b_channels: Channels = 3,
-    skip_bad: bool = False,
-) -> AlignedDataset:
-    """Standard pix2pix layout: root/{train,val,test}/*.jpg with A|B side by side."""
-    return AlignedDataset(
-        root=root,
-        split=split,
-        direction=direction,
-        a_channels=a_channels,
-        b_channels=b_channels,
-        jitter=PairedJitter(load_size=load_size, crop_size=crop_size, preprocess=preprocess, flip=flip),
-        skip_bad=skip_bad,
-    )
-
-
-def folders(
-    *,
-    root: Path,
-    split: Split = "train",
-    direction: Direction = "AtoB",
-    load_size: int = 286,
-    crop_size: int = 256,
-    preprocess: Preprocess = "resize_and_crop",
-    flip: bool = True,
-    a_channels: Channels = 3,
-    b_channels: Channels = 3,
-    skip_bad: bool = False,
-) -> FoldersDataset:
-    """Two folders root/{split}/A and root/{split}/B whose files pair up by name."""
-    return FoldersDataset(
-        root=root,
-        split=split,
-        direction=direction,
-        a_channels=a_channels,
-        b_channels=b_channels,
-        jitter=PairedJitter(load_size=load_size, crop_size=crop_size, preprocess=preprocess, flip=flip),
-        skip_bad=skip_bad,
-    )

@@ -27,24 +27,31 @@ def norm_layer(norm: Norm, channels: int) -> nn.Module:
     return nn.Identity()
 
 
-class UNetGenerator(nn.Module):
-    """Encoder-decoder of ``depth`` stride-2 blocks, with or without the U-Net's skip connections."""
+class UNet(nn.Module):
+    """U-Net: encoder-decoder with skips between layer i and n-i (the paper's generator).
+
+    ``depth`` stride-2 blocks, by default as many as halve ``image_size`` down to a 1x1 bottleneck: 8 for 256,
+    7 for 128, 9 for 512.
+    """
+
+    skips = True
 
     def __init__(
         self,
         *,
         in_channels: int,
         out_channels: int,
-        depth: int,
+        image_size: int,
         ngf: int = 64,
         norm: Norm = "batch",
         dropout: float = 0.5,
-        skips: bool = True,
+        depth: int | None = None,
     ) -> None:
         super().__init__()
+        depth = depth or max(2, int(math.log2(image_size)))
         if depth < 2:
             raise ValueError(f"depth must be at least 2, got {depth}")
-        self.in_channels, self.out_channels, self.depth, self.skips = in_channels, out_channels, depth, skips
+        self.in_channels, self.out_channels, self.depth = in_channels, out_channels, depth
         self.size_multiple = 2**depth
         # BatchNorm's shift makes a bias redundant; InstanceNorm (no affine) and no norm need one.
         bias = norm != "batch"
@@ -64,7 +71,7 @@ class UNetGenerator(nn.Module):
         self.decoder = nn.ModuleList()
         for i in reversed(range(depth)):
             innermost, outermost = i == depth - 1, i == 0
-            joined = widths[i] * (2 if skips and not innermost else 1)
+            joined = widths[i] * (2 if self.skips and not innermost else 1)
             out = out_channels if outermost else widths[i - 1]
             self.decoder.append(
                 nn.Sequential(
@@ -92,55 +99,12 @@ class UNetGenerator(nn.Module):
         return x
 
 
-def depth_for(image_size: int) -> int:
-    """Halve down to a 1x1 bottleneck: 8 blocks for 256, 7 for 128, 9 for 512."""
-    return max(2, int(math.log2(image_size)))
-
-
-def unet(
-    *,
-    in_channels: int,
-    out_channels: int,
-    image_size: int,
-    ngf: int = 64,
-    norm: Norm = "batch",
-    dropout: float = 0.5,
-    depth: int | None = None,
-) -> UNetGenerator:
-    """U-Net: encoder-decoder with skips between layer i and n-i (the paper's generator)."""
-    return UNetGenerator(
-        in_channels=in_channels,
-        out_channels=out_channels,
-        depth=depth or depth_for(image_size),
-        ngf=ngf,
-        norm=norm,
-        dropout=dropout,
-        skips=True,
-    )
-
-
-def encoder_decoder(
-    *,
-    in_channels: int,
-    out_channels: int,
-    image_size: int,
-    ngf: int = 64,
-    norm: Norm = "batch",
-    dropout: float = 0.5,
-    depth: int | None = None,
-) -> UNetGenerator:
+class EncoderDecoder(UNet):
     """Encoder-decoder: the U-Net with its skip connections cut (the paper's ablation)."""
-    return UNetGenerator(
-        in_channels=in_channels,
-        out_channels=out_channels,
-        depth=depth or depth_for(image_size),
-        ngf=ngf,
-        norm=norm,
-        dropout=dropout,
-        skips=False,
-    )
+
+    skips = False
 
 
 @p2p_core.hookimpl
 def p2p_generators():
-    return {"unet": unet, "encoder_decoder": encoder_decoder}
+    return {"unet": UNet, "encoder_decoder": EncoderDecoder}
