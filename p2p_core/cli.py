@@ -1,4 +1,4 @@
-"""The ``p2p`` command: fit, predict, list, describe.
+"""The ``p2p`` command: fit, predict, test, evaluate, sweep, list, describe.
 
 jsonargparse reads options, config files and ``--print_config``; components are chosen jsonargparse's way
 (``--generator NAME --generator.ngf 8``, or ``class_path``/``init_args`` in YAML). jsonargparse resolves class
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,6 +41,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             fit(arguments, argv, parser, fit_parser, registry)
         elif command == "predict":
             predict(arguments, registry)
+        elif command == "test":
+            test(arguments, registry)
+        elif command == "evaluate":
+            evaluate(arguments)
+        elif command == "sweep":
+            sweep(arguments, registry)
         elif command == "list":
             print(list_text(arguments.topic, registry))
         elif command == "describe":
@@ -64,13 +70,39 @@ def build_parser(registry: Registry) -> tuple[ArgumentParser, ArgumentParser]:
     predict_parser.add_argument("--input", type=Path, required=True, help="Folder of input images.")
     predict_parser.add_argument("--output", type=Path, required=True, help="Folder for the translated images (PNG).")
     predict_parser.add_argument("--device", type=Literal["auto", "cpu", "cuda"], default="auto")
-    predict_parser.add_argument(
-        "--mode",
-        type=Literal["paper", "eval"],
-        default="paper",
-        help="paper: dropout on and batch statistics at test time, as in the paper; eval: standard eval mode.",
-    )
+    _add_mode(predict_parser)
     commands.add_subcommand("predict", predict_parser, help="Translate images with a trained model.")
+
+    test_parser = ArgumentParser(description="Translate a split with a trained model; write images, metrics and a page.")
+    test_parser.add_argument("--ckpt", type=Path, required=True, help="Checkpoint file, or a run folder (its newest).")
+    test_parser.add_argument("--split", type=Literal["val", "test"], default="val")
+    test_parser.add_argument(
+        "--data", type=dict[str, Any], default={}, help="Dataset options replacing the stored ones, e.g. '{root: DIR}'."
+    )
+    _add_mode(test_parser)
+    test_parser.add_argument("--out", type=Path | None, default=None, help="Results folder (default: RUN/test_SPLIT_MODE_CKPT).")
+    test_parser.add_argument("--seed", type=int, default=0, help="Seeds the dropout that paper mode samples.")
+    _add_fid(test_parser)
+    test_parser.add_argument("--device", type=Literal["auto", "cpu", "cuda"], default="auto")
+    commands.add_subcommand("test", test_parser, help="Test a trained model: images, metrics.json and an HTML page.")
+
+    evaluate_parser = ArgumentParser(description="Measure translated images against targets with the same file names.")
+    evaluate_parser.add_argument("--pred", type=Path, required=True, help="Folder of translated images.")
+    evaluate_parser.add_argument("--target", type=Path, required=True, help="Folder of ground-truth images.")
+    evaluate_parser.add_argument("--out", type=Path | None, default=None, help="Folder for metrics.json and histograms.png.")
+    _add_fid(evaluate_parser)
+    commands.add_subcommand("evaluate", evaluate_parser, help="L1, PSNR, SSIM, Lab colour histograms (and FID).")
+
+    sweep_parser = ArgumentParser(description="Fit and test several recipes, then compare them in a table and a grid.")
+    sweep_parser.add_argument("recipes", type=str, nargs="+", help="Recipe files or names, one run each.")
+    sweep_parser.add_argument("--base", type=str, nargs="+", default=[], help="Configs applied before each recipe (task, scale).")
+    sweep_parser.add_argument("--out_dir", type=Path, default=Path("runs"), help="Where sweep folders are made.")
+    sweep_parser.add_argument("--name", type=str | None, default=None, help="Sweep folder name (default: the time).")
+    sweep_parser.add_argument("--split", type=Literal["val", "test"], default="val")
+    _add_mode(sweep_parser)
+    sweep_parser.add_argument("--grid_rows", type=int, default=4, help="Test images shown in grid.png.")
+    _add_fid(sweep_parser)
+    commands.add_subcommand("sweep", sweep_parser, help="Run a set of recipes (e.g. recipes/ablations/...) and compare.")
 
     list_parser = ArgumentParser(description="List registered components, plugins or recipes.")
     list_parser.add_argument("topic", type=Literal[LIST_TOPICS] | None, nargs="?", default=None)
@@ -81,6 +113,21 @@ def build_parser(registry: Registry) -> tuple[ArgumentParser, ArgumentParser]:
     describe_parser.add_argument("name", type=str)
     commands.add_subcommand("describe", describe_parser, help="Show a component's options.")
     return parser, fit_parser
+
+
+def _add_mode(parser: ArgumentParser) -> None:
+    parser.add_argument(
+        "--mode",
+        type=Literal["paper", "eval"],
+        default="paper",
+        help="paper: dropout on and batch statistics at test time, as in the paper; eval: standard eval mode.",
+    )
+
+
+def _add_fid(parser: ArgumentParser) -> None:
+    parser.add_argument(
+        "--fid_weights", type=Path | None, default=None, help="Local FID Inception weights; FID is skipped without them."
+    )
 
 
 def _fit_parser(registry: Registry) -> ArgumentParser:
@@ -162,7 +209,7 @@ def _choice(kind: str, spec: Namespace, registry: Registry) -> Choice:
     return Choice(component.name, options)
 
 
-def fit(arguments: Namespace, argv: list[str], parser: ArgumentParser, fit_parser: ArgumentParser, registry: Registry) -> None:
+def fit(arguments: Namespace, argv: list[str], parser: ArgumentParser, fit_parser: ArgumentParser, registry: Registry) -> Path:
     if arguments.resume is not None:
         run_dir = Path(arguments.resume)
         saved = run_dir / "config.yaml"
@@ -199,6 +246,59 @@ def fit(arguments: Namespace, argv: list[str], parser: ArgumentParser, fit_parse
         (run_dir / "config.yaml").write_text(config_text)
     last = trainer.fit()
     print(f"checkpoint: {last}\nlogs: tensorboard --logdir {run_dir}")
+    return run_dir
+
+
+def prepare_fit(argv: list[str], registry: Registry) -> Callable[[], Path]:
+    """Parse a ``fit`` command line now (errors surface at once); the result runs it and returns the run folder."""
+    parser, fit_parser = build_parser(registry)
+    arguments = parser.parse_args(normalise(argv, registry)).fit
+    return lambda: fit(arguments, argv, parser, fit_parser, registry)
+
+
+def test(arguments: Namespace, registry: Registry) -> None:
+    from p2p_core.evaluation import run_test, summary_text
+
+    result = run_test(
+        ckpt=arguments.ckpt,
+        split=arguments.split,
+        data=arguments.data,
+        mode=arguments.mode,
+        out=arguments.out,
+        device=arguments.device,
+        fid_weights=arguments.fid_weights,
+        seed=arguments.seed,
+        registry=registry,
+    )
+    print(summary_text(result.evaluation.summary()), *result.evaluation.notes, sep="\n")
+    print(f"{len(result.names)} image(s), {arguments.mode} mode: {result.out_dir / 'index.html'}")
+
+
+def evaluate(arguments: Namespace) -> None:
+    from p2p_core.evaluation import evaluate_folders, summary_text
+
+    content = evaluate_folders(pred=arguments.pred, target=arguments.target, out=arguments.out, fid_weights=arguments.fid_weights)
+    print(f"{content['count']} image pair(s): {summary_text(content['metrics'])}", *content["notes"], sep="\n")
+    if arguments.out is not None:
+        print(f"written: {arguments.out / 'metrics.json'}, {arguments.out / 'histograms.png'}")
+
+
+def sweep(arguments: Namespace, registry: Registry) -> None:
+    from p2p_core.sweep import run_sweep
+
+    name = arguments.name or time.strftime("sweep-%Y%m%d-%H%M%S")
+    out_dir = run_sweep(
+        recipes=arguments.recipes,
+        base=arguments.base,
+        out_dir=Path(arguments.out_dir) / name,
+        prepare_fit=lambda argv: prepare_fit(argv, registry),
+        split=arguments.split,
+        mode=arguments.mode,
+        fid_weights=arguments.fid_weights,
+        grid_rows=arguments.grid_rows,
+        registry=registry,
+    )
+    print((out_dir / "results.md").read_text() + f"\ntable: {out_dir / 'results.csv'}\ngrid: {out_dir / 'grid.png'}")
 
 
 def predict(arguments: Namespace, registry: Registry) -> None:
@@ -207,13 +307,14 @@ def predict(arguments: Namespace, registry: Registry) -> None:
     from tqdm.auto import tqdm
 
     from p2p_core.images import list_images, read_image, write_image
+    from p2p_core.test_time import set_mode
 
     device = resolve_device(arguments.device)
     state = checkpoint.load(arguments.ckpt, map_location=device)
     spec = state["components"]["generator"]
     generator = build_generator(spec, registry).to(device)
     generator.load_state_dict(state["models"]["generator"])
-    generator.train(arguments.mode == "paper")
+    set_mode(generator, arguments.mode)
     size = spec["image_size"]
     files = list_images(Path(arguments.input))
     with torch.no_grad():

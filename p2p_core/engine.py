@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from collections import defaultdict
@@ -142,6 +143,8 @@ class Trainer:
             "loss": loss,
             "loss_options": {k: dict(v) for k, v in loss_options.items()},
             "dataset": data.name,
+            # What `p2p test` rebuilds the validation split from; paths as text, since checkpoints hold no objects.
+            "dataset_options": {k: str(v) if isinstance(v, os.PathLike) else v for k, v in data.options.items()},
         }
         self.generator = build_generator(self.components["generator"], registry).to(self.device)
         self.objective = Objective.parse(loss, loss_options, registry)
