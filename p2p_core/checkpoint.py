@@ -13,22 +13,31 @@ import torch
 from p2p_core.errors import DataError
 
 FOLDER = "checkpoints"
+BEST = "best.pt"
 _NAME = re.compile(r"step_(\d+)\.pt$")
 
 
 def save(state: dict[str, Any], run_dir: Path, step: int, *, keep: int = 2) -> Path:
     """Write ``checkpoints/step_N.pt`` via a temporary file, fsync and rename; keep the newest ``keep``."""
-    folder = run_dir / FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"step_{step:08d}.pt"
+    path = _write(state, run_dir / FOLDER / f"step_{step:08d}.pt")
+    for old in checkpoints(run_dir)[:-keep]:
+        old.unlink()
+    return path
+
+
+def save_best(state: dict[str, Any], run_dir: Path) -> Path:
+    """Write ``checkpoints/best.pt`` the same way; it is never pruned, nor taken as a run's newest."""
+    return _write(state, run_dir / FOLDER / BEST)
+
+
+def _write(state: dict[str, Any], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
     with open(temporary, "wb") as handle:
         torch.save(state, handle)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
-    for old in checkpoints(run_dir)[:-keep]:
-        old.unlink()
     return path
 
 

@@ -19,10 +19,12 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from p2p_core import checkpoint
-from p2p_core.errors import ConfigError
+from p2p_core.errors import ConfigError, DataError
 from p2p_core.images import displayable
 from p2p_core.objective import Objective
 from p2p_core.registry import Registry, default_registry
+from p2p_core.test_time import Mode
+from p2p_core.validation import Validator
 
 
 @attrs.frozen
@@ -61,6 +63,14 @@ class TrainConfig:
     """Steps between checkpoints; one is always written at the end."""
     progress: bool = True
     """Show a progress bar."""
+    validate_every: int = 0
+    """Steps between validations (and once at the end); 0 turns validation off."""
+    validate_samples: int = 16
+    """Validation pairs scored each time: a fixed subset, spread evenly over the val split."""
+    best_metric: Literal["l1", "psnr", "ssim", "hist_L", "hist_a", "hist_b"] = "l1"
+    """Which validation score picks checkpoints/best.pt (l1 lower is better; the others higher)."""
+    validate_mode: Mode = "paper"
+    """Test-time behaviour while validating: paper (dropout, batch statistics) or eval."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -167,6 +177,20 @@ class Trainer:
             self.optimizers[role] = optimizer
             self.schedulers[role] = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
 
+        self.validator: Validator | None = None
+        if train.validate_every:
+            try:
+                validation_data = registry.create("dataset", data.name, split="val", **data.options)
+            except DataError as error:
+                raise DataError(f"{error}. Validation needs a val split; without one, set --trainer.validate_every 0") from None
+            self.validator = Validator(
+                dataset=validation_data,
+                samples=train.validate_samples,
+                metric=train.best_metric,
+                mode=train.validate_mode,
+                device=self.device,
+            )
+
         self.steps_per_epoch = math.ceil(len(self.dataset) / train.batch_size)
         epochs = train.n_epochs + train.n_epochs_decay
         self.total_steps = min(epochs * self.steps_per_epoch, train.max_steps or math.inf)
@@ -216,6 +240,7 @@ class Trainer:
             },
             "components": self.components,
             "config": self.config_text,
+            **({"best": self.validator.state_dict()} if self.validator else {}),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -230,6 +255,8 @@ class Trainer:
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         random.setstate(state["rng"]["python"])
+        if self.validator and "best" in state:
+            self.validator.load_state_dict(state["best"])
         self.step = state["step"]
 
     def resume(self) -> None:
@@ -267,6 +294,8 @@ class Trainer:
                         counted, images, started = 0, 0, time.perf_counter()
                     if self.step % cfg.image_every == 0 or self.step == self.total_steps:
                         writer.add_image("train/input|output|target", self._grid(), self.step)
+                    if cfg.validate_every and (self.step % cfg.validate_every == 0 or self.step == self.total_steps):
+                        self._validate(writer)
                     if self.step % cfg.checkpoint_every == 0 and self.step < self.total_steps:
                         last_path = checkpoint.save(self.state_dict(), self.run_dir, self.step)
                     if self.step >= self.total_steps:
@@ -291,6 +320,13 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
             generator=torch.Generator().manual_seed(self.config.seed + epoch),
         )
+
+    def _validate(self, writer: Any) -> None:
+        scores = self.validator(self.generator)
+        for name, value in scores.items():
+            writer.add_scalar(f"val/{name}", value, self.step)
+        if self.validator.improved(scores, self.step):
+            checkpoint.save_best(self.state_dict(), self.run_dir)
 
     def _log_scalars(self, writer: Any, means: Mapping[str, float], images_per_sec: float) -> None:
         for name, value in means.items():
