@@ -21,6 +21,7 @@ from p2p_core import checkpoint
 from p2p_core.engine import Choice, Trainer, TrainConfig, build_generator, resolve_device
 from p2p_core.errors import ConfigError, P2PError
 from p2p_core.registry import BASE_CLASSES, ENGINE_ARGUMENTS, KINDS, Registry, canonical_kind, default_registry
+from p2p_core.test_time import MODES, Mode, set_mode
 
 # Command-line flag -> registry kind, for the components chosen by name.
 COMPONENT_FLAGS = {"generator": "generator", "disc": "discriminator", "data": "dataset"}
@@ -116,12 +117,7 @@ def build_parser(registry: Registry) -> tuple[ArgumentParser, ArgumentParser]:
 
 
 def _add_mode(parser: ArgumentParser) -> None:
-    parser.add_argument(
-        "--mode",
-        type=Literal["paper", "eval"],
-        default="paper",
-        help="paper: dropout on and batch statistics at test time, as in the paper; eval: standard eval mode.",
-    )
+    parser.add_argument("--mode", type=Mode, default="paper", help="Test-time behaviour. " + "; ".join(MODES.values()))
 
 
 def _add_fid(parser: ArgumentParser) -> None:
@@ -307,7 +303,6 @@ def predict(arguments: Namespace, registry: Registry) -> None:
     from tqdm.auto import tqdm
 
     from p2p_core.images import list_images, read_image, write_image
-    from p2p_core.test_time import set_mode
 
     device = resolve_device(arguments.device)
     state = checkpoint.load(arguments.ckpt, map_location=device)

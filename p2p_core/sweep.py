@@ -30,7 +30,6 @@ PrepareFit = Callable[[list[str]], Callable[[], Path]]
 @attrs.frozen(kw_only=True)
 class SweepRun:
     name: str
-    recipe: str
     train_seconds: float
     result: TestResult
 
@@ -49,10 +48,6 @@ class SweepRun:
         }
 
 
-def recipe_name(recipe: str) -> str:
-    return Path(recipe).stem
-
-
 def run_sweep(
     *,
     recipes: Sequence[str],
@@ -66,7 +61,7 @@ def run_sweep(
     registry: Registry | None = None,
 ) -> Path:
     """Fit and test each recipe into ``out_dir/runs/NAME``; write results.{md,csv}, grid.png, histograms.png."""
-    names = [recipe_name(recipe) for recipe in recipes]
+    names = [Path(recipe).stem for recipe in recipes]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise ConfigError(f"recipes {', '.join(repeated)} share a file name; runs are named by it, so rename one")
@@ -78,12 +73,12 @@ def run_sweep(
         for recipe, name in zip(recipes, names)
     ]
     runs = []
-    for recipe, name, runner in zip(recipes, names, runners):
+    for name, runner in zip(names, runners):
         started = time.perf_counter()
         run_dir = runner()
         seconds = time.perf_counter() - started
         result = run_test(ckpt=run_dir, split=split, mode=mode, fid_weights=fid_weights, registry=registry)
-        runs.append(SweepRun(name=name, recipe=recipe, train_seconds=seconds, result=result))
+        runs.append(SweepRun(name=name, train_seconds=seconds, result=result))
     write_tables([run.row() for run in runs], out_dir, caption=f"{split} split, {mode} test-time mode")
     write_grid(runs, out_dir / "grid.png", rows=grid_rows)
     curves = {"ground truth": runs[0].result.evaluation.targets} | {run.name: run.result.evaluation.outputs for run in runs}
