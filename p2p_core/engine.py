@@ -162,6 +162,12 @@ class Trainer:
         if self.objective.adversarial:
             d_channels = self.objective.discriminator_channels(self.dataset.in_channels, self.dataset.out_channels)
             self.discriminator = registry.create("discriminator", discriminator.name, in_channels=d_channels, **discriminator.options)
+            size = self.dataset.image_size
+            if self.discriminator.output_size(size) < 1:  # otherwise a convolution fails mid-step, far from the cause
+                raise ConfigError(
+                    f"discriminator {discriminator.name!r} (receptive field {self.discriminator.receptive_field}) has no "
+                    f"output for {size}x{size} images; use larger images (--data.crop_size) or a smaller receptive field"
+                )
             self.discriminator.to(self.device)
             self.components["discriminator"] = {"name": discriminator.name, "options": dict(discriminator.options), "in_channels": d_channels}
         self.components["plugins"] = {p.distribution: p.version for p in registry.plugins if not p.error}
