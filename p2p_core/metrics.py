@@ -108,7 +108,7 @@ def plot_histograms(curves: Mapping[str, LabHistogram], path: Path, *, title: st
     matplotlib.use("Agg")  # files only: no display on servers and CI
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(LAB_RANGES), figsize=(4 * len(LAB_RANGES), 3.2), constrained_layout=True)
+    figure, axes = plt.subplots(1, len(LAB_RANGES), figsize=(4 * len(LAB_RANGES) + 2, 3.2), constrained_layout=True)
     for axis, channel in zip(axes, LAB_RANGES):
         for name, histogram in curves.items():
             probabilities = histogram.probabilities(channel)
@@ -118,7 +118,8 @@ def plot_histograms(curves: Mapping[str, LabHistogram], path: Path, *, title: st
             axis.plot(histogram.bin_centres(channel).numpy(), log_p.numpy(), label=name, **style)
         axis.set_xlabel(channel)
         axis.set_ylabel(f"log10 P({channel})")
-    axes[0].legend(fontsize="small")
+    # Beside the panels, not on one: the curves' tails are what the figure is for.
+    figure.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize="small")
     if title:
         figure.suptitle(title)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -79,11 +79,16 @@ def run_sweep(
         seconds = time.perf_counter() - started
         result = run_test(ckpt=run_dir, split=split, mode=mode, fid_weights=fid_weights, registry=registry)
         runs.append(SweepRun(name=name, train_seconds=seconds, result=result))
-    write_tables([run.row() for run in runs], out_dir, caption=f"{split} split, {mode} test-time mode")
+    write_report(runs, out_dir, caption=f"{split} split, {mode} test-time mode", grid_rows=grid_rows)
+    return out_dir
+
+
+def write_report(runs: Sequence[SweepRun], out_dir: Path, *, caption: str, grid_rows: int = 4) -> None:
+    """The comparison of tested runs: results.{md,csv}, grid.png and histograms.png (the paper's Figure 7)."""
+    write_tables([run.row() for run in runs], out_dir, caption=caption)
     write_grid(runs, out_dir / "grid.png", rows=grid_rows)
     curves = {"ground truth": runs[0].result.evaluation.targets} | {run.name: run.result.evaluation.outputs for run in runs}
     plot_histograms(curves, out_dir / "histograms.png", title="Lab marginals of the outputs against the ground truth")
-    return out_dir
 
 
 def write_tables(rows: Sequence[dict[str, Any]], out_dir: Path, *, caption: str) -> None:
