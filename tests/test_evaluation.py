@@ -108,3 +108,20 @@ def test_evaluate_refuses_unpaired_or_resized_images(tmp_path: Path, capsys: pyt
     with pytest.raises(SystemExit) as stop:  # the CLI reports it in one line, without a traceback
         main(["evaluate", "--pred", str(pred), "--target", str(tmp_path / "t1")])
     assert stop.value.code == 2 and "p2p: error:" in capsys.readouterr().err
+
+
+def test_test_on_the_real_outlines_resizes_every_pair_to_the_trained_size(outlines: Path, tmp_path: Path):
+    from p2p_core.engine import Choice, Trainer, TrainConfig
+
+    data = Choice("aligned", {"root": outlines, "direction": "BtoA", "load_size": 36, "crop_size": 32})
+    trainer = Trainer(
+        generator=Choice("unet", {"ngf": 8}), discriminator=Choice("patch70", {"ndf": 8}), loss="l1",
+        loss_options={}, data=data, train=TrainConfig(max_steps=1, num_workers=0, progress=False), run_dir=tmp_path / "run",
+    )
+    trainer.fit()
+    result = run_test(ckpt=tmp_path / "run", mode="eval")
+    content = json.loads((result.out_dir / "metrics.json").read_text())
+    assert content["count"] == 155 and content["dataset"]["options"]["root"] == str(outlines)  # stored as text
+    # 15 val images are shorter than 256 high; all are tested at the 32x32 the model was trained on.
+    assert {Image.open(path).size for path in (result.out_dir / "outputs").iterdir()} == {(32, 32)}
+    assert all(0 < content["metrics"][k] < 1 for k in ("l1", "ssim", "hist_L", "hist_a", "hist_b"))
