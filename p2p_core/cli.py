@@ -266,7 +266,7 @@ def test(arguments: Namespace, registry: Registry) -> None:
         seed=arguments.seed,
         registry=registry,
     )
-    print(summary_text(result.evaluation.summary()), *result.evaluation.notes, sep="\n")
+    print(summary_text(result.metrics), *result.evaluation.notes, sep="\n")
     print(f"{len(result.names)} image(s), {arguments.mode} mode: {result.out_dir / 'index.html'}")
 
 

@@ -33,6 +33,8 @@ class TestResult:
     """What the checkpoint says was trained: generator, loss, discriminator, dataset."""
     names: list[str]
     """Image names in dataset order; each is saved as ``{inputs,outputs,targets}/NAME.png``."""
+    metrics: Mapping[str, float]
+    """The totals, as in metrics.json (computed once: FID is not cheap)."""
     evaluation: Evaluation
 
 
@@ -65,6 +67,7 @@ def run_test(
     out_dir = Path(out) if out else path.parent.parent / f"test_{split}_{mode}_{path.stem}"
     evaluation = Evaluation(fid_weights=fid_weights, device=torch_device)
     names: list[str] = []
+    used: set[str] = set()
     rows: list[dict[str, float]] = []
     torch.manual_seed(seed)  # paper mode samples dropout: the same seed gives the same page
     with torch.no_grad():
@@ -75,8 +78,9 @@ def run_test(
             output = generator(x)
             rows += evaluation.add(output, target)
             stem = Path(sample.path).stem
-            name = stem if stem not in names else f"{stem}_{index}"
+            name = stem if stem not in used else f"{stem}_{index}"
             names.append(name)
+            used.add(name)
             for folder, image in zip(FOLDERS, (x, output, target)):
                 write_image(image[0], out_dir / folder / f"{name}.png")
 
@@ -90,8 +94,15 @@ def run_test(
         "dataset": {"name": components["dataset"], "options": options},
         "generator": components["generator"],
     }
-    write_results(out_dir, facts=facts, evaluation=evaluation, rows=rows, names=names, page=True)
-    return TestResult(out_dir=out_dir, step=state["step"], components=components, names=names, evaluation=evaluation)
+    content = write_results(out_dir, facts=facts, evaluation=evaluation, rows=rows, names=names, page=True)
+    return TestResult(
+        out_dir=out_dir,
+        step=state["step"],
+        components=components,
+        names=names,
+        metrics=content["metrics"],
+        evaluation=evaluation,
+    )
 
 
 def write_results(

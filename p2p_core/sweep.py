@@ -44,7 +44,7 @@ class SweepRun:
             "discriminator": discriminator,
             "steps": self.result.step,
             "train_min": self.train_seconds / 60,
-            **self.result.evaluation.summary(),
+            **self.result.metrics,
         }
 
 
