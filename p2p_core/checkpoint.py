@@ -22,6 +22,7 @@ import torch
 from p2p_core.errors import DataError, P2PError
 
 FOLDER = "checkpoints"
+BEST = "best.pt"
 _NAME = re.compile(r"^step_(\d+)\.pt$")
 
 
@@ -31,24 +32,32 @@ class CheckpointWriteError(P2PError):
 
 def save(state: dict[str, Any], run_dir: Path, step: int, *, keep: int = 2) -> Path:
     """Write ``checkpoints/step_N.pt`` atomically with its checksum; keep the newest ``keep``."""
-    folder = run_dir / FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob(".*.tmp"):  # left by a run killed mid-write
+    path = _write(state, path_for(run_dir, step))
+    for old in checkpoints(run_dir)[:-keep]:
+        old.unlink()
+        _checksum_path(old).unlink(missing_ok=True)
+    return path
+
+
+def save_best(state: dict[str, Any], run_dir: Path) -> Path:
+    """Write ``checkpoints/best.pt`` the same way; it is never pruned, nor taken as a run's newest."""
+    return _write(state, Path(run_dir) / FOLDER / BEST)
+
+
+def _write(state: dict[str, Any], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(".*.tmp"):  # left by a run killed mid-write
         stale.unlink(missing_ok=True)
     buffer = io.BytesIO()
     torch.save(state, buffer)
     payload = buffer.getbuffer()
-    path = path_for(run_dir, step)
     try:
         write_atomically(_checksum_path(path), hashlib.sha256(payload).hexdigest().encode())
         write_atomically(path, payload)
     except OSError as error:
-        previous = checkpoints(run_dir)
+        previous = checkpoints(path.parent.parent)
         kept = f"; the previous checkpoint {previous[-1]} is intact" if previous else ""
         raise CheckpointWriteError(f"could not write checkpoint {path}: {error}{kept}") from None
-    for old in checkpoints(run_dir)[:-keep]:
-        old.unlink()
-        _checksum_path(old).unlink(missing_ok=True)
     return path
 
 

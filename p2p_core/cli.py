@@ -1,4 +1,4 @@
-"""The ``p2p`` command: fit, predict, export, data, list, describe.
+"""The ``p2p`` command: fit, predict, test, evaluate, sweep, export, data, bench, list, describe.
 
 jsonargparse reads options, config files and ``--print_config``; components are chosen jsonargparse's way
 (``--generator NAME --generator.ngf 8``, or ``class_path``/``init_args`` in YAML). jsonargparse resolves class
@@ -25,8 +25,8 @@ from p2p_core import checkpoint, datatools, distributed
 from p2p_core.engine import Choice, Trainer, TrainConfig, resolve_device
 from p2p_core.errors import ConfigError, P2PError
 from p2p_core.export import export
-from p2p_core.inference import Mode
 from p2p_core.registry import BASE_CLASSES, ENGINE_ARGUMENTS, KINDS, Registry, canonical_kind, default_registry, load_registry
+from p2p_core.test_time import MODES, Mode
 
 # Command-line flag -> registry kind, for the components chosen by name.
 COMPONENT_FLAGS = {"generator": "generator", "disc": "discriminator", "data": "dataset"}
@@ -56,6 +56,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(export(**arguments.as_dict()))
         elif command == "data":
             print(DATA_TOOLS[arguments.tool](**arguments[arguments.tool].as_dict()))
+        elif command == "test":
+            test(arguments, registry)
+        elif command == "evaluate":
+            evaluate(arguments)
+        elif command == "sweep":
+            sweep(arguments, registry)
         elif command == "list":
             print(list_text(arguments.topic, registry))
         elif command == "describe":
@@ -88,12 +94,7 @@ def build_parser(registry: Registry) -> tuple[ArgumentParser, ArgumentParser]:
     predict_parser.add_argument("--input", type=Path, required=True, help="Folder of input images.")
     predict_parser.add_argument("--output", type=Path, required=True, help="Folder for the translated images (PNG).")
     predict_parser.add_argument("--device", type=Literal["auto", "cpu", "cuda"], default="auto")
-    predict_parser.add_argument(
-        "--mode",
-        type=Mode,
-        default="paper",
-        help="paper: dropout on and batch statistics at test time, as in the paper; eval: standard eval mode.",
-    )
+    _add_mode(predict_parser)
     predict_parser.add_argument(
         "--resize",
         type=int | None,
@@ -110,6 +111,37 @@ def build_parser(registry: Registry) -> tuple[ArgumentParser, ArgumentParser]:
     tools = data_parser.add_subcommands(dest="tool")  # jsonargparse wants the outer level added first
     for name, function in DATA_TOOLS.items():
         tools.add_subcommand(name, _function_parser(function), help=inspect.getdoc(function).splitlines()[0])
+
+    test_parser = ArgumentParser(description="Translate a split with a trained model; write images, metrics and a page.")
+    test_parser.add_argument("--ckpt", type=Path, required=True, help="Checkpoint file, or a run folder (its newest).")
+    test_parser.add_argument("--split", type=Literal["val", "test"], default="val")
+    test_parser.add_argument(
+        "--data", type=dict[str, Any], default={}, help="Dataset options replacing the stored ones, e.g. '{root: DIR}'."
+    )
+    _add_mode(test_parser)
+    test_parser.add_argument("--out", type=Path | None, default=None, help="Results folder (default: RUN/test_SPLIT_MODE_CKPT).")
+    test_parser.add_argument("--seed", type=int, default=0, help="Seeds the dropout that paper mode samples.")
+    _add_fid(test_parser)
+    test_parser.add_argument("--device", type=Literal["auto", "cpu", "cuda"], default="auto")
+    commands.add_subcommand("test", test_parser, help="Test a trained model: images, metrics.json and an HTML page.")
+
+    evaluate_parser = ArgumentParser(description="Measure translated images against targets with the same file names.")
+    evaluate_parser.add_argument("--pred", type=Path, required=True, help="Folder of translated images.")
+    evaluate_parser.add_argument("--target", type=Path, required=True, help="Folder of ground-truth images.")
+    evaluate_parser.add_argument("--out", type=Path | None, default=None, help="Folder for metrics.json and histograms.png.")
+    _add_fid(evaluate_parser)
+    commands.add_subcommand("evaluate", evaluate_parser, help="L1, PSNR, SSIM, Lab colour histograms (and FID).")
+
+    sweep_parser = ArgumentParser(description="Fit and test several recipes, then compare them in a table and a grid.")
+    sweep_parser.add_argument("recipes", type=str, nargs="+", help="Recipe files or names, one run each.")
+    sweep_parser.add_argument("--base", type=str, nargs="+", default=[], help="Configs applied before each recipe (task, scale).")
+    sweep_parser.add_argument("--out_dir", type=Path, default=Path("runs"), help="Where sweep folders are made.")
+    sweep_parser.add_argument("--name", type=str | None, default=None, help="Sweep folder name (default: the time).")
+    sweep_parser.add_argument("--split", type=Literal["val", "test"], default="val")
+    _add_mode(sweep_parser)
+    sweep_parser.add_argument("--grid_rows", type=int, default=4, help="Test images shown in grid.png.")
+    _add_fid(sweep_parser)
+    commands.add_subcommand("sweep", sweep_parser, help="Run a set of recipes (e.g. recipes/ablations/...) and compare.")
 
     list_parser = ArgumentParser(description="List registered components, plugins or recipes.")
     list_parser.add_argument("topic", type=Literal[LIST_TOPICS] | None, nargs="?", default=None)
@@ -134,6 +166,16 @@ def _function_parser(function: Callable[..., object]) -> ArgumentParser:
         # A plain jsonargparse bool needs a value (--overwrite true); a switch also works alone, as people type it.
         parser.add_argument(f"--{name}", action=ActionYesNo, nargs="?", default=parameters[name].default, help=helps.get(name))
     return parser
+
+
+def _add_mode(parser: ArgumentParser) -> None:
+    parser.add_argument("--mode", type=Mode, default="paper", help="Test-time behaviour. " + "; ".join(MODES.values()))
+
+
+def _add_fid(parser: ArgumentParser) -> None:
+    parser.add_argument(
+        "--fid_weights", type=Path | None, default=None, help="Local FID Inception weights; FID is skipped without them."
+    )
 
 
 def _fit_parser(registry: Registry) -> ArgumentParser:
@@ -251,7 +293,7 @@ def _choice(kind: str, spec: Namespace | None, registry: Registry) -> Choice:
     return Choice(component.name, options)
 
 
-def fit(arguments: Namespace, argv: list[str], parser: ArgumentParser, fit_parser: ArgumentParser, registry: Registry) -> None:
+def fit(arguments: Namespace, argv: list[str], parser: ArgumentParser, fit_parser: ArgumentParser, registry: Registry) -> Path:
     if arguments.trainer.nproc > 1 and not distributed.launched_by_torchrun():
         distributed.relaunch_with_torchrun(arguments.trainer.nproc, argv)
     resuming = arguments.resume is not None
@@ -302,6 +344,7 @@ def fit(arguments: Namespace, argv: list[str], parser: ArgumentParser, fit_parse
         name = signal.Signals(trainer.stopped_by).name
         _say(context, f"p2p: stopped by {name} at step {trainer.step}; continue with: p2p fit --resume {run_dir}")
         raise SystemExit(128 + trainer.stopped_by)
+    return run_dir
 
 
 def _say(context: distributed.Context, message: str) -> None:
@@ -337,6 +380,58 @@ def _without_resume(args: list[str]) -> list[str]:
         elif not arg.startswith("--resume="):
             kept.append(arg)
     return kept
+
+
+def prepare_fit(argv: list[str], registry: Registry) -> Callable[[], Path]:
+    """Parse a ``fit`` command line now (errors surface at once); the result runs it and returns the run folder."""
+    parser, fit_parser = build_parser(registry)
+    arguments = parser.parse_args(normalise(argv, registry)).fit
+    return lambda: fit(arguments, argv, parser, fit_parser, registry)
+
+
+def test(arguments: Namespace, registry: Registry) -> None:
+    from p2p_core.evaluation import run_test, summary_text
+
+    result = run_test(
+        ckpt=arguments.ckpt,
+        split=arguments.split,
+        data=arguments.data,
+        mode=arguments.mode,
+        out=arguments.out,
+        device=arguments.device,
+        fid_weights=arguments.fid_weights,
+        seed=arguments.seed,
+        registry=registry,
+    )
+    print(summary_text(result.metrics), *result.evaluation.notes, sep="\n")
+    print(f"{len(result.names)} image(s), {arguments.mode} mode: {result.out_dir / 'index.html'}")
+
+
+def evaluate(arguments: Namespace) -> None:
+    from p2p_core.evaluation import evaluate_folders, summary_text
+
+    content = evaluate_folders(pred=arguments.pred, target=arguments.target, out=arguments.out, fid_weights=arguments.fid_weights)
+    print(f"{content['count']} image pair(s): {summary_text(content['metrics'])}", *content["notes"], sep="\n")
+    if arguments.out is not None:
+        print(f"written: {arguments.out / 'metrics.json'}, {arguments.out / 'histograms.png'}")
+
+
+def sweep(arguments: Namespace, registry: Registry) -> None:
+    from p2p_core.sweep import run_sweep
+
+    name = arguments.name or time.strftime("sweep-%Y%m%d-%H%M%S")
+    out_dir = run_sweep(
+        recipes=arguments.recipes,
+        base=arguments.base,
+        out_dir=Path(arguments.out_dir) / name,
+        prepare_fit=lambda argv: prepare_fit(argv, registry),
+        split=arguments.split,
+        mode=arguments.mode,
+        fid_weights=arguments.fid_weights,
+        grid_rows=arguments.grid_rows,
+        registry=registry,
+    )
+    print((out_dir / "results.md").read_text() + f"\ntable: {out_dir / 'results.csv'}\ngrid: {out_dir / 'grid.png'}")
 
 
 def predict(arguments: Namespace, registry: Registry) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import random
 import signal
 import threading
@@ -22,10 +23,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from p2p_core import checkpoint, distributed
-from p2p_core.errors import ConfigError, NumericalError
+from p2p_core.errors import ConfigError, DataError, NumericalError
 from p2p_core.images import displayable
 from p2p_core.objective import Objective
 from p2p_core.registry import Registry, default_registry
+from p2p_core.test_time import Mode
+from p2p_core.validation import Validator
 
 
 @attrs.frozen
@@ -78,6 +81,14 @@ class TrainConfig:
     """Keep images and weights in NHWC layout, which GPU convolution kernels prefer."""
     compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = "none"
     """torch.compile the networks; reduce-overhead also replays CUDA graphs (needs fixed image sizes)."""
+    validate_every: int = 0
+    """Steps between validations (and once at the end); 0 turns validation off."""
+    validate_samples: int = 16
+    """Validation pairs scored each time: a fixed subset, spread evenly over the val split."""
+    best_metric: Literal["l1", "psnr", "ssim", "hist_L", "hist_a", "hist_b"] = "l1"
+    """Which validation score picks checkpoints/best.pt (l1 lower is better; the others higher)."""
+    validate_mode: Mode = "paper"
+    """Test-time behaviour while validating: paper (dropout, batch statistics) or eval."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -238,6 +249,8 @@ class Trainer:
             "loss": loss,
             "loss_options": {k: dict(v) for k, v in loss_options.items()},
             "dataset": data.name,
+            # What `p2p test` rebuilds the validation split from; paths as text, since checkpoints hold no objects.
+            "dataset_options": {k: str(v) if isinstance(v, os.PathLike) else v for k, v in data.options.items()},
         }
         self.generator = build_generator(self.components["generator"], registry).to(self.device)
         self.objective = Objective.parse(loss, loss_options, registry)
@@ -245,6 +258,12 @@ class Trainer:
         if self.objective.adversarial:
             d_channels = self.objective.discriminator_channels(self.dataset.in_channels, self.dataset.out_channels)
             self.discriminator = registry.create("discriminator", discriminator.name, in_channels=d_channels, **discriminator.options)
+            size = self.dataset.image_size
+            if self.discriminator.output_size(size) < 1:  # otherwise a convolution fails mid-step, far from the cause
+                raise ConfigError(
+                    f"discriminator {discriminator.name!r} (receptive field {self.discriminator.receptive_field}) has no "
+                    f"output for {size}x{size} images; use larger images (--data.crop_size) or a smaller receptive field"
+                )
             self.discriminator.to(self.device)
             self.components["discriminator"] = {"name": discriminator.name, "options": dict(discriminator.options), "in_channels": d_channels}
         self.components["plugins"] = {p.distribution: p.version for p in registry.plugins if not p.error}
@@ -268,6 +287,21 @@ class Trainer:
         self._discriminator = self._compiled(self._parallel(self.discriminator))
         # G's step judges its output with D but must not average D's (absent) gradients across processes.
         self._judge = self._compiled(self.discriminator) if self.dist.active else self._discriminator
+
+        self.validator: Validator | None = None
+        if train.validate_every and self.dist.is_main:  # one process validates and keeps best.pt
+            try:
+                validation_data = registry.create("dataset", data.name, split="val", **data.options)
+            except DataError as error:
+                raise DataError(f"{error}. Validation needs a val split; without one, set --trainer.validate_every 0") from None
+            self.validator = Validator(
+                dataset=validation_data,
+                samples=train.validate_samples,
+                metric=train.best_metric,
+                mode=train.validate_mode,
+                device=self.device,
+            )
+
         self.steps_per_epoch = math.ceil(len(self.dataset) // self.dist.world_size / train.batch_size)
         epochs = train.n_epochs + train.n_epochs_decay
         self.total_steps = min(epochs * self.steps_per_epoch, train.max_steps or math.inf)
@@ -368,6 +402,7 @@ class Trainer:
             "rng": rng_state(),
             "components": self.components,
             "config": self.config_text,
+            **({"best": self.validator.state_dict()} if self.validator else {}),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -379,6 +414,8 @@ class Trainer:
         for role, scheduler in self.schedulers.items():
             scheduler.load_state_dict(state["schedulers"][role])
         set_rng_state(state["rng"])
+        if self.validator and "best" in state:
+            self.validator.load_state_dict(state["best"])
         self.step = state["step"]
 
     def resume(self) -> None:
@@ -418,6 +455,8 @@ class Trainer:
                         counted, images, started = 0, 0, time.perf_counter()
                     if main and (self.step % cfg.image_every == 0 or self.step == self.total_steps):
                         writer.add_image("train/input|output|target", self._grid(), self.step)
+                    if self.validator and (self.step % cfg.validate_every == 0 or self.step == self.total_steps):
+                        self._validate(writer)
                     if distributed.any_rank(self.dist, stop.signal is not None) or self.step >= self.total_steps:
                         break
                     if main and self.step % cfg.checkpoint_every == 0:
@@ -449,6 +488,13 @@ class Trainer:
             # Its own generator: otherwise making the iterator draws from the global one that dropout uses.
             generator=torch.Generator().manual_seed(self.config.seed + epoch),
         )
+
+    def _validate(self, writer: Any) -> None:
+        scores = self.validator(self.generator)
+        for name, value in scores.items():
+            writer.add_scalar(f"val/{name}", value, self.step)
+        if self.validator.improved(scores, self.step):
+            checkpoint.save_best(self.state_dict(), self.run_dir)
 
     def _log_scalars(self, writer: Any, means: Mapping[str, float], images_per_sec: float) -> None:
         for name, value in means.items():

@@ -25,7 +25,8 @@ from torch import Tensor, nn
 from torch.export import Dim
 
 from p2p_core.errors import ConfigError, DataError
-from p2p_core.inference import PADDING_MODE, Mode, TrainedGenerator, load_generator
+from p2p_core.inference import PADDING_MODE, TrainedGenerator, load_generator
+from p2p_core.test_time import Mode
 
 Format = Literal["torchscript", "onnx", "exported-program"]
 INPUT_NAME, OUTPUT_NAME = "image", "translated"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import attrs
 import torch
@@ -22,9 +22,8 @@ from p2p_core import checkpoint
 from p2p_core.engine import build_generator
 from p2p_core.errors import ConfigError
 from p2p_core.registry import Registry
+from p2p_core.test_time import Mode, set_mode
 
-Mode = Literal["paper", "eval"]
-"""paper: dropout on and batch statistics at test time, as in the paper; eval: the standard eval mode."""
 PADDING_MODE = "reflect"
 """How :func:`translate` pads; exports record it for code that runs them without p2p."""
 
@@ -50,7 +49,7 @@ def load_generator(
     spec = state["components"]["generator"]
     module = build_generator(spec, registry).to(device)
     module.load_state_dict(state["models"]["generator"])
-    module.train(mode == "paper")
+    set_mode(module, mode)
     return TrainedGenerator(module=module, spec=spec, step=int(state["step"]), path=path)
 
 

@@ -1,0 +1,208 @@
+"""``p2p test`` and ``p2p evaluate``: translate a split with a trained generator, measure it, write a results page.
+
+The test-time mode (``p2p_core.test_time``) is recorded on the page and in metrics.json.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from p2p_core import checkpoint
+from p2p_core.engine import build_generator, resolve_device
+from p2p_core.errors import ConfigError, DataError
+from p2p_core.images import list_images, read_image, write_image
+from p2p_core.metrics import HISTOGRAM_METRICS, IMAGE_METRICS, Evaluation, plot_histograms
+from p2p_core.registry import Registry, default_registry
+from p2p_core.test_time import MODES, Mode, set_mode
+
+FOLDERS = ("inputs", "outputs", "targets")
+
+
+@attrs.frozen(kw_only=True)
+class TestResult:
+    out_dir: Path
+    step: int
+    components: Mapping[str, Any]
+    """What the checkpoint says was trained: generator, loss, discriminator, dataset."""
+    names: list[str]
+    """Image names in dataset order; each is saved as ``{inputs,outputs,targets}/NAME.png``."""
+    metrics: Mapping[str, float]
+    """The totals, as in metrics.json (computed once: FID is not cheap)."""
+    evaluation: Evaluation
+
+
+def run_test(
+    *,
+    ckpt: Path,
+    split: str = "val",
+    data: Mapping[str, Any] | None = None,
+    mode: Mode = "paper",
+    out: Path | None = None,
+    device: str = "auto",
+    fid_weights: Path | None = None,
+    seed: int = 0,
+    registry: Registry | None = None,
+) -> TestResult:
+    """Translate every pair of ``split`` of the checkpoint's dataset (``data`` replaces stored options)."""
+    registry = registry or default_registry()
+    torch_device = resolve_device(device)
+    path = checkpoint.resolve(Path(ckpt))
+    state = checkpoint.load(path, map_location=torch_device)
+    components = state["components"]
+    if "dataset_options" not in components and not data:
+        raise ConfigError(f"{path} does not record its dataset's options; pass them, e.g. --data '{{root: DIR}}'")
+    options = {**components.get("dataset_options", {}), **(data or {})}
+    dataset = registry.create("dataset", components["dataset"], split=split, **options)
+    generator = build_generator(components["generator"], registry).to(torch_device)
+    generator.load_state_dict(state["models"]["generator"])
+    set_mode(generator, mode)
+
+    out_dir = Path(out) if out else path.parent.parent / f"test_{split}_{mode}_{path.stem}"
+    evaluation = Evaluation(fid_weights=fid_weights, device=torch_device)
+    names: list[str] = []
+    used: set[str] = set()
+    rows: list[dict[str, float]] = []
+    torch.manual_seed(seed)  # paper mode samples dropout: the same seed gives the same page
+    with torch.no_grad():
+        # One image at a time, as the paper tests: in paper mode the batch's statistics are then the image's own.
+        for index in range(len(dataset)):
+            sample = dataset[index]
+            x, target = sample.a[None].to(torch_device), sample.b[None].to(torch_device)
+            output = generator(x)
+            rows += evaluation.add(output, target)
+            stem = Path(sample.path).stem
+            name = stem if stem not in used else f"{stem}_{index}"
+            names.append(name)
+            used.add(name)
+            for folder, image in zip(FOLDERS, (x, output, target)):
+                write_image(image[0], out_dir / folder / f"{name}.png")
+
+    facts = {
+        "checkpoint": str(path),
+        "step": state["step"],
+        "split": split,
+        "mode": mode,
+        "mode_description": MODES[mode],
+        "seed": seed,
+        "dataset": {"name": components["dataset"], "options": options},
+        "generator": components["generator"],
+    }
+    content = write_results(out_dir, facts=facts, evaluation=evaluation, rows=rows, names=names, page=True)
+    return TestResult(
+        out_dir=out_dir,
+        step=state["step"],
+        components=components,
+        names=names,
+        metrics=content["metrics"],
+        evaluation=evaluation,
+    )
+
+
+def write_results(
+    out_dir: Path,
+    *,
+    facts: Mapping[str, Any],
+    evaluation: Evaluation,
+    rows: Sequence[Mapping[str, float]],
+    names: Sequence[str],
+    page: bool = False,
+) -> dict[str, Any]:
+    """metrics.json, histograms.png and, with ``page``, index.html (the images must be saved); returns the JSON."""
+    summary = evaluation.summary()
+    content = {
+        **facts,
+        "count": len(rows),
+        "metrics": summary,
+        "notes": evaluation.notes,
+        "images": [{"name": name, **row} for name, row in zip(names, rows)],
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(content, indent=2, default=str) + "\n")
+    plot_histograms(
+        {"ground truth": evaluation.targets, "output": evaluation.outputs},
+        out_dir / "histograms.png",
+        title="Lab marginals: " + ", ".join(f"{k} {summary[k]:.3f}" for k in HISTOGRAM_METRICS) + " (intersection)",
+    )
+    if page:
+        (out_dir / "index.html").write_text(results_page(content))
+    return content
+
+
+def summary_text(summary: Mapping[str, float]) -> str:
+    """One line of totals, e.g. for the terminal: ``l1 0.0812  psnr 19.41  ssim 0.612 ...``."""
+    return "  ".join(f"{name} {value:.4g}" for name, value in summary.items())
+
+
+def results_page(content: Mapping[str, Any]) -> str:
+    """A static page with the run's facts, the totals and one row per image: input | output | target, metrics."""
+    escape = html.escape
+    facts = [
+        ("checkpoint", content["checkpoint"]),
+        ("step", content["step"]),
+        ("split", content["split"]),
+        ("test-time mode", content["mode_description"]),
+        ("dropout seed", content["seed"]),
+        ("dataset", f"{content['dataset']['name']} {json.dumps(content['dataset']['options'], default=str)}"),
+        ("images", content["count"]),
+    ]
+    totals = "".join(f"<th>{escape(k)}</th>" for k in content["metrics"])
+    values = "".join(f"<td>{v:.4f}</td>" for v in content["metrics"].values())
+    rows = []
+    for image in content["images"]:
+        name = escape(image["name"])
+        cells = "".join(f'<td><img src="{folder}/{name}.png" alt="{folder} {name}"></td>' for folder in FOLDERS)
+        scores = "".join(f"<td>{image[k]:.4f}</td>" for k in IMAGE_METRICS)
+        rows.append(f"<tr><td>{name}</td>{cells}{scores}</tr>")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>p2p test: {escape(str(content['checkpoint']))}</title>
+<style>body{{font-family:sans-serif;margin:1.5em}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:center}} img{{width:256px;image-rendering:pixelated}}
+.facts td,.facts th{{text-align:left}}</style></head>
+<body><h1>Test results</h1>
+<table class="facts">{''.join(f'<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>' for k, v in facts)}</table>
+<h2>Totals</h2>
+<table><tr>{totals}</tr><tr>{values}</tr></table>
+<p>{'<br>'.join(escape(note) for note in content['notes'])}</p>
+<p>l1: mean absolute error of RGB in [0, 1]; psnr in dB (capped at 100); hist_L/a/b: intersection of the outputs'
+and targets' Lab histograms over the whole set (the paper's colour measure; 1 = same distribution).
+Files: <a href="metrics.json">metrics.json</a>.</p>
+<img src="histograms.png" alt="Lab histograms" style="width:auto">
+<h2>Images</h2>
+<table><tr><th>name</th><th>input</th><th>output</th><th>target</th>{''.join(f'<th>{k}</th>' for k in IMAGE_METRICS)}</tr>
+{chr(10).join(rows)}
+</table></body></html>
+"""
+
+
+def evaluate_folders(*, pred: Path, target: Path, out: Path | None = None, fid_weights: Path | None = None) -> dict[str, Any]:
+    """Measure ``pred/NAME.*`` against ``target/NAME.*`` (paired by file name); write results to ``out``."""
+    predictions = {p.stem: p for p in list_images(Path(pred), layout="translated images, named as their targets")}
+    targets = {p.stem: p for p in list_images(Path(target), layout="target images, named as the translations")}
+    unmatched = sorted(set(predictions) ^ set(targets))
+    if unmatched:
+        raise DataError(
+            f"{len(unmatched)} image(s) have no partner in the other folder, e.g. {', '.join(unmatched[:5])}; "
+            f"--pred {pred} and --target {target} must hold the same file names"
+        )
+    evaluation = Evaluation(fid_weights=fid_weights)
+    names = sorted(predictions)
+    rows: list[dict[str, float]] = []
+    for name in names:
+        output, expected = read_image(predictions[name]), read_image(targets[name])
+        if output.shape != expected.shape:
+            raise DataError(
+                f"{predictions[name]} is {output.shape[-2]}x{output.shape[-1]} but {targets[name]} is "
+                f"{expected.shape[-2]}x{expected.shape[-1]}; write the translations at the targets' size"
+            )
+        rows += evaluation.add(output[None], expected[None])
+    facts = {"pred": str(pred), "target": str(target)}
+    if out is None:
+        return {**facts, "count": len(rows), "metrics": evaluation.summary(), "notes": evaluation.notes}
+    return write_results(Path(out), facts=facts, evaluation=evaluation, rows=rows, names=names)
