@@ -8,14 +8,14 @@ caught by its checksum. Loading a run folder falls back from a damaged newest ch
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import pickle
 import re
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -48,17 +48,32 @@ def _write(state: dict[str, Any], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(".*.tmp"):  # left by a run killed mid-write
         stale.unlink(missing_ok=True)
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    payload = buffer.getbuffer()
+    digest = hashlib.sha256()
+    checksum = _checksum_path(path)
     try:
-        write_atomically(_checksum_path(path), hashlib.sha256(payload).hexdigest().encode())
-        write_atomically(path, payload)
+        # A moment with no checksum (the file then loads unverified) beats one with another file's checksum.
+        checksum.unlink(missing_ok=True)
+        write_atomically(path, lambda handle: torch.save(state, _Hashing(handle, digest)))
+        write_atomically(checksum, digest.hexdigest().encode())
     except OSError as error:
         previous = checkpoints(path.parent.parent)
         kept = f"; the previous checkpoint {previous[-1]} is intact" if previous else ""
         raise CheckpointWriteError(f"could not write checkpoint {path}: {error}{kept}") from None
     return path
+
+
+class _Hashing:
+    """A file that hashes what is written through it, so a checkpoint is never held twice in memory."""
+
+    def __init__(self, handle: BinaryIO, digest: Any) -> None:
+        self.handle, self.digest = handle, digest
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.handle.write(data)
+
+    def flush(self) -> None:
+        self.handle.flush()
 
 
 def path_for(run_dir: Path, step: int) -> Path:
@@ -82,12 +97,16 @@ def check_writable(run_dir: Path, needed_bytes: int) -> None:
         )
 
 
-def write_atomically(path: Path, data: bytes | memoryview) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old file or the new one, never a mix."""
+def write_atomically(path: Path, data: bytes | Callable[[BinaryIO], object]) -> None:
+    """Replace ``path`` with ``data`` (bytes, or a function writing to the open file) so that a crash leaves
+    the old file or the new one, never a mix."""
     temporary = path.with_name(f".{path.name}.tmp")
     try:
         with open(temporary, "wb") as handle:
-            handle.write(data)
+            if callable(data):
+                data(handle)
+            else:
+                handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -146,12 +165,14 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
 
 
 def _load_file(path: Path, map_location: str | torch.device) -> dict[str, Any]:
-    payload = path.read_bytes()
     expected = _checksum_path(path)
-    if expected.is_file() and hashlib.sha256(payload).hexdigest() != expected.read_text().strip():
-        raise DataError(f"checkpoint {path} is corrupt (its checksum does not match {expected.name})")
+    if expected.is_file():
+        with open(path, "rb") as handle:
+            actual = hashlib.file_digest(handle, "sha256").hexdigest()
+        if actual != expected.read_text().strip():
+            raise DataError(f"checkpoint {path} is corrupt (its checksum does not match {expected.name})")
     try:
-        state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         reason = str(error).splitlines()[0]
         raise DataError(f"refusing to load {path}: it holds objects other than tensors and plain data ({reason})") from None
