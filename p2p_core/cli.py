@@ -1,4 +1,4 @@
-"""The ``p2p`` command: fit, predict, export, data, list, describe.
+"""The ``p2p`` command: fit, predict, export, demo, data, list, describe.
 
 jsonargparse reads options, config files and ``--print_config``; components are chosen jsonargparse's way
 (``--generator NAME --generator.ngf 8``, or ``class_path``/``init_args`` in YAML). jsonargparse resolves class
@@ -22,6 +22,7 @@ import yaml
 from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser, Namespace
 
 from p2p_core import checkpoint, datatools, distributed
+from p2p_core.demo import demo
 from p2p_core.engine import Choice, Trainer, TrainConfig, resolve_device
 from p2p_core.errors import ConfigError, P2PError
 from p2p_core.export import export
@@ -50,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             predict(arguments, registry)
         elif command == "export":
             print(export(**arguments.as_dict()))
+        elif command == "demo":
+            demo(**arguments.as_dict())
         elif command == "data":
             print(DATA_TOOLS[arguments.tool](**arguments[arguments.tool].as_dict()))
         elif command == "list":
@@ -92,6 +95,7 @@ def build_parser(registry: Registry) -> tuple[ArgumentParser, ArgumentParser]:
     )
     commands.add_subcommand("predict", predict_parser, help="Translate images with a trained model.")
     commands.add_subcommand("export", _function_parser(export), help="Save a trained generator for use without p2p.")
+    commands.add_subcommand("demo", _function_parser(demo), help="Draw in the browser and watch a trained model translate it.")
 
     data_parser = ArgumentParser(description="Make paired datasets in the AB layout of the aligned dataset.")
     commands.add_subcommand("data", data_parser, help="Make paired datasets: combine A/B folders, or edges from photos.")
