@@ -54,7 +54,7 @@ def base_url(run_dir: Path) -> Iterator[str]:
     httpd = server.bind(app, host="127.0.0.1", port=0)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield server.url(httpd)
+    yield server.url(host=httpd.host, port=httpd.port)
     httpd.shutdown()
     thread.join()
 
@@ -183,6 +183,15 @@ def test_the_page_and_its_files_come_from_the_package_and_name_nothing_outside(b
         assert requests.get(f"{base_url}static/{name}", timeout=30).status_code == 200
         text = (server.STATIC / name).read_text()
         assert not re.search(r"https?:|(src|href)=\"//|url\(|@import", text), name
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [("127.0.0.1", "http://127.0.0.1:7860/"), ("0.0.0.0", "http://127.0.0.1:7860/"), ("::", "http://[::1]:7860/"),
+     ("::1", "http://[::1]:7860/"), ("localhost", "http://localhost:7860/")],
+)  # fmt: skip
+def test_the_printed_address_opens_in_a_browser_on_this_machine(host: str, address: str):
+    assert server.url(host=host, port=7860) == address
 
 
 def test_limits_must_be_positive():

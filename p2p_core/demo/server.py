@@ -200,9 +200,10 @@ def bind(app: Flask, *, host: str, port: int) -> BaseWSGIServer:
         return make_server(host, port, app, threaded=True, fd=listening.fileno())
 
 
-def url(server: BaseWSGIServer) -> str:
-    host = server.host if ":" not in server.host else f"[{server.host}]"
-    return f"http://{host}:{server.port}/"
+def url(*, host: str, port: int) -> str:
+    """The address to open the page of a server on host:port at; for one on every interface, its loopback one."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
 
 
 def serve(
@@ -215,7 +216,7 @@ def serve(
     size = trained.spec["image_size"]
     print(
         f"p2p demo: {trained.path} (step {trained.step}, {size} x {size}, {mode} mode) on {where}\n"
-        f"open {url(server)} in a browser; Ctrl+C stops the server",
+        f"open {url(host=server.host, port=server.port)} in a browser; Ctrl+C stops the server",
         flush=True,
     )
     if not _is_loopback(host):
