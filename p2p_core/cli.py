@@ -1,4 +1,4 @@
-"""The ``p2p`` command: fit, predict, test, evaluate, sweep, export, data, bench, list, describe.
+"""The ``p2p`` command: fit, predict, test, evaluate, sweep, export, demo, data, bench, list, describe.
 
 jsonargparse reads options, config files and ``--print_config``; components are chosen jsonargparse's way
 (``--generator NAME --generator.ngf 8``, or ``class_path``/``init_args`` in YAML). jsonargparse resolves class
@@ -22,6 +22,7 @@ import yaml
 from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser, Namespace
 
 from p2p_core import checkpoint, datatools, distributed
+from p2p_core.demo import demo
 from p2p_core.engine import Choice, Trainer, TrainConfig, resolve_device
 from p2p_core.errors import ConfigError, P2PError
 from p2p_core.export import export
@@ -54,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             bench(arguments, registry)
         elif command == "export":
             print(export(**arguments.as_dict()))
+        elif command == "demo":
+            demo(**arguments.as_dict())
         elif command == "data":
             print(DATA_TOOLS[arguments.tool](**arguments[arguments.tool].as_dict()))
         elif command == "test":
@@ -105,6 +108,7 @@ def build_parser(registry: Registry) -> tuple[ArgumentParser, ArgumentParser]:
     commands.add_subcommand("predict", predict_parser, help="Translate images with a trained model.")
     commands.add_subcommand("export", _function_parser(export), help="Save a trained generator for use without p2p.")
     commands.add_subcommand("bench", _bench_parser(registry), help="Measure images/s, FLOPs and memory of a model.")
+    commands.add_subcommand("demo", _function_parser(demo), help="Draw in the browser and watch a trained model translate it.")
 
     data_parser = ArgumentParser(description="Make paired datasets in the AB layout of the aligned dataset.")
     commands.add_subcommand("data", data_parser, help="Make paired datasets: combine A/B folders, or edges from photos.")
@@ -435,21 +439,14 @@ def sweep(arguments: Namespace, registry: Registry) -> None:
 
 
 def predict(arguments: Namespace, registry: Registry) -> None:
-    import torch
-    from tqdm.auto import tqdm
-
-    from p2p_core.images import list_images, read_image, write_image
-    from p2p_core.inference import load_generator, translate
+    from p2p_core.images import list_images
+    from p2p_core.inference import load_generator, translate_files
 
     device = resolve_device(arguments.device)
     trained = load_generator(arguments.ckpt, mode=arguments.mode, device=device, registry=registry)
     files = list_images(Path(arguments.input))
-    with torch.inference_mode():
-        for path in tqdm(files, unit="image", dynamic_ncols=True):
-            image = read_image(path, channels=trained.spec["in_channels"]).to(device)
-            output = translate(trained.module, image, shorter_side=arguments.resize)
-            write_image(output, Path(arguments.output) / f"{path.stem}.png")
-    print(f"{len(files)} image(s) written to {arguments.output} ({arguments.mode} mode)")
+    rate = translate_files(trained, files, Path(arguments.output), shorter_side=arguments.resize)
+    print(f"{len(files)} image(s) written to {arguments.output} ({arguments.mode} mode, {rate:.2f} images/s)")
 
 
 def list_text(topic: str | None, registry: Registry) -> str:

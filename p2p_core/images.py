@@ -43,13 +43,17 @@ def read_image(path: Path, *, channels: int = 3) -> Tensor:
 
     1 channel is ITU-R 601 luma, 3 is RGB, 4 is RGBA (a file without alpha reads as opaque, +1).
     """
+    with _opened(path) as image:
+        return decode(image, channels=channels)
+
+
+def decode(image: Image.Image, *, channels: int = 3) -> Tensor:
+    """An opened image as channels x H x W floats in [-1, 1], converted as :func:`read_image` describes."""
     if channels not in CHANNEL_MODES:
         raise DataError(f"channels must be 1 (grayscale), 3 (RGB) or 4 (RGBA), got {channels}")
-    with _opened(path) as image:
-        if image.mode.startswith("I"):  # 16-bit grayscale: PIL's convert would clip it, not scale it
-            image = image.point(lambda value: value / 257).convert("L")
-        image = image.convert(CHANNEL_MODES[channels])
-    return to_signed(TF.pil_to_tensor(image))
+    if image.mode.startswith("I"):  # 16-bit grayscale: PIL's convert would clip it, not scale it
+        image = image.point(lambda value: value / 257).convert("L")
+    return to_signed(TF.pil_to_tensor(image.convert(CHANNEL_MODES[channels])))
 
 
 def image_header(path: Path) -> tuple[int, int, bool]:
@@ -59,13 +63,17 @@ def image_header(path: Path) -> tuple[int, int, bool]:
         return image.height, image.width, alpha
 
 
+DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError)
+"""What PIL raises for a file that is not an image it can decode, is damaged, or is too large to decode safely."""
+
+
 @contextlib.contextmanager
 def _opened(path: Path) -> Iterator[Image.Image]:
     # Decoding errors surface inside the caller's block too (PIL decodes lazily), so they are caught here.
     try:
         with Image.open(path) as image:
             yield image
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
+    except DECODE_ERRORS as error:
         raise DataError(f"cannot read image {path}: {error}. Replace or remove the file.") from None
 
 
@@ -84,18 +92,21 @@ def write_image(image: Tensor, path: Path) -> None:
 
     1 channel is saved as grayscale, 3 as RGB, 4 as RGBA; other counts as :func:`displayable` shows them.
     """
-    if image.shape[-3] not in CHANNEL_MODES:
-        image = displayable(image)
     format = Image.registered_extensions().get(path.suffix.lower(), "PNG")
     if format == "JPEG" and image.shape[-3] == 4:
         raise DataError(f"{path}: JPEG cannot store the alpha channel of a 4-channel image; write it as .png")
-    pixels = to_uint8(image)
     # PIL's default JPEG quality (75) blurs thin lines such as edge maps; 95 keeps them.
     options = {"quality": 95} if format == "JPEG" else {}
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
-    TF.to_pil_image(pixels, mode=CHANNEL_MODES[pixels.shape[0]]).save(temporary, format=format, **options)
+    to_pil(image).save(temporary, format=format, **options)
     os.replace(temporary, path)
+
+
+def to_pil(image: Tensor) -> Image.Image:
+    """A C x H x W image in [-1, 1] as an 8-bit PIL image, with the modes and channel rule of :func:`write_image`."""
+    pixels = to_uint8(image if image.shape[-3] in CHANNEL_MODES else displayable(image))
+    return TF.to_pil_image(pixels, mode=CHANNEL_MODES[pixels.shape[0]])
 
 
 def displayable(image: Tensor) -> Tensor:

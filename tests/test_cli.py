@@ -176,6 +176,14 @@ def test_bad_data_exits_2_naming_the_file(tmp_path, capsys, kind, extra, message
     assert (tmp_path / "runs").exists() is not caught_before_training
 
 
+def test_demo_without_flask_says_how_to_install_it_before_loading_anything(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "flask", None)  # how importlib sees a package that is not installed
+    code, _, err = run(["demo", "--ckpt", str(tmp_path / "no-such-run")], capsys)
+    assert code == 2
+    assert "p2p demo needs Flask, which is not installed: pip install -e '.[demo]'" in err
+    assert "Traceback" not in err
+
+
 def test_an_existing_run_folder_is_never_overwritten(tmp_path, capsys):
     run_dir = fit_smoke(tmp_path, capsys)
     before = (run_dir / "config.yaml").read_text()

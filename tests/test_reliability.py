@@ -84,8 +84,8 @@ def test_a_run_killed_at_any_point_resumes_to_the_weights_of_an_uninterrupted_on
 
 def test_sigterm_checkpoints_the_current_step_and_exits_cleanly(tmp_path):
     run_dir = tmp_path / "term"
-    process = fit_process(run_dir, "--trainer.max_steps", "100000", "--trainer.checkpoint_every", "100000",
-                          "--trainer.log_every", "1")
+    process = fit_process(run_dir, "--trainer.max_steps", "100000", "--trainer.n_epochs", "100000",
+                          "--trainer.checkpoint_every", "100000", "--trainer.log_every", "1")
     deadline = time.monotonic() + 60
     while not list(run_dir.glob("events.*")) and time.monotonic() < deadline:
         time.sleep(0.05)

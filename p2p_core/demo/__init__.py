@@ -1,0 +1,56 @@
+"""``p2p demo``: draw an input in the browser and watch a trained generator translate it.
+
+The web server needs Flask (the ``demo`` extra). This module only checks for it, so that the CLI can list
+and describe the command without Flask, and saying how to install it is the first thing a run without it does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Literal
+
+from p2p_core.errors import ConfigError
+from p2p_core.inference import Mode
+
+INSTALL_HINT = "pip install -e '.[demo]' in a checkout of p2p, or pip install 'p2p[demo]'"
+
+
+def demo(
+    *,
+    ckpt: Path,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    device: Literal["auto", "cpu", "cuda"] = "auto",
+    mode: Mode = "paper",
+    seed: int = 0,
+    max_upload_mb: float = 20.0,
+    max_pixels: int = 2048 * 2048,
+) -> None:
+    """Serve a page to draw an input and watch the model translate it, and POST /translate for scripts.
+
+    Args:
+        ckpt: Checkpoint file, or a run folder (its newest).
+        host: Address to listen on. The default serves this machine only; 0.0.0.0 serves the whole network,
+            without any authentication.
+        port: Port to listen on; 0 picks a free one.
+        device: Where the generator runs.
+        mode: paper: dropout on and batch statistics at test time, as in the paper; eval: standard eval mode.
+        seed: The dropout noise of paper mode is drawn from this seed for every request, so the same drawing
+            always gives the same output and a changed output comes from the drawing alone.
+        max_upload_mb: Largest upload accepted, in megabytes (10^6 bytes).
+        max_pixels: Largest image accepted, in pixels (width x height), after the scaling a request asks for with ?resize=N.
+    """
+    if importlib.util.find_spec("flask") is None:
+        raise ConfigError(f"p2p demo needs Flask, which is not installed: {INSTALL_HINT}")
+    from p2p_core.demo import server
+
+    server.serve(
+        ckpt=ckpt,
+        host=host,
+        port=port,
+        device=device,
+        mode=mode,
+        seed=seed,
+        limits=server.Limits(max_bytes=round(max_upload_mb * 1_000_000), max_pixels=max_pixels),
+    )

@@ -1,0 +1,340 @@
+"""p2p demo: the drawing page in a real browser, POST /translate for scripts, and a clear 4xx for bad uploads."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms.v2.functional as TF
+from PIL import Image
+
+from conftest import SMOKE
+from p2p_core.cli import main
+from p2p_core.errors import ConfigError
+from p2p_core.images import decode, to_pil
+from p2p_core.inference import load_generator, translate
+
+pytest.importorskip("flask", reason="p2p demo needs the demo extra: pip install -e '.[demo]'")
+requests = pytest.importorskip("requests", reason="the HTTP tests need the test extra: pip install -e '.[test]'")
+from p2p_core.demo import server  # noqa: E402  (imports Flask)
+
+SIZE = 64  # the smoke recipe's crop size, so the model's resolution
+SEED = 0
+# Small limits, so that the uploads that break them stay small too.
+LIMITS = server.Limits(max_bytes=300_000, max_pixels=400 * 400)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny U-Net, 64 x 64 and 3 -> 3 channels, trained for two steps of the smoke recipe."""
+    root = tmp_path_factory.mktemp("demo")
+    main(["fit", "--config", SMOKE, "--trainer.max_steps", "2", "--out_dir", str(root), "--name", "run"])
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def base_url(run_dir: Path) -> Iterator[str]:
+    """The demo served from a thread on a free port, by the functions `p2p demo` serves it with."""
+    trained = load_generator(run_dir, mode="paper")
+    app = server.create_app(trained=trained, device=torch.device("cpu"), seed=SEED, limits=LIMITS)
+    httpd = server.bind(app, host="127.0.0.1", port=0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield server.url(host=httpd.host, port=httpd.port)
+    httpd.shutdown()
+    thread.join()
+
+
+def pattern(mode: str, size: tuple[int, int] = (50, 30)) -> Image.Image:
+    """A smooth pattern in which every channel varies, in PIL ``mode``; ``size`` is (width, height)."""
+    width, height = size
+    y, x = np.meshgrid(np.linspace(0, 1, height), np.linspace(0, 1, width), indexing="ij")
+    if mode == "I;16":
+        return Image.fromarray(np.round(x * 65535).astype(np.uint16))
+    image = Image.fromarray(np.round(np.stack([x, y, (x + y) / 2], axis=-1) * 255).astype(np.uint8))
+    if mode in ("LA", "RGBA"):
+        converted = image.convert(mode)
+        converted.putalpha(128)
+        return converted
+    return image.convert(mode)
+
+
+def png(image: Image.Image) -> bytes:
+    encoded = io.BytesIO()
+    image.save(encoded, format="PNG")
+    return encoded.getvalue()
+
+
+def post(base_url: str, data: bytes, **params: Any) -> requests.Response:
+    return requests.post(f"{base_url}translate", files={"image": ("upload.png", data)}, params=params, timeout=60)
+
+
+def opened(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def expected(run_dir: Path, data: bytes, *, shorter_side: int | None = None) -> Image.Image:
+    """What the demo should answer: p2p_core.inference.translate on its own copy of the model, same seed."""
+    trained = load_generator(run_dir, mode="paper")
+    torch.manual_seed(SEED)
+    with torch.inference_mode():
+        return to_pil(translate(trained.module, decode(opened(data), channels=3), shorter_side=shorter_side))
+
+
+def within_one_level(found: Image.Image, wanted: Image.Image) -> bool:
+    # The server thread may run the convolutions with another thread count, which can move a value across a
+    # rounding boundary; a wrong translation differs by far more than one 8-bit level.
+    difference = TF.pil_to_tensor(found).int() - TF.pil_to_tensor(wanted).int()
+    return found.size == wanted.size and int(difference.abs().max()) <= 1
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "LA", "RGBA", "P", "I;16"])
+def test_translate_answers_a_png_at_the_upload_size_for_any_channels(base_url: str, run_dir: Path, mode: str):
+    data = png(pattern(mode))
+    response = post(base_url, data)
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"] == "image/png"
+    assert re.fullmatch(r"translate;dur=[\d.]+", response.headers["Server-Timing"])
+    answer = opened(response.content)
+    assert (answer.size, answer.mode) == ((50, 30), "RGB")
+    assert within_one_level(answer, expected(run_dir, data))
+
+
+def test_the_same_upload_gives_the_same_output_and_another_upload_another(base_url: str):
+    first, again = post(base_url, png(pattern("RGB"))), post(base_url, png(pattern("RGB")))
+    other = post(base_url, png(pattern("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
+    assert first.content == again.content
+    assert opened(first.content).size == opened(other.content).size and first.content != other.content
+
+
+def test_resize_translates_at_that_scale_and_answers_at_the_upload_size(base_url: str, run_dir: Path):
+    data = png(pattern("RGB", (100, 60)))
+    response = post(base_url, data, resize=32)
+    assert response.status_code == 200, response.text
+    answer = opened(response.content)
+    assert answer.size == (100, 60)
+    assert within_one_level(answer, expected(run_dir, data, shorter_side=32))
+    assert not within_one_level(answer, opened(post(base_url, data).content))
+
+
+def test_info_describes_the_model(base_url: str):
+    info = requests.get(f"{base_url}info", timeout=30).json()
+    assert info["checkpoint"] == "run/step_00000002.pt" and info["step"] == 2
+    assert (info["image_size"], info["in_channels"], info["out_channels"]) == (SIZE, 3, 3)
+    assert (info["mode"], info["seed"]) == ("paper", SEED)
+    assert (info["max_bytes"], info["max_pixels"]) == (LIMITS.max_bytes, LIMITS.max_pixels)
+
+
+def float_tiff() -> bytes:
+    encoded = io.BytesIO()
+    Image.new("F", (8, 8), 0.5).save(encoded, format="TIFF")
+    return encoded.getvalue()
+
+
+BAD_UPLOADS = [
+    # (name, files, query, status, part of the message)
+    ("text", {"image": ("notes.txt", b"a shopping list, not a picture")}, {}, 415, "not a format PIL can read"),
+    ("truncated", {"image": ("cut.png", png(pattern("RGB"))[:80])}, {}, 415, "cannot read the upload as an image"),
+    ("float pixels", {"image": ("depth.tiff", float_tiff())}, {}, 415, "floating-point pixels"),
+    ("empty", {"image": ("empty.png", b"")}, {}, 400, "'empty.png' is empty"),
+    ("other field", {"file": ("a.png", png(pattern("RGB")))}, {}, 400, "multipart form field 'image'"),
+    ("too many bytes", {"image": ("noise.png", os.urandom(400_000))}, {}, 413, "over the limit of 300,000"),
+    ("too many pixels", {"image": ("big.png", png(Image.new("L", (500, 401))))}, {}, 413, "500 x 401 = 200,500 pixels"),
+    ("resize too large", {"image": ("a.png", png(pattern("RGB")))}, {"resize": 500}, 413, "833 x 500 = 416,500 pixels after resize"),
+    ("resize not a number", {"image": ("a.png", png(pattern("RGB")))}, {"resize": "half"}, 400, "got 'half'"),
+    ("resize zero", {"image": ("a.png", png(pattern("RGB")))}, {"resize": 0}, 400, "at least 1"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("files", "query", "status", "message"), [case[1:] for case in BAD_UPLOADS], ids=[case[0] for case in BAD_UPLOADS])
+def test_a_bad_upload_gets_a_4xx_that_says_what_to_change(base_url: str, files: dict, query: dict, status: int, message: str):
+    response = requests.post(f"{base_url}translate", files=files, params=query, timeout=60)
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]
+    assert post(base_url, png(pattern("RGB"))).status_code == 200  # and the server goes on serving
+
+
+def test_translate_takes_only_posts(base_url: str):
+    response = requests.get(f"{base_url}translate", timeout=30)
+    assert response.status_code == 405 and response.json()["error"]
+    assert "POST" in response.headers["Allow"]
+
+
+def test_the_page_and_its_files_come_from_the_package_and_name_nothing_outside(base_url: str):
+    page = requests.get(base_url, timeout=30)
+    assert page.status_code == 200 and '<canvas id="drawing"' in page.text
+    for name in ("index.html", "demo.js", "demo.css"):
+        assert requests.get(f"{base_url}static/{name}", timeout=30).status_code == 200
+        text = (server.STATIC / name).read_text()
+        assert not re.search(r"https?:|(src|href)=\"//|url\(|@import", text), name
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [("127.0.0.1", "http://127.0.0.1:7860/"), ("0.0.0.0", "http://127.0.0.1:7860/"), ("::", "http://[::1]:7860/"),
+     ("::1", "http://[::1]:7860/"), ("localhost", "http://localhost:7860/")],
+)  # fmt: skip
+def test_the_printed_address_opens_in_a_browser_on_this_machine(host: str, address: str):
+    assert server.url(host=host, port=7860) == address
+
+
+def test_limits_must_be_positive():
+    with pytest.raises(ConfigError, match="--max_upload_mb"):
+        server.Limits(max_bytes=0, max_pixels=1)
+    with pytest.raises(ConfigError, match="--max_pixels"):
+        server.Limits(max_bytes=1, max_pixels=0)
+
+
+def test_a_taken_port_is_an_error_that_names_it_and_the_fix(run_dir: Path):
+    app = server.create_app(trained=load_generator(run_dir, mode="eval"), device=torch.device("cpu"), seed=SEED, limits=LIMITS)
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=rf"cannot listen on 127\.0\.0\.1:{port}: .*pick another --port"):
+            server.bind(app, host="127.0.0.1", port=port)
+
+
+def test_p2p_demo_serves_on_the_address_it_prints_until_ctrl_c(run_dir: Path):
+    command = [sys.executable, "-m", "p2p_core", "demo", "--ckpt", str(run_dir), "--port", "0", "--device", "cpu", "--mode", "eval"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        banner = process.stdout.readline() + process.stdout.readline()
+        address = re.search(r"open (http://127\.0\.0\.1:\d+/) in a browser", banner)
+        assert address, banner + process.stderr.read()
+        assert requests.get(f"{address[1]}info", timeout=30).json()["mode"] == "eval"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    assert "step 2, 64 x 64, eval mode" in banner and "stopped" in out
+
+
+# --- in a real browser -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Headless Chromium driven through chromedriver, both from Debian's packages (nothing is downloaded)."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="the browser test needs selenium: pip install -e '.[test]'")
+    binary = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+    driver = shutil.which("chromedriver")
+    if binary is None or driver is None:
+        pytest.skip("the browser test needs Chromium and chromedriver: apt-get install chromium chromium-driver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    flags = [
+        "--headless=new",
+        "--window-size=1200,760",
+        "--no-sandbox",  # Chromium's sandbox refuses to start as root, which CI is
+        "--disable-dev-shm-usage",  # small /dev/shm in containers
+        # No update checks, sync or other traffic of the browser's own.
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+    ]
+    for flag in flags:
+        options.add_argument(flag)
+    # Given the driver's path, Selenium runs it instead of looking for (and downloading) one.
+    chrome = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))
+    yield chrome
+    chrome.quit()
+
+
+def stroke(browser: Any, canvas: Any, points: list[tuple[int, int]]) -> None:
+    """Press at the first point, move through the others and release: real pointer events, in screen pixels
+    from the canvas' centre."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    actions = ActionChains(browser).move_to_element_with_offset(canvas, *points[0]).click_and_hold()
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        actions = actions.move_by_offset(x1 - x0, y1 - y0)
+    actions.release().perform()
+
+
+def shown(browser: Any, count: int) -> bytes:
+    """The PNG the page shows, once it has shown ``count`` translations."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 30).until(lambda page: page.find_element("id", "output").get_attribute("data-shown") == str(count))
+    # The bytes the image was loaded from, fetched again from its blob: address; WebDriver waits for the promise.
+    return data_url_bytes(browser.execute_script("""
+        return (async () => {
+            const response = await fetch(document.getElementById("output").src);
+            const reader = new FileReader();
+            reader.readAsDataURL(await response.blob());
+            return await new Promise((resolve) => { reader.onload = () => resolve(reader.result); });
+        })();
+    """))
+
+
+def data_url_bytes(url: str) -> bytes:
+    return base64.b64decode(url.split(",", 1)[1])
+
+
+def canvas_png(browser: Any) -> bytes:
+    return data_url_bytes(browser.execute_script("return document.getElementById('drawing').toDataURL('image/png')"))
+
+
+def test_drawing_in_a_real_browser_translates_each_stroke(browser: Any, base_url: str, tmp_path: Path):
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(base_url)
+    page = browser.find_element
+    canvas = page("id", "drawing")
+    assert browser.execute_script("return [arguments[0].width, arguments[0].height]", canvas) == [SIZE, SIZE]
+    assert page("id", "output").get_attribute("src") is None
+
+    stroke(browser, canvas, [(-120, -120), (-40, 0), (-100, 120)])
+    first = shown(browser, 1)
+    assert opened(first).size == (SIZE, SIZE)
+    stroke(browser, canvas, [(-150, 60), (150, 60)])
+    second = shown(browser, 2)
+    assert second != first
+    screenshot = tmp_path / "demo.png"
+    browser.save_screenshot(str(screenshot))
+    print(f"screenshot of the demo page: {screenshot}")
+    # What the page shows is the endpoint's answer for what the canvas holds.
+    assert post(base_url, canvas_png(browser)).content == second
+
+    page("id", "undo").click()
+    assert shown(browser, 3) == first
+    page("id", "clear").click()
+    blank = shown(browser, 4)
+    assert blank == post(base_url, png(Image.new("RGB", (SIZE, SIZE), "white"))).content
+    stroke(browser, canvas, [(-100, -100), (100, 100)])
+    assert shown(browser, 5) != blank
+    page("id", "eraser").click()
+    page("id", "size").send_keys(Keys.END)  # the widest brush covers the pen's line and its soft edges
+    stroke(browser, canvas, [(-100, -100), (100, 100)])
+    assert shown(browser, 6) == blank
+
+    upload = tmp_path / "upload.png"
+    Image.new("RGB", (120, 60), "black").save(upload)
+    page("id", "upload").send_keys(str(upload))
+    assert shown(browser, 7) != blank
+    on_canvas = opened(canvas_png(browser)).convert("L")
+    # Fitted to the square: black in the middle rows, white paper above and below.
+    assert on_canvas.getpixel((SIZE // 2, SIZE // 2)) == 0 and on_canvas.getpixel((SIZE // 2, 2)) == 255
+
+    assert page("id", "status").text.startswith("Translated in")
+    loaded = browser.execute_script("return performance.getEntriesByType('resource').map((entry) => entry.name)")
+    assert loaded and all(name.startswith((base_url, "blob:", "data:")) for name in loaded), loaded
