@@ -7,13 +7,11 @@ PixelGAN is the 1-layer network with 1x1 convolutions everywhere.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from torch import Tensor, nn
 
 import p2p_core
+from p2p_core.layers import Norm, norm_layer
 
-Norm = Literal["batch", "instance", "none"]
 
 
 class PatchGAN(nn.Module):
@@ -38,7 +36,7 @@ class PatchGAN(nn.Module):
             last = i == n_layers  # the last block keeps the resolution (stride 1), as in the paper
             layers += [
                 nn.Conv2d(widths[i - 1], widths[i], kernel_size, 1 if last else stride, padding, bias=bias),
-                _norm(norm, widths[i]),
+                norm_layer(norm, widths[i]),
                 nn.LeakyReLU(0.2),
             ]
         # The reference PixelGAN's final 1x1 convolution has no bias; keeping that matches its 9,024 parameters.
@@ -61,14 +59,6 @@ class PatchGAN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
-
-
-def _norm(norm: Norm, channels: int) -> nn.Module:
-    if norm == "batch":
-        return nn.BatchNorm2d(channels)
-    if norm == "instance":
-        return nn.InstanceNorm2d(channels)
-    return nn.Identity()
 
 
 def patch(*, in_channels: int, n_layers: int = 3, ndf: int = 64, norm: Norm = "batch") -> PatchGAN:

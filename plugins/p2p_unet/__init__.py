@@ -8,23 +8,13 @@ innermost blocks, and Tanh on the output. In the U-Net, decoder block i also see
 from __future__ import annotations
 
 import math
-from typing import Literal
-
 import torch
 from torch import Tensor, nn
 
 import p2p_core
+from p2p_core.layers import Norm, norm_layer
 
-Norm = Literal["batch", "instance", "none"]
 DROPOUT_BLOCKS = 3  # the paper's CD512-CD512-CD512 (CD512-CD1024-CD1024 with skips)
-
-
-def norm_layer(norm: Norm, channels: int) -> nn.Module:
-    if norm == "batch":
-        return nn.BatchNorm2d(channels)
-    if norm == "instance":
-        return nn.InstanceNorm2d(channels)
-    return nn.Identity()
 
 
 class UNet(nn.Module):

@@ -9,19 +9,11 @@ Every stride-1 convolution is padded by reflection rather than zeros, which avoi
 
 from __future__ import annotations
 
-from typing import Literal
-
 from torch import Tensor, nn
 
-Norm = Literal["batch", "instance", "none"]
+from p2p_core.layers import Norm, norm_layer
+
 DOWNSAMPLINGS = 2  # d128 and d256
-
-
-NORM_LAYERS: dict[str, type[nn.Module]] = {"batch": nn.BatchNorm2d, "instance": nn.InstanceNorm2d}
-
-
-def _norm(norm: Norm, channels: int) -> nn.Module:
-    return NORM_LAYERS[norm](channels) if norm in NORM_LAYERS else nn.Identity()
 
 
 class ResidualBlock(nn.Module):
@@ -33,11 +25,11 @@ class ResidualBlock(nn.Module):
         self.body = nn.Sequential(
             nn.ReflectionPad2d(1),
             nn.Conv2d(channels, channels, 3, bias=bias),
-            _norm(norm, channels),
+            norm_layer(norm, channels),
             nn.ReLU(),
             nn.ReflectionPad2d(1),
             nn.Conv2d(channels, channels, 3, bias=bias),
-            _norm(norm, channels),
+            norm_layer(norm, channels),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -61,19 +53,19 @@ class ResnetGenerator(nn.Module):
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
             nn.Conv2d(in_channels, ngf, 7, bias=bias),
-            _norm(norm, ngf),
+            norm_layer(norm, ngf),
             nn.ReLU(),
         ]
         for i in range(DOWNSAMPLINGS):
             width = ngf * 2**i
-            layers += [nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=bias), _norm(norm, 2 * width), nn.ReLU()]
+            layers += [nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=bias), norm_layer(norm, 2 * width), nn.ReLU()]
         layers += [ResidualBlock(channels=ngf * 2**DOWNSAMPLINGS, norm=norm) for _ in range(n_blocks)]
         for i in reversed(range(DOWNSAMPLINGS)):
             width = ngf * 2**i
             # output_padding=1 makes each transposed convolution exactly double the size.
             layers += [
                 nn.ConvTranspose2d(2 * width, width, 3, stride=2, padding=1, output_padding=1, bias=bias),
-                _norm(norm, width),
+                norm_layer(norm, width),
                 nn.ReLU(),
             ]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
