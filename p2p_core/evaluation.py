@@ -14,13 +14,13 @@ from typing import Any
 import attrs
 import torch
 
-from p2p_core import checkpoint
-from p2p_core.engine import build_generator, resolve_device
+from p2p_core.engine import resolve_device
 from p2p_core.errors import ConfigError, DataError
 from p2p_core.images import list_images, read_image, write_image
 from p2p_core.metrics import HISTOGRAM_METRICS, IMAGE_METRICS, Evaluation, plot_histograms
+from p2p_core.inference import load_generator
 from p2p_core.registry import Registry, default_registry
-from p2p_core.test_time import MODES, Mode, set_mode
+from p2p_core.test_time import MODES, Mode
 
 FOLDERS = ("inputs", "outputs", "targets")
 
@@ -53,16 +53,12 @@ def run_test(
     """Translate every pair of ``split`` of the checkpoint's dataset (``data`` replaces stored options)."""
     registry = registry or default_registry()
     torch_device = resolve_device(device)
-    path = checkpoint.resolve(Path(ckpt))
-    state = checkpoint.load(path, map_location=torch_device)
-    components = state["components"]
+    trained = load_generator(ckpt, mode=mode, device=torch_device, registry=registry)
+    path, components, generator = trained.path, trained.components, trained.module
     if "dataset_options" not in components and not data:
         raise ConfigError(f"{path} does not record its dataset's options; pass them, e.g. --data '{{root: DIR}}'")
     options = {**components.get("dataset_options", {}), **(data or {})}
     dataset = registry.create("dataset", components["dataset"], split=split, **options)
-    generator = build_generator(components["generator"], registry).to(torch_device)
-    generator.load_state_dict(state["models"]["generator"])
-    set_mode(generator, mode)
 
     out_dir = Path(out) if out else path.parent.parent / f"test_{split}_{mode}_{path.stem}"
     evaluation = Evaluation(fid_weights=fid_weights, device=torch_device)
@@ -86,7 +82,7 @@ def run_test(
 
     facts = {
         "checkpoint": str(path),
-        "step": state["step"],
+        "step": trained.step,
         "split": split,
         "mode": mode,
         "mode_description": MODES[mode],
@@ -97,7 +93,7 @@ def run_test(
     content = write_results(out_dir, facts=facts, evaluation=evaluation, rows=rows, names=names, page=True)
     return TestResult(
         out_dir=out_dir,
-        step=state["step"],
+        step=trained.step,
         components=components,
         names=names,
         metrics=content["metrics"],

@@ -37,11 +37,16 @@ class TrainedGenerator:
     """A generator rebuilt from a checkpoint, with what it was built from."""
 
     module: nn.Module
-    spec: dict[str, Any]
-    """The checkpoint's ``components.generator`` entry: name, options, channels, training image_size."""
+    components: dict[str, Any]
+    """The checkpoint's ``components``: what built the generator, and the dataset and objective it trained on."""
     step: int
     path: Path
     """The checkpoint file (a run folder resolved to its newest)."""
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The ``components.generator`` entry: name, options, channels, training image_size."""
+        return self.components["generator"]
 
 
 def load_generator(
@@ -50,11 +55,10 @@ def load_generator(
     """The generator of a checkpoint file or run folder, in ``mode``, on ``device``."""
     path = checkpoint.resolve(Path(ckpt))
     state = checkpoint.load(path, map_location=device)
-    spec = state["components"]["generator"]
-    module = build_generator(spec, registry).to(device)
+    module = build_generator(state["components"]["generator"], registry).to(device)
     module.load_state_dict(state["models"]["generator"])
     set_mode(module, mode)
-    return TrainedGenerator(module=module, spec=spec, step=int(state["step"]), path=path)
+    return TrainedGenerator(module=module, components=state["components"], step=int(state["step"]), path=path)
 
 
 def pad_to_multiple(batch: Tensor, multiple: int) -> tuple[Tensor, tuple[slice, slice]]:

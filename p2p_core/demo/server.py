@@ -35,7 +35,8 @@ from p2p_core import checkpoint
 from p2p_core.engine import resolve_device
 from p2p_core.errors import ConfigError
 from p2p_core.images import DECODE_ERRORS, decode, to_pil
-from p2p_core.inference import Mode, TrainedGenerator, load_generator, translate
+from p2p_core.inference import TrainedGenerator, load_generator, translate
+from p2p_core.test_time import Mode
 
 STATIC = Path(__file__).parent / "static"
 FORMATS = "PNG, JPEG, BMP, WebP or TIFF"
