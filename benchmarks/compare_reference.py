@@ -70,14 +70,15 @@ def predict_vs_bare(images: Path) -> tuple[float, float, float]:
     import torch
 
     from p2p_core import checkpoint, create
-    from p2p_core.engine import Choice, Trainer, TrainConfig
     from p2p_core.images import list_images, read_image
+    from p2p_core.model import Pix2Pix
+    from p2p_core.spec import ComponentSpec, RunSpec, Shapes, TrainConfig
 
     with tempfile.TemporaryDirectory() as folder:
-        trainer = Trainer(generator=Choice("unet", {}), discriminator=Choice("patch70", {}), loss="cgan+l1", loss_options={},
-                          data=Choice("synthetic", {"length": 1}), train=TrainConfig(device="cpu", progress=False),
-                          run_dir=Path(folder) / "run")
-        checkpoint_path = checkpoint.save(trainer.state_dict(), Path(folder) / "run", 0)
+        spec = RunSpec(generator=ComponentSpec("unet"), disc=ComponentSpec("patch70"), data=ComponentSpec("synthetic"),
+                       trainer=TrainConfig(device="cpu"))
+        model = Pix2Pix.build(spec, Shapes(in_channels=3, out_channels=3, image_size=256), total_steps=1)
+        checkpoint_path = checkpoint.save(model.state_dict(), Path(folder) / "run", 0)
         files = list_images(images)
         start = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "p2p_core", "predict", "--ckpt", str(checkpoint_path), "--input",

@@ -1,4 +1,4 @@
-"""Where one training step's time goes: torch.profiler over the engine's own step, top operators by CPU time.
+"""Where one training step's time goes: torch.profiler over the model's own step, top operators by CPU time.
 
     python benchmarks/profile_step.py --size 256 --steps 3
 """
@@ -10,7 +10,8 @@ import argparse
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from p2p_core.engine import Choice, Trainer, TrainConfig
+from p2p_core.model import Pix2Pix
+from p2p_core.spec import ComponentSpec, RunSpec, Shapes, TrainConfig
 
 
 def main() -> None:
@@ -19,11 +20,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--rows", type=int, default=15)
     args = parser.parse_args()
-    trainer = Trainer(
-        generator=Choice("unet", {}), discriminator=Choice("patch70", {}), loss="cgan+l1", loss_options={},
-        data=Choice("synthetic", {"length": 1, "load_size": args.size, "crop_size": args.size}),
-        train=TrainConfig(device="cpu", num_workers=0, progress=False), run_dir="unused",
-    )
+    spec = RunSpec(generator=ComponentSpec("unet"), disc=ComponentSpec("patch70"), data=ComponentSpec("synthetic"),
+                   trainer=TrainConfig(device="cpu"))
+    trainer = Pix2Pix.build(spec, Shapes(in_channels=3, out_channels=3, image_size=args.size), total_steps=args.steps + 1)
     x, y = (torch.rand(1, 3, args.size, args.size) * 2 - 1 for _ in range(2))
     trainer.train_step(x, y)  # warm-up: allocations, first-call dispatch
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])

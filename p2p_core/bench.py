@@ -1,6 +1,6 @@
 """``p2p bench``: how fast one training step and one translation run, for any components and settings.
 
-It times the engine's own ``Trainer.train_step`` on fixed random batches (no data loading: that is what
+It times the model's own ``Pix2Pix.train_step`` on fixed random batches (no data loading: that is what
 ``p2p fit`` overlaps with compute), after warm-up steps, and puts the figure in context: FLOPs counted by
 ``torch.utils.flop_counter`` and the share of a matrix-multiply peak measured on the same device.
 """
@@ -10,15 +10,17 @@ from __future__ import annotations
 import resource
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from p2p_core.engine import Choice, Trainer, TrainConfig
+from p2p_core.devices import resolve_device
+from p2p_core.model import Pix2Pix
 from p2p_core.registry import Registry
+from p2p_core.spec import RunSpec, Shapes
 
 
 @attrs.frozen(kw_only=True)
@@ -55,46 +57,27 @@ class Result:
         return "\n".join(lines)
 
 
-def run(
-    *,
-    generator: Choice,
-    discriminator: Choice,
-    loss: str,
-    loss_options: Mapping[str, Mapping[str, Any]],
-    train: TrainConfig,
-    image_size: int,
-    steps: int,
-    warmup: int,
-    inference: bool,
-    registry: Registry,
-) -> Result:
-    trainer = Trainer(
-        generator=generator,
-        discriminator=discriminator,
-        loss=loss,
-        loss_options=loss_options,
-        data=Choice("synthetic", {"length": train.batch_size, "load_size": image_size, "crop_size": image_size}),
-        train=attrs.evolve(train, num_workers=0, progress=False),
-        run_dir="unused",
-        registry=registry,
-    )
-    device = trainer.device
+def run(*, spec: RunSpec, image_size: int, steps: int, warmup: int, inference: bool, registry: Registry) -> Result:
+    """Time ``spec``'s model on ``image_size`` RGB batches of the trainer's batch size (no data loading)."""
+    train = spec.trainer
+    device = resolve_device(train.device, option="--trainer.device")
+    shapes = Shapes(in_channels=3, out_channels=3, image_size=image_size)
+    model = Pix2Pix.build(spec, shapes, total_steps=1 + warmup + steps, device=device, registry=registry)
     random = torch.Generator().manual_seed(0)
     x, target = (
-        trainer.to_device(torch.rand(train.batch_size, channels, image_size, image_size, generator=random) * 2 - 1)
-        for channels in (trainer.dataset.in_channels, trainer.dataset.out_channels)
+        model.to_device(torch.rand(train.batch_size, 3, image_size, image_size, generator=random) * 2 - 1) for _ in range(2)
     )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
     def step() -> None:
-        trainer.train_step(x, target)
+        model.train_step(x, target)
 
     flops = _count_flops(step)
     train_seconds = _time(step, steps=steps, warmup=warmup, device=device)
     inference_rate = None
     if inference:
-        generator_module = trainer.generator.eval()
+        generator_module = model.generator.eval()
         with torch.inference_mode():
             seconds = _time(lambda: generator_module(x), steps=steps, warmup=warmup, device=device)
         inference_rate = train.batch_size / seconds

@@ -17,9 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import attrs
 import torch
 
 from p2p_core.errors import DataError, P2PError
+from p2p_core.files import write_atomically
+from p2p_core.spec import TrainedSpec, read_checkpoint
 
 FOLDER = "checkpoints"
 BEST = "best.pt"
@@ -97,29 +100,6 @@ def check_writable(run_dir: Path, needed_bytes: int) -> None:
         )
 
 
-def write_atomically(path: Path, data: bytes | Callable[[BinaryIO], object]) -> None:
-    """Replace ``path`` with ``data`` (bytes, or a function writing to the open file) so that a crash leaves
-    the old file or the new one, never a mix."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            if callable(data):
-                data(handle)
-            else:
-                handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except OSError:
-        temporary.unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # make the rename itself durable
-    finally:
-        os.close(directory)
-
-
 def _checksum_path(path: Path) -> Path:
     return path.with_suffix(".sha256")
 
@@ -144,23 +124,54 @@ def resolve(path: Path) -> Path:
     return path
 
 
+@attrs.frozen(kw_only=True)
+class Checkpoint:
+    """A loaded checkpoint: its content, the file it came from, and its typed spec."""
+
+    state: dict[str, Any]
+    path: Path
+    """The file read: for a run folder, its newest checkpoint that loads."""
+    spec: TrainedSpec
+
+
+def read(path: Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """A checkpoint file, or a run folder's newest good checkpoint (warning about any damaged newer ones), with
+    its spec checked.
+
+    Every command that takes ``--ckpt`` loads through here, so all of them fall back past a damaged file as
+    ``p2p fit --resume`` does.
+    """
+    state, file = _newest_good(Path(path), map_location, _checked)
+    return Checkpoint(state=state, path=file, spec=read_checkpoint(state, source=str(file)))
+
+
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint file, or a run folder's newest good one (warning about any damaged newer ones)."""
-    path = Path(path)
+    """The content of a checkpoint file, or of a run folder's newest good one (see :func:`read`)."""
+    return _newest_good(Path(path), map_location, lambda state, file: None)[0]
+
+
+def _checked(state: dict[str, Any], path: Path) -> None:
+    read_checkpoint(state, source=str(path))
+
+
+def _newest_good(path: Path, map_location: str | torch.device, check: Callable[[dict[str, Any], Path], None]) -> tuple[dict[str, Any], Path]:
     if not path.is_dir():
-        return _load_file(resolve(path), map_location)
+        file = resolve(path)
+        state = _load_file(file, map_location)
+        check(state, file)
+        return state, file
     resolve(path)  # a clear error when there is nothing at all
-    candidates = checkpoints(path)
     problems = []
-    for candidate in reversed(candidates):
+    for candidate in reversed(checkpoints(path)):
         try:
             state = _load_file(candidate, map_location)
+            check(state, candidate)
         except DataError as error:
             problems.append(str(error))
             continue
         for problem in problems:
-            warnings.warn(f"{problem}; using {candidate.name} instead", stacklevel=2)
-        return state
+            warnings.warn(f"{problem}; using {candidate.name} instead", stacklevel=3)
+        return state, candidate
     raise DataError("no usable checkpoint: " + "; ".join(problems))
 
 
@@ -171,6 +182,8 @@ def _load_file(path: Path, map_location: str | torch.device) -> dict[str, Any]:
             actual = hashlib.file_digest(handle, "sha256").hexdigest()
         if actual != expected.read_text().strip():
             raise DataError(f"checkpoint {path} is corrupt (its checksum does not match {expected.name})")
+    else:
+        warnings.warn(f"{path} has no {expected.name} beside it, so damage to it cannot be detected", stacklevel=3)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:

@@ -14,13 +14,13 @@ from typing import Any
 import attrs
 import torch
 
-from p2p_core.engine import resolve_device
-from p2p_core.errors import ConfigError, DataError
+from p2p_core.devices import resolve_device
+from p2p_core.errors import ConfigError, DataError, P2PError
 from p2p_core.images import list_images, read_image, write_image
 from p2p_core.metrics import HISTOGRAM_METRICS, IMAGE_METRICS, Evaluation, plot_histograms
 from p2p_core.inference import load_generator
 from p2p_core.registry import Registry, default_registry
-from p2p_core.test_time import MODES, Mode
+from p2p_core.spec import MODES, Mode, TrainedSpec
 
 FOLDERS = ("inputs", "outputs", "targets")
 
@@ -29,7 +29,7 @@ FOLDERS = ("inputs", "outputs", "targets")
 class TestResult:
     out_dir: Path
     step: int
-    components: Mapping[str, Any]
+    trained: TrainedSpec
     """What the checkpoint says was trained: generator, loss, discriminator, dataset."""
     names: list[str]
     """Image names in dataset order; each is saved as ``{inputs,outputs,targets}/NAME.png``."""
@@ -54,11 +54,13 @@ def run_test(
     registry = registry or default_registry()
     torch_device = resolve_device(device)
     trained = load_generator(ckpt, mode=mode, device=torch_device, registry=registry)
-    path, components, generator = trained.path, trained.components, trained.module
-    if "dataset_options" not in components and not data:
-        raise ConfigError(f"{path} does not record its dataset's options; pass them, e.g. --data '{{root: DIR}}'")
-    options = {**components.get("dataset_options", {}), **(data or {})}
-    dataset = registry.create("dataset", components["dataset"], split=split, **options)
+    path, generator = trained.path, trained.module
+    stored = trained.trained.run.data
+    options = {**stored.options, **(data or {})}
+    try:
+        dataset = registry.create("dataset", stored.name, split=split, **options)
+    except P2PError as error:
+        raise ConfigError(f"{path}'s dataset {stored.name!r} cannot be rebuilt: {error}; pass its options, e.g. --data '{{root: DIR}}'") from None
 
     out_dir = Path(out) if out else path.parent.parent / f"test_{split}_{mode}_{path.stem}"
     evaluation = Evaluation(fid_weights=fid_weights, device=torch_device)
@@ -87,14 +89,14 @@ def run_test(
         "mode": mode,
         "mode_description": MODES[mode],
         "seed": seed,
-        "dataset": {"name": components["dataset"], "options": options},
-        "generator": components["generator"],
+        "dataset": {"name": stored.name, "options": options},
+        "generator": {"name": trained.name, "options": dict(trained.trained.run.generator.options)},
     }
     content = write_results(out_dir, facts=facts, evaluation=evaluation, rows=rows, names=names, page=True)
     return TestResult(
         out_dir=out_dir,
         step=trained.step,
-        components=components,
+        trained=trained.trained,
         names=names,
         metrics=content["metrics"],
         evaluation=evaluation,

@@ -26,7 +26,8 @@ from torch.export import Dim
 
 from p2p_core.errors import ConfigError, DataError
 from p2p_core.inference import PADDING_MODE, TrainedGenerator, load_generator
-from p2p_core.test_time import Mode
+from p2p_core.registry import Registry
+from p2p_core.spec import Mode
 
 Format = Literal["torchscript", "onnx", "exported-program"]
 INPUT_NAME, OUTPUT_NAME = "image", "translated"
@@ -55,11 +56,13 @@ class Exported:
         return f"wrote {self.path} and {self.description}; {check}"
 
 
-def export(*, ckpt: Path, format: Format, out: Path, mode: Mode = "eval", overwrite: bool = False) -> Exported:
+def export(
+    *, ckpt: Path, format: Format, out: Path, mode: Mode = "eval", overwrite: bool = False, registry: Registry | None = None
+) -> Exported:
     """Write a checkpoint's generator as a TorchScript, ONNX or torch.export file, and OUT.json describing it.
 
     Args:
-        ckpt: Checkpoint file, or a run folder (its newest).
+        ckpt: Checkpoint file, or a run folder (its newest checkpoint that loads).
         format: torchscript (a trace; load with torch.jit.load), onnx (any ONNX runtime), or exported-program
             (torch.export; load with torch.export.load). All take any batch, height and width that are
             multiples of size_multiple.
@@ -82,7 +85,7 @@ def export(*, ckpt: Path, format: Format, out: Path, mode: Mode = "eval", overwr
     if existing and not overwrite:
         raise DataError(f"{existing[0]} already exists; pass --overwrite to replace it, or choose another --out")
 
-    trained = load_generator(ckpt, mode=mode)
+    trained = load_generator(ckpt, mode=mode, registry=registry)
     module, multiple = trained.module, trained.module.size_multiple
     # Sizes of 0 or 1 would be specialised by torch.export, and equal sizes could be taken for one dimension.
     example = _example(trained, batch=2, height=2 * multiple, width=3 * multiple)
@@ -95,7 +98,7 @@ def export(*, ckpt: Path, format: Format, out: Path, mode: Mode = "eval", overwr
         if difference is not None and difference > TOLERANCE:
             fix = "try --format exported-program" if format == "torchscript" else "the generator must not compute Python values from shapes"
             raise ConfigError(
-                f"the {format} export of generator {trained.spec['name']!r} differs from the model by up to "
+                f"the {format} export of generator {trained.name!r} differs from the model by up to "
                 f"{difference:.3g} at {' x '.join(map(str, checked.shape))}, so its graph does not generalise from "
                 f"the size it was traced at; {fix}"
             )
@@ -111,7 +114,7 @@ def export(*, ckpt: Path, format: Format, out: Path, mode: Mode = "eval", overwr
 
 def describe(trained: TrainedGenerator, exported: Exported, *, format: Format, mode: Mode) -> dict[str, Any]:
     """The JSON written beside an export: what goes in and out, and how to prepare images for it."""
-    spec, multiple = trained.spec, trained.module.size_multiple
+    multiple = trained.module.size_multiple
 
     def tensor(name: str, channels: int) -> dict[str, Any]:
         return {
@@ -131,8 +134,8 @@ def describe(trained: TrainedGenerator, exported: Exported, *, format: Format, m
             "eval": "dropout off, batch norm uses its running statistics; deterministic",
             "paper": "dropout on and batch statistics at test time, as in the paper; outputs vary between calls",
         }[mode],
-        "input": tensor(INPUT_NAME, spec["in_channels"]),
-        "output": tensor(OUTPUT_NAME, spec["out_channels"]),
+        "input": tensor(INPUT_NAME, trained.in_channels),
+        "output": tensor(OUTPUT_NAME, trained.out_channels),
         "pixels": "x = pixel / 127.5 - 1 for 8-bit pixels; back: pixel = round((y + 1) * 127.5), clipped to [0, 255]",
         "size_multiple": multiple,
         "dynamic": {"batch": True, "height": f"any multiple of {multiple}", "width": f"any multiple of {multiple}"},
@@ -144,8 +147,8 @@ def describe(trained: TrainedGenerator, exported: Exported, *, format: Format, m
                 f"again while the padding is wider than the image); run; cut the input's H x W back out of the output"
             ),
         },
-        "training_image_size": spec["image_size"],
-        "generator": {"name": spec["name"], "options": spec["options"]},
+        "training_image_size": trained.image_size,
+        "generator": {"name": trained.name, "options": dict(trained.trained.run.generator.options)},
         "checkpoint": str(trained.path),
         "step": trained.step,
         "checked": None if exported.difference is None else {"shape": list(exported.checked_shape), "max_abs_difference": exported.difference},
@@ -178,7 +181,7 @@ def load(path: Path, format: Format) -> Callable[[Tensor], Tensor]:
 
 def _example(trained: TrainedGenerator, *, batch: int, height: int, width: int) -> Tensor:
     generator = torch.Generator().manual_seed(0)
-    return torch.rand(batch, trained.spec["in_channels"], height, width, generator=generator) * 2 - 1
+    return torch.rand(batch, trained.in_channels, height, width, generator=generator) * 2 - 1
 
 
 def _difference(module: nn.Module, path: Path, format: Format, x: Tensor) -> float | None:

@@ -9,6 +9,7 @@ included. ``p2p predict`` and the checks of ``p2p export`` both go through it.
 from __future__ import annotations
 
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,11 +23,12 @@ import torchvision.transforms.v2.functional as TF
 from torch import Tensor, nn
 
 from p2p_core import checkpoint
-from p2p_core.engine import build_generator
 from p2p_core.errors import ConfigError
 from p2p_core.images import read_image, write_image
+from p2p_core.networks import build_generator
 from p2p_core.registry import Registry
-from p2p_core.test_time import Mode, set_mode
+from p2p_core.spec import Mode, TrainedSpec
+from p2p_core.test_time import set_mode
 
 PADDING_MODE = "reflect"
 """How :func:`translate` pads; exports record it for code that runs them without p2p."""
@@ -37,28 +39,49 @@ class TrainedGenerator:
     """A generator rebuilt from a checkpoint, with what it was built from."""
 
     module: nn.Module
-    components: dict[str, Any]
-    """The checkpoint's ``components``: what built the generator, and the dataset and objective it trained on."""
+    trained: TrainedSpec
+    """The checkpoint's spec: the run that trained it and the shapes of its data."""
     step: int
     path: Path
-    """The checkpoint file (a run folder resolved to its newest)."""
+    """The checkpoint file (for a run folder, its newest checkpoint that loads)."""
+
+    @property
+    def in_channels(self) -> int:
+        return self.trained.shapes.in_channels
+
+    @property
+    def out_channels(self) -> int:
+        return self.trained.shapes.out_channels
+
+    @property
+    def image_size(self) -> int:
+        """The side of the square crops it was trained on."""
+        return self.trained.shapes.image_size
+
+    @property
+    def name(self) -> str:
+        """The generator's registry name."""
+        return self.trained.run.generator.name
 
     @property
     def spec(self) -> dict[str, Any]:
-        """The ``components.generator`` entry: name, options, channels, training image_size."""
-        return self.components["generator"]
+        """Deprecated: the old ``components.generator`` dict; use ``trained``, ``name`` and the channel properties."""
+        warnings.warn("TrainedGenerator.spec is deprecated; use .trained, .name, .in_channels, .out_channels, .image_size",
+                      DeprecationWarning, stacklevel=2)
+        generator = self.trained.run.generator
+        return {"name": generator.name, "options": dict(generator.options), "in_channels": self.in_channels,
+                "out_channels": self.out_channels, "image_size": self.image_size}
 
 
 def load_generator(
     ckpt: Path, *, mode: Mode, device: torch.device | str = "cpu", registry: Registry | None = None
 ) -> TrainedGenerator:
-    """The generator of a checkpoint file or run folder, in ``mode``, on ``device``."""
-    path = checkpoint.resolve(Path(ckpt))
-    state = checkpoint.load(path, map_location=device)
-    module = build_generator(state["components"]["generator"], registry).to(device)
-    module.load_state_dict(state["models"]["generator"])
+    """The generator of a checkpoint file or run folder (its newest checkpoint that loads), in ``mode``, on ``device``."""
+    loaded = checkpoint.read(Path(ckpt), map_location=device)
+    module = build_generator(loaded.spec.run, loaded.spec.shapes, registry).to(device)
+    module.load_state_dict(loaded.state["models"]["generator"])
     set_mode(module, mode)
-    return TrainedGenerator(module=module, components=state["components"], step=int(state["step"]), path=path)
+    return TrainedGenerator(module=module, trained=loaded.spec, step=int(loaded.state["step"]), path=loaded.path)
 
 
 def pad_to_multiple(batch: Tensor, multiple: int) -> tuple[Tensor, tuple[slice, slice]]:
@@ -124,7 +147,7 @@ def translate_files(
     from tqdm.auto import tqdm
 
     device = next(trained.module.parameters()).device
-    channels = trained.spec["in_channels"]
+    channels = trained.in_channels
     ahead = 4
     with ThreadPoolExecutor(max_workers=2) as pool, torch.inference_mode():
         reads = deque(pool.submit(read_image, path, channels=channels) for path in files[:ahead])

@@ -38,7 +38,11 @@ HOOKS = {
     "dataset": "p2p_datasets",
 }
 KINDS = tuple(HOOKS)
-ALIASES = {"disc": "discriminator", "data": "dataset"}
+FLAGS = {"generator": "generator", "disc": "discriminator", "data": "dataset"}
+"""How the command line and configs name each chosen kind: ``--disc patch70``, ``data: {name: aligned}``."""
+ALIASES = {flag: kind for flag, kind in FLAGS.items() if flag != kind}
+DEFAULTS = {"generator": "unet", "discriminator": "patch70", "dataset": "synthetic"}
+"""What ``p2p fit`` trains when a kind is not named: the paper's U-Net and 70x70 PatchGAN, on generated data."""
 PROTOCOLS: dict[str, type] = {
     "generator": Generator,
     "discriminator": Discriminator,
@@ -48,6 +52,7 @@ PROTOCOLS: dict[str, type] = {
 # What each kind's instances must also be: the engine trains modules and batches datasets, and the CLI
 # resolves factories by what they return.
 BASE_CLASSES: dict[str, type] = {"generator": nn.Module, "discriminator": nn.Module, "dataset": Dataset, "loss": object}
+RESERVED_OPTION = "name"
 # Keywords the engine fills in from the data and the objective; they are not user options.
 ENGINE_ARGUMENTS: dict[str, frozenset[str]] = {
     "generator": frozenset({"in_channels", "out_channels", "image_size"}),
@@ -62,6 +67,12 @@ def canonical_kind(kind: str) -> str:
     if kind not in HOOKS:
         raise UnknownComponentError("component kind", kind, [*KINDS, *ALIASES], hint=".")
     return kind
+
+
+def flag_for(kind: str) -> str:
+    """The command-line flag of a chosen kind: ``discriminator`` -> ``disc``."""
+    kind = canonical_kind(kind)
+    return next(flag for flag, flagged in FLAGS.items() if flagged == kind)
 
 
 @attrs.frozen
@@ -167,26 +178,29 @@ class Registry:
             self._plugins[distribution, name] = Plugin(name, module_name, distribution, version, error=_describe_exception(error))
             return
         added: list[str] = []
-        errors: list[str] = []
+        errors = [f"{hook}: no such hook (misspelt? the hooks are {', '.join(sorted(self.hook_names))})"
+                  for hook in self._unknown_hooks(module)]
+        # Each contribution is gathered by calling the hook through pluggy, for this plugin alone, so a
+        # component is always known with the distribution that provided it.
+        others = [plugin for plugin in self._manager.get_plugins() if plugin is not module]
         for kind, hook_name in HOOKS.items():
-            for impl in getattr(self._manager.hook, hook_name).get_hookimpls():
-                if impl.plugin is not module:
-                    continue
-                try:
-                    names, rejected = self._add_components(kind, impl.function(), name, distribution, version)
-                except Exception as error:  # noqa: BLE001
-                    errors.append(f"{hook_name}: {_describe_exception(error)}")
-                    continue
-                added += [f"{kind}:{n}" for n in names]
-                errors += [f"{hook_name}: {problem}" for problem in rejected]
-        for impl in self._manager.hook.p2p_recipes.get_hookimpls():
-            if impl.plugin is module:
-                try:
-                    for recipe, path in dict(impl.function()).items():
-                        self._recipes[recipe] = Path(path)
-                        added.append(f"recipe:{recipe}")
-                except Exception as error:  # noqa: BLE001
-                    errors.append(f"p2p_recipes: {_describe_exception(error)}")
+            try:
+                contributions = self._manager.subset_hook_caller(hook_name, remove_plugins=others)()
+                for contributed in contributions:
+                    names, rejected = self._add_components(kind, contributed, name, distribution, version)
+                    added += [f"{kind}:{n}" for n in names]
+                    errors += [f"{hook_name}: {problem}" for problem in rejected]
+            except Exception as error:  # noqa: BLE001 - a hook that raises is this plugin's problem alone
+                errors.append(f"{hook_name}: {_describe_exception(error)}")
+        try:
+            recipes = self._manager.subset_hook_caller("p2p_recipes", remove_plugins=others)()
+        except Exception as error:  # noqa: BLE001 - a hook that raises is this plugin's problem alone
+            errors.append(f"p2p_recipes: {_describe_exception(error)}")
+            recipes = []
+        for contributed in recipes:
+            for recipe, path in dict(contributed).items():
+                self._recipes[recipe] = Path(path)
+                added.append(f"recipe:{recipe}")
         self._plugins[distribution, name] = Plugin(
             name, module_name, distribution, version, tuple(added), error="; ".join(errors) or None
         )
@@ -220,7 +234,19 @@ class Registry:
             names.append(name)
         return names, rejected
 
+    @property
+    def hook_names(self) -> list[str]:
+        return [*HOOKS.values(), "p2p_recipes"]
+
+    def _unknown_hooks(self, module: object) -> list[str]:
+        """Hooks ``module`` implements that no hookspec declares: what pluggy's check_pending() reports."""
+        return [caller.name for caller in self._manager.get_hookcallers(module) or [] if not caller.has_spec()]
+
     # -- queries ------------------------------------------------------------------------------------------
+
+    def default(self, kind: str) -> str:
+        """The name ``p2p fit`` uses when ``kind`` is not chosen."""
+        return DEFAULTS[canonical_kind(kind)]
 
     def available(self, kind: str) -> list[str]:
         kind = canonical_kind(kind)
@@ -237,14 +263,12 @@ class Registry:
         try:
             return self._components[kind][name]
         except KeyError:
-            raise UnknownComponentError(kind, name, self.available(kind), hint=self._broken_hint()) from None
-
-    def by_import_path(self, kind: str, import_path: str) -> Component:
-        kind = canonical_kind(kind)
+            pass
+        # Configs written before names were kept (config.yaml of older runs) hold the factory's import path.
         for component in self._components[kind].values():
-            if component.import_path == import_path:
+            if component.import_path == name:
                 return component
-        raise UnknownComponentError(kind, import_path, self.available(kind), hint=self._broken_hint())
+        raise UnknownComponentError(kind, name, self.available(kind), hint=self._broken_hint())
 
     def create(self, kind: str, name: str, **options: Any) -> Any:
         """Build the component ``name`` of ``kind`` with ``options``, checking both the options and the result."""
@@ -355,11 +379,13 @@ def _factory_problem(kind: str, name: object, factory: object) -> str | None:
         return f"{kind} name {name!r} must be an identifier such as 'unet'"
     if not callable(factory):
         return f"{kind} {name!r}: factory {factory!r} is not callable; give a class or a function"
-    if not inspect.isclass(factory) and inspect.signature(factory).return_annotation is inspect.Signature.empty:
-        # The CLI resolves options from the factory's signature and needs to know what it builds.
-        function = getattr(factory, "__name__", repr(factory))
-        return (f"{kind} {name!r}: function {function} needs a return annotation naming the class it builds, "
-                f"e.g. def {function}(...) -> My{kind.capitalize()}")
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return f"{kind} {name!r}: the options of factory {factory!r} cannot be read from its signature"
+    if RESERVED_OPTION in parameters:
+        return (f"{kind} {name!r}: option {RESERVED_OPTION!r} is reserved (configs say `{RESERVED_OPTION}: {name}` to choose "
+                f"the component); rename the option")
     return None
 
 

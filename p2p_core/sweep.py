@@ -10,21 +10,20 @@ from __future__ import annotations
 import csv
 import textwrap
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from p2p_core.config import parse_spec
 from p2p_core.errors import ConfigError
 from p2p_core.evaluation import FOLDERS, TestResult, run_test
 from p2p_core.metrics import plot_histograms
-from p2p_core.registry import Registry
-from p2p_core.test_time import Mode
-
-PrepareFit = Callable[[list[str]], Callable[[], Path]]
-"""Parses a ``p2p fit`` command line (failing at once on a bad one) and returns what runs it (-> run folder)."""
+from p2p_core.registry import Registry, default_registry
+from p2p_core.run import Run
+from p2p_core.spec import Mode, RunSpec
 
 
 @attrs.frozen(kw_only=True)
@@ -35,13 +34,12 @@ class SweepRun:
 
     def row(self) -> dict[str, Any]:
         """The comparison table's row: what was trained, for how long, and how well it did."""
-        components = self.result.components
-        discriminator = components.get("discriminator", {}).get("name", "-")
+        trained = self.result.trained
         return {
             "run": self.name,
-            "generator": components["generator"]["name"],
-            "loss": components["loss"],
-            "discriminator": discriminator,
+            "generator": trained.run.generator.name,
+            "loss": trained.run.loss,
+            "discriminator": trained.run.disc.name if trained.adversarial else "-",
             "steps": self.result.step,
             "train_min": self.train_seconds / 60,
             **self.result.metrics,
@@ -53,7 +51,6 @@ def run_sweep(
     recipes: Sequence[str],
     base: Sequence[str],
     out_dir: Path,
-    prepare_fit: PrepareFit,
     split: str = "val",
     mode: Mode = "paper",
     fid_weights: Path | None = None,
@@ -67,20 +64,28 @@ def run_sweep(
         raise ConfigError(f"recipes {', '.join(repeated)} share a file name; runs are named by it, so rename one")
     if out_dir.exists():
         raise ConfigError(f"sweep folder {out_dir} already exists; pick another --name or --out_dir")
+    registry = registry or default_registry()
     configs = [arg for config in base for arg in ("--config", config)]
-    runners = [
-        prepare_fit(["fit", *configs, "--config", recipe, "--out_dir", str(out_dir / "runs"), "--name", name])
-        for recipe, name in zip(recipes, names)
-    ]
+    specs = [_spec([*configs, "--config", recipe], registry) for recipe in recipes]
     runs = []
-    for name, runner in zip(names, runners):
+    for name, spec in zip(names, specs):
         started = time.perf_counter()
-        run_dir = runner()
+        run_dir = Run(spec, out_dir=out_dir / "runs", name=name, registry=registry)().run_dir
         seconds = time.perf_counter() - started
         result = run_test(ckpt=run_dir, split=split, mode=mode, fid_weights=fid_weights, registry=registry)
         runs.append(SweepRun(name=name, train_seconds=seconds, result=result))
     write_report(runs, out_dir, caption=f"{split} split, {mode} test-time mode", grid_rows=grid_rows)
     return out_dir
+
+
+def _spec(argv: list[str], registry: Registry) -> RunSpec:
+    """A recipe's spec; a recipe's own out_dir and name are ignored, since the sweep places its runs."""
+
+    def extend(parser: Any) -> None:
+        parser.add_argument("--out_dir", type=str | None, default=None)
+        parser.add_argument("--name", type=str | None, default=None)
+
+    return parse_spec(argv, registry, extend=extend)[0]
 
 
 def write_report(runs: Sequence[SweepRun], out_dir: Path, *, caption: str, grid_rows: int = 4) -> None:

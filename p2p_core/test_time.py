@@ -6,17 +6,15 @@ the dropout); ``eval`` is PyTorch's eval mode: no dropout, BatchNorm's running s
 
 from __future__ import annotations
 
-from typing import Literal
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from p2p_core.errors import ConfigError
+from p2p_core.spec import MODES, Mode
 
-Mode = Literal["paper", "eval"]
-MODES: dict[str, str] = {
-    "paper": "paper: dropout on and batch statistics at test time, as in the paper",
-    "eval": "eval: dropout off and BatchNorm's running statistics (PyTorch eval mode)",
-}
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["MODES", "Mode", "set_mode"]
 
 
 def set_mode(generator: nn.Module, mode: Mode) -> None:

@@ -141,3 +141,25 @@ def fresh_default_registry() -> Iterator[None]:
     default_registry.cache_clear()
     yield
     default_registry.cache_clear()
+
+
+def make_spec(
+    *,
+    generator: tuple[str, dict] = ("unet", {"ngf": 4}),
+    disc: tuple[str, dict] = ("patch70", {"ndf": 4}),
+    data: tuple[str, dict] = ("synthetic", {"length": 4, "load_size": 36, "crop_size": 32}),
+    loss: str = "cgan+l1",
+    loss_options: dict | None = None,
+    **trainer,
+):
+    """A RunSpec for tests: tiny components, no loader workers, no progress output; ``trainer`` overrides."""
+    from p2p_core.spec import ComponentSpec, RunSpec, TrainConfig
+
+    return RunSpec(
+        generator=ComponentSpec(*generator),
+        disc=ComponentSpec(*disc),
+        data=ComponentSpec(*data),
+        loss=loss,
+        loss_options=loss_options or {},
+        trainer=TrainConfig(**{"num_workers": 0, "progress": False, **trainer}),
+    )

@@ -10,7 +10,7 @@ import torch
 
 from conftest import SMOKE, write_ab_folder
 from p2p_core import checkpoint
-from p2p_core.engine import build_generator
+from p2p_core.networks import build_generator
 
 # Instance norm and no dropout: then a batch split over processes is the same computation as one batch.
 EXACT = ["--generator.norm", "instance", "--disc.norm", "instance", "--generator.dropout", "0",
@@ -30,9 +30,9 @@ def generator_outputs(run_dir: Path) -> torch.Tensor:
     Compared instead of raw weights: the bias before an InstanceNorm has no effect, so its gradient is
     rounding noise that Adam scales up to a full step, differently in each run, without changing the model.
     """
-    state = checkpoint.load(run_dir)
-    generator = build_generator(state["components"]["generator"])
-    generator.load_state_dict(state["models"]["generator"])
+    loaded = checkpoint.read(run_dir)
+    generator = build_generator(loaded.spec.run, loaded.spec.shapes)
+    generator.load_state_dict(loaded.state["models"]["generator"])
     with torch.no_grad():
         return generator.eval()(torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1)
 
@@ -55,9 +55,13 @@ def test_two_processes_of_batch_1_train_like_one_process_of_batch_2(tmp_path):
 def test_a_distributed_run_resumes_on_every_rank_from_the_same_checkpoint(tmp_path):
     straight = fit(tmp_path / "straight", *EXACT, "--trainer.nproc", "2")
     assert straight.returncode == 0, straight.stderr
-    first = fit(tmp_path / "resumed", *EXACT, "--trainer.nproc", "2", "--trainer.max_steps", "1")
+    first = fit(tmp_path / "resumed", *EXACT, "--trainer.nproc", "2", "--trainer.checkpoint_every", "1")
     assert first.returncode == 0, first.stderr
-    second = fit(tmp_path / "resumed", "--resume", str(tmp_path / "resumed"), "--trainer.max_steps", "3", "--trainer.nproc", "2")
+    # As if killed after the step-2 checkpoint (the schedule follows the run's length, so it runs the whole way).
+    newest = checkpoint.checkpoints(tmp_path / "resumed")[-1]
+    newest.unlink()
+    newest.with_suffix(".sha256").unlink()
+    second = fit(tmp_path / "resumed", "--resume", str(tmp_path / "resumed"), "--trainer.nproc", "2")
     assert second.returncode == 0, second.stderr
     assert "resuming" in second.stderr
     torch.testing.assert_close(generator_outputs(tmp_path / "straight"), generator_outputs(tmp_path / "resumed"), rtol=0, atol=1e-4)

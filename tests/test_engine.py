@@ -6,28 +6,25 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from p2p_core.engine import Choice, Trainer, TrainConfig
+from conftest import make_spec
 from p2p_core.errors import ConfigError
 from p2p_core.objective import Objective
 from p2p_core.registry import default_registry
+from p2p_core.run import Run
+
+DATA = ("synthetic", {"length": 2, "load_size": 36, "crop_size": 32})
 
 
-def trainer(tmp_path, *, loss="cgan+l1", **train):
-    config = {"max_steps": 2, "num_workers": 0, "progress": False, "n_epochs": 2, "n_epochs_decay": 3, **train}
-    return Trainer(
-        generator=Choice("unet", {"ngf": 4, "dropout": 0.0}),
-        discriminator=Choice("patch16", {"ndf": 4}),
-        loss=loss,
-        loss_options={},
-        data=Choice("synthetic", {"length": 2, "load_size": 36, "crop_size": 32}),
-        train=TrainConfig(**config),
-        run_dir=tmp_path,
-    )
+def trainer(tmp_path, *, loss="cgan+l1", **train) -> Run:
+    spec = make_spec(generator=("unet", {"ngf": 4, "dropout": 0.0}), disc=("patch16", {"ndf": 4}), data=DATA, loss=loss,
+                     **{"max_steps": 2, "n_epochs": 2, "n_epochs_decay": 3, **train})
+    return Run(spec, out_dir=tmp_path, name="run")
 
 
 def test_discriminator_steps_first_on_half_the_objective_then_the_generator_on_the_updated_discriminator(tmp_path):
-    t = trainer(tmp_path, loss="cgan")
-    sample = t.dataset[0]
+    run = trainer(tmp_path, loss="cgan")
+    t = run.model
+    sample = run.dataset[0]
     x, y = sample.a[None], sample.b[None]
     t.generator.train()
     torch.manual_seed(0)
@@ -54,21 +51,22 @@ def test_discriminator_steps_first_on_half_the_objective_then_the_generator_on_t
 
 
 def test_l1_alone_trains_without_a_discriminator(tmp_path):
-    t = trainer(tmp_path, loss="l1")
+    run = trainer(tmp_path, loss="l1")
+    t = run.model
     assert t.discriminator is None and set(t.optimizers) == {"generator"}
-    losses = t.train_step(t.dataset[0].a[None], t.dataset[0].b[None])
+    losses = t.train_step(run.dataset[0].a[None], run.dataset[0].b[None])
     assert set(losses) == {"G/l1"}
 
 
 def test_adam_uses_the_papers_settings(tmp_path):
-    t = trainer(tmp_path)
+    t = trainer(tmp_path).model
     for optimizer in t.optimizers.values():
         group = optimizer.param_groups[0]
         assert (group["lr"], group["betas"]) == (2e-4, (0.5, 0.999))
 
 
 def test_weights_start_from_normal_0_002(tmp_path):
-    t = trainer(tmp_path)
+    t = trainer(tmp_path).model
     convs = [m.weight for m in t.generator.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
     weights = torch.cat([w.detach().flatten() for w in convs])
     assert abs(weights.mean()) < 1e-3 and weights.std() == pytest.approx(0.02, rel=0.05)
@@ -77,12 +75,31 @@ def test_weights_start_from_normal_0_002(tmp_path):
 
 
 def test_learning_rate_is_constant_then_decays_linearly_to_zero(tmp_path):
-    t = trainer(tmp_path, n_epochs=3, n_epochs_decay=4)
-    factors = [t._lr_factor(epoch) for epoch in range(8)]
-    assert factors[:3] == [1.0, 1.0, 1.0]
-    steps = [a - b for a, b in zip(factors[2:], factors[3:])]
+    run = trainer(tmp_path, n_epochs=3, n_epochs_decay=4, max_steps=None)  # 7 epochs of 2 samples: 14 steps
+    assert run.total_steps == 14
+    factors = [run.config.learning_rate_factor(step, run.total_steps) for step in range(run.total_steps + 1)]
+    assert factors[:6] == [1.0] * 6  # the first 3/7 of the steps
+    steps = [a - b for a, b in zip(factors[6:], factors[7:])]
     assert all(step == pytest.approx(steps[0]) for step in steps)
     assert factors[-1] == pytest.approx(0.0)
+
+
+def test_max_steps_shortens_the_schedule_too(tmp_path):
+    run = trainer(tmp_path, n_epochs=100, n_epochs_decay=100, max_steps=10)
+    assert run.total_steps == 10
+    factors = [run.config.learning_rate_factor(step, 10) for step in range(11)]
+    assert factors[:5] == [1.0] * 5 and factors[5] < 1.0  # half constant, half decaying, as 100 + 100 epochs
+    assert factors[9] > 0 and factors[10] == pytest.approx(0.0)
+
+
+def test_the_model_applies_the_scheduled_rate_at_each_step(tmp_path):
+    run = trainer(tmp_path, loss="l1", n_epochs=1, n_epochs_decay=1, max_steps=4)
+    sample = run.dataset[0]
+    rates = []
+    for _ in range(4):
+        run.model.train_step(sample.a[None], sample.b[None])
+        rates.append(run.model.optimizers["generator"].param_groups[0]["lr"])
+    assert rates[:2] == [2e-4, 2e-4] and rates[2] > rates[3] > 0
 
 
 def test_total_steps_follow_epochs_unless_capped(tmp_path):

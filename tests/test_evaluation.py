@@ -74,7 +74,7 @@ def test_paper_mode_samples_dropout_and_eval_mode_does_not(run_dir: Path, tmp_pa
 
 def test_a_checkpoint_without_dataset_options_asks_for_them(run_dir: Path, tmp_path: Path):
     state = checkpoint.load(run_dir)
-    del state["components"]["dataset_options"]
+    state["spec"]["data"] = {"name": "aligned"}  # a dataset that cannot be rebuilt without its root
     torch.save(state, tmp_path / "old.pt")
     with pytest.raises(ConfigError, match="--data"):
         run_test(ckpt=tmp_path / "old.pt")
@@ -111,14 +111,11 @@ def test_evaluate_refuses_unpaired_or_resized_images(tmp_path: Path, capsys: pyt
 
 
 def test_test_on_the_real_outlines_resizes_every_pair_to_the_trained_size(outlines: Path, tmp_path: Path):
-    from p2p_core.engine import Choice, Trainer, TrainConfig
+    from conftest import make_spec
+    from p2p_core.run import Run
 
-    data = Choice("aligned", {"root": outlines, "direction": "BtoA", "load_size": 36, "crop_size": 32})
-    trainer = Trainer(
-        generator=Choice("unet", {"ngf": 8}), discriminator=Choice("patch70", {"ndf": 8}), loss="l1",
-        loss_options={}, data=data, train=TrainConfig(max_steps=1, num_workers=0, progress=False), run_dir=tmp_path / "run",
-    )
-    trainer.fit()
+    data = ("aligned", {"root": outlines, "direction": "BtoA", "load_size": 36, "crop_size": 32})
+    Run(make_spec(generator=("unet", {"ngf": 8}), data=data, loss="l1", max_steps=1), out_dir=tmp_path, name="run")()
     result = run_test(ckpt=tmp_path / "run", mode="eval")
     content = json.loads((result.out_dir / "metrics.json").read_text())
     assert content["count"] == 155 and content["dataset"]["options"]["root"] == str(outlines)  # stored as text

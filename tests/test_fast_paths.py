@@ -7,25 +7,21 @@ import json
 import pytest
 import torch
 
-from conftest import run
-from p2p_core.engine import Choice, Trainer, TrainConfig
+from conftest import make_spec, run
+from p2p_core.model import Pix2Pix
+from p2p_core.registry import default_registry
+from p2p_core.spec import Shapes
 
 
 def one_step(tmp_path, **options) -> tuple[dict[str, float], torch.Tensor]:
-    trainer = Trainer(
-        generator=Choice("unet", {"ngf": 8, "dropout": 0.0}),
-        discriminator=Choice("patch70", {"ndf": 8}),
-        loss="cgan+l1",
-        loss_options={},
-        data=Choice("synthetic", {"length": 2, "load_size": 32, "crop_size": 32}),
-        train=TrainConfig(num_workers=0, progress=False, **options),
-        run_dir=tmp_path,
-    )
-    sample = trainer.dataset[0]
-    x, y = trainer.to_device(sample.a[None]), trainer.to_device(sample.b[None])
-    losses = trainer.train_step(x, y)
+    torch.manual_seed(0)
+    spec = make_spec(generator=("unet", {"ngf": 8, "dropout": 0.0}), disc=("patch70", {"ndf": 8}), **options)
+    model = Pix2Pix.build(spec, Shapes(in_channels=3, out_channels=3, image_size=32), total_steps=1)
+    sample = default_registry().create("dataset", "synthetic", split="train", length=2, load_size=32, crop_size=32)[0]
+    x, y = model.to_device(sample.a[None]), model.to_device(sample.b[None])
+    losses = model.train_step(x, y)
     with torch.no_grad():
-        output = trainer.generator.eval()(x)
+        output = model.generator.eval()(x)
     return losses, output
 
 

@@ -19,11 +19,12 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import p2p_core
+import p2p_core.files
 from p2p_core import checkpoint
-from p2p_core.engine import Choice, Trainer, TrainConfig
 from p2p_core.errors import DataError, NumericalError
 from p2p_core.registry import Registry
-from conftest import SMOKE, fit_smoke, run
+from p2p_core.run import Run
+from conftest import SMOKE, fit_smoke, make_spec, run
 
 # -- killed runs resume exactly --------------------------------------------------------------------------------
 
@@ -142,7 +143,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch)
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(checkpoint.os, "replace", disk_full)
+    monkeypatch.setattr(p2p_core.files.os, "replace", disk_full)
     with pytest.raises(checkpoint.CheckpointWriteError, match=rf"No space left on device; the previous checkpoint .*{first.name} is intact"):
         checkpoint.save({"models": {"generator": {"w": torch.zeros(2)}}}, tmp_path, 2)
     monkeypatch.undo()
@@ -196,27 +197,19 @@ class FaultyLosses:
         return {"nan_after": nan_after}
 
 
-def faulty_trainer(tmp_path: Path, **train) -> Trainer:
+def faulty_trainer(tmp_path: Path, **train) -> Run:
     registry = Registry()
     registry.load_entry_points(allow=["p2p"])
     registry.register(FaultyLosses(), name="faulty", distribution="tests")
-    return Trainer(
-        generator=Choice("unet", {"ngf": 4}),
-        discriminator=Choice("patch70", {"ndf": 4}),
-        loss="cgan+nan_after",
-        loss_options={},
-        data=Choice("synthetic", {"length": 4, "load_size": 36, "crop_size": 32}),
-        train=TrainConfig(max_steps=6, num_workers=0, progress=False, checkpoint_every=1, **train),
-        run_dir=tmp_path,
-        registry=registry,
-    )
+    spec = make_spec(loss="cgan+nan_after", max_steps=6, checkpoint_every=1, **train)
+    return Run(spec, out_dir=tmp_path, name="run", registry=registry)
 
 
 def test_a_nan_loss_stops_the_run_naming_step_and_term_and_keeps_the_last_checkpoint(tmp_path):
     trainer = faulty_trainer(tmp_path)
     with pytest.raises(NumericalError, match=r"step 3: loss term G/nan_after is nan\. Stopped; the last checkpoint is intact"):
         trainer.fit()
-    state = checkpoint.load(tmp_path)
+    state = checkpoint.load(tmp_path / "run")
     assert state["step"] == 2
     assert all(torch.isfinite(v).all() for v in state["models"]["generator"].values() if v.is_floating_point())
 
@@ -225,8 +218,8 @@ def test_skip_mode_drops_non_finite_updates_and_finishes(tmp_path):
     trainer = faulty_trainer(tmp_path, on_nonfinite="skip")
     with pytest.warns(UserWarning, match="update skipped"):
         trainer.fit()
-    assert trainer.skipped_updates == 4  # steps 3 to 6, the generator's update each time
-    generator = checkpoint.load(tmp_path)["models"]["generator"]
+    assert trainer.model.skipped_updates == 4  # steps 3 to 6, the generator's update each time
+    generator = checkpoint.load(tmp_path / "run")["models"]["generator"]
     assert all(torch.isfinite(v).all() for v in generator.values() if v.is_floating_point())
 
 

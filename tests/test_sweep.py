@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from p2p_core.cli import main, prepare_fit
+from p2p_core.cli import main
+from p2p_core.commands import fit, fit_arguments
 from p2p_core.errors import ConfigError
 from p2p_core.registry import default_registry
 from p2p_core.sweep import run_sweep
@@ -44,7 +45,7 @@ def test_sweep_refuses_clashing_names_and_existing_folders(tmp_path: Path):
     recipe = str(RECIPES / "ablations" / "objective" / "l1.yaml")
 
     def sweep(*recipes: str) -> Path:
-        return run_sweep(recipes=recipes, base=[str(SMOKE)], out_dir=tmp_path, prepare_fit=lambda argv: prepare_fit(argv, registry))
+        return run_sweep(recipes=recipes, base=[str(SMOKE)], out_dir=tmp_path, registry=registry)
 
     with pytest.raises(ConfigError, match="l1 share a file name"):
         sweep(recipe, recipe)
@@ -52,14 +53,13 @@ def test_sweep_refuses_clashing_names_and_existing_folders(tmp_path: Path):
         sweep(recipe)
     # Every command line is checked before the first run: a bad last recipe costs no training.
     with pytest.raises(ConfigError, match="missing.yaml"):
-        run_sweep(recipes=[recipe, "missing.yaml"], base=[str(SMOKE)], out_dir=tmp_path / "new",
-                  prepare_fit=lambda argv: prepare_fit(argv, registry))
+        run_sweep(recipes=[recipe, "missing.yaml"], base=[str(SMOKE)], out_dir=tmp_path / "new", registry=registry)
     assert not (tmp_path / "new").exists()
 
 
 @pytest.mark.parametrize("recipe", ABLATIONS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_every_ablation_recipe_parses_on_the_smoke_base(recipe: Path, tmp_path: Path):
-    prepare_fit(["fit", "--config", str(SMOKE), "--config", str(recipe), "--out_dir", str(tmp_path)], default_registry())
+    fit_arguments(["--config", str(SMOKE), "--config", str(recipe), "--out_dir", str(tmp_path)], default_registry())
 
 
 def test_the_ablations_cover_the_papers_studies():
@@ -73,7 +73,7 @@ def test_the_ablations_cover_the_papers_studies():
 def test_a_discriminator_too_large_for_the_images_is_refused_before_training(tmp_path: Path):
     # image286 on 64x64 images: the paper's study needs 128 pixels or more; say so instead of failing in a conv.
     recipe = RECIPES / "ablations" / "discriminator" / "image286.yaml"
-    run = prepare_fit(["fit", "--config", str(SMOKE), "--config", str(recipe), "--out_dir", str(tmp_path)], default_registry())
+    arguments = fit_arguments(["--config", str(SMOKE), "--config", str(recipe), "--out_dir", str(tmp_path)], default_registry())
     with pytest.raises(ConfigError, match=r"'image286' \(receptive field 286\) has no output for 64x64"):
-        run()
+        fit(**arguments, registry=default_registry(), argv=[])
     assert not any(tmp_path.iterdir())  # refused before the run folder was made

@@ -8,30 +8,24 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
+from conftest import make_spec
 from p2p_core import checkpoint
-from p2p_core.engine import Choice, Trainer, TrainConfig
 from p2p_core.errors import ConfigError, DataError
 from p2p_core.registry import default_registry
+from p2p_core.run import Run
 from p2p_core.validation import Validator
 
-DATA = Choice("synthetic", {"length": 4, "load_size": 36, "crop_size": 32})
+DATA = ("synthetic", {"length": 4, "load_size": 36, "crop_size": 32})
 
 
 def validation_data() -> Dataset:
-    return default_registry().create("dataset", DATA.name, split="val", **DATA.options)
+    return default_registry().create("dataset", DATA[0], split="val", **DATA[1])
 
 
-def trainer(run_dir: Path, data: Choice = DATA, **train: object) -> Trainer:
-    config = TrainConfig(max_steps=4, num_workers=0, progress=False, log_every=2, image_every=4, **train)
-    return Trainer(
-        generator=Choice("unet", {"ngf": 8}),
-        discriminator=Choice("patch70", {"ndf": 8}),
-        loss="cgan+l1",
-        loss_options={},
-        data=data,
-        train=config,
-        run_dir=run_dir,
-    )
+def trainer(run_dir: Path, data: tuple[str, dict] = DATA, **train: object) -> Run:
+    spec = make_spec(generator=("unet", {"ngf": 8}), disc=("patch70", {"ndf": 8}), data=data,
+                     max_steps=4, log_every=2, image_every=4, **train)
+    return Run(spec, out_dir=run_dir.parent, name=run_dir.name)
 
 
 def test_validation_keeps_the_best_checkpoint(tmp_path: Path):
@@ -50,12 +44,12 @@ def test_validation_does_not_change_training(tmp_path: Path):
     plain.fit()
     validated = trainer(tmp_path / "validated", validate_every=1, validate_samples=2, validate_mode="paper")
     validated.fit()
-    for (name, a), b in zip(plain.generator.state_dict().items(), validated.generator.state_dict().values()):
+    for (name, a), b in zip(plain.model.generator.state_dict().items(), validated.model.generator.state_dict().values()):
         assert torch.equal(a, b), name
 
 
 def test_validator_restores_mode_and_batchnorm_statistics(tmp_path: Path):
-    generator = trainer(tmp_path / "run").generator.eval()
+    generator = trainer(tmp_path / "run").model.generator.eval()
     before = {name: buffer.clone() for name, buffer in generator.named_buffers()}
     validator = Validator(dataset=validation_data(), samples=2, metric="l1", mode="paper", device=torch.device("cpu"))
     scores = validator(generator)
@@ -84,6 +78,6 @@ def test_bad_settings_name_the_fix(tmp_path: Path, ab_root: Path):
     with pytest.raises(ConfigError, match="validate_samples must be at least 1"):
         Validator(dataset=validation_data(), samples=0, metric="l1", mode="eval", device=torch.device("cpu"))
     (ab_root / "val").rename(ab_root / "test")
-    aligned = Choice("aligned", {"root": ab_root, "load_size": 36, "crop_size": 32})
+    aligned = ("aligned", {"root": ab_root, "load_size": 36, "crop_size": 32})
     with pytest.raises(DataError, match="validate_every 0"):
         trainer(tmp_path / "run", data=aligned, validate_every=2)

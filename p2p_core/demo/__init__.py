@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Literal
 
 from p2p_core.errors import ConfigError
-from p2p_core.inference import Mode
+from p2p_core.registry import Registry
+from p2p_core.spec import Mode
 
 INSTALL_HINT = "pip install -e '.[demo]' in a checkout of p2p, or pip install 'p2p[demo]'"
 
@@ -26,11 +27,12 @@ def demo(
     seed: int = 0,
     max_upload_mb: float = 20.0,
     max_pixels: int = 2048 * 2048,
+    registry: Registry | None = None,
 ) -> None:
     """Serve a page to draw an input and watch the model translate it, and POST /translate for scripts.
 
     Args:
-        ckpt: Checkpoint file, or a run folder (its newest).
+        ckpt: Checkpoint file, or a run folder (its newest checkpoint that loads).
         host: Address to listen on. The default serves this machine only; 0.0.0.0 serves the whole network,
             without any authentication.
         port: Port to listen on; 0 picks a free one.
@@ -53,4 +55,5 @@ def demo(
         mode=mode,
         seed=seed,
         limits=server.Limits(max_bytes=round(max_upload_mb * 1_000_000), max_pixels=max_pixels),
+        registry=registry,
     )

@@ -32,11 +32,12 @@ from werkzeug.exceptions import BadRequest, HTTPException, MethodNotAllowed, Req
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from p2p_core import checkpoint
-from p2p_core.engine import resolve_device
+from p2p_core.devices import resolve_device
 from p2p_core.errors import ConfigError
 from p2p_core.images import DECODE_ERRORS, decode, to_pil
 from p2p_core.inference import TrainedGenerator, load_generator, translate
-from p2p_core.test_time import Mode
+from p2p_core.registry import Registry
+from p2p_core.spec import Mode
 
 STATIC = Path(__file__).parent / "static"
 FORMATS = "PNG, JPEG, BMP, WebP or TIFF"
@@ -80,7 +81,6 @@ def create_app(*, trained: TrainedGenerator, device: torch.device, seed: int, li
     app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = limits.max_bytes
     translator = Translator(trained=trained, device=device, seed=seed)
-    spec = trained.spec
 
     @app.get("/")
     def page() -> Response:
@@ -91,9 +91,9 @@ def create_app(*, trained: TrainedGenerator, device: torch.device, seed: int, li
         return jsonify(
             checkpoint=_label(trained.path),
             step=trained.step,
-            image_size=spec["image_size"],
-            in_channels=spec["in_channels"],
-            out_channels=spec["out_channels"],
+            image_size=trained.image_size,
+            in_channels=trained.in_channels,
+            out_channels=trained.out_channels,
             mode="paper" if trained.module.training else "eval",
             seed=seed,
             max_bytes=limits.max_bytes,
@@ -111,7 +111,7 @@ def create_app(*, trained: TrainedGenerator, device: torch.device, seed: int, li
         if not data:
             raise BadRequest(f"the uploaded file {upload.filename!r} is empty")
         shorter_side = _shorter_side(request.args.get("resize"))
-        image = read_upload(data, channels=spec["in_channels"], shorter_side=shorter_side, limits=limits)
+        image = read_upload(data, channels=trained.in_channels, shorter_side=shorter_side, limits=limits)
         started = time.perf_counter()
         output = translator(image, shorter_side=shorter_side).cpu()  # on a GPU, waits for the result
         elapsed_ms = 1000 * (time.perf_counter() - started)
@@ -208,13 +208,21 @@ def url(*, host: str, port: int) -> str:
 
 
 def serve(
-    *, ckpt: Path, host: str, port: int, device: Literal["auto", "cpu", "cuda"], mode: Mode, seed: int, limits: Limits
+    *,
+    ckpt: Path,
+    host: str,
+    port: int,
+    device: Literal["auto", "cpu", "cuda"],
+    mode: Mode,
+    seed: int,
+    limits: Limits,
+    registry: Registry | None = None,
 ) -> None:
     """Load the generator and serve it until Ctrl+C."""
     where = resolve_device(device)
-    trained = load_generator(ckpt, mode=mode, device=where)
+    trained = load_generator(ckpt, mode=mode, device=where, registry=registry)
     server = bind(create_app(trained=trained, device=where, seed=seed, limits=limits), host=host, port=port)
-    size = trained.spec["image_size"]
+    size = trained.image_size
     print(
         f"p2p demo: {trained.path} (step {trained.step}, {size} x {size}, {mode} mode) on {where}\n"
         f"open {url(host=server.host, port=server.port)} in a browser; Ctrl+C stops the server",

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from p2p_core import checkpoint
 from p2p_core.cli import main
 from p2p_example.losses import HingeLoss, LeastSquaresLoss
 from p2p_example.resnet import ResidualBlock, resnet9
@@ -125,13 +126,13 @@ def test_p2p_fit_trains_resnet9_by_name(tmp_path):
         "fit", "--generator", "resnet9", "--disc", "patch70", "--generator.ngf", "4", "--generator.n_blocks", "2",
         "--disc.ndf", "4", "--trainer.max_steps", "2", *SMALL, "--out_dir", str(tmp_path), "--name", "run",
     ])
-    state = torch.load(tmp_path / "run" / "checkpoints" / "step_00000002.pt", weights_only=False)
-    assert state["components"]["generator"]["name"] == "resnet9"
-    assert state["components"]["plugins"]["p2p-plugin-example"] == "0.1.0"
+    state = checkpoint.read(tmp_path / "run" / "checkpoints" / "step_00000002.pt")
+    assert state.spec.run.generator.name == "resnet9"
+    assert state.spec.plugins["p2p-plugin-example"] == "0.1.0"
 
 
 def test_the_recipe_trains_with_lsgan(tmp_path):
     main(["fit", "--config", "resnet9_smoke", "--trainer.max_steps", "1", *SMALL, "--out_dir", str(tmp_path), "--name", "smoke"])
-    state = torch.load(tmp_path / "smoke" / "checkpoints" / "step_00000001.pt", weights_only=False)
-    assert state["components"]["loss"] == "lsgan+l1"
-    assert state["components"]["generator"]["options"].items() >= {"ngf": 8, "n_blocks": 3}.items()
+    state = checkpoint.read(tmp_path / "smoke" / "checkpoints" / "step_00000001.pt")
+    assert state.spec.run.loss == "lsgan+l1"
+    assert state.spec.run.generator.options.items() >= {"ngf": 8, "n_blocks": 3}.items()

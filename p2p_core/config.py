@@ -1,0 +1,290 @@
+"""Run specs from the command line and YAML: ``p2p fit --generator unet --generator.ngf 8 --config recipe``.
+
+Parsing happens in two steps, so that every component's options come from its own signature and nothing else:
+
+1. :func:`expand` reads argv once: each ``--config`` (a file or a recipe name) is loaded and checked against the
+   registry (names only: nothing is imported), ``--generator NAME`` becomes ``--generator.name NAME``, and the
+   chosen names and loss terms are noted. Choosing another component than an earlier argument or config did
+   drops that earlier component's options, so a switch never inherits options that merely share a name.
+2. :func:`spec_parser` builds a jsonargparse parser for exactly the chosen components (their options, typed
+   and documented, under ``--generator.OPTION``), the loss terms (``--loss_options.l1.weight``) and the
+   trainer; the parsed namespace becomes a :class:`~p2p_core.spec.RunSpec`.
+
+In YAML a component is ``generator: unet`` or ``generator: {name: unet, ngf: 8}``; the jsonargparse form
+``{class_path: unet, init_args: {ngf: 8}}`` of older recipes and configs is read too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import yaml
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace, set_parsing_settings
+
+from p2p_core.errors import ConfigError, P2PError
+from p2p_core.registry import ENGINE_ARGUMENTS, FLAGS, RESERVED_OPTION, Registry
+from p2p_core.spec import SPEC_KEY, SPEC_VERSION, ComponentSpec, RunSpec, TrainConfig, check_trainer
+
+CONFIG_FLAGS = ("--config", "-c")
+DEFAULT_LOSS = "cgan+l1"
+# The trainer's options (and a plugin's attrs options) are documented by the string under each field.
+set_parsing_settings(docstring_parse_attribute_docstrings=True)
+
+
+@attrs.frozen(kw_only=True)
+class Expanded:
+    """argv with its configs inlined and component names checked, and what it chose."""
+
+    tokens: list[str]
+    names: dict[str, str]
+    """Flag -> the component name chosen (by argv or a config), for the flags that were chosen."""
+    loss: str | None
+
+
+def expand(argv: list[str], registry: Registry, *, flags: Mapping[str, str] = FLAGS) -> Expanded:
+    """Inline every ``--config``, check names against the registry, and drop options a later choice replaced."""
+    items: list[_Item] = []
+    names: dict[str, str] = {}
+    loss: str | None = None
+    tokens = list(argv)
+    position = 0
+
+    def value_of(option: str, equals: str, value: str) -> str:
+        nonlocal position
+        if equals:
+            return value
+        if position >= len(tokens) or tokens[position].startswith("--"):
+            raise ConfigError(f"{option} needs a value")
+        position += 1
+        return tokens[position - 1]
+
+    while position < len(tokens):
+        token = tokens[position]
+        position += 1
+        option, equals, value = token.partition("=")
+        if option in CONFIG_FLAGS:
+            content = read_config(value_of(option, equals, value), registry, flags=flags)
+            for flag in flags:
+                if isinstance(content.get(flag), dict) and "name" in content[flag]:
+                    _choose(items, names, flag, content[flag]["name"])
+            if isinstance(content.get("loss"), str):
+                loss = _checked_loss(content["loss"], registry)
+            items.append(_Item(tokens=[option, yaml.safe_dump(content, sort_keys=False)], content=content))
+        elif option.startswith("--") and (option[2:] in flags or option[2:].removesuffix(".name") in flags):
+            flag = option[2:].removesuffix(".name")
+            name = registry.get(flags[flag], value_of(option, equals, value)).name
+            _choose(items, names, flag, name)
+            items.append(_Item(tokens=[f"--{flag}.name", name]))
+        elif option == "--loss":
+            loss = _checked_loss(value_of(option, equals, value), registry)
+            items.append(_Item(tokens=["--loss", loss]))
+        else:
+            owner = next((flag for flag in flags if option.startswith(f"--{flag}.")), None)
+            item = _Item(tokens=[token], flag=owner)
+            # Its value travels with it, so a later switch of component drops both.
+            if owner and not equals and position < len(tokens) and not tokens[position].startswith("--"):
+                item.tokens.append(tokens[position])
+                position += 1
+            items.append(item)
+    return Expanded(tokens=[token for item in items for token in item.tokens], names=names, loss=loss)
+
+
+@attrs.define
+class _Item:
+    tokens: list[str]
+    content: dict[str, Any] | None = None
+    """A config's content, whose component entries a later switch may drop."""
+    flag: str | None = None
+    """The component flag an ``--flag.option value`` argument belongs to."""
+
+
+def _choose(items: list[_Item], names: dict[str, str], flag: str, name: str) -> None:
+    """Note ``flag``'s new choice; on a switch, forget what earlier arguments and configs set for the old one."""
+    if names.get(flag, name) != name:
+        for item in items:
+            if item.flag == flag:
+                item.tokens.clear()
+            elif item.content is not None and flag in item.content:
+                del item.content[flag]
+                item.tokens[1] = yaml.safe_dump(item.content, sort_keys=False)
+    names[flag] = name
+
+
+def _checked_loss(loss: str, registry: Registry) -> str:
+    terms = [term.strip() for term in loss.split("+") if term.strip()]
+    if not terms:
+        raise ConfigError(f"--loss {loss!r} names no term; e.g. --loss cgan+l1")
+    for term in terms:
+        registry.get("loss", term)
+    return "+".join(terms)
+
+
+def read_config(value: str, registry: Registry, *, flags: Mapping[str, str] = FLAGS) -> dict[str, Any]:
+    """A config file or recipe name as a mapping whose components are ``{name: NAME, **options}``."""
+    path = registry.recipes.get(value) or Path(value)
+    if not path.is_file():
+        known = ", ".join(sorted(registry.recipes)) or "none"
+        raise ConfigError(f"config {value!r} is neither a file nor a recipe name (recipes: {known})")
+    try:
+        content = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ConfigError(f"config {path} is not a YAML text file: {str(error).splitlines()[0]}") from None
+    if not isinstance(content, dict):
+        raise ConfigError(f"config {path} must be a YAML mapping of options, e.g. 'generator: unet'")
+    version = content.pop(SPEC_KEY, SPEC_VERSION)
+    if not isinstance(version, int) or version > SPEC_VERSION:
+        raise ConfigError(f"config {path} has {SPEC_KEY}: {version!r}; this p2p reads up to {SPEC_VERSION}, so upgrade p2p")
+    for flag, kind in flags.items():
+        if flag in content:
+            content[flag] = _component_entry(content[flag], kind, f"{path}: {flag}", registry)
+    return content
+
+
+def _component_entry(entry: Any, kind: str, where: str, registry: Registry) -> dict[str, Any]:
+    if isinstance(entry, str):
+        entry = {"name": entry}
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} must be a name or a mapping such as {{name: NAME, OPTION: VALUE}}, got {entry!r:.60}")
+    if "class_path" in entry:  # the jsonargparse form of older recipes and run folders
+        options = entry.get("init_args") or {}
+        extra = sorted(set(entry) - {"class_path", "init_args"})
+        if not isinstance(options, dict) or extra:
+            raise ConfigError(f"{where}: expected class_path and init_args (a mapping) only")
+        entry = {"name": entry["class_path"], **options}
+    if "name" in entry:
+        if not isinstance(entry["name"], str):
+            raise ConfigError(f"{where}.name must be a component name, got {entry['name']!r:.60}")
+        # Checked by name before anything is built: an unknown name never leads to an import.
+        entry = {**entry, "name": registry.get(kind, entry["name"]).name}
+    return dict(entry)
+
+
+def spec_parser(
+    registry: Registry,
+    names: Mapping[str, str],
+    loss: str,
+    *,
+    flags: Mapping[str, str] = FLAGS,
+    description: str = "",
+    prog: str | None = None,
+) -> ArgumentParser:
+    """A parser for exactly these components, loss terms and the trainer's options."""
+    parser = ArgumentParser(prog=prog, description=description, exit_on_error=False)
+    parser.add_argument(*CONFIG_FLAGS, action=ActionConfigFile, help="A recipe: a YAML file or a recipe name (p2p list recipes).")
+    for flag, kind in flags.items():
+        component = registry.get(kind, names.get(flag) or registry.default(kind))
+        _add_factory_arguments(parser, component.factory, flag, skip=ENGINE_ARGUMENTS[kind], what=f"{kind} {component.name!r}")
+        parser.add_argument(
+            f"--{flag}.{RESERVED_OPTION}",
+            type=str,
+            default=component.name,
+            help=f"The {kind}, by name: {', '.join(registry.available(kind))}. Written --{flag} NAME.",
+        )
+    parser.add_argument("--loss", type=str, default=DEFAULT_LOSS, help="Objective terms joined by '+', e.g. l1, cgan, gan+l1, cgan+l1.")
+    for term in loss.split("+"):
+        component = registry.get("loss", term)
+        _add_factory_arguments(parser, component.factory, f"loss_options.{term}", skip=frozenset(), what=f"loss {term!r}")
+    parser.add_class_arguments(TrainConfig, "trainer", instantiate=False)
+    _describe_group_options(parser, flags)
+    return parser
+
+
+def _add_factory_arguments(parser: ArgumentParser, factory: Any, key: str, *, skip: frozenset[str], what: str) -> None:
+    """The factory's keyword parameters as ``--KEY.OPTION``, typed and documented from its signature and docstring."""
+    import inspect
+
+    adder = parser.add_class_arguments if inspect.isclass(factory) else parser.add_function_arguments
+    try:
+        adder(factory, key, skip=set(skip), fail_untyped=False)
+    except ValueError as error:
+        raise ConfigError(f"the options of {what} cannot be read from its signature: {error}") from None
+
+
+def _describe_group_options(parser: ArgumentParser, flags: Mapping[str, str]) -> None:
+    # jsonargparse gives every group a --KEY CONFIG option; for a component, --KEY takes its name instead
+    # (expand() rewrites it), so say that rather than "Path to a configuration file".
+    for action in parser._actions:
+        for flag in flags:
+            if action.option_strings == [f"--{flag}"]:
+                action.metavar, action.help = "NAME", f"Which {flags[flag]}: a name from `p2p list {flag}`."
+
+
+def parse_spec(
+    argv: list[str],
+    registry: Registry,
+    *,
+    flags: Mapping[str, str] = FLAGS,
+    extend: Any = None,
+    description: str = "",
+    prog: str | None = None,
+) -> tuple[RunSpec, Namespace]:
+    """A RunSpec from argv (``extend(parser)`` adds a command's own options); returns it with the namespace."""
+    expanded = expand(argv, registry, flags=flags)
+    parser = spec_parser(registry, expanded.names, expanded.loss or DEFAULT_LOSS, flags=flags, description=description, prog=prog)
+    if extend is not None:
+        extend(parser)
+    namespace = parse(parser, expanded.tokens)
+    return spec_from(namespace, registry, flags=flags), namespace
+
+
+def parse(parser: ArgumentParser, tokens: list[str]) -> Namespace:
+    """Parse, turning jsonargparse's complaints into one-line ConfigErrors."""
+    try:
+        return parser.parse_args(tokens)
+    except P2PError:
+        raise
+    except Exception as error:  # noqa: BLE001 - jsonargparse raises ArgumentError and others
+        # jsonargparse explains over several indented lines; the CLI prints one.
+        message = " ".join(line.strip() for line in str(error).strip().splitlines() if line.strip())
+        raise ConfigError(message or f"{type(error).__name__} while parsing {' '.join(tokens)}") from None
+
+
+def spec_from(namespace: Namespace, registry: Registry, *, flags: Mapping[str, str] = FLAGS) -> RunSpec:
+    def component(flag: str) -> ComponentSpec:
+        if flag not in flags:
+            return ComponentSpec(registry.default(FLAGS[flag]))
+        options = namespace[flag].as_dict()
+        return ComponentSpec(options.pop(RESERVED_OPTION), options)
+
+    loss_options = namespace.get("loss_options")
+    return RunSpec(
+        generator=component("generator"),
+        disc=component("disc"),
+        data=component("data"),
+        loss=namespace.loss,
+        loss_options=loss_options.as_dict() if loss_options else {},
+        trainer=check_trainer(namespace.trainer.as_dict()),
+    )
+
+
+def options_round_trip(kind: str, name: str, options: Mapping[str, Any], registry: Registry) -> tuple[dict, dict]:
+    """The options as parsed from argv, and again after a trip through ``config.yaml``: they must be equal.
+
+    What the conformance kit checks for every component; public so that it needs nothing private of the CLI.
+    """
+    import tempfile
+
+    if kind == "loss":
+        argv = ["--loss", name, *_option_arguments(f"loss_options.{name}", options)]
+        read = lambda spec: dict(spec.loss_options.get(name, {}))  # noqa: E731
+    else:
+        flag = next(f for f, k in FLAGS.items() if k == kind)
+        argv = [f"--{flag}", name, *_option_arguments(flag, options)]
+        read = lambda spec: dict(getattr(spec, flag).options)  # noqa: E731
+    spec, _ = parse_spec(argv, registry)
+    with tempfile.TemporaryDirectory() as folder:
+        saved = Path(folder, "config.yaml")
+        saved.write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
+        again, _ = parse_spec(["--config", str(saved)], registry)
+    return read(spec), read(again)
+
+
+def _option_arguments(key: str, options: Mapping[str, Any]) -> list[str]:
+    import os
+
+    plain = {k: os.fspath(v) if hasattr(v, "__fspath__") else v for k, v in options.items()}
+    return [arg for option, value in plain.items() for arg in (f"--{key}.{option}", yaml.safe_dump(value).strip().removesuffix("\n..."))]
+

@@ -1,0 +1,44 @@
+"""The networks a spec names, built through the registry, and the paper's initialisation.
+
+Training (:mod:`p2p_core.model`) and inference (:mod:`p2p_core.inference`) both build their networks here, so
+a checkpoint always rebuilds exactly what was trained, and loading a model for inference needs nothing of training.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from p2p_core.registry import Registry, default_registry
+from p2p_core.spec import RunSpec, Shapes
+
+
+def build_generator(run: RunSpec, shapes: Shapes, registry: Registry | None = None) -> nn.Module:
+    """The generator ``run`` names, for ``shapes``' channels and training size."""
+    registry = registry or default_registry()
+    return registry.create(
+        "generator",
+        run.generator.name,
+        in_channels=shapes.in_channels,
+        out_channels=shapes.out_channels,
+        image_size=shapes.image_size,
+        **run.generator.options,
+    )
+
+
+def build_discriminator(run: RunSpec, shapes: Shapes, registry: Registry | None = None) -> nn.Module:
+    """The discriminator ``run`` names, seeing ``shapes.disc_in_channels`` channels."""
+    registry = registry or default_registry()
+    return registry.create("discriminator", run.disc.name, in_channels=shapes.disc_in_channels, **run.disc.options)
+
+
+def init_weights(module: nn.Module, gain: float) -> None:
+    """The paper's N(0, 0.02) initialisation; norm scales N(1, 0.02); biases 0."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(layer.weight, 0.0, gain)
+        elif isinstance(layer, nn.modules.batchnorm._BatchNorm) and layer.weight is not None:
+            nn.init.normal_(layer.weight, 1.0, gain)
+        else:
+            continue
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)

@@ -1,0 +1,300 @@
+"""The run spec: what a training run is made of, as typed, versioned data.
+
+``p2p fit`` parses argv and YAML into a :class:`RunSpec`; the run writes it to ``config.yaml`` and into every
+checkpoint; every command that reads a checkpoint gets it back through :func:`read_checkpoint` as a
+:class:`TrainedSpec`, with the shapes the data decided. Components are kept by registry name (``unet``), never
+by import path, so a spec names what a user typed and loading one imports nothing.
+
+This module imports neither torch nor a plugin: the CLI's help and every reader of a spec stay light.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+
+from p2p_core.errors import ConfigError, DataError
+
+SPEC_VERSION = 2
+"""Version 1 is the untyped ``components`` dict that checkpoints held before; it is still read."""
+SPEC_KEY = "p2p_spec"
+"""The key that holds the version in ``config.yaml``."""
+Mode = Literal["paper", "eval"]
+MODES: dict[str, str] = {
+    "paper": "paper: dropout on and batch statistics at test time, as in the paper",
+    "eval": "eval: dropout off and BatchNorm's running statistics (PyTorch eval mode)",
+}
+
+
+def _plain_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    # Paths become text: checkpoints and YAML hold plain data only.
+    return {str(k): os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in dict(options or {}).items()}
+
+
+@attrs.frozen
+class ComponentSpec:
+    """A registered component's name and the user's options for it (its factory's keyword arguments)."""
+
+    name: str = attrs.field(validator=attrs.validators.instance_of(str))
+    options: Mapping[str, Any] = attrs.field(factory=dict, converter=_plain_options)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML form: ``{name: unet, ngf: 64, ...}``."""
+        return {"name": self.name, **self.options}
+
+
+def _positive(instance: object, attribute: attrs.Attribute, value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"--trainer.{attribute.name} must be positive, got {value}")
+
+
+def _at_least(minimum: int):  # noqa: ANN202 - an attrs validator
+    def check(instance: object, attribute: attrs.Attribute, value: int | None) -> None:
+        if value is not None and value < minimum:
+            raise ValueError(f"--trainer.{attribute.name} must be at least {minimum}, got {value}")
+
+    return check
+
+
+def _finite(instance: object, attribute: attrs.Attribute, value: float) -> None:
+    if not math.isfinite(value):
+        raise ValueError(f"--trainer.{attribute.name} must be a finite number, got {value}")
+
+
+def _fraction(instance: object, attribute: attrs.Attribute, value: float) -> None:
+    if not 0 <= value < 1:
+        raise ValueError(f"--trainer.{attribute.name} must be in [0, 1), got {value}")
+
+
+@attrs.define(kw_only=True)
+class TrainConfig:
+    """Optimisation, schedule and bookkeeping; the defaults are the paper's."""
+
+    n_epochs: int = attrs.field(default=100, validator=_at_least(0))
+    """Epochs at the initial learning rate."""
+    n_epochs_decay: int = attrs.field(default=100, validator=_at_least(0))
+    """Epochs over which the learning rate then decays linearly to 0."""
+    max_steps: int | None = attrs.field(default=None, validator=_at_least(1))
+    """Stop after this many steps in total. The schedule is fitted to the shorter run: the rate stays constant
+    for the same share of it as n_epochs is of all epochs, then decays linearly to 0 at the last step."""
+    batch_size: int = attrs.field(default=1, validator=_at_least(1))
+    """Pairs per step (the paper: 1)."""
+    lr: float = attrs.field(default=2e-4, validator=[_finite, _positive])
+    """Adam's initial learning rate."""
+    beta1: float = attrs.field(default=0.5, validator=_fraction)
+    """Adam's first-moment decay."""
+    beta2: float = attrs.field(default=0.999, validator=_fraction)
+    """Adam's second-moment decay."""
+    init_gain: float = attrs.field(default=0.02, validator=[_finite, _positive])
+    """Standard deviation of the N(0, gain) weight initialisation."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where training runs; auto takes CUDA when torch sees it."""
+    num_workers: int = attrs.field(default=2, validator=_at_least(0))
+    """Data-loading processes; 0 loads in the training process."""
+    seed: int = 0
+    """Seeds weights, data order, jitter and dropout: the same seed gives the same run."""
+    log_every: int = attrs.field(default=50, validator=_at_least(1))
+    """Steps between TensorBoard scalars and progress lines (averaged over the interval; the first step too)."""
+    image_every: int = attrs.field(default=500, validator=_at_least(1))
+    """Steps between input | output | target image grids in TensorBoard (the first step too)."""
+    checkpoint_every: int = attrs.field(default=5000, validator=_at_least(1))
+    """Steps between checkpoints; one is always written at the end."""
+    progress: bool = True
+    """Report progress: a live bar with the loss terms on a terminal, a plain line every log_every steps
+    otherwise (log files, clusters); false prints only the final lines."""
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    """A NaN/Inf loss or gradient stops the run (the last checkpoint stays intact), or skips that update."""
+    nproc: int = attrs.field(default=1, validator=_at_least(1))
+    """Processes on this machine; more than 1 reruns the command under torchrun (DistributedDataParallel)."""
+    sync_batchnorm: bool = False
+    """With several GPUs, BatchNorm statistics over the whole batch rather than each process's share."""
+    dist_timeout: float = attrs.field(default=600.0, validator=[_finite, _positive])
+    """Seconds a process waits for the others before the job fails instead of hanging."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """bf16 runs forward passes and losses under autocast: faster on recent GPUs, different numerics."""
+    channels_last: bool = False
+    """Keep images and weights in NHWC layout, which GPU convolution kernels prefer."""
+    compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = "none"
+    """torch.compile the networks; reduce-overhead also replays CUDA graphs (needs fixed image sizes)."""
+    validate_every: int = attrs.field(default=0, validator=_at_least(0))
+    """Steps between validations (and once at the end); 0 turns validation off."""
+    validate_samples: int = attrs.field(default=16, validator=_at_least(1))
+    """Validation pairs scored each time: a fixed subset, spread evenly over the val split."""
+    best_metric: Literal["l1", "psnr", "ssim", "hist_L", "hist_a", "hist_b"] = "l1"
+    """Which validation score picks checkpoints/best.pt (l1 lower is better; the others higher)."""
+    validate_mode: Mode = "paper"
+    """Test-time behaviour while validating: paper (dropout, batch statistics) or eval."""
+
+    def learning_rate_factor(self, step: int, total_steps: int) -> float:
+        """The schedule on the run's real length: 1 for the first n_epochs/(n_epochs + n_epochs_decay) of
+        ``total_steps``, then linear decay that reaches 0 after the last step (the paper's shape, per step)."""
+        epochs = self.n_epochs + self.n_epochs_decay
+        if self.n_epochs_decay == 0 or epochs == 0:
+            return 1.0
+        constant = total_steps * self.n_epochs / epochs
+        decay = total_steps - constant
+        return min(1.0, max(0.0, (total_steps - step) / (decay + 1)))
+
+
+@attrs.frozen(kw_only=True)
+class RunSpec:
+    """Everything ``p2p fit`` trains from. Field names are the command line's (``--disc``, ``--data``)."""
+
+    generator: ComponentSpec
+    disc: ComponentSpec
+    data: ComponentSpec
+    loss: str = "cgan+l1"
+    """Objective terms joined by '+'."""
+    loss_options: Mapping[str, Mapping[str, Any]] = attrs.field(
+        factory=dict, converter=lambda terms: {str(k): _plain_options(v) for k, v in dict(terms or {}).items()}
+    )
+    trainer: TrainConfig = attrs.field(factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, as config.yaml and checkpoints hold it."""
+        return {
+            SPEC_KEY: SPEC_VERSION,
+            "generator": self.generator.to_dict(),
+            "disc": self.disc.to_dict(),
+            "data": self.data.to_dict(),
+            "loss": self.loss,
+            "loss_options": {k: dict(v) for k, v in self.loss_options.items()},
+            "trainer": attrs.asdict(self.trainer),
+        }
+
+    @classmethod
+    def from_dict(cls, content: Mapping[str, Any], *, source: str) -> RunSpec:
+        """The spec from its plain form, checked field by field; errors name ``source`` and the field."""
+        content = _mapping(content, source, "the spec")
+        components = {key: _component(content.get(key), source, key) for key in ("generator", "disc", "data")}
+        loss = content.get("loss", "cgan+l1")
+        if not isinstance(loss, str):
+            raise DataError(f"{source}: loss must be text such as 'cgan+l1', got {loss!r}")
+        loss_options = _mapping(content.get("loss_options") or {}, source, "loss_options")
+        for term, options in loss_options.items():
+            _mapping(options, source, f"loss_options.{term}")
+        trainer = _mapping(content.get("trainer") or {}, source, "trainer")
+        known = {field.name for field in attrs.fields(TrainConfig)}
+        unknown = sorted(set(trainer) - known)
+        if unknown:
+            raise DataError(f"{source}: unknown trainer option(s) {', '.join(unknown)}")
+        try:
+            train = TrainConfig(**trainer)
+        except (TypeError, ValueError) as error:
+            raise DataError(f"{source}: {error}") from None
+        return cls(**components, loss=loss, loss_options=loss_options, trainer=train)
+
+
+@attrs.frozen(kw_only=True)
+class Shapes:
+    """What the data decided when the networks were built."""
+
+    in_channels: int = attrs.field(validator=_at_least(1))
+    out_channels: int = attrs.field(validator=_at_least(1))
+    image_size: int = attrs.field(validator=_at_least(1))
+    """The side of the square training crops."""
+    disc_in_channels: int | None = None
+    """What the discriminator sees (None without one): the output's channels, plus the input's if conditional."""
+
+
+@attrs.frozen(kw_only=True)
+class TrainedSpec:
+    """What a checkpoint says about the model in it: the run spec, the shapes, and who provided the components."""
+
+    run: RunSpec
+    shapes: Shapes
+    plugins: Mapping[str, str] = attrs.field(factory=dict)
+    """Distribution -> version of every plugin loaded when it was trained."""
+    adversarial: bool = True
+    """Whether a discriminator was trained (the objective had an adversarial term)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"spec": self.run.to_dict(), "shapes": attrs.asdict(self.shapes), "plugins": dict(self.plugins),
+                "adversarial": self.adversarial}
+
+
+def read_checkpoint(state: Mapping[str, Any], *, source: str) -> TrainedSpec:
+    """The typed spec of a loaded checkpoint, of this format (2) or the previous one (1: ``components``)."""
+    version = state.get("format")
+    if version == 2:
+        shapes = _mapping(state.get("shapes"), source, "shapes")
+        try:
+            typed_shapes = Shapes(**{k: _integer(v, source, f"shapes.{k}") if v is not None else None for k, v in shapes.items()})
+        except (TypeError, ValueError) as error:
+            raise DataError(f"{source}: shapes: {error}") from None
+        return TrainedSpec(
+            run=RunSpec.from_dict(state.get("spec"), source=source),
+            shapes=typed_shapes,
+            plugins=dict(_mapping(state.get("plugins") or {}, source, "plugins")),
+            adversarial=bool(state.get("adversarial", True)),
+        )
+    if version == 1 or (version is None and "components" in state):
+        return _read_version_1(_mapping(state.get("components"), source, "components"), source)
+    raise DataError(f"{source}: unknown checkpoint format {version!r}; it was written by a newer p2p, or is not p2p's")
+
+
+def _read_version_1(components: Mapping[str, Any], source: str) -> TrainedSpec:
+    """Checkpoints written before the spec existed: an untyped dict of the same facts."""
+    generator = _mapping(components.get("generator"), source, "components.generator")
+    discriminator = components.get("discriminator")
+    disc = _mapping(discriminator, source, "components.discriminator") if discriminator is not None else None
+    dataset = components.get("dataset")
+    if not isinstance(dataset, str):
+        raise DataError(f"{source}: components.dataset must name a dataset, got {dataset!r}")
+    run = RunSpec(
+        generator=ComponentSpec(_text(generator.get("name"), source, "components.generator.name"),
+                                _mapping(generator.get("options") or {}, source, "components.generator.options")),
+        disc=ComponentSpec(_text(disc.get("name"), source, "components.discriminator.name"),
+                           _mapping(disc.get("options") or {}, source, "components.discriminator.options"))
+        if disc else ComponentSpec("patch70"),
+        data=ComponentSpec(dataset, _mapping(components.get("dataset_options") or {}, source, "components.dataset_options")),
+        loss=_text(components.get("loss", "cgan+l1"), source, "components.loss"),
+        loss_options=_mapping(components.get("loss_options") or {}, source, "components.loss_options"),
+    )
+    try:
+        shapes = Shapes(
+            in_channels=_integer(generator.get("in_channels"), source, "components.generator.in_channels"),
+            out_channels=_integer(generator.get("out_channels"), source, "components.generator.out_channels"),
+            image_size=_integer(generator.get("image_size"), source, "components.generator.image_size"),
+            disc_in_channels=_integer(disc.get("in_channels"), source, "components.discriminator.in_channels") if disc else None,
+        )
+    except ValueError as error:
+        raise DataError(f"{source}: {error}") from None
+    plugins = _mapping(components.get("plugins") or {}, source, "components.plugins")
+    return TrainedSpec(run=run, shapes=shapes, plugins=dict(plugins), adversarial=disc is not None)
+
+
+def _component(value: Any, source: str, key: str) -> ComponentSpec:
+    content = _mapping(value, source, key)
+    options = {k: v for k, v in content.items() if k != "name"}
+    return ComponentSpec(_text(content.get("name"), source, f"{key}.name"), options)
+
+
+def _mapping(value: Any, source: str, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise DataError(f"{source}: {what} must be a mapping, got {type(value).__name__} {value!r:.60}")
+    return value
+
+
+def _text(value: Any, source: str, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise DataError(f"{source}: {what} must be a name, got {value!r:.60}")
+    return value
+
+
+def _integer(value: Any, source: str, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DataError(f"{source}: {what} must be a positive whole number, got {value!r:.60}")
+    return value
+
+
+def check_trainer(options: Mapping[str, Any]) -> TrainConfig:
+    """A TrainConfig from parsed options, its range checks as ConfigErrors naming the option."""
+    try:
+        return TrainConfig(**options)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
