@@ -8,6 +8,8 @@ innermost blocks, and Tanh on the output. In the U-Net, decoder block i also see
 from __future__ import annotations
 
 import math
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 
@@ -16,12 +18,30 @@ from p2p_core.layers import Norm, norm_layer
 
 DROPOUT_BLOCKS = 3  # the paper's CD512-CD512-CD512 (CD512-CD1024-CD1024 with skips)
 
+DropoutPlacement = Literal["paper", "reference"]
+"""Which decoder blocks end in dropout: the paper's three innermost, or those the PyTorch reference
+(junyanz/pytorch-CycleGAN-and-pix2pix) uses, one block further out: the ``depth - 5`` after the innermost."""
+
+
+def dropout_blocks(depth: int, placement: DropoutPlacement) -> range:
+    """The decoder blocks, counted from the bottleneck (0 the innermost), that end in dropout."""
+    if placement == "paper":
+        return range(min(DROPOUT_BLOCKS, depth - 1))
+    if placement == "reference":
+        # The reference's UnetGenerator gives dropout to its num_downs - 5 ngf*8 blocks between the innermost
+        # one and the four it builds around them; eval mode does not see it, the paper's test-time mode does.
+        return range(1, depth - 4)
+    raise ValueError(f"dropout_placement must be 'paper' or 'reference', got {placement!r}")
+
 
 class UNet(nn.Module):
     """U-Net: encoder-decoder with skips between layer i and n-i (the paper's generator).
 
     ``depth`` stride-2 blocks, by default as many as halve ``image_size`` down to a 1x1 bottleneck: 8 for 256,
-    7 for 128, 9 for 512.
+    7 for 128, 9 for 512. ``dropout_placement`` "paper" puts dropout in the three decoder blocks nearest the
+    bottleneck; "reference" in the ``depth - 5`` after the innermost (decoder blocks 2-4 at depth 8), as the
+    PyTorch reference does, so that its imported models (``p2p_core.reference``) also match in the paper's
+    test-time mode. Both have the same parameters.
     """
 
     skips = True
@@ -36,6 +56,7 @@ class UNet(nn.Module):
         norm: Norm = "batch",
         dropout: float = 0.5,
         depth: int | None = None,
+        dropout_placement: DropoutPlacement = "paper",
     ) -> None:
         super().__init__()
         depth = depth or max(2, int(math.log2(image_size)))
@@ -46,6 +67,7 @@ class UNet(nn.Module):
         # BatchNorm's shift makes a bias redundant; InstanceNorm (no affine) and no norm need one.
         bias = norm != "batch"
         widths = [ngf * min(2**i, 8) for i in range(depth)]
+        dropped = dropout_blocks(depth, dropout_placement)
 
         self.encoder = nn.ModuleList()
         for i, width in enumerate(widths):
@@ -68,7 +90,7 @@ class UNet(nn.Module):
                     nn.ReLU(),
                     nn.ConvTranspose2d(joined, out, 4, 2, 1, bias=bias or outermost),
                     nn.Tanh() if outermost else norm_layer(norm, out),
-                    nn.Dropout(dropout) if depth - 1 - i < DROPOUT_BLOCKS and not outermost else nn.Identity(),
+                    nn.Dropout(dropout) if depth - 1 - i in dropped else nn.Identity(),
                 )
             )
 

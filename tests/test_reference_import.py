@@ -1,0 +1,238 @@
+"""Importing the PyTorch reference's (junyanz/pytorch-CycleGAN-and-pix2pix) state dicts into p2p's components.
+
+The shared files are real reference models and their outputs; the synthetic tests turn p2p modules into the
+reference's layout with a small inverse of the layout rules (checked against a real file's keys and shapes
+where the shared data is present) to cover other depths, widths, channels and norms.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import p2p_core
+from p2p_core.errors import DataError
+from p2p_core.reference import convert, load_reference
+
+SHARED = Path(os.environ.get("P2P_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+WEIGHTS = SHARED / "data" / "reference-weights"
+needs_weights = pytest.mark.skipif(not (WEIGHTS / "cases.pt").is_file(), reason=f"no reference weights in {WEIGHTS}")
+TOLERANCE = 1e-5
+
+# What the shared README says each file was built as.
+FILES = {
+    "unet256_ngf8_batch": ("unet", {"ngf": 8, "norm": "batch", "depth": 8}),
+    "unet256_ngf8_batch_legacy": ("unet", {"ngf": 8, "norm": "batch", "depth": 8}),
+    "unet128_ngf8_instance": ("unet", {"ngf": 8, "norm": "instance", "depth": 7}),
+    "patch70_ndf8_batch": ("patch", {"ndf": 8, "norm": "batch", "n_layers": 3}),
+    "patch16_ndf8_batch": ("patch", {"ndf": 8, "norm": "batch", "n_layers": 1}),
+    "pixel_ndf8_batch": ("pixel", {"ndf": 8, "norm": "batch"}),
+}
+
+
+def outputs(module: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The module's output in the two modes the shared cases record."""
+    with torch.no_grad():
+        module.eval()
+        evaluated = module(x)
+        module.train()
+        for dropout in (m for m in module.modules() if isinstance(m, nn.Dropout)):
+            dropout.eval()
+        return {"eval": evaluated, "batch_stats_no_dropout": module(x)}
+
+
+@needs_weights
+@pytest.mark.parametrize("stem", FILES)
+def test_reference_files_reproduce_the_reference_outputs(stem):
+    case = torch.load(WEIGHTS / "cases.pt", weights_only=True)[stem.removesuffix("_legacy")]
+    converted = load_reference(WEIGHTS / f"{stem}.pth")
+    name, options = FILES[stem]
+    assert converted.name == name and options.items() <= converted.options.items()
+    assert converted.in_channels == case["input"].shape[1]
+    for mode, output in outputs(converted.build(), case["input"]).items():
+        assert (output - case[mode]).abs().max().item() <= TOLERANCE, mode
+
+
+def dropout_blocks(unet: nn.Module) -> list[int]:
+    """The decoder blocks with dropout, counted from the bottleneck."""
+    return [i for i, block in enumerate(unet.decoder) if any(isinstance(m, nn.Dropout) for m in block)]
+
+
+@needs_weights
+def test_converted_unets_place_dropout_where_the_reference_does():
+    """The reference's num_downs - 5 dropout blocks sit just outside the innermost: decoder blocks 1..depth-5."""
+    for stem, blocks in [("unet256_ngf8_batch", [1, 2, 3]), ("unet128_ngf8_instance", [1, 2])]:
+        assert dropout_blocks(load_reference(WEIGHTS / f"{stem}.pth").build()) == blocks
+
+
+# -- the layout rules, on synthetic models ------------------------------------------------------------
+
+
+def reference_layout(unet: nn.Module) -> dict[str, torch.Tensor]:
+    """A p2p U-Net's state dict as the reference's nested UnetSkipConnectionBlocks name and order it."""
+    state, depth, block = {}, unet.depth, "model.model"
+    for level in range(depth):
+        outermost, innermost = level == 0, level == depth - 1
+        if outermost:
+            down, up = f"{block}.0", f"{block}.3"
+        else:
+            down, up = f"{block}.1", f"{block}.3" if innermost else f"{block}.5"
+        modules = {
+            f"encoder.{level}.1": down,
+            f"encoder.{level}.2": f"{block}.2",
+            f"decoder.{depth - 1 - level}.1": up,
+            f"decoder.{depth - 1 - level}.2": f"{block}.4" if innermost else f"{block}.6",
+        }
+        for key, tensor in unet.state_dict().items():
+            module, _, leaf = key.rpartition(".")
+            if module in modules:
+                if module == f"decoder.{depth - 1 - level}.1" and leaf == "weight" and not innermost:
+                    tensor = torch.cat(tensor.chunk(2)[::-1])  # the reference concatenates the skip first
+                state[f"{modules[module]}.{leaf}"] = tensor.clone()
+        block = f"{block}.1.model" if outermost else f"{block}.3.model"
+    return state
+
+
+def randomised(module: nn.Module) -> nn.Module:
+    """Non-trivial weights and running statistics, so a misplaced tensor changes the output."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for tensor in module.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.copy_(torch.rand_like(tensor) + 0.5 if tensor.dim() == 1 else torch.randn_like(tensor) * 0.1)
+    return module
+
+
+def unet(**options) -> nn.Module:
+    options = {"in_channels": 1, "out_channels": 2, "image_size": 64, "ngf": 4, "norm": "batch", **options}
+    return randomised(p2p_core.create("generator", "unet", **options))
+
+
+@needs_weights
+def test_the_tests_inverse_layout_matches_a_real_reference_file():
+    real = torch.load(WEIGHTS / "unet256_ngf8_batch.pth", weights_only=True)
+    made = reference_layout(unet(in_channels=3, out_channels=3, image_size=256, ngf=8))
+    assert {k: v.shape for k, v in made.items()} == {k: v.shape for k, v in real.items()}
+
+
+@pytest.mark.parametrize(
+    ("options", "image_size"),
+    [
+        ({"norm": "batch", "depth": 6}, 64),
+        ({"norm": "instance", "depth": 5, "ngf": 6}, 32),
+        ({"norm": "batch", "depth": 9, "ngf": 2}, 512),
+    ],
+)
+def test_unet_round_trips_through_the_reference_layout(options, image_size):
+    original = unet(image_size=image_size, **options)
+    converted = convert(reference_layout(original))
+    assert (converted.role, converted.name) == ("generator", "unet")
+    assert (converted.in_channels, converted.out_channels) == (1, 2)
+    assert converted.options == {"ngf": 4, **options, "dropout_placement": "reference"}
+    assert converted.image_size == image_size
+    expected = original.state_dict()
+    assert converted.state_dict.keys() == expected.keys()
+    assert all(torch.equal(converted.state_dict[key], expected[key]) for key in expected)
+    x = torch.rand(2, 1, image_size, image_size) * 2 - 1
+    rebuilt = converted.build()
+    assert torch.equal(outputs(rebuilt, x)["eval"], outputs(original, x)["eval"])
+
+
+@pytest.mark.parametrize(
+    ("name", "options"), [("patch", {"n_layers": 2, "norm": "instance"}), ("patch", {"n_layers": 4}), ("pixel", {})]
+)
+def test_discriminators_round_trip(name, options):
+    original = randomised(p2p_core.create("discriminator", name, in_channels=4, ndf=4, **options))
+    prefix = "net" if name == "pixel" else "model"  # the reference's PixelDiscriminator calls its Sequential net
+    converted = convert({re.sub(r"^model\.", f"{prefix}.", key): t for key, t in original.state_dict().items()})
+    assert (converted.role, converted.name, converted.in_channels) == ("discriminator", name, 4)
+    assert converted.options == {"ndf": 4, "norm": "batch", **options}
+    assert all(torch.equal(converted.state_dict[key], tensor) for key, tensor in original.state_dict().items())
+
+
+def test_legacy_form_is_accepted_and_its_batch_counts_filled_in():
+    original = unet(depth=5)
+    state = {f"module.{key}": t for key, t in reference_layout(original).items() if not key.endswith("num_batches_tracked")}
+    converted = convert(state)
+    counts = {key: t for key, t in converted.state_dict.items() if key.endswith("num_batches_tracked")}
+    assert len(counts) == sum(isinstance(m, nn.BatchNorm2d) for m in original.modules())
+    assert all(t.item() == 0 for t in counts.values())
+    x = torch.rand(1, 1, 32, 32)
+    assert torch.equal(outputs(converted.build(), x)["eval"], outputs(original, x)["eval"])
+
+
+def test_legacy_instance_norm_statistics_are_dropped_as_the_reference_drops_them():
+    original = unet(depth=5, norm="instance")
+    state = reference_layout(original)
+    state |= {"model.model.1.model.2.running_mean": torch.zeros(8), "model.model.1.model.2.running_var": torch.ones(8)}
+    converted = convert(state)
+    assert converted.options["norm"] == "instance"
+    assert converted.state_dict.keys() == original.state_dict().keys()
+
+
+def test_a_wrong_shape_is_an_error_naming_the_tensor():
+    state = reference_layout(unet(depth=5))
+    key = "model.model.1.model.3.model.2.running_var"
+    state[key] = torch.ones(5)
+    with pytest.raises(DataError, match=re.escape(key)):
+        convert(state, source="shoes.pth")
+
+
+@pytest.mark.parametrize("extra", ["model.model.1.model.3.model.7.weight", "model.model.1.model.1.running_mean", "model.model.9.bias"])
+def test_an_extra_tensor_is_an_error_naming_it(extra):
+    state = reference_layout(unet(depth=5)) | {extra: torch.zeros(8)}
+    with pytest.raises(DataError, match=re.escape(extra)):
+        convert(state)
+
+
+def test_a_missing_tensor_is_an_error_naming_it():
+    state = reference_layout(unet(depth=5))
+    key = "model.model.1.model.3.model.5.weight"
+    del state[key]
+    with pytest.raises(DataError, match=re.escape(key)):
+        convert(state)
+
+
+def test_a_discriminator_with_an_extra_tensor_is_an_error_naming_it():
+    state = {**p2p_core.create("discriminator", "patch", in_channels=6, ndf=4).state_dict(), "model.4.weight": torch.zeros(1)}
+    with pytest.raises(DataError, match=re.escape("model.4.weight")):
+        convert(state)
+
+
+def test_reference_norm_none_is_refused_rather_than_given_biases():
+    state = reference_layout(unet(depth=5, norm="none"))
+    outermost_up = "model.model.3.bias"  # the reference gives the last layer a bias whatever the norm
+    state = {key: t for key, t in state.items() if not key.endswith(".bias") or key == outermost_up}
+    with pytest.raises(DataError, match="norm 'none'"):
+        convert(state)
+
+
+def test_other_architectures_are_refused():
+    resnet_like = {"model.1.weight": torch.zeros(4, 3, 7, 7), "model.2.weight": torch.zeros(4)}
+    with pytest.raises(DataError):
+        convert(resnet_like)
+    with pytest.raises(DataError):
+        convert({"encoder.0.1.weight": torch.zeros(4, 3, 4, 4)})
+
+
+def test_load_reference_finds_one_nested_state_dict_and_refuses_code(tmp_path):
+    state = reference_layout(unet(depth=5))
+    torch.save({"state_dict": state, "epoch": 200, "note": "netG"}, tmp_path / "nested.pth")
+    assert load_reference(tmp_path / "nested.pth").options["depth"] == 5
+    torch.save({"G": state, "D": state}, tmp_path / "two.pth")
+    with pytest.raises(DataError, match="'G', 'D'"):
+        load_reference(tmp_path / "two.pth")
+    torch.save(nn.Linear(1, 1), tmp_path / "module.pth")  # a whole module: needs its classes to unpickle
+    with pytest.raises(DataError, match="module.pth"):
+        load_reference(tmp_path / "module.pth")
+
+
+def test_reference_dropout_placement_keeps_the_papers_parameters():
+    paper, reference = (unet(image_size=256, dropout_placement=p) for p in ("paper", "reference"))
+    assert [p.shape for p in paper.parameters()] == [p.shape for p in reference.parameters()]
+    assert (dropout_blocks(paper), dropout_blocks(reference)) == ([0, 1, 2], [1, 2, 3])
