@@ -80,7 +80,7 @@ class PretrainedEntry:
 
 @attrs.frozen(kw_only=True)
 class DownloadedFile:
-    """A file in the cache, where it came from, and its SHA-256 (hex)."""
+    """A file in the cache, the URL it is fetched from (on a cache hit: would be), and its SHA-256 (hex)."""
 
     path: Path
     url: str
@@ -287,7 +287,8 @@ def _fetch(url: str, dest: Path, *, hint: str) -> str:
             raise DataError(f"{url} answered HTTP {error.code} {error.reason}; {hint}") from None
         except (OSError, http.client.HTTPException) as error:
             raise DataError(f"downloading {url} failed ({error}); run the command again, or {hint}") from None
-        # http.client ends a body that stops short without an error; only the length tells.
+        # http.client ends a body that stops short without an error, so only the length tells (this check is why
+        # this is not torch.hub.download_url_to_file, which keeps such a file as if it were whole).
         if total is not None and received != total:
             raise DataError(f"the download of {url} stopped after {received} of {total} bytes; run the command again")
         os.replace(part, dest)
