@@ -1,0 +1,331 @@
+"""``p2p data download`` and ``p2p pretrained``: the pix2pix authors' datasets and released generators.
+
+Everything fetched goes through a cache, ``$P2P_CACHE`` (default ``~/.cache/p2p``): archives in
+``datasets/``, generators in ``pretrained/``. A file appears there under its own name only once all of it has
+arrived (it is written to a hidden ``.part`` file, checked against the announced length, then renamed), so an
+interrupted transfer never looks complete and the next run simply starts again. A dataset is unpacked into a
+hidden folder next to its destination, with tarfile's ``data`` filter, and renamed into place with a completion
+marker inside, so a failed unpacking leaves nothing behind and a finished one is never fetched or unpacked again.
+
+Mirrors and air-gapped copies: ``url=`` (``--url``), or ``$P2P_DATASETS_URL`` / ``$P2P_PRETRAINED_URL``, replace the
+authors' server by another base (http(s)://, file:// or a plain folder) that holds the same file names.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import os
+import posixpath
+import tarfile
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zlib
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Literal, TypeVar
+
+import attrs
+from tqdm.auto import tqdm
+
+from p2p_core.errors import DataError, UnknownComponentError
+from p2p_core.test_time import Mode
+
+DATASETS_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets"
+PRETRAINED_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch"
+COMPLETE = ".p2p-download-complete"
+"""Marker file in a dataset folder that ``download_dataset`` finished."""
+TIMEOUT_S = 60
+CHUNK = 1 << 20
+
+
+@attrs.frozen(kw_only=True)
+class DatasetEntry:
+    """A dataset ``p2p data download`` knows: an archive holding NAME/{train,val,test}/*.jpg of A|B pairs."""
+
+    name: str
+    url: str | None
+    """The archive; None where it cannot be downloaded (see licence_note)."""
+    description: str
+    recipes: tuple[str, ...] = ()
+    """Recipes (recipes/NAME.yaml) that train on it; they read datasets/NAME."""
+    licence_note: str | None = None
+    """Set where the licence forbids fetching it for the user: how to get and prepare it instead."""
+
+
+@attrs.frozen(kw_only=True)
+class PretrainedEntry:
+    """A released generator ``p2p pretrained download`` knows, and how to use it."""
+
+    name: str
+    url: str
+    description: str
+    translation: str
+    """What it maps, e.g. ``labels -> photo``."""
+    dataset: str
+    """The dataset it was trained on (a DatasetEntry name)."""
+    direction: Literal["AtoB", "BtoA"]
+    """Which half of that dataset's A|B images is its input."""
+    in_channels: int = 3
+    out_channels: int = 3
+    recommended_mode: Mode = "paper"
+    """The p2p ``--mode`` that reproduces how its authors ran it at test time."""
+    image_size: int = 256
+    parameters: int | None = None
+    """Number of parameters, for a converter to check it read the whole network."""
+
+
+@attrs.frozen(kw_only=True)
+class DownloadedFile:
+    """A file in the cache, the URL it is fetched from (on a cache hit: would be), and its SHA-256 (hex)."""
+
+    path: Path
+    url: str
+    sha256: str
+
+    def __str__(self) -> str:
+        return f"{self.path}\nsha256 {self.sha256}"
+
+
+def _recipe(name: str) -> tuple[str, ...]:
+    return (f"recipes/{name}.yaml",)
+
+
+DATASETS: dict[str, DatasetEntry] = {
+    entry.name: entry
+    for entry in [
+        DatasetEntry(
+            name="facades", url=f"{DATASETS_URL}/facades.tar.gz", recipes=_recipe("facades"),
+            description="CMP Facades: photo (A) and label map (B), 400 training pairs",
+        ),
+        DatasetEntry(
+            name="maps", url=f"{DATASETS_URL}/maps.tar.gz",
+            recipes=("recipes/maps_aerial2map.yaml", "recipes/maps_map2aerial.yaml"),
+            description="Google Maps: aerial photo (A) and map (B), 1096 training pairs",
+        ),
+        DatasetEntry(
+            name="edges2shoes", url=f"{DATASETS_URL}/edges2shoes.tar.gz", recipes=_recipe("edges2shoes"),
+            description="UT Zappos50K: edge map (A) and photo (B), 50k training pairs",
+        ),
+        DatasetEntry(
+            name="edges2handbags", url=f"{DATASETS_URL}/edges2handbags.tar.gz", recipes=_recipe("edges2handbags"),
+            description="iGAN handbags: edge map (A) and photo (B), 137k training pairs",
+        ),
+        DatasetEntry(
+            name="night2day", url=f"{DATASETS_URL}/night2day.tar.gz", recipes=_recipe("night2day"),
+            description="Transient Attributes webcams: night (A) and day (B), 17k training pairs",
+        ),
+        DatasetEntry(
+            name="cityscapes", url=None, recipes=_recipe("cityscapes"),
+            description="Cityscapes: photo (A) and semantic label map (B), 2975 training pairs",
+            licence_note=(
+                "the Cityscapes licence does not allow p2p to fetch it for you. Register at "
+                "https://www.cityscapes-dataset.com, download gtFine_trainvaltest.zip and leftImg8bit_trainvaltest.zip "
+                "and unzip them. For each split, gather the photos (leftImg8bit/SPLIT/CITY/X_leftImg8bit.png) in one "
+                "folder and the colour label maps (gtFine/SPLIT/CITY/X_gtFine_color.png) in another, both renamed "
+                "X.png, then run `p2p data combine --a PHOTOS --b LABELS --out datasets/cityscapes --split SPLIT "
+                "--format jpg`, the layout recipes/cityscapes.yaml reads"
+            ),
+        ),
+    ]
+}
+
+_UNET_256 = 54_413_955  # unet_256, ngf 64, batch norm, dropout, 3 -> 3 channels, as all five were released
+
+PRETRAINED: dict[str, PretrainedEntry] = {
+    entry.name: entry
+    for entry in [
+        PretrainedEntry(
+            name="facades_label2photo", url=f"{PRETRAINED_URL}/facades_label2photo.pth", translation="labels -> photo",
+            dataset="facades", direction="BtoA", parameters=_UNET_256,
+            description="CMP Facades label maps to building facades",
+        ),
+        PretrainedEntry(
+            name="sat2map", url=f"{PRETRAINED_URL}/sat2map.pth", translation="aerial photo -> map",
+            dataset="maps", direction="AtoB", parameters=_UNET_256,
+            description="Google Maps satellite photos to street maps",
+        ),
+        PretrainedEntry(
+            name="map2sat", url=f"{PRETRAINED_URL}/map2sat.pth", translation="map -> aerial photo",
+            dataset="maps", direction="BtoA", parameters=_UNET_256,
+            description="Google Maps street maps to satellite photos",
+        ),
+        PretrainedEntry(
+            name="edges2shoes", url=f"{PRETRAINED_URL}/edges2shoes.pth", translation="edges -> photo",
+            dataset="edges2shoes", direction="AtoB", parameters=_UNET_256,
+            description="shoe edge maps to shoe photos",
+        ),
+        PretrainedEntry(
+            name="day2night", url=f"{PRETRAINED_URL}/day2night.pth", translation="day -> night",
+            dataset="night2day", direction="BtoA", parameters=_UNET_256,
+            description="webcam day scenes to night",
+        ),
+    ]
+}
+
+MODE_NOTE = (
+    "mode: the authors' test.py leaves the generator in train mode (dropout on, batch statistics) unless --eval "
+    "is given, so their results are p2p's --mode paper; --mode eval matches their --eval."
+)
+
+
+def cache_dir() -> Path:
+    """Where downloads are kept: ``$P2P_CACHE``, or ``~/.cache/p2p``."""
+    return Path(os.environ.get("P2P_CACHE") or "~/.cache/p2p").expanduser()
+
+
+def download_dataset(
+    *, name: str, to: Path = Path("datasets"), url: str | None = None, entries: Mapping[str, DatasetEntry] | None = None
+) -> Path:
+    """Download one of the pix2pix authors' datasets and unpack it to TO/NAME, the folder its recipes read.
+
+    Args:
+        name: The dataset: facades, maps, edges2shoes, edges2handbags, night2day (cityscapes says how to get it).
+        to: Folder the dataset folder goes in; the recipes expect datasets/NAME relative to where you run p2p.
+        url: Base URL of a mirror holding NAME.tar.gz (http(s)://, file:// or a folder); default
+            $P2P_DATASETS_URL, then the authors' server.
+        entries: The catalogue to look NAME up in; default the built-in one.
+    """
+    entry = _lookup(name, DATASETS if entries is None else entries, kind="dataset to download",
+                    hint=". Make others from your own images with `p2p data combine` or `p2p data edges`.")
+    if entry.licence_note or entry.url is None:
+        raise DataError(f"{entry.name}: {entry.licence_note or 'the catalogue gives no URL for it'}")
+    target = Path(to) / entry.name
+    if (target / COMPLETE).is_file():
+        return target
+    if target.exists():
+        raise DataError(
+            f"{target} exists but was not made by a finished `p2p data download` (no {COMPLETE} in it); "
+            f"move it away or pass another --to"
+        )
+    archive = cache_dir() / "datasets" / _file_name(entry.url)
+    if not archive.is_file():
+        source = _source(entry.url, url, env="P2P_DATASETS_URL")
+        _fetch(source, archive, hint=f"pass --url BASE (or set P2P_DATASETS_URL) to a mirror holding {archive.name}")
+    _unpack(archive, folder=entry.name, target=target)
+    return target
+
+
+def download_pretrained(
+    *, name: str, url: str | None = None, entries: Mapping[str, PretrainedEntry] | None = None
+) -> DownloadedFile:
+    """Download one of the pix2pix authors' released generators (.pth) into the cache, unconverted.
+
+    Args:
+        name: The generator, as `p2p pretrained list` shows them.
+        url: Base URL of a mirror holding NAME.pth (http(s)://, file:// or a folder); default
+            $P2P_PRETRAINED_URL, then the authors' server.
+        entries: The catalogue to look NAME up in; default the built-in one.
+    """
+    entry = _lookup(name, PRETRAINED if entries is None else entries, kind="pretrained generator",
+                    hint=". `p2p pretrained list` shows them with what they translate.")
+    path = cache_dir() / "pretrained" / f"{entry.name}.pth"
+    source = _source(entry.url, url, env="P2P_PRETRAINED_URL")
+    if path.is_file():
+        with path.open("rb") as file:
+            return DownloadedFile(path=path, url=source, sha256=hashlib.file_digest(file, "sha256").hexdigest())
+    sha256 = _fetch(source, path, hint=f"pass --url BASE (or set P2P_PRETRAINED_URL) to a mirror holding {path.name}")
+    return DownloadedFile(path=path, url=source, sha256=sha256)
+
+
+def pretrained_list_text(entries: Mapping[str, PretrainedEntry] | None = None) -> str:
+    """The catalogue as a table, for `p2p pretrained list`."""
+    entries = PRETRAINED if entries is None else entries
+    header = ("name", "translates", "trained on", "mode", "description")
+    rows = [
+        (e.name, e.translation, f"{e.dataset} {e.direction}", e.recommended_mode, e.description)
+        for e in sorted(entries.values(), key=lambda e: e.name)
+    ]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+    return "\n".join([*lines, "", MODE_NOTE])
+
+
+_Entry = TypeVar("_Entry", DatasetEntry, PretrainedEntry)
+
+
+def _lookup(name: str, entries: Mapping[str, _Entry], *, kind: str, hint: str) -> _Entry:
+    if name not in entries:
+        raise UnknownComponentError(kind, name, entries, hint=hint)
+    return entries[name]
+
+
+def _file_name(url: str) -> str:
+    return posixpath.basename(urllib.parse.urlsplit(url).path)
+
+
+def _source(default: str, base: str | None, *, env: str) -> str:
+    """``default``, or the file of the same name under the base URL given as an argument or in ``env``."""
+    base = base or os.environ.get(env)
+    if not base:
+        return default
+    if "://" not in base:  # a plain folder is a mirror too
+        base = Path(base).resolve().as_uri()
+    return f"{base.rstrip('/')}/{_file_name(default)}"
+
+
+def _fetch(url: str, dest: Path, *, hint: str) -> str:
+    """Download ``url`` to ``dest`` with a progress bar; return its SHA-256. ``dest`` appears only when complete."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    handle, part_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    part, digest = Path(part_name), hashlib.sha256()
+    try:
+        try:
+            with os.fdopen(handle, "wb") as file, urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+                expected = response.headers.get("Content-Length")
+                total = int(expected) if expected else None
+                with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name) as bar:
+                    while chunk := response.read(CHUNK):
+                        file.write(chunk)
+                        digest.update(chunk)
+                        bar.update(len(chunk))
+                received = file.tell()
+        except urllib.error.HTTPError as error:
+            raise DataError(f"{url} answered HTTP {error.code} {error.reason}; {hint}") from None
+        except (OSError, http.client.HTTPException) as error:
+            raise DataError(f"downloading {url} failed ({error}); run the command again, or {hint}") from None
+        # http.client ends a body that stops short without an error, so only the length tells (this check is why
+        # this is not torch.hub.download_url_to_file, which keeps such a file as if it were whole).
+        if total is not None and received != total:
+            raise DataError(f"the download of {url} stopped after {received} of {total} bytes; run the command again")
+        os.replace(part, dest)
+    finally:
+        part.unlink(missing_ok=True)
+    return digest.hexdigest()
+
+
+def _unpack(archive: Path, *, folder: str, target: Path) -> None:
+    """Unpack ``folder``/ of ``archive`` to ``target``, all or nothing; a bad archive is removed from the cache."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as scratch:
+        try:
+            with tarfile.open(archive) as tar:
+                members = tqdm(tar, desc=f"unpacking {archive.name}", unit=" files")
+                tar.extractall(scratch, members=members, filter=_safe_member)
+        except tarfile.FilterError as error:
+            raise _discard(archive, f"holds {error.tarinfo.name!r}, which would land outside the dataset folder") from None
+        except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as error:
+            raise _discard(archive, f"is truncated or damaged ({error})") from None
+        unpacked = Path(scratch) / folder
+        if not (unpacked / "train").is_dir():
+            raise _discard(archive, f"does not hold {folder}/train/, so it is not the {folder} dataset")
+        (unpacked / COMPLETE).write_text(f"unpacked from {archive}\n")
+        unpacked.rename(target)
+
+
+def _safe_member(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo:
+    # The data filter refuses "..", links out and device files, but only strips a leading "/"; refuse that too.
+    if PurePosixPath(member.name).is_absolute():
+        raise tarfile.AbsolutePathError(member)
+    return tarfile.data_filter(member, path)
+
+
+def _discard(archive: Path, problem: str) -> DataError:
+    archive.unlink(missing_ok=True)
+    return DataError(
+        f"{archive} {problem}; nothing was unpacked, and the archive was removed from the cache so that the "
+        f"next run downloads it afresh"
+    )
