@@ -72,6 +72,38 @@ def test_combine_never_overwrites_silently_and_a_new_split_leaves_no_copies(tmp_
     assert len(train) == len(val) == 3 and not train & val
 
 
+def contents(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.mark.parametrize("out", ["ds", "ds/train", "link", "link/train"])
+def test_combine_never_writes_into_its_inputs_even_with_overwrite(tmp_path: Path, out: str):
+    names = ["x.png", "y.png"]
+    write_folders(tmp_path, names, names)
+    combine(a=tmp_path / "A", b=tmp_path / "B", out=tmp_path / "ds")
+    (tmp_path / "link").symlink_to(tmp_path / "ds")
+    before = contents(tmp_path)
+    # A from the dataset's own train folder, B as before: OUT holds (or is) the folder A is read from.
+    with pytest.raises(ConfigError, match=r"--out .* input folder .*train"):
+        combine(a=tmp_path / "ds" / "train", b=tmp_path / "B", out=tmp_path / out, overwrite=True)
+    assert contents(tmp_path) == before
+
+
+def test_combine_reads_every_input_before_changing_anything(tmp_path: Path):
+    names = ["x.png", "y.png", "z.png"]
+    write_folders(tmp_path, names, names)
+    combine(a=tmp_path / "A", b=tmp_path / "B", out=tmp_path / "ab", format="jpg")
+    before = contents(tmp_path / "ab")
+    damaged = tmp_path / "B" / "z.png"  # last in the list; its header still reads
+    damaged.write_bytes(damaged.read_bytes()[:60])
+    with pytest.raises(DataError, match=r"z\.png"):
+        combine(a=tmp_path / "A", b=tmp_path / "B", out=tmp_path / "ab", overwrite=True)
+    assert contents(tmp_path / "ab") == before and {p.name for p in (tmp_path / "ab").iterdir()} == {"train"}
+    with pytest.raises(DataError, match=r"z\.png"):
+        combine(a=tmp_path / "A", b=tmp_path / "B", out=tmp_path / "new" / "ab")
+    assert not (tmp_path / "new").exists()
+
+
 def test_combine_keeps_alpha_and_refuses_it_in_jpeg_before_writing(tmp_path: Path):
     write_image(pixels(4, 6, 8, 0), tmp_path / "A" / "x.png")
     write_image(pixels(3, 6, 8, 1), tmp_path / "B" / "x.png")
