@@ -278,15 +278,20 @@ def _write(
             f"to replace them, or choose another --out"
         )
     created = [folder for folder in (out, *out.parents) if not folder.exists()]  # deepest first
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".p2p-data-", dir=out))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".p2p-data-", dir=out))
+    except OSError as error:
+        raise DataError(f"cannot write to --out {out}: {error.strerror or error}; choose another --out") from None
     try:
         for name in tqdm(list(plan), unit="pair", dynamic_ncols=True, disable=None):
             write_image(pair(name), staging / plan[name] / f"{name}.{format}")
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(staging)
         for folder in created:
             folder.rmdir()
+        if isinstance(error, OSError):  # a full disk, say; decoding errors are DataErrors already
+            raise DataError(f"cannot write to --out {out}: {error.strerror or error}; nothing was changed there") from None
         raise
     written = {out / split / f"{name}.{format}" for name, split in plan.items()}
     for path in sorted(written):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from collections import deque
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from p2p_core import datatools
 from p2p_core.cli import main
 from p2p_core.datatools import assign_splits, combine, connected_components, edge_map, fit_square, remove_fragments
 from p2p_core.errors import ConfigError, DataError
@@ -102,6 +105,25 @@ def test_combine_reads_every_input_before_changing_anything(tmp_path: Path):
     with pytest.raises(DataError, match=r"z\.png"):
         combine(a=tmp_path / "A", b=tmp_path / "B", out=tmp_path / "new" / "ab")
     assert not (tmp_path / "new").exists()
+
+
+def test_combine_on_a_full_disk_leaves_the_output_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    names = ["x.png", "y.png"]
+    write_folders(tmp_path, names, names)
+    combine(a=tmp_path / "A", b=tmp_path / "B", out=tmp_path / "ab")
+    before = contents(tmp_path / "ab")
+    writes = []
+
+    def full_at_the_second(image: torch.Tensor, path: Path) -> None:
+        writes.append(path)
+        if len(writes) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        write_image(image, path)
+
+    monkeypatch.setattr(datatools, "write_image", full_at_the_second)
+    with pytest.raises(DataError, match=r"cannot write to --out .*ab: No space left on device; nothing was changed"):
+        combine(a=tmp_path / "A", b=tmp_path / "B", out=tmp_path / "ab", format="jpg", overwrite=True)
+    assert contents(tmp_path / "ab") == before and len(writes) == 2
 
 
 def test_combine_keeps_alpha_and_refuses_it_in_jpeg_before_writing(tmp_path: Path):
