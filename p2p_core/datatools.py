@@ -2,14 +2,21 @@
 
 ``combine`` pairs two folders, A/ and B/, by file name; ``edges`` makes edges -> photo pairs from plain
 photos, the way edges2shoes and edges2handbags were made. Both write ``OUT/{train,val,test}/NAME.png`` (or
-``.jpg``) with A on the left half and B on the right, check every input before writing anything, replace no
-existing file unless told to, and draw the train/val split from a seed, so the same inputs and seed give
-the same dataset, byte for byte.
+``.jpg``) with A on the left half and B on the right, replace no existing file unless told to, and draw the
+train/val split from a seed, so the same inputs and seed give the same dataset, byte for byte.
+
+They never write into their inputs: an OUT that is or holds an input folder is refused, with or without
+``--overwrite``. And every input is read before anything in OUT changes: the pairs are written to a hidden
+folder inside OUT first and moved into place (a rename each) only once all of them are written, so a bad file,
+a full disk or Ctrl+C leaves OUT as it was.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -71,6 +78,7 @@ def combine(
         format: png (lossless, keeps alpha) or jpg (smaller; quality 95, no alpha).
         overwrite: Replace output files of the same names (in any split folder); otherwise they are an error.
     """
+    _refuse_output_over_inputs(Path(out), Path(a), Path(b))
     a_files, b_files = _by_name(Path(a)), _by_name(Path(b))
     names = sorted(a_files.keys() & b_files.keys())
     if not names:
@@ -154,6 +162,7 @@ def edges(
     if size < 1:
         raise ConfigError(f"--size must be a positive number of pixels, got {size}")
     _check_edge_options(sigma=sigma, low_threshold=low_threshold, high_threshold=high_threshold)
+    _refuse_output_over_inputs(Path(out), Path(photos))
     files = _by_name(Path(photos))
 
     def pair(name: str) -> Tensor:
@@ -268,11 +277,42 @@ def _write(
             f"{len(existing)} output file(s) already exist: {_some([str(p) for p in existing])}; pass --overwrite "
             f"to replace them, or choose another --out"
         )
+    created = [folder for folder in (out, *out.parents) if not folder.exists()]  # deepest first
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".p2p-data-", dir=out))
+    except OSError as error:
+        raise DataError(f"cannot write to --out {out}: {error.strerror or error}; choose another --out") from None
+    try:
+        for name in tqdm(list(plan), unit="pair", dynamic_ncols=True, disable=None):
+            write_image(pair(name), staging / plan[name] / f"{name}.{format}")
+    except BaseException as error:
+        shutil.rmtree(staging)
+        for folder in created:
+            folder.rmdir()
+        if isinstance(error, OSError):  # a full disk, say; decoding errors are DataErrors already
+            raise DataError(f"cannot write to --out {out}: {error.strerror or error}; nothing was changed there") from None
+        raise
+    written = {out / split / f"{name}.{format}" for name, split in plan.items()}
+    for path in sorted(written):
+        path.parent.mkdir(exist_ok=True)
+        os.replace(staging / path.relative_to(out), path)
     for path in existing:
-        path.unlink()
-    for name in tqdm(list(plan), unit="pair", dynamic_ncols=True, disable=None):
-        write_image(pair(name), out / plan[name] / f"{name}.{format}")
+        if path not in written:  # the same name in another split or format, replaced by the new pair
+            path.unlink()
+    shutil.rmtree(staging)
     return Report(out=out, written=Counter(plan.values()), notes=tuple(notes))
+
+
+def _refuse_output_over_inputs(out: Path, *inputs: Path) -> None:
+    # Resolved, so that a symlink or a "ds/../ds" cannot hide that OUT is an input or holds one.
+    where = out.resolve()
+    for folder in inputs:
+        if folder.resolve() == where or where in folder.resolve().parents:
+            raise ConfigError(
+                f"--out {out} is or holds the input folder {folder}; writing there could replace or delete the "
+                f"inputs, so choose an --out outside it"
+            )
 
 
 def _by_name(folder: Path) -> dict[str, Path]:

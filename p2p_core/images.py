@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -23,12 +24,22 @@ Preprocess = Literal["resize_and_crop", "crop", "none"]
 def list_images(folder: Path, *, layout: str = "") -> list[Path]:
     """Image files directly in ``folder``, in natural order (2.jpg before 10.jpg).
 
-    ``layout`` describes what the folder should look like, for the error when it is missing or empty.
+    ``layout`` describes what the folder should look like, for the error when it is missing or empty. Names
+    with an image suffix that are not regular files (folders, symlink loops, links to devices such as
+    /dev/zero, broken links) are left out, and a warning names them.
     """
     hint = f"; expected {layout}" if layout else ""
     if not folder.is_dir():
         raise DataError(f"data folder {folder} does not exist{hint}")
-    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    named = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+    files = [p for p in named if p.is_file()]  # follows links; False for loops, devices, folders, dangling links
+    if skipped := sorted(set(named) - set(files)):
+        shown = ", ".join(p.name for p in skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        warnings.warn(
+            f"{folder}: skipped {len(skipped)} name(s) with an image suffix that are not regular files (folders, "
+            f"symlink loops, broken links or links to devices): {shown}",
+            stacklevel=2,
+        )
     if not files:
         raise DataError(f"data folder {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}){hint}")
     return sorted(files, key=lambda p: (len(p.stem), p.stem) if p.stem.isdigit() else (float("inf"), p.stem))
@@ -48,12 +59,31 @@ def read_image(path: Path, *, channels: int = 3) -> Tensor:
 
 
 def decode(image: Image.Image, *, channels: int = 3) -> Tensor:
-    """An opened image as channels x H x W floats in [-1, 1], converted as :func:`read_image` describes."""
+    """An opened image as channels x H x W floats in [-1, 1], converted as :func:`read_image` describes.
+
+    Grayscale of more than 8 bits is scaled to 8 (PIL's convert would clip it): 16-bit integers from
+    [0, 65535], 32-bit floats from [0, 1], their usual range. A 32-bit image whose pixels fall outside that
+    range has no known mapping and raises a ValueError saying so (read_image names the file in a DataError).
+    """
     if channels not in CHANNEL_MODES:
         raise DataError(f"channels must be 1 (grayscale), 3 (RGB) or 4 (RGBA), got {channels}")
-    if image.mode.startswith("I"):  # 16-bit grayscale: PIL's convert would clip it, not scale it
-        image = image.point(lambda value: value / 257).convert("L")
+    if image.mode == "F" or image.mode.startswith("I"):
+        image = _to_8_bits(image)
     return to_signed(TF.pil_to_tensor(image.convert(CHANNEL_MODES[channels])))
+
+
+def _to_8_bits(image: Image.Image) -> Image.Image:
+    low, high = image.getextrema()
+    floats = image.mode == "F"
+    top = 1 if floats else 65535
+    if not 0 <= low <= high <= top:  # NaN fails every comparison, so it is refused too
+        kind = "32-bit floating-point" if floats else "32-bit integer"
+        raise ValueError(
+            f"its {kind} pixels range from {low:g} to {high:g}, outside [0, {top}], so they have no known mapping "
+            f"to the model's [-1, 1]; rescale them to [0, {top}] or save the image with 8 or 16 bits per channel"
+        )
+    # + 0.5: convert to "L" truncates, so this rounds to the nearest level.
+    return image.point(lambda value: value * (255 / top) + 0.5).convert("L")
 
 
 def image_header(path: Path) -> tuple[int, int, bool]:

@@ -124,16 +124,20 @@ def translate(
     batch = image if image.dim() == 4 else image[None]
     height, width = batch.shape[-2:]
     if shorter_side is not None:
-        if shorter_side < 1:
-            raise ConfigError(f"the shorter side to scale to must be at least 1 pixel, got {shorter_side}")
-        scale = shorter_side / min(height, width)
-        size = [max(1, round(height * scale)), max(1, round(width * scale))]
-        batch = TF.resize(batch, size, antialias=True)
+        batch = TF.resize(batch, list(scaled_size(height, width, shorter_side=shorter_side)), antialias=True)
     padded, (rows, columns) = pad_to_multiple(batch, multiple)
     output = generator(padded)[..., rows, columns]
     if shorter_side is not None:
         output = TF.resize(output, [height, width], antialias=True)
     return output if image.dim() == 4 else output[0]
+
+
+def scaled_size(height: int, width: int, *, shorter_side: int) -> tuple[int, int]:
+    """(height, width) scaled so the shorter side is ``shorter_side``, as :func:`translate` scales an image."""
+    if shorter_side < 1:
+        raise ConfigError(f"the shorter side to scale to must be at least 1 pixel, got {shorter_side}")
+    scale = shorter_side / min(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def translate_files(

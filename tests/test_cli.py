@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,7 @@ def test_print_config_shows_the_resolved_defaults(capsys):
 
 def test_list_and_describe(capsys):
     code, out, _ = run(["list", "disc"], capsys)
-    assert code == 0 and "patch70" in out and "p2p 0.1.0" in out and "unet" not in out
+    assert code == 0 and "patch70" in out and f"p2p {version('p2p')}" in out and "unet" not in out
     code, out, _ = run(["describe", "generator", "unet"], capsys)
     assert code == 0 and "--generator.ngf" in out and "in_channels" in out
 
@@ -148,7 +149,7 @@ def broken_dataset(tmp_path: Path, kind: str) -> Path:
         (["--loss", "cgan+l2"], "unknown loss 'l2'; did you mean 'l1'?"),
         (["--loss", "gan+cgan"], "disagree on what the one discriminator sees"),
         (["--data", "aligned", "--data.root", "/no/such/folder"], "data folder /no/such/folder/train does not exist"),
-        (["--generator.ngf", "many"], "Expected a <class 'int'>. Got value: many"),
+        (["--generator.ngf", "many"], "many"),
         (["--trainer.device", "tpu"], "tpu"),
         (["--config", "nope.yaml"], "config 'nope.yaml' is neither a file nor a recipe name"),
     ],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from collections import deque
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from p2p_core import datatools
 from p2p_core.cli import main
 from p2p_core.datatools import assign_splits, combine, connected_components, edge_map, fit_square, remove_fragments
 from p2p_core.errors import ConfigError, DataError
@@ -70,6 +73,57 @@ def test_combine_never_overwrites_silently_and_a_new_split_leaves_no_copies(tmp_
     train = {p.name for p in (tmp_path / "ab" / "train").iterdir()}
     val = {p.name for p in (tmp_path / "ab" / "val").iterdir()}
     assert len(train) == len(val) == 3 and not train & val
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.mark.parametrize("out", ["ds", "ds/train", "link", "link/train"])
+def test_combine_never_writes_into_its_inputs_even_with_overwrite(tmp_path: Path, out: str):
+    names = ["x.png", "y.png"]
+    write_folders(tmp_path, names, names)
+    combine(a=tmp_path / "A", b=tmp_path / "B", out=tmp_path / "ds")
+    (tmp_path / "link").symlink_to(tmp_path / "ds")
+    before = contents(tmp_path)
+    # A from the dataset's own train folder, B as before: OUT holds (or is) the folder A is read from.
+    with pytest.raises(ConfigError, match=r"--out .* input folder .*train"):
+        combine(a=tmp_path / "ds" / "train", b=tmp_path / "B", out=tmp_path / out, overwrite=True)
+    assert contents(tmp_path) == before
+
+
+def test_combine_reads_every_input_before_changing_anything(tmp_path: Path):
+    names = ["x.png", "y.png", "z.png"]
+    write_folders(tmp_path, names, names)
+    combine(a=tmp_path / "A", b=tmp_path / "B", out=tmp_path / "ab", format="jpg")
+    before = contents(tmp_path / "ab")
+    damaged = tmp_path / "B" / "z.png"  # last in the list; its header still reads
+    damaged.write_bytes(damaged.read_bytes()[:60])
+    with pytest.raises(DataError, match=r"z\.png"):
+        combine(a=tmp_path / "A", b=tmp_path / "B", out=tmp_path / "ab", overwrite=True)
+    assert contents(tmp_path / "ab") == before and {p.name for p in (tmp_path / "ab").iterdir()} == {"train"}
+    with pytest.raises(DataError, match=r"z\.png"):
+        combine(a=tmp_path / "A", b=tmp_path / "B", out=tmp_path / "new" / "ab")
+    assert not (tmp_path / "new").exists()
+
+
+def test_combine_on_a_full_disk_leaves_the_output_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    names = ["x.png", "y.png"]
+    write_folders(tmp_path, names, names)
+    combine(a=tmp_path / "A", b=tmp_path / "B", out=tmp_path / "ab")
+    before = contents(tmp_path / "ab")
+    writes = []
+
+    def full_at_the_second(image: torch.Tensor, path: Path) -> None:
+        writes.append(path)
+        if len(writes) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        write_image(image, path)
+
+    monkeypatch.setattr(datatools, "write_image", full_at_the_second)
+    with pytest.raises(DataError, match=r"cannot write to --out .*ab: No space left on device; nothing was changed"):
+        combine(a=tmp_path / "A", b=tmp_path / "B", out=tmp_path / "ab", format="jpg", overwrite=True)
+    assert contents(tmp_path / "ab") == before and len(writes) == 2
 
 
 def test_combine_keeps_alpha_and_refuses_it_in_jpeg_before_writing(tmp_path: Path):

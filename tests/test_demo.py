@@ -12,10 +12,13 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 import pytest
 import torch
@@ -25,12 +28,13 @@ from PIL import Image
 from conftest import SMOKE
 from p2p_core.cli import main
 from p2p_core.errors import ConfigError
-from p2p_core.images import decode, to_pil
+from p2p_core.images import decode, read_image, to_pil
 from p2p_core.inference import load_generator, translate
 
 pytest.importorskip("flask", reason="p2p demo needs the demo extra: pip install -e '.[demo]'")
 requests = pytest.importorskip("requests", reason="the HTTP tests need the test extra: pip install -e '.[test]'")
 from p2p_core.demo import server  # noqa: E402  (imports Flask)
+from werkzeug.serving import BaseWSGIServer  # noqa: E402
 
 SIZE = 64  # the smoke recipe's crop size, so the model's resolution
 SEED = 0
@@ -51,7 +55,7 @@ def base_url(run_dir: Path) -> Iterator[str]:
     """The demo served from a thread on a free port, by the functions `p2p demo` serves it with."""
     trained = load_generator(run_dir, mode="paper")
     app = server.create_app(trained=trained, device=torch.device("cpu"), seed=SEED, limits=LIMITS)
-    httpd = server.bind(app, host="127.0.0.1", port=0)
+    httpd = server.bind(app, host="127.0.0.1", port=0, timeout_s=LIMITS.timeout_s)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield server.url(host=httpd.host, port=httpd.port)
@@ -141,24 +145,46 @@ def test_info_describes_the_model(base_url: str):
     assert (info["max_bytes"], info["max_pixels"]) == (LIMITS.max_bytes, LIMITS.max_pixels)
 
 
-def float_tiff() -> bytes:
+def float_tiff(value: float) -> bytes:
     encoded = io.BytesIO()
-    Image.new("F", (8, 8), 0.5).save(encoded, format="TIFF")
+    Image.new("F", (8, 8), value).save(encoded, format="TIFF")
     return encoded.getvalue()
+
+
+def test_a_float_tiff_in_0_1_is_translated_as_predict_reads_it(base_url: str, run_dir: Path, tmp_path: Path):
+    data = float_tiff(0.5)
+    response = post(base_url, data)
+    assert response.status_code == 200, response.text
+    (tmp_path / "half.tif").write_bytes(data)
+    trained = load_generator(run_dir, mode="paper")
+    torch.manual_seed(SEED)
+    with torch.inference_mode():
+        wanted = to_pil(translate(trained.module, read_image(tmp_path / "half.tif", channels=3)))
+    assert within_one_level(opened(response.content), wanted)
+
+
+def tall(height: int) -> bytes:
+    """A 1-pixel-wide PNG: a few KiB however tall, and padded to the generator's multiple in width."""
+    return png(Image.new("L", (1, height)))
 
 
 BAD_UPLOADS = [
     # (name, files, query, status, part of the message)
     ("text", {"image": ("notes.txt", b"a shopping list, not a picture")}, {}, 415, "not a format PIL can read"),
     ("truncated", {"image": ("cut.png", png(pattern("RGB"))[:80])}, {}, 415, "cannot read the upload as an image"),
-    ("float pixels", {"image": ("depth.tiff", float_tiff())}, {}, 415, "floating-point pixels"),
+    ("float pixels", {"image": ("depth.tiff", float_tiff(2.0))}, {}, 415, "floating-point pixels range from 2 to 2"),
     ("empty", {"image": ("empty.png", b"")}, {}, 400, "'empty.png' is empty"),
     ("other field", {"file": ("a.png", png(pattern("RGB")))}, {}, 400, "multipart form field 'image'"),
     ("too many bytes", {"image": ("noise.png", os.urandom(400_000))}, {}, 413, "over the limit of 300,000"),
     ("too many pixels", {"image": ("big.png", png(Image.new("L", (500, 401))))}, {}, 413, "500 x 401 = 200,500 pixels"),
-    ("resize too large", {"image": ("a.png", png(pattern("RGB")))}, {"resize": 500}, 413, "833 x 500 = 416,500 pixels after resize"),
+    ("too many pixels to scale down", {"image": ("big.png", png(Image.new("L", (500, 401))))}, {"resize": 32}, 413, "500 x 401 = 200,500 pixels"),
+    ("resize too large", {"image": ("a.png", png(pattern("RGB")))}, {"resize": 500}, 413,
+     "resize=500 to 833 x 500 and padded to a multiple of 64, the generator would compute 896 x 512 = 458,752 pixels"),
+    ("padded too large", {"image": ("tall.png", tall(150_000))}, {}, 413, "would compute 64 x 150016 = 9,601,024 pixels"),
     ("resize not a number", {"image": ("a.png", png(pattern("RGB")))}, {"resize": "half"}, 400, "got 'half'"),
-    ("resize zero", {"image": ("a.png", png(pattern("RGB")))}, {"resize": 0}, 400, "at least 1"),
+    ("resize not ASCII", {"image": ("a.png", png(pattern("RGB")))}, {"resize": "\u00b2"}, 400, "got '\u00b2'"),
+    ("resize huge", {"image": ("a.png", png(pattern("RGB")))}, {"resize": "9" * 5000}, 400, "from 1 to 65536"),
+    ("resize zero", {"image": ("a.png", png(pattern("RGB")))}, {"resize": 0}, 400, "from 1 to 65536"),
 ]  # fmt: skip
 
 
@@ -206,7 +232,118 @@ def test_a_taken_port_is_an_error_that_names_it_and_the_fix(run_dir: Path):
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         with pytest.raises(ConfigError, match=rf"cannot listen on 127\.0\.0\.1:{port}: .*pick another --port"):
-            server.bind(app, host="127.0.0.1", port=port)
+            server.bind(app, host="127.0.0.1", port=port, timeout_s=LIMITS.timeout_s)
+
+
+def half_sent(host: str, port: int) -> socket.socket:
+    """A connection that sends a request's headers and the start of its body, then nothing more."""
+    connection = socket.create_connection((host, port), timeout=30)
+    part = b'--x\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n' + png(pattern("RGB"))[:100]
+    head = b"POST /translate HTTP/1.1\r\nHost: %s\r\nContent-Type: multipart/form-data; boundary=x\r\n" % host.encode()
+    connection.sendall(head + b"Content-Length: 100000\r\n\r\n" + part)
+    return connection
+
+
+def closed_by_server(connection: socket.socket, *, within: float) -> bool:
+    """Whether the server ends the connection (with or without a 408 first) within ``within`` seconds."""
+    connection.settimeout(within)
+    try:
+        while connection.recv(4096):
+            pass
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        connection.close()
+
+
+class Gate(torch.nn.Module):
+    """A generator held at each call until ``open`` is set: a translation that lasts as long as a test wants."""
+
+    def __init__(self, generator: torch.nn.Module) -> None:
+        super().__init__()
+        self.generator, self.size_multiple = generator, generator.size_multiple
+        self.entered, self.open = threading.Event(), threading.Event()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.entered.set()
+        assert self.open.wait(timeout=60)
+        return self.generator(x)
+
+
+@pytest.fixture
+def gated_server(run_dir: Path) -> Iterator[tuple[str, BaseWSGIServer, Gate]]:
+    """The demo with a gated generator, room for one upload at a time and a 1 s timeout."""
+    limits = attrs.evolve(LIMITS, max_busy=1, timeout_s=1.0)
+    trained = load_generator(run_dir, mode="eval")
+    gate = Gate(trained.module)
+    app = server.create_app(trained=attrs.evolve(trained, module=gate), device=torch.device("cpu"), seed=SEED, limits=limits)
+    httpd = server.bind(app, host="127.0.0.1", port=0, timeout_s=limits.timeout_s)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield server.url(host=httpd.host, port=httpd.port), httpd, gate
+    gate.open.set()
+    httpd.shutdown()
+    thread.join()
+
+
+def test_an_upload_beyond_max_busy_gets_a_503_and_a_silent_request_is_dropped(gated_server: tuple[str, BaseWSGIServer, Gate]):
+    base_url, httpd, gate = gated_server
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(post, base_url, png(pattern("RGB")))
+        assert gate.entered.wait(timeout=60)  # the first upload holds the only slot
+        busy = post(base_url, png(pattern("RGB")))
+        assert busy.status_code == 503 and "busy" in busy.json()["error"] and busy.headers["Retry-After"] == "1"
+        stalled = half_sent(httpd.host, httpd.port)
+        assert closed_by_server(stalled, within=10)  # dropped after 1 s of silence, though every slot is taken
+        assert requests.get(f"{base_url}info", timeout=10).status_code == 200
+        gate.open.set()
+        assert first.result().status_code == 200
+    assert post(base_url, png(pattern("RGB"))).status_code == 200  # the slot is free again
+
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident memory so far, in bytes (Linux's VmHWM)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)[1]) * 1024
+
+
+LOAD_GROWTH_LIMIT = 64 * 2**20
+"""Peak memory the load test may add to a warmed-up server: measured 1.5 to 4 MiB (before the limits: 1.9 GiB)."""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads peak memory from Linux's /proc")
+def test_under_large_headers_and_half_sent_requests_the_demo_answers_and_stays_small(run_dir: Path):
+    command = [sys.executable, "-m", "p2p_core", "demo", "--ckpt", str(run_dir), "--port", "0", "--device", "cpu",
+               "--mode", "eval", "--max_pixels", str(512 * 512), "--max_busy", "2", "--timeout_s", "2"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        banner = process.stdout.readline() + process.stdout.readline()
+        address = re.search(r"open http://(127\.0\.0\.1):(\d+)/", banner)
+        assert address, banner + process.stderr.read()
+        base_url = f"http://{address[1]}:{address[2]}/"
+        assert post(base_url, png(pattern("RGB", (256, 256)))).status_code == 200
+        before = peak_rss(process.pid)
+        # Each within the upload limit and a few KiB, but megapixels to decode or to compute once padded.
+        large = [(png(Image.new("L", (3000, 3000))), {"resize": 32}), (tall(200_000), {})] * 4
+        stalled = [half_sent(address[1], int(address[2])) for _ in range(20)]
+        with ThreadPoolExecutor(max_workers=len(large)) as pool:
+            answers = list(pool.map(lambda upload: post(base_url, upload[0], **upload[1]), large))
+            assert requests.get(f"{base_url}info", timeout=10).status_code == 200  # the page still loads
+        statuses = [answer.status_code for answer in answers]
+        assert 413 in statuses and set(statuses) <= {413, 503}, [answer.text for answer in answers]
+        assert all(closed_by_server(connection, within=15) for connection in stalled)
+        assert post(base_url, png(pattern("RGB"))).status_code == 200
+        growth = peak_rss(process.pid) - before
+        print(f"peak memory growth under load: {growth / 2**20:.1f} MiB")
+        assert growth < LOAD_GROWTH_LIMIT
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def test_p2p_demo_serves_on_the_address_it_prints_until_ctrl_c(run_dir: Path):

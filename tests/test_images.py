@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from p2p_core.errors import DataError
-from p2p_core.images import PairedJitter, read_image
+from p2p_core.images import PairedJitter, list_images, read_image, to_signed
 
 sides = st.integers(8, 48)
 
@@ -71,3 +75,40 @@ def test_unreadable_image_is_named(tmp_path):
     broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     with pytest.raises(DataError, match=r"cannot read image .*broken\.jpg"):
         read_image(broken)
+
+
+def float_tiff(path: Path, pixels: np.ndarray) -> Path:
+    Image.fromarray(pixels.astype(np.float32), mode="F").save(path, format="TIFF")
+    return path
+
+
+def test_a_float_tiff_in_0_1_reads_as_its_8_bit_equivalent(tmp_path):
+    levels = np.arange(256, dtype=np.float32).reshape(16, 16)
+    found = read_image(float_tiff(tmp_path / "depth.tif", levels / 255), channels=1)
+    assert torch.equal(found, to_signed(torch.from_numpy(levels).to(torch.uint8)[None]))
+    assert torch.equal(read_image(tmp_path / "depth.tif", channels=3), found.expand(3, -1, -1))
+
+
+@pytest.mark.parametrize("value", [2.0, -0.5, float("nan")])
+def test_a_float_tiff_outside_0_1_is_refused_by_name(tmp_path, value):
+    path = float_tiff(tmp_path / "depth.tif", np.full((4, 4), value))
+    with pytest.raises(DataError, match=r"depth\.tif: .*floating-point pixels range .*outside \[0, 1\]"):
+        read_image(path)
+
+
+def test_a_32_bit_integer_image_beyond_16_bits_is_refused_by_name(tmp_path):
+    path = tmp_path / "counts.tif"
+    Image.new("I", (4, 4), 100_000).save(path, format="TIFF")
+    with pytest.raises(DataError, match=r"counts\.tif: .*integer pixels range from 100000"):
+        read_image(path)
+
+
+def test_names_with_an_image_suffix_that_are_not_files_are_skipped_and_named(tmp_path):
+    Image.new("RGB", (4, 4)).save(tmp_path / "real.png")
+    (tmp_path / "folder.png").mkdir()
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
+    (tmp_path / "zeros.png").symlink_to("/dev/zero")
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "missing.jpg")
+    (tmp_path / "linked.png").symlink_to(tmp_path / "real.png")  # a link to a file is a file
+    with pytest.warns(UserWarning, match=r"skipped 4 name\(s\).*: folder\.png, gone\.jpg, loop\.png, zeros\.png$"):
+        assert [p.name for p in list_images(tmp_path)] == ["linked.png", "real.png"]

@@ -4,6 +4,7 @@ broken one does, namely one clear message naming its distribution while everythi
 from __future__ import annotations
 
 import re
+from importlib.metadata import version
 
 import pytest
 
@@ -92,7 +93,7 @@ def test_list_plugins_shows_distribution_version_module_and_registrations(instal
     assert lines[0].split() == ["PLUGIN", "DISTRIBUTION", "VERSION", "MODULE", "REGISTERED"]
     rows = {line.split()[0]: line.split(maxsplit=4) for line in lines[1:]}
     assert rows["good"] == ["good", "p2p-fake-good", "0.3", "fake_good", "generator:tiny"]
-    assert rows["unet"] == ["unet", "p2p", "0.1.0", "p2p_unet", "generator:unet, generator:encoder_decoder"]
+    assert rows["unet"] == ["unet", "p2p", version("p2p"), "p2p_unet", "generator:unet, generator:encoder_decoder"]
     assert set(rows) == {"good", "unet", "patchgan", "gan_losses", "datasets"}
 
 
@@ -187,7 +188,7 @@ def test_a_component_that_breaks_its_protocol_fails_when_built_naming_its_distri
 def test_a_duplicate_name_names_both_distributions_and_the_rest_works(install_distribution):
     _install_broken(install_distribution, DUPLICATE)
     registry = _loaded()
-    origins = {"p2p 0.1.0 (plugin 'unet')", "p2p-fake-broken 1.0 (plugin 'broken')"}  # in the order they loaded
+    origins = {f"p2p {version('p2p')} (plugin 'unet')", "p2p-fake-broken 1.0 (plugin 'broken')"}  # in the order they loaded
     problem = _problem(registry)
     assert problem.startswith("generator 'unet' is registered twice: ")
     assert set(problem.split(": ", 1)[1].split(" and ")) == origins

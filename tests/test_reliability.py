@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import select
 import signal
 import struct
 import subprocess
@@ -28,7 +30,8 @@ from conftest import SMOKE, fit_smoke, make_spec, run
 
 # -- killed runs resume exactly --------------------------------------------------------------------------------
 
-KILL_RUN = ["--data.length", "6", "--trainer.max_steps", "10", "--trainer.checkpoint_every", "1",
+MAX_STEPS = 10
+KILL_RUN = ["--data.length", "6", "--trainer.max_steps", str(MAX_STEPS), "--trainer.checkpoint_every", "1",
             "--generator.ngf", "16", "--disc.ndf", "16"]
 
 
@@ -59,6 +62,15 @@ def kill_while_writing(process: subprocess.Popen, run_dir: Path, delay: float) -
     return "after the run ended"
 
 
+def read_until(process: subprocess.Popen, pattern: re.Pattern, *, timeout: float) -> str:
+    """What the process wrote to stderr until it matched ``pattern``, the process ended, or ``timeout`` s passed."""
+    read, deadline = "", time.monotonic() + timeout
+    while not pattern.search(read) and process.poll() is None and time.monotonic() < deadline:
+        if select.select([process.stderr], [], [], 0.05)[0]:
+            read += os.read(process.stderr.fileno(), 4096).decode(errors="replace")
+    return read
+
+
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     state = checkpoint.load(run_dir)
     return {f"{role}.{k}": v for role, sd in state["models"].items() for k, v in sd.items()} | {
@@ -72,11 +84,14 @@ def test_a_run_killed_at_any_point_resumes_to_the_weights_of_an_uninterrupted_on
     assert fit_process(straight, "--trainer.num_workers", workers).wait(timeout=120) == 0
     interrupted = tmp_path / "killed"
     process = fit_process(interrupted, "--trainer.num_workers", workers)
-    moments = []
+    moments, steps = [], []
     for delay in (0.0, 0.3, 0.1):
         moments.append(kill_while_writing(process, interrupted, delay))
         process.wait(timeout=30)
+        steps.append(checkpoint.load(interrupted)["step"] if checkpoint.checkpoints(interrupted) else 0)
         process = fit_process(interrupted, "--resume", str(interrupted))
+    # Each kill landed while the run was training: otherwise the resumes would prove nothing.
+    assert "after the run ended" not in moments and all(step < MAX_STEPS for step in steps), (moments, steps)
     assert process.wait(timeout=120) == 0, process.stderr.read()
     expected, found = weights(straight), weights(interrupted)
     assert expected.keys() == found.keys()
@@ -86,13 +101,11 @@ def test_a_run_killed_at_any_point_resumes_to_the_weights_of_an_uninterrupted_on
 def test_sigterm_checkpoints_the_current_step_and_exits_cleanly(tmp_path):
     run_dir = tmp_path / "term"
     process = fit_process(run_dir, "--trainer.max_steps", "100000", "--trainer.n_epochs", "100000",
-                          "--trainer.checkpoint_every", "100000", "--trainer.log_every", "1")
-    deadline = time.monotonic() + 60
-    while not list(run_dir.glob("events.*")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
+                          "--trainer.checkpoint_every", "100000", "--trainer.log_every", "1", "--trainer.progress", "true")
+    # Signalled once the progress bar shows a finished step, so the run is training, not still starting.
+    err = read_until(process, re.compile(r"\b[1-9]\d*/100000\b"), timeout=60)
     process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=60)
+    err += process.communicate(timeout=60)[1]
     assert process.returncode == 128 + signal.SIGTERM
     assert "stopped by SIGTERM at step" in err and f"p2p fit --resume {run_dir}" in err
     assert "Traceback" not in err

@@ -27,6 +27,8 @@ def demo(
     seed: int = 0,
     max_upload_mb: float = 20.0,
     max_pixels: int = 2048 * 2048,
+    max_busy: int = 4,
+    timeout_s: float = 30.0,
     registry: Registry | None = None,
 ) -> None:
     """Serve a page to draw an input and watch the model translate it, and POST /translate for scripts.
@@ -41,7 +43,12 @@ def demo(
         seed: The dropout noise of paper mode is drawn from this seed for every request, so the same drawing
             always gives the same output and a changed output comes from the drawing alone.
         max_upload_mb: Largest upload accepted, in megabytes (10^6 bytes).
-        max_pixels: Largest image accepted, in pixels (width x height), after the scaling a request asks for with ?resize=N.
+        max_pixels: Largest image accepted, in pixels (width x height): the upload itself, and what the
+            generator computes after the scaling a request asks for with ?resize=N and the padding to the
+            generator's multiple.
+        max_busy: Uploads decoded or translated at once; more get a 503 (busy) at once instead of waiting in
+            memory.
+        timeout_s: Seconds a connection may send nothing, mid-request or idle, before it is closed.
     """
     if importlib.util.find_spec("flask") is None:
         raise ConfigError(f"p2p demo needs Flask, which is not installed: {INSTALL_HINT}")
@@ -54,6 +61,8 @@ def demo(
         device=device,
         mode=mode,
         seed=seed,
-        limits=server.Limits(max_bytes=round(max_upload_mb * 1_000_000), max_pixels=max_pixels),
+        limits=server.Limits(
+            max_bytes=round(max_upload_mb * 1_000_000), max_pixels=max_pixels, max_busy=max_busy, timeout_s=timeout_s
+        ),
         registry=registry,
     )

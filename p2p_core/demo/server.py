@@ -10,12 +10,21 @@ For scripts::
     curl -F image=@outline.png 'http://127.0.0.1:7860/translate?resize=128' -o photo.png
 
 A request that cannot be served gets a 4xx status and a JSON body ``{"error": "..."}`` saying what to change.
+
+What one request may cost is bounded before any pixel is decoded (see :class:`Limits`): the upload's size
+and the size the generator will compute, after ``?resize=`` and the padding to its multiple, are read from
+the image's header and checked against ``max_pixels``. The answer has the upload's size, so ``?resize=``
+does not let a larger upload in: an image over the limit is refused even when it asks to be scaled down.
+At most ``max_busy`` uploads are decoded or translated at once, and the rest get a 503 at once rather than
+queueing in memory; a connection that sends nothing for ``timeout_s`` seconds is closed, so half-sent
+requests do not hold threads.
 """
 
 from __future__ import annotations
 
 import io
 import ipaddress
+import re
 import socket
 import sys
 import threading
@@ -28,33 +37,52 @@ import torch
 from flask import Flask, Response, jsonify, request
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
-from werkzeug.exceptions import BadRequest, HTTPException, MethodNotAllowed, RequestEntityTooLarge, UnsupportedMediaType
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.exceptions import (
+    BadRequest,
+    HTTPException,
+    MethodNotAllowed,
+    RequestEntityTooLarge,
+    RequestTimeout,
+    ServiceUnavailable,
+    UnsupportedMediaType,
+)
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from p2p_core import checkpoint
 from p2p_core.devices import resolve_device
 from p2p_core.errors import ConfigError
 from p2p_core.images import DECODE_ERRORS, decode, to_pil
-from p2p_core.inference import TrainedGenerator, load_generator, translate
+from p2p_core.inference import TrainedGenerator, load_generator, scaled_size, translate
 from p2p_core.registry import Registry
 from p2p_core.spec import Mode
 
 STATIC = Path(__file__).parent / "static"
 FORMATS = "PNG, JPEG, BMP, WebP or TIFF"
+MAX_RESIZE = 65536
+"""Largest ?resize= read; any value above the square root of max_pixels is refused by the pixel limit anyway."""
 
 
 @attrs.frozen(kw_only=True)
 class Limits:
-    """What one request may ask of the server: it decodes the whole image and runs the model on all of it."""
+    """What requests may ask of the server: each decodes the whole image and runs the model on all of it."""
 
     max_bytes: int
     max_pixels: int
+    """Bounds both the upload's width x height and what the generator computes (after resize and padding)."""
+    max_busy: int = 4
+    """Uploads decoded or translated at once; more get a 503."""
+    timeout_s: float = 30.0
+    """Seconds a connection may stay silent (mid-request or idle) before it is closed."""
 
     def __attrs_post_init__(self) -> None:
         if self.max_bytes < 1:
             raise ConfigError(f"the upload limit must be positive, got {self.max_bytes} bytes; raise --max_upload_mb")
         if self.max_pixels < 1:
             raise ConfigError(f"the pixel limit must be positive, got {self.max_pixels}; raise --max_pixels")
+        if self.max_busy < 1:
+            raise ConfigError(f"the number of uploads served at once must be positive, got {self.max_busy}; raise --max_busy")
+        if not self.timeout_s > 0:
+            raise ConfigError(f"the request timeout must be positive, got {self.timeout_s} s; raise --timeout_s")
 
 
 class Translator:
@@ -81,6 +109,8 @@ def create_app(*, trained: TrainedGenerator, device: torch.device, seed: int, li
     app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = limits.max_bytes
     translator = Translator(trained=trained, device=device, seed=seed)
+    multiple = trained.module.size_multiple
+    busy = threading.BoundedSemaphore(limits.max_busy)
 
     @app.get("/")
     def page() -> Response:
@@ -102,16 +132,30 @@ def create_app(*, trained: TrainedGenerator, device: torch.device, seed: int, li
 
     @app.post("/translate")
     def translate_upload() -> Response:
-        upload = request.files.get("image")
+        shorter_side = _shorter_side(request.args.get("resize"))
+        try:
+            # werkzeug spools a large file part to disk, so a slow upload holds little memory while it arrives.
+            upload = request.files.get("image")
+        except TimeoutError:
+            raise RequestTimeout(f"the upload stopped arriving for {limits.timeout_s:g} s; send it again") from None
         if upload is None:
             raise BadRequest(
                 "send the image as the multipart form field 'image', e.g. curl -F image=@drawing.png URL/translate"
             )
-        data = upload.read()
+        # Refused rather than queued: waiting uploads would hold their decoded images in memory.
+        if not busy.acquire(blocking=False):
+            raise ServiceUnavailable(
+                f"the server is busy with {limits.max_busy} other uploads; try again in a moment", retry_after=1
+            )
+        try:
+            return translated(upload.read(), name=upload.filename, shorter_side=shorter_side)
+        finally:
+            busy.release()
+
+    def translated(data: bytes, *, name: str | None, shorter_side: int | None) -> Response:
         if not data:
-            raise BadRequest(f"the uploaded file {upload.filename!r} is empty")
-        shorter_side = _shorter_side(request.args.get("resize"))
-        image = read_upload(data, channels=trained.in_channels, shorter_side=shorter_side, limits=limits)
+            raise BadRequest(f"the uploaded file {name!r} is empty")
+        image = read_upload(data, channels=trained.in_channels, shorter_side=shorter_side, multiple=multiple, limits=limits)
         started = time.perf_counter()
         output = translator(image, shorter_side=shorter_side).cpu()  # on a GPU, waits for the result
         elapsed_ms = 1000 * (time.perf_counter() - started)
@@ -131,6 +175,7 @@ def create_app(*, trained: TrainedGenerator, device: torch.device, seed: int, li
             )
         response = jsonify(error=message)
         response.status_code = error.code or 500
+        response.retry_after = getattr(error, "retry_after", None)
         if isinstance(error, MethodNotAllowed):
             response.allow.update(error.valid_methods or ())
         return response
@@ -146,22 +191,21 @@ def _label(path: Path) -> str:
 def _shorter_side(value: str | None) -> int | None:
     if value is None:
         return None
-    if not value.isdigit() or int(value) < 1:
-        raise BadRequest(f"resize must be a whole number of pixels, at least 1 (the shorter side to scale to), got {value!r}")
+    # ASCII digits only: str.isdigit() also accepts "²", which int() then refuses.
+    if not re.fullmatch(r"[0-9]{1,6}", value) or not 1 <= int(value) <= MAX_RESIZE:
+        raise BadRequest(
+            f"resize must be a whole number of pixels from 1 to {MAX_RESIZE} (the shorter side to scale to), "
+            f"got {value[:20]!r}"
+        )
     return int(value)
 
 
-def read_upload(data: bytes, *, channels: int, shorter_side: int | None, limits: Limits) -> Tensor:
+def read_upload(data: bytes, *, channels: int, shorter_side: int | None, multiple: int, limits: Limits) -> Tensor:
     """An uploaded file as the model's input; what cannot be used raises a 4xx HTTPException saying why."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             # Checked on the header, before the pixels are decoded.
-            _check_pixels(image.width, image.height, shorter_side=shorter_side, limits=limits)
-            if image.mode == "F":
-                raise UnsupportedMediaType(
-                    "the image has 32-bit floating-point pixels, which have no fixed range to map to the model's "
-                    "[-1, 1]; save it with 8 or 16 bits per channel"
-                )
+            _check_pixels(image.width, image.height, shorter_side=shorter_side, multiple=multiple, limits=limits)
             return decode(image, channels=channels)
     except Image.DecompressionBombError as error:
         raise RequestEntityTooLarge(f"{error}; send a smaller image") from None
@@ -171,23 +215,35 @@ def read_upload(data: bytes, *, channels: int, shorter_side: int | None, limits:
         raise UnsupportedMediaType(f"cannot read the upload as an image ({reason}); send a {FORMATS} file") from None
 
 
-def _check_pixels(width: int, height: int, *, shorter_side: int | None, limits: Limits) -> None:
-    if shorter_side is not None:
-        scale = shorter_side / min(width, height)
-        width, height = max(1, round(width * scale)), max(1, round(height * scale))
+def _check_pixels(width: int, height: int, *, shorter_side: int | None, multiple: int, limits: Limits) -> None:
+    fix = "send a smaller image, or start p2p demo with a larger --max_pixels"
     if width * height > limits.max_pixels:
-        scaled = " after resize" if shorter_side is not None else ""
         raise RequestEntityTooLarge(
-            f"the image is {width} x {height} = {width * height:,} pixels{scaled}, over the limit of "
-            f"{limits.max_pixels:,}; send a smaller image, or start p2p demo with a larger --max_pixels"
+            f"the image is {width} x {height} = {width * height:,} pixels, over the limit of {limits.max_pixels:,} "
+            f"(with or without ?resize=: the answer has the upload's size); {fix}"
+        )
+    how = f"padded to a multiple of {multiple}"
+    rows, columns = height, width
+    if shorter_side is not None:
+        rows, columns = scaled_size(height, width, shorter_side=shorter_side)
+        how = f"scaled by ?resize={shorter_side} to {columns} x {rows} and {how}"
+    rows, columns = -(-rows // multiple) * multiple, -(-columns // multiple) * multiple
+    if rows * columns > limits.max_pixels:
+        raise RequestEntityTooLarge(
+            f"the image is {width} x {height}; {how}, the generator would compute {columns} x {rows} = "
+            f"{rows * columns:,} pixels, over the limit of {limits.max_pixels:,}; {fix}"
+            + (" or a smaller ?resize=" if shorter_side is not None else "")
         )
 
 
-def bind(app: Flask, *, host: str, port: int) -> BaseWSGIServer:
+def bind(app: Flask, *, host: str, port: int, timeout_s: float) -> BaseWSGIServer:
     """A threaded server for ``app`` listening on host:port (0: a free port), not yet serving.
 
-    Threaded, so the page and its files load while a translation runs.
+    Threaded, so the page and its files load while a translation runs. A connection on which nothing
+    arrives for ``timeout_s`` seconds is closed (socketserver sets the timeout on each connection's socket),
+    so a request sent half-way does not hold its thread forever.
     """
+    handler = type("TimedRequestHandler", (WSGIRequestHandler,), {"timeout": timeout_s})
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         # Bound here rather than by werkzeug, which exits the process when the port is taken.
@@ -198,7 +254,7 @@ def bind(app: Flask, *, host: str, port: int) -> BaseWSGIServer:
             "or another --host"
         ) from None
     with listening:  # werkzeug serves a duplicate of the descriptor
-        return make_server(host, port, app, threaded=True, fd=listening.fileno())
+        return make_server(host, port, app, threaded=True, request_handler=handler, fd=listening.fileno())
 
 
 def url(*, host: str, port: int) -> str:
@@ -221,7 +277,8 @@ def serve(
     """Load the generator and serve it until Ctrl+C."""
     where = resolve_device(device)
     trained = load_generator(ckpt, mode=mode, device=where, registry=registry)
-    server = bind(create_app(trained=trained, device=where, seed=seed, limits=limits), host=host, port=port)
+    app = create_app(trained=trained, device=where, seed=seed, limits=limits)
+    server = bind(app, host=host, port=port, timeout_s=limits.timeout_s)
     size = trained.image_size
     print(
         f"p2p demo: {trained.path} (step {trained.step}, {size} x {size}, {mode} mode) on {where}\n"

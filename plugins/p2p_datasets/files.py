@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import abc
 import logging
+import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Literal
 
@@ -11,7 +13,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from p2p_core.errors import DataError
-from p2p_core.images import PairedJitter, Preprocess, list_images, read_image
+from p2p_core.images import PairedJitter, Preprocess, image_header, list_images, read_image
 from p2p_core.protocols import Sample
 
 logger = logging.getLogger(__name__)
@@ -25,8 +27,14 @@ Channels = Literal[1, 3, 4]
 class ImagePairs(Dataset, abc.ABC):
     """Pairs of image files, translated from A to B or back, jittered identically.
 
-    Subclasses say where the pairs are (``find_pairs``) and how to read one (``read_pair``); the options,
-    the direction, the jitter and skipping bad files are shared.
+    Subclasses say where the pairs are (``find_pairs``), how large one is (``stored_size``) and how to read
+    one (``read_pair``); the options, the direction, the jitter, the size checks and skipping bad files are
+    shared.
+
+    Data that may not be what it claims is named in a warning when the dataset is built (from the files'
+    headers, without decoding them): pairs of different sizes within the split, sizes of a val or test split
+    that the train split does not have, and, under ``resize_and_crop``, which squeezes every image to a
+    square, pairs that are far from square (an A|B file without its B half, for instance).
     """
 
     def __init__(
@@ -53,15 +61,46 @@ class ImagePairs(Dataset, abc.ABC):
         self.jitter = PairedJitter(load_size=load_size, crop_size=crop_size, preprocess=preprocess, flip=flip)
         self.image_size = crop_size
         self.skip_bad = skip_bad
-        self.pairs = self.find_pairs()
+        self.preprocess = preprocess
+        self.pairs = self.find_pairs(split)
+        self._check_sizes()
 
     @abc.abstractmethod
-    def find_pairs(self) -> list[tuple[Path, ...]]:
+    def find_pairs(self, split: Split) -> list[tuple[Path, ...]]:
         """The files of each pair under ``root/split``, in a stable order."""
+
+    @abc.abstractmethod
+    def stored_size(self, pair: tuple[Path, ...]) -> tuple[int, int]:
+        """(height, width) of the A image of ``pair`` as stored, from the file's header."""
 
     @abc.abstractmethod
     def read_pair(self, index: int) -> tuple[Tensor, Tensor, Path]:
         """The A and B images of pair ``index`` at their stored size, and the path to report."""
+
+    def _check_sizes(self) -> None:
+        where = self.root / self.split
+        sizes = {pair[0]: self.stored_size(pair) for pair in self.pairs}
+        if len(counts := Counter(sizes.values())) > 1:
+            message = f"the pairs' A images come in {len(counts)} sizes: {_describe(sizes)}; check that they belong together"
+            warnings.warn(f"{where}: {message}", stacklevel=3)
+        if self.split != "train" and (self.root / "train").is_dir():
+            trained_on = {self.stored_size(pair) for pair in self.find_pairs("train")}
+            if others := {path: size for path, size in sizes.items() if size not in trained_on}:
+                warnings.warn(
+                    f"{where}: {len(others)} pair(s) have a size the train split does not have "
+                    f"({', '.join(f'{w}x{h}' for h, w in sorted(trained_on))}): {_describe(others)}; the model is "
+                    f"scored on data shaped unlike what it learnt from",
+                    stacklevel=3,
+                )
+        if self.preprocess == "resize_and_crop":
+            squeezed = {path: (h, w) for path, (h, w) in sizes.items() if max(h, w) > 1.1 * min(h, w)}
+            if squeezed:
+                warnings.warn(
+                    f"{where}: {len(squeezed)} pair(s) are far from square, yet resize_and_crop squeezes each image "
+                    f"to a square: {_describe(squeezed)}; check that each file holds what the dataset expects, or use "
+                    f"--data.preprocess crop or none",
+                    stacklevel=3,
+                )
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -83,9 +122,13 @@ class ImagePairs(Dataset, abc.ABC):
 class AlignedDataset(ImagePairs):
     """Standard pix2pix layout: root/{train,val,test}/*.jpg with A|B side by side."""
 
-    def find_pairs(self) -> list[tuple[Path, ...]]:
+    def find_pairs(self, split: Split) -> list[tuple[Path, ...]]:
         layout = "ROOT/{train,val,test}/*.jpg with A|B side by side (--data.root ROOT)"
-        return [(path,) for path in list_images(self.root / self.split, layout=layout)]
+        return [(path,) for path in list_images(self.root / split, layout=layout)]
+
+    def stored_size(self, pair: tuple[Path, ...]) -> tuple[int, int]:
+        height, width, _ = image_header(pair[0])
+        return height, width // 2
 
     def read_pair(self, index: int) -> tuple[Tensor, Tensor, Path]:
         (path,) = self.pairs[index]
@@ -101,17 +144,21 @@ class AlignedDataset(ImagePairs):
 class FoldersDataset(ImagePairs):
     """Two folders root/{split}/A and root/{split}/B whose files pair up by name."""
 
-    def find_pairs(self) -> list[tuple[Path, ...]]:
+    def find_pairs(self, split: Split) -> list[tuple[Path, ...]]:
         layout = "ROOT/{train,val,test}/{A,B}/ with matching file names (--data.root ROOT)"
-        a_files = {p.stem: p for p in list_images(self.root / self.split / "A", layout=layout)}
-        b_files = {p.stem: p for p in list_images(self.root / self.split / "B", layout=layout)}
+        a_files = {p.stem: p for p in list_images(self.root / split / "A", layout=layout)}
+        b_files = {p.stem: p for p in list_images(self.root / split / "B", layout=layout)}
         unmatched = sorted(set(a_files) ^ set(b_files))
         if unmatched:
             raise DataError(
-                f"{self.root / self.split}: {len(unmatched)} file(s) have no partner in the other folder, "
+                f"{self.root / split}: {len(unmatched)} file(s) have no partner in the other folder, "
                 f"e.g. {', '.join(unmatched[:5])}; A/ and B/ must hold the same file names"
             )
         return [(a_files[stem], b_files[stem]) for stem in sorted(a_files)]
+
+    def stored_size(self, pair: tuple[Path, ...]) -> tuple[int, int]:
+        height, width, _ = image_header(pair[0])
+        return height, width
 
     def read_pair(self, index: int) -> tuple[Tensor, Tensor, Path]:
         a_path, b_path = self.pairs[index]
@@ -129,3 +176,11 @@ def _channels(image: Tensor, channels: int) -> Tensor:
         return (rgb * weights).sum(0, keepdim=True)
     return rgb
 
+
+
+def _describe(sizes: dict[Path, tuple[int, int]], shown: int = 3) -> str:
+    """Sizes (of halves) with how many pairs have each and a file of each, most common first."""
+    counts = Counter(sizes.values())
+    example = {size: path.name for path, size in reversed(sizes.items())}  # the first file of each size wins
+    parts = [f"{count} of {w}x{h} (e.g. {example[h, w]})" for (h, w), count in counts.most_common(shown)]
+    return ", ".join(parts) + (f" and {len(counts) - shown} more size(s)" if len(counts) > shown else "")
