@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from torch import Tensor
+from torch.utils.data._utils.collate import default_collate_fn_map
 
 
 @runtime_checkable
@@ -46,11 +47,26 @@ class Discriminator(Protocol):
 
 
 class Sample(NamedTuple):
-    """One aligned pair: ``a`` is the generator's input, ``b`` its target (after any direction swap)."""
+    """One aligned pair: ``a`` is the generator's input, ``b`` its target (after any direction swap).
+
+    ``labels``, where a dataset knows them, is the scene's class map: an H x W LongTensor aligned with both
+    images (jittered with them), its values indices into the dataset's ``classes``. It is what an FCN-score
+    scorer (``p2p_core.scoring``) learns and is measured against; datasets without labels leave it None.
+    """
 
     a: Tensor
     b: Tensor
     path: str
+    labels: Tensor | None = None
+
+
+def _collate_none(batch: object, *, collate_fn_map: object = None) -> None:
+    return None
+
+
+# DataLoader's default collation knows no None, so a batch of Samples without labels would fail to form;
+# this is the extension point torch documents for default_collate, and a None field stays None in the batch.
+default_collate_fn_map.setdefault(type(None), _collate_none)
 
 
 @runtime_checkable
