@@ -231,10 +231,12 @@ def score(
 
 def check_compatible(scorer: LoadedScorer, *, classes: Sequence[str] | None, channels: int, what: str) -> None:
     """Refuse a scorer that was trained on other classes or another number of image channels than ``what``'s."""
-    if classes is None or tuple(classes) != scorer.classes:
+    if classes is None:
+        raise ConfigError(f"{what} gives no class labels (Sample.labels), so the FCN-score cannot be measured on it; leave out --scorer")
+    if tuple(classes) != scorer.classes:
         raise ConfigError(
             f"scorer {scorer.path} knows the classes {list(scorer.classes)} but {what} has "
-            f"{list(classes) if classes else 'none'}; fit a scorer on the same task (`p2p scorer fit`)"
+            f"{list(classes)}; fit a scorer on the same task (`p2p scorer fit`)"
         )
     if channels != scorer.in_channels:
         raise ConfigError(

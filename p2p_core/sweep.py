@@ -25,9 +25,11 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from p2p_core.errors import ConfigError
 from p2p_core.evaluation import CONSTANT, FOLDERS, TestResult, run_test
-from p2p_core.metrics import HIGHER_IS_BETTER, plot_histograms
+from p2p_core.metrics import HIGHER_IS_BETTER, SEGMENTATION_METRICS, plot_histograms
 from p2p_core.registry import Registry
 from p2p_core.test_time import Mode
+
+HIGHER_IS_BETTER_ANY = HIGHER_IS_BETTER | dict.fromkeys(SEGMENTATION_METRICS, True)
 
 PrepareFit = Callable[[list[str]], Callable[[], Path]]
 """Parses a ``p2p fit`` command line (failing at once on a bad one) and returns what runs it (-> run folder)."""
@@ -159,7 +161,7 @@ def write_seed_tables(
     spread); an unmarked one is within the spread of the best. A rough guide at a few seeds, not a test.
     """
     first_rows = {recipe: group[0].row() for recipe, group in by_recipe.items()}
-    metrics = [key for key in next(iter(first_rows.values())) if key in HIGHER_IS_BETTER]
+    metrics = [key for key in next(iter(first_rows.values())) if key in HIGHER_IS_BETTER_ANY]
     spread: dict[str, dict[str, tuple[float, float]]] = {}
     for recipe, group in by_recipe.items():
         values = {metric: [run.result.metrics[metric] for run in group] for metric in metrics}
@@ -177,7 +179,7 @@ def write_seed_tables(
     write_csv(rows, out_dir / "results.csv")
 
     best = {
-        metric: (max if HIGHER_IS_BETTER[metric] else min)(spread, key=lambda recipe: spread[recipe][metric][0])
+        metric: (max if HIGHER_IS_BETTER_ANY[metric] else min)(spread, key=lambda recipe: spread[recipe][metric][0])
         for metric in metrics
     }
 

@@ -15,7 +15,7 @@ from p2p_core.evaluation import CONSTANT, INPUT, REAL, constant_baseline, measur
 from p2p_core.metrics import SegmentationScores, image_metrics
 from p2p_core.protocols import Sample
 from p2p_core.registry import default_registry
-from p2p_core.scoring import fit_scorer, load_scorer, score
+from p2p_core.scoring import check_compatible, fit_scorer, load_scorer, score
 
 SMOKE = Path(__file__).resolve().parents[1] / "recipes" / "smoke.yaml"
 # The smoke recipe's data (64x64), a few more scenes so the scorer has something to learn from.
@@ -141,5 +141,7 @@ def test_a_scorer_for_other_data_or_a_dataset_without_labels_is_refused(scorer, 
         run_test(ckpt=run_dir, scorer=tmp_path / "grey.pt", out=tmp_path / "page")
     with pytest.raises(DataError, match="not a scorer"):
         run_test(ckpt=run_dir, scorer=next((run_dir / "checkpoints").glob("*.pt")), out=tmp_path / "page")
+    with pytest.raises(ConfigError, match="dataset 'aligned' gives no class labels"):
+        check_compatible(load_scorer(scorer.path), classes=None, channels=3, what="dataset 'aligned'")
     with pytest.raises(DataError, match="gives no class labels"):
         fit_scorer(data="aligned", data_options={"root": str(ab_root)}, out=tmp_path / "s.pt", steps=1)
