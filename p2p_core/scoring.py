@@ -23,7 +23,7 @@ import pickle
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import torch
@@ -100,7 +100,7 @@ def fit_scorer(
     ngf: int = 16,
     depth: int = 4,
     seed: int = 0,
-    device: str = "auto",
+    device: Literal["auto", "cpu", "cuda"] = "auto",
     progress: bool = True,
     registry: Registry | None = None,
 ) -> ScorerResult:
