@@ -1,6 +1,12 @@
 """``p2p test`` and ``p2p evaluate``: translate a split with a trained generator, measure it, write a results page.
 
 The test-time mode (``p2p_core.test_time``) is recorded on the page and in metrics.json.
+
+Beside the model's numbers, ``p2p test`` measures baselines a reader needs to interpret them: the constant
+image that minimises L1 over the split's targets (their per-pixel median), the input copied through (where
+its channels match the target's) and, with a scorer (``p2p_core.scoring``), the real photos, the FCN-score's
+upper bound. A model that does not beat the constant image on L1 is flagged: on sparse targets a blank
+image can outscore every trained model on L1, PSNR and SSIM.
 """
 
 from __future__ import annotations
@@ -13,16 +19,21 @@ from typing import Any
 
 import attrs
 import torch
+from torch import Tensor
 
 from p2p_core.devices import resolve_device
 from p2p_core.errors import ConfigError, DataError, P2PError
 from p2p_core.images import list_images, read_image, write_image
-from p2p_core.metrics import HISTOGRAM_METRICS, IMAGE_METRICS, Evaluation, plot_histograms
+from p2p_core.metrics import HISTOGRAM_METRICS, IMAGE_METRICS, Evaluation, SegmentationScores, plot_histograms
 from p2p_core.inference import load_generator
 from p2p_core.registry import Registry, default_registry
+from p2p_core.scoring import LoadedScorer, check_compatible, load_scorer
 from p2p_core.spec import MODES, Mode, TrainedSpec
 
 FOLDERS = ("inputs", "outputs", "targets")
+CONSTANT = "constant (per-pixel median of the targets)"
+INPUT = "input copied through"
+REAL = "real photos (the scorer's upper bound)"
 
 
 @attrs.frozen(kw_only=True)
@@ -34,8 +45,12 @@ class TestResult:
     names: list[str]
     """Image names in dataset order; each is saved as ``{inputs,outputs,targets}/NAME.png``."""
     metrics: Mapping[str, float]
-    """The totals, as in metrics.json (computed once: FID is not cheap)."""
+    """The totals, as in metrics.json (computed once: FID is not cheap); with a scorer, the FCN-score too."""
     evaluation: Evaluation
+    baselines: Mapping[str, Mapping[str, float]] = attrs.field(factory=dict)
+    """Each baseline's totals, by row name (CONSTANT, INPUT, REAL), as in metrics.json."""
+    warnings: list[str] = attrs.field(factory=list)
+    """E.g. that the model does not beat the constant baseline."""
 
 
 def run_test(
@@ -48,9 +63,14 @@ def run_test(
     device: str = "auto",
     fid_weights: Path | None = None,
     seed: int = 0,
+    scorer: Path | None = None,
     registry: Registry | None = None,
 ) -> TestResult:
-    """Translate every pair of ``split`` of the checkpoint's dataset (``data`` replaces stored options)."""
+    """Translate every pair of ``split`` of the checkpoint's dataset (``data`` replaces stored options).
+
+    With ``scorer`` (a file of ``p2p scorer fit``), the outputs, the baselines and the real photos are also
+    measured by the FCN-score against the dataset's labels.
+    """
     registry = registry or default_registry()
     torch_device = resolve_device(device)
     trained = load_generator(ckpt, mode=mode, device=torch_device, registry=registry)
@@ -62,11 +82,20 @@ def run_test(
     except P2PError as error:
         raise ConfigError(f"{path}'s dataset {stored.name!r} cannot be rebuilt: {error}; pass its options, e.g. --data '{{root: DIR}}'") from None
 
+    loaded = load_scorer(scorer, device=torch_device, registry=registry) if scorer else None
+    if loaded is not None:
+        labelled = len(dataset) > 0 and dataset[0].labels is not None
+        check_compatible(loaded, classes=getattr(dataset, "classes", None) if labelled else None,
+                         channels=dataset.out_channels, what=f"dataset {stored.name!r}")
+    segmentation = SegmentationScores(num_classes=len(loaded.classes)) if loaded is not None else None
+
     out_dir = Path(out) if out else path.parent.parent / f"test_{split}_{mode}_{path.stem}"
     evaluation = Evaluation(fid_weights=fid_weights, device=torch_device)
     names: list[str] = []
     used: set[str] = set()
     rows: list[dict[str, float]] = []
+    # The baselines need the whole split (the constant image is the targets' median); kept on the CPU.
+    inputs, targets, labels = [], [], []
     torch.manual_seed(seed)  # paper mode samples dropout: the same seed gives the same page
     with torch.no_grad():
         # One image at a time, as the paper tests: in paper mode the batch's statistics are then the image's own.
@@ -75,6 +104,11 @@ def run_test(
             x, target = sample.a[None].to(torch_device), sample.b[None].to(torch_device)
             output = generator(x)
             rows += evaluation.add(output, target)
+            inputs.append(x.cpu())
+            targets.append(target.cpu())
+            if loaded is not None:
+                labels.append(sample.labels[None])
+                segmentation.update(loaded.classify(output), labels[-1])
             stem = Path(sample.path).stem
             name = stem if stem not in used else f"{stem}_{index}"
             names.append(name)
@@ -92,7 +126,18 @@ def run_test(
         "dataset": {"name": stored.name, "options": options},
         "generator": {"name": trained.name, "options": dict(trained.trained.run.generator.options)},
     }
-    content = write_results(out_dir, facts=facts, evaluation=evaluation, rows=rows, names=names, page=True)
+    if loaded is not None:
+        facts["scorer"] = str(loaded.path)
+    content = write_results(
+        out_dir,
+        facts=facts,
+        evaluation=evaluation,
+        rows=rows,
+        names=names,
+        page=True,
+        extra_metrics=segmentation.compute() if loaded is not None else None,
+        baselines=measure_baselines(inputs=inputs, targets=targets, labels=labels if loaded else None, scorer=loaded),
+    )
     return TestResult(
         out_dir=out_dir,
         step=trained.step,
@@ -100,7 +145,67 @@ def run_test(
         names=names,
         metrics=content["metrics"],
         evaluation=evaluation,
+        baselines=content["baselines"],
+        warnings=content["warnings"],
     )
+
+
+def constant_baseline(targets: Sequence[Tensor]) -> Tensor:
+    """The one image (1 x C x H x W) with the least total L1 distance to all ``targets``: their per-pixel median."""
+    return torch.cat(list(targets)).median(dim=0, keepdim=True).values
+
+
+def measure_baselines(
+    *,
+    inputs: Sequence[Tensor],
+    targets: Sequence[Tensor],
+    labels: Sequence[Tensor] | None = None,
+    scorer: LoadedScorer | None = None,
+) -> dict[str, dict[str, float]]:
+    """The baselines' totals for 1 x C x H x W ``inputs`` and ``targets`` (and, with a scorer, N x H x W ``labels``).
+
+    The constant image needs targets of one size, and the input copied through needs inputs with the targets'
+    channels; a baseline that does not apply is left out.
+    """
+    candidates: dict[str, list[Tensor]] = {}
+    if targets and all(target.shape == targets[0].shape for target in targets):
+        candidates[CONSTANT] = [constant_baseline(targets)] * len(targets)
+    if all(x.shape == target.shape for x, target in zip(inputs, targets)):
+        candidates[INPUT] = list(inputs)
+    if scorer is not None:
+        candidates[REAL] = list(targets)
+    baselines = {}
+    for name, images in candidates.items():
+        totals = {}
+        if name != REAL:  # real photos measured against themselves would only say 0 and 100 dB
+            evaluation = Evaluation()
+            for image, target in zip(images, targets):
+                evaluation.add(image, target)
+            totals = evaluation.summary()
+        if scorer is not None and labels is not None:
+            segmentation = SegmentationScores(num_classes=len(scorer.classes))
+            for image, label in zip(images, labels):
+                segmentation.update(scorer.classify(image), label)
+            totals |= segmentation.compute()
+        baselines[name] = totals
+    return baselines
+
+
+def baseline_warnings(metrics: Mapping[str, float], baselines: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """Why the model's numbers mean less than they seem: it does not beat the constant image on L1."""
+    if CONSTANT not in baselines or metrics["l1"] < baselines[CONSTANT]["l1"]:
+        return []
+    return [
+        f"NOT BETTER THAN A CONSTANT IMAGE: l1 {metrics['l1']:.4g} >= {baselines[CONSTANT]['l1']:.4g}, the "
+        "per-pixel median of the targets; its other scores may mislead too"
+    ]
+
+
+def report_text(result: TestResult) -> str:
+    """What ``p2p test`` prints: the model's totals, each baseline's, any warning and the notes."""
+    lines = [f"model: {summary_text(result.metrics)}"]
+    lines += [f"baseline, {name}: {summary_text(totals)}" for name, totals in result.baselines.items()]
+    return "\n".join([*lines, *result.warnings, *result.evaluation.notes])
 
 
 def write_results(
@@ -111,13 +216,21 @@ def write_results(
     rows: Sequence[Mapping[str, float]],
     names: Sequence[str],
     page: bool = False,
+    extra_metrics: Mapping[str, float] | None = None,
+    baselines: Mapping[str, Mapping[str, float]] | None = None,
 ) -> dict[str, Any]:
-    """metrics.json, histograms.png and, with ``page``, index.html (the images must be saved); returns the JSON."""
-    summary = evaluation.summary()
+    """metrics.json, histograms.png and, with ``page``, index.html (the images must be saved); returns the JSON.
+
+    ``extra_metrics`` join the totals (e.g. the FCN-score); ``baselines`` are other rows of totals, by name.
+    """
+    summary = evaluation.summary() | dict(extra_metrics or {})
+    baselines = dict(baselines or {})
     content = {
         **facts,
         "count": len(rows),
         "metrics": summary,
+        "baselines": baselines,
+        "warnings": baseline_warnings(summary, baselines),
         "notes": evaluation.notes,
         "images": [{"name": name, **row} for name, row in zip(names, rows)],
     }
@@ -147,11 +260,18 @@ def results_page(content: Mapping[str, Any]) -> str:
         ("split", content["split"]),
         ("test-time mode", content["mode_description"]),
         ("dropout seed", content["seed"]),
+        ("FCN-score scorer", content.get("scorer", "none (p2p test --scorer PATH adds the FCN-score)")),
         ("dataset", f"{content['dataset']['name']} {json.dumps(content['dataset']['options'], default=str)}"),
         ("images", content["count"]),
     ]
-    totals = "".join(f"<th>{escape(k)}</th>" for k in content["metrics"])
-    values = "".join(f"<td>{v:.4f}</td>" for v in content["metrics"].values())
+    table = {"model": content["metrics"], **{f"baseline: {k}": v for k, v in content["baselines"].items()}}
+    columns = list(dict.fromkeys(key for totals in table.values() for key in totals))
+    totals = "<th></th>" + "".join(f"<th>{escape(k)}</th>" for k in columns)
+    values = "".join(
+        f"<tr><th>{escape(name)}</th>" + "".join(f"<td>{row[k]:.4f}</td>" if k in row else "<td>-</td>" for k in columns) + "</tr>"
+        for name, row in table.items()
+    )
+    warnings = "".join(f'<p class="warning">{escape(warning)}</p>' for warning in content["warnings"])
     rows = []
     for image in content["images"]:
         name = escape(image["name"])
@@ -162,14 +282,18 @@ def results_page(content: Mapping[str, Any]) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>p2p test: {escape(str(content['checkpoint']))}</title>
 <style>body{{font-family:sans-serif;margin:1.5em}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:center}} img{{width:256px;image-rendering:pixelated}}
-.facts td,.facts th{{text-align:left}}</style></head>
+.facts td,.facts th{{text-align:left}} .warning{{color:#b00;font-weight:bold}}</style></head>
 <body><h1>Test results</h1>
 <table class="facts">{''.join(f'<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>' for k, v in facts)}</table>
 <h2>Totals</h2>
-<table><tr>{totals}</tr><tr>{values}</tr></table>
+{warnings}
+<table><tr>{totals}</tr>{values}</table>
 <p>{'<br>'.join(escape(note) for note in content['notes'])}</p>
 <p>l1: mean absolute error of RGB in [0, 1]; psnr in dB (capped at 100); hist_L/a/b: intersection of the outputs'
 and targets' Lab histograms over the whole set (the paper's colour measure; 1 = same distribution).
+pixel_acc, class_acc, class_iou (with a scorer): the paper's FCN-score, how a segmenter trained on real photos
+labels these images: per-pixel accuracy, mean per-class accuracy, mean class IoU. Baselines: the constant image
+closest to all targets in L1 (their per-pixel median), the input copied through, the real photos.
 Files: <a href="metrics.json">metrics.json</a>.</p>
 <img src="histograms.png" alt="Lab histograms" style="width:auto">
 <h2>Images</h2>

@@ -27,6 +27,9 @@ PSNR_CAP = 100.0
 IMAGE_METRICS = ("l1", "psnr", "ssim")
 HISTOGRAM_METRICS = ("hist_L", "hist_a", "hist_b")
 HIGHER_IS_BETTER = {"l1": False, "psnr": True, "ssim": True, "hist_L": True, "hist_a": True, "hist_b": True, "fid": False}
+SEGMENTATION_METRICS = ("pixel_acc", "class_acc", "class_iou")
+"""The paper's FCN-score measures (Tables 1 and 2): how a segmenter trained on real photos classifies the outputs.
+Higher is better; measured at test time only, so they stay out of HIGHER_IS_BETTER, which validation picks from."""
 
 # Lab ranges for sRGB in [0, 1]: L in [0, 100]; a and b stay inside [-128, 128). One bin per unit.
 LAB_RANGES = {"L": (0.0, 100.0), "a": (-128.0, 128.0), "b": (-128.0, 128.0)}
@@ -160,6 +163,39 @@ class FID:
         if self.count < 2:
             raise DataError(f"FID needs at least 2 images, got {self.count}")
         return float(self.metric.compute())
+
+
+class SegmentationScores:
+    """Per-pixel accuracy, per-class accuracy and class IoU of predicted class maps, over a whole set.
+
+    As the FCN-score computes them (from the Cityscapes evaluation): one confusion matrix over every pixel of
+    the set; per-pixel accuracy is its diagonal over its total; per-class accuracy is the mean over classes of
+    the share of a class's pixels predicted as it; class IoU the mean over classes of intersection over union.
+    A class no label holds has no accuracy and is left out of that mean, as is one neither labelled nor
+    predicted from the IoU's.
+    """
+
+    def __init__(self, *, num_classes: int) -> None:
+        from torchmetrics.classification import MulticlassConfusionMatrix
+
+        self.confusion = MulticlassConfusionMatrix(num_classes=num_classes)
+
+    def update(self, predicted: Tensor, labels: Tensor) -> None:
+        """``predicted`` and ``labels``: class indices of the same shape (N x H x W)."""
+        if predicted.shape != labels.shape:
+            raise DataError(f"predicted classes {tuple(predicted.shape)} and labels {tuple(labels.shape)} must have the same shape")
+        self.confusion.update(predicted.detach().cpu(), labels.detach().cpu())
+
+    def compute(self) -> dict[str, float]:
+        matrix = self.confusion.compute().double()  # rows: labels, columns: predictions
+        if matrix.sum() == 0:
+            raise DataError("no labelled pixels were classified; is the dataset or folder empty?")
+        hits, labelled, predicted = matrix.diag(), matrix.sum(1), matrix.sum(0)
+        return {
+            "pixel_acc": float(hits.sum() / matrix.sum()),
+            "class_acc": float((hits / labelled).nanmean()),
+            "class_iou": float((hits / (labelled + predicted - hits)).nanmean()),
+        }
 
 
 FID_NOT_COMPUTED = (

@@ -47,11 +47,17 @@ class Discriminator(Protocol):
 
 
 class Sample(NamedTuple):
-    """One aligned pair: ``a`` is the generator's input, ``b`` its target (after any direction swap)."""
+    """One aligned pair: ``a`` is the generator's input, ``b`` its target (after any direction swap).
+
+    ``labels``, where a dataset knows them, is the scene's class map: an H x W LongTensor aligned with both
+    images (jittered with them), its values indices into the dataset's ``classes``. It is what an FCN-score
+    scorer (``p2p_core.scoring``) learns and is measured against; datasets without labels leave it None.
+    """
 
     a: Tensor
     b: Tensor
     path: str
+    labels: Tensor | None = None
 
 
 @runtime_checkable

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import yaml
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from p2p_core import checkpoint, distributed
 from p2p_core.devices import resolve_device
@@ -235,6 +235,7 @@ class Run:
             sampler=EpochSampler(len(self.dataset), seed=self.config.seed, epoch=epoch, skip=skip,
                                  rank=self.dist.rank, world_size=self.dist.world_size),
             num_workers=self.config.num_workers,
+            collate_fn=collate_samples,
             pin_memory=self.device.type == "cuda",
             # Its own generator: otherwise making the iterator draws from the global one that dropout uses.
             generator=torch.Generator().manual_seed(self.config.seed + epoch),
@@ -261,6 +262,13 @@ class Run:
         x, fake, target = (displayable(t[:max_rows]).cpu() for t in self.model.last)
         rows = torch.stack([x, fake, target], dim=1).flatten(0, 1)
         return torchvision.utils.make_grid(rows, nrow=3, normalize=True, value_range=(-1, 1), padding=2)
+
+
+def collate_samples(samples: list[Any]) -> Any:
+    """A batch of samples, field by field; a field a dataset leaves None (e.g. ``labels``) stays None."""
+    first = samples[0]
+    fields = [None if value is None else default_collate([sample[index] for sample in samples]) for index, value in enumerate(first)]
+    return type(first)(*fields)
 
 
 def _seed_everything(seed: int) -> None:

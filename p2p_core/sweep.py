@@ -3,11 +3,17 @@
 Each recipe is applied after the ``--base`` configs, so an ablation recipe names only what it varies (the
 objective, the generator, the discriminator) and the base names the task and the scale. All command lines
 are parsed before the first run starts, so a typo in the last recipe does not cost the earlier runs.
+
+With ``seeds`` N > 1 each recipe is trained N times (``--trainer.seed 0`` to ``N-1``), and the table shows
+each metric's mean +- standard deviation over the seeds. Below the runs, the table has the baselines of
+``p2p test`` (the constant median image, the input copied through, with a scorer the real photos), and a
+column saying whether each run beats the constant image on L1.
 """
 
 from __future__ import annotations
 
 import csv
+import statistics
 import textwrap
 import time
 from collections.abc import Sequence
@@ -19,11 +25,13 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from p2p_core.config import parse_spec
 from p2p_core.errors import ConfigError
-from p2p_core.evaluation import FOLDERS, TestResult, run_test
-from p2p_core.metrics import plot_histograms
+from p2p_core.evaluation import CONSTANT, FOLDERS, TestResult, run_test
+from p2p_core.metrics import HIGHER_IS_BETTER, SEGMENTATION_METRICS, plot_histograms
 from p2p_core.registry import Registry, default_registry
 from p2p_core.run import Run
 from p2p_core.spec import Mode, RunSpec
+
+HIGHER_IS_BETTER_ANY = HIGHER_IS_BETTER | dict.fromkeys(SEGMENTATION_METRICS, True)
 
 
 @attrs.frozen(kw_only=True)
@@ -31,6 +39,10 @@ class SweepRun:
     name: str
     train_seconds: float
     result: TestResult
+    recipe: str | None = None
+    """The recipe's name (default: the run's), shared by its seeds' runs."""
+    seed: int | None = None
+    """The ``--trainer.seed`` the sweep gave, or None where the recipe's own seed was used."""
 
     def row(self) -> dict[str, Any]:
         """The comparison table's row: what was trained, for how long, and how well it did."""
@@ -43,7 +55,15 @@ class SweepRun:
             "steps": self.result.step,
             "train_min": self.train_seconds / 60,
             **self.result.metrics,
+            "beats_constant": beats_constant(self.result),
         }
+
+
+def beats_constant(result: TestResult) -> str:
+    """yes or NO: is the run's L1 below the constant median image's ("-" where that baseline does not apply)."""
+    if CONSTANT not in result.baselines:
+        return "-"
+    return "yes" if result.metrics["l1"] < result.baselines[CONSTANT]["l1"] else "NO"
 
 
 def run_sweep(
@@ -55,9 +75,17 @@ def run_sweep(
     mode: Mode = "paper",
     fid_weights: Path | None = None,
     grid_rows: int = 4,
+    seeds: int = 1,
+    scorer: Path | None = None,
     registry: Registry | None = None,
 ) -> Path:
-    """Fit and test each recipe into ``out_dir/runs/NAME``; write results.{md,csv}, grid.png, histograms.png."""
+    """Fit and test each recipe into ``out_dir/runs/NAME``; write results.{md,csv}, grid.png, histograms.png.
+
+    With ``seeds`` > 1, each recipe runs once per seed as ``NAME-seedK``, and runs.csv lists every run.
+    ``scorer`` adds the FCN-score (``p2p_core.scoring``) to every run's and baseline's metrics.
+    """
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
     names = [Path(recipe).stem for recipe in recipes]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
@@ -66,14 +94,23 @@ def run_sweep(
         raise ConfigError(f"sweep folder {out_dir} already exists; pick another --name or --out_dir")
     registry = registry or default_registry()
     configs = [arg for config in base for arg in ("--config", config)]
-    specs = [_spec([*configs, "--config", recipe], registry) for recipe in recipes]
+    planned = [
+        (name, None, recipe) if seeds == 1 else (f"{name}-seed{seed}", seed, recipe)
+        for recipe, name in zip(recipes, names)
+        for seed in range(seeds)
+    ]
+    # Every spec is parsed before the first run starts: a typo in the last recipe costs no training.
+    specs = [
+        _spec([*configs, "--config", recipe, *(() if seed is None else ("--trainer.seed", str(seed)))], registry)
+        for _, seed, recipe in planned
+    ]
     runs = []
-    for name, spec in zip(names, specs):
+    for (run_name, seed, recipe), spec in zip(planned, specs):
         started = time.perf_counter()
-        run_dir = Run(spec, out_dir=out_dir / "runs", name=name, registry=registry)().run_dir
+        run_dir = Run(spec, out_dir=out_dir / "runs", name=run_name, registry=registry)().run_dir
         seconds = time.perf_counter() - started
-        result = run_test(ckpt=run_dir, split=split, mode=mode, fid_weights=fid_weights, registry=registry)
-        runs.append(SweepRun(name=name, train_seconds=seconds, result=result))
+        result = run_test(ckpt=run_dir, split=split, mode=mode, fid_weights=fid_weights, scorer=scorer, registry=registry)
+        runs.append(SweepRun(name=run_name, train_seconds=seconds, result=result, recipe=Path(recipe).stem, seed=seed))
     write_report(runs, out_dir, caption=f"{split} split, {mode} test-time mode", grid_rows=grid_rows)
     return out_dir
 
@@ -89,27 +126,107 @@ def _spec(argv: list[str], registry: Registry) -> RunSpec:
 
 
 def write_report(runs: Sequence[SweepRun], out_dir: Path, *, caption: str, grid_rows: int = 4) -> None:
-    """The comparison of tested runs: results.{md,csv}, grid.png and histograms.png (the paper's Figure 7)."""
-    write_tables([run.row() for run in runs], out_dir, caption=caption)
-    write_grid(runs, out_dir / "grid.png", rows=grid_rows)
-    curves = {"ground truth": runs[0].result.evaluation.targets} | {run.name: run.result.evaluation.outputs for run in runs}
+    """The comparison of tested runs: results.{md,csv}, grid.png and histograms.png (the paper's Figure 7).
+
+    Runs of one recipe with several seeds are summarised as mean +- std (every run is in runs.csv); the grid
+    and the histograms show each recipe's first run. The first run's baselines (the runs share the dataset)
+    are rows of results.md and are in baselines.csv; results.csv holds the runs only.
+    """
+    by_recipe: dict[str, list[SweepRun]] = {}
+    for run in runs:
+        by_recipe.setdefault(run.recipe or run.name, []).append(run)
+    baselines = [{"run": f"baseline: {name}", **totals} for name, totals in runs[0].result.baselines.items()]
+    if baselines:
+        write_csv(baselines, out_dir / "baselines.csv")
+    if all(len(group) == 1 for group in by_recipe.values()):
+        write_tables([run.row() for run in runs], out_dir, caption=caption, baselines=baselines)
+    else:
+        write_csv([{"recipe": run.recipe, "seed": run.seed, **run.row()} for run in runs], out_dir / "runs.csv")
+        write_seed_tables(by_recipe, baselines, out_dir, caption=caption)
+    first = [attrs.evolve(group[0], name=recipe) for recipe, group in by_recipe.items()]
+    write_grid(first, out_dir / "grid.png", rows=grid_rows)
+    curves = {"ground truth": runs[0].result.evaluation.targets} | {run.name: run.result.evaluation.outputs for run in first}
     plot_histograms(curves, out_dir / "histograms.png", title="Lab marginals of the outputs against the ground truth")
 
 
-def write_tables(rows: Sequence[dict[str, Any]], out_dir: Path, *, caption: str) -> None:
-    """results.csv (full precision) and results.md (rounded), one row per run."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    header = list(rows[0])
-    with open(out_dir / "results.csv", "w", newline="") as handle:
+def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    """Rows with possibly different keys (baselines have no generator) as one CSV; missing cells are empty."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = list(dict.fromkeys(key for row in rows for key in row))
+    with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=header)
         writer.writeheader()
         writer.writerows(rows)
 
-    def cell(value: Any) -> str:
-        return f"{value:.4g}" if isinstance(value, float) else str(value)
 
+def write_seed_tables(
+    by_recipe: dict[str, list[SweepRun]], baselines: Sequence[dict[str, Any]], out_dir: Path, *, caption: str
+) -> None:
+    """results.csv (mean and std columns) and results.md (mean +- std, marked) for recipes run with several seeds.
+
+    The rule for the marks: per metric, the best mean is bold; a recipe whose mean is further from the best
+    than the two recipes' standard deviations added is marked with a dagger (the difference exceeds the
+    spread); an unmarked one is within the spread of the best. A rough guide at a few seeds, not a test.
+    """
+    first_rows = {recipe: group[0].row() for recipe, group in by_recipe.items()}
+    metrics = [key for key in next(iter(first_rows.values())) if key in HIGHER_IS_BETTER_ANY]
+    spread: dict[str, dict[str, tuple[float, float]]] = {}
+    for recipe, group in by_recipe.items():
+        values = {metric: [run.result.metrics[metric] for run in group] for metric in metrics}
+        spread[recipe] = {m: (statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0) for m, v in values.items()}
+
+    rows = []
+    for recipe, group in by_recipe.items():
+        described = {key: first_rows[recipe][key] for key in ("generator", "loss", "discriminator", "steps")}
+        row = {"run": recipe, **described, "seeds": len(group),
+               "train_min": statistics.fmean(run.train_seconds for run in group) / 60}
+        for metric, (mean, std) in spread[recipe].items():
+            row[metric], row[f"{metric}_std"] = mean, std
+        row["beats_constant"] = "/".join(beats_constant(run.result) for run in group)
+        rows.append(row)
+    write_csv(rows, out_dir / "results.csv")
+
+    best = {
+        metric: (max if HIGHER_IS_BETTER_ANY[metric] else min)(spread, key=lambda recipe: spread[recipe][metric][0])
+        for metric in metrics
+    }
+
+    def mark(recipe: str, metric: str) -> str:
+        mean, std = spread[recipe][metric]
+        best_mean, best_std = spread[best[metric]][metric]
+        text = f"{mean:.4g} ± {std:.2g}"
+        if recipe == best[metric]:
+            return f"**{text}**"
+        return text + " †" if abs(mean - best_mean) > std + best_std else text
+
+    header = ["run", "generator", "loss", "discriminator", "steps", "seeds", "train_min", *metrics, "beats_constant"]
+    lines = [
+        f"Results on the {caption}: mean ± standard deviation over the seeds. Per metric, **bold** is the best "
+        "mean and † marks a recipe further from it than the two standard deviations added (a difference beyond "
+        "the spread); unmarked means within the spread of the best.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for row in rows:
+        cells = [mark(row["run"], key) if key in metrics else _cell(row[key]) for key in header]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["| " + " | ".join(_cell(row.get(key, "-")) for key in header) + " |" for row in baselines]
+    (out_dir / "results.md").write_text("\n".join(lines) + "\n")
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def write_tables(
+    rows: Sequence[dict[str, Any]], out_dir: Path, *, caption: str, baselines: Sequence[dict[str, Any]] = ()
+) -> None:
+    """results.csv (full precision) and results.md (rounded), one row per run; the baselines' rows follow in .md."""
+    write_csv(rows, out_dir / "results.csv")
+    header = list(rows[0])
     lines = [f"Results on the {caption}.", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(row[key]) for key in header) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(row.get(key, "-")) for key in header) + " |" for row in [*rows, *baselines]]
     (out_dir / "results.md").write_text("\n".join(lines) + "\n")
 
 

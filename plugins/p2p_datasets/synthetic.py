@@ -4,6 +4,20 @@ A: a label map of overlapping rectangles and ellipses, one flat colour per class
 "photographed": each class has its own colour and striped texture, shapes cast a dark outline, and the
 whole image is lit by a random gradient. B follows from A up to the lighting, so a model must read the
 input's layout (the U-Net's skips help) and invent plausible texture (the GAN term helps).
+
+Every sample also carries its scene's class map (``Sample.labels``, H x W, jittered with the images), so the
+paper's FCN-score can be measured exactly: a segmenter trained on the real photos (B, with the default
+direction AtoB) classifies generated ones. The six classes (``CLASSES``, and a dataset's ``classes``), by
+how they look in the photo:
+
+| index | name | label colour (A) | photo (B) |
+| --- | --- | --- | --- |
+| 0 | background | dark blue | light grey-beige, no stripes |
+| 1 | brown | red | brown, fine vertical stripes |
+| 2 | green | green | dark green, horizontal stripes |
+| 3 | sand | yellow | sand yellow, fine diagonal stripes |
+| 4 | blue | cyan | grey-blue, diagonal stripes the other way |
+| 5 | mauve | violet | grey-mauve, dense slanted stripes |
 """
 
 from __future__ import annotations
@@ -23,6 +37,8 @@ from p2p_core.protocols import Sample
 Split = Literal["train", "val", "test"]
 Direction = Literal["AtoB", "BtoA"]
 
+CLASSES = ("background", "brown", "green", "sand", "blue", "mauve")
+"""The scene classes, in the order of ``Sample.labels``' values (named by their photo colour)."""
 # Label colours (A) and photo colours (B) per class; class 0 is the background.
 LABEL_COLOURS = torch.tensor(
     [[0.0, 0.0, 0.6], [0.9, 0.1, 0.1], [0.1, 0.8, 0.2], [1.0, 0.8, 0.0], [0.0, 0.8, 0.9], [0.8, 0.2, 0.9]]
@@ -33,8 +49,8 @@ PHOTO_COLOURS = torch.tensor(
 STRIPES = [(0.0, 0.0), (0.15, 0.0), (0.2, math.pi / 2), (0.1, math.pi / 4), (0.25, -math.pi / 4), (0.3, math.pi / 3)]
 
 
-def render(*, size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """One (label map, photo) pair, 3 x size x size each, in [-1, 1]."""
+def render(*, size: int, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """One (label map, photo) pair, 3 x size x size each, in [-1, 1], and its class map (size x size)."""
 
     def uniform(low: float, high: float) -> float:
         return low + (high - low) * float(torch.rand((), generator=generator))
@@ -65,7 +81,7 @@ def render(*, size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     light_angle = uniform(0, 2 * math.pi)
     light = 0.8 + 0.35 * ((xs - 0.5) * math.cos(light_angle) + (ys - 0.5) * math.sin(light_angle))
     photo = (photo * light).clamp(0, 1)
-    return label_map * 2 - 1, photo * 2 - 1
+    return label_map * 2 - 1, photo * 2 - 1, labels
 
 
 class SyntheticDataset(Dataset):
@@ -73,6 +89,7 @@ class SyntheticDataset(Dataset):
 
     root = None
     in_channels = out_channels = 3
+    classes = CLASSES
 
     def __init__(self, *, split: Split, length: int, seed: int, swap: bool, jitter: PairedJitter) -> None:
         self.length = length
@@ -91,10 +108,14 @@ class SyntheticDataset(Dataset):
             raise IndexError(f"index {index} out of range for a synthetic dataset of {self.length}")
         generator = torch.Generator().manual_seed(self.seed + index)
         size = self.jitter.load_size if self.jitter.preprocess == "resize_and_crop" else self.jitter.crop_size
-        a, b = render(size=size, generator=generator)
+        a, b, labels = render(size=size, generator=generator)
         path = f"synthetic/{self.split}/{index}"
-        a, b = self.jitter(a, b, train=self.split == "train", path=path)
-        return Sample(b, a, path) if self.swap else Sample(a, b, path)
+        # The class map travels through the jitter as one channel per class beside B, so it gets the very same
+        # crop and flip; where a resize blends classes, each pixel takes the class that covers most of it.
+        one_hot = F.one_hot(labels, len(CLASSES)).permute(2, 0, 1).float()
+        a, b_and_classes = self.jitter(a, torch.cat([b, one_hot]), train=self.split == "train", path=path)
+        b, labels = b_and_classes[: b.shape[0]], b_and_classes[b.shape[0] :].argmax(0)
+        return Sample(b, a, path, labels) if self.swap else Sample(a, b, path, labels)
 
 
 def synthetic(

@@ -1,0 +1,147 @@
+"""The FCN-score on the synthetic task: labels, the scorer, and the baselines `p2p test` reports beside a model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from p2p_core.cli import main
+from p2p_core.errors import ConfigError, DataError
+from p2p_core.evaluation import CONSTANT, INPUT, REAL, constant_baseline, measure_baselines, report_text, run_test
+from p2p_core.metrics import SegmentationScores, image_metrics
+from p2p_core.protocols import Sample
+from p2p_core.registry import default_registry
+from p2p_core.scoring import check_compatible, fit_scorer, load_scorer, score
+
+SMOKE = Path(__file__).resolve().parents[1] / "recipes" / "smoke.yaml"
+# The smoke recipe's data (64x64), a few more scenes so the scorer has something to learn from.
+DATA = {"length": 48, "load_size": 72, "crop_size": 64}
+
+
+def synthetic(split: str, **options):
+    return default_registry().create("dataset", "synthetic", split=split, **(DATA | options))
+
+
+@pytest.fixture(scope="module")
+def scorer(tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("scorer") / "scorer.pt"
+    return fit_scorer(data_options=DATA, out=out, steps=60, batch_size=8, ngf=8, depth=3, progress=False)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs")
+    main(["fit", "--config", str(SMOKE), "--out_dir", str(out), "--name", "smoke"])
+    return out / "smoke"
+
+
+def test_synthetic_labels_follow_the_jitter_and_name_the_classes():
+    train, val = synthetic("train"), synthetic("val")
+    assert train.classes[0] == "background" and len(train.classes) == 6
+    for sample in (train[0], val[0]):
+        assert sample.labels.shape == sample.b.shape[-2:] and sample.labels.dtype == torch.long
+        assert 0 <= int(sample.labels.min()) and int(sample.labels.max()) < len(train.classes)
+    # The label rendering (a) is one flat colour per class, so pixels of one class share a colour after the
+    # jitter too, except where the resize blends neighbours; a misaligned class map would break this broadly.
+    sample = train[3]
+    for cls in sample.labels.unique():
+        colours = sample.a[:, sample.labels == cls]
+        assert (colours - colours.median(dim=1, keepdim=True).values).abs().amax(0).lt(0.05).float().mean() > 0.9
+    # Mirroring: the same scene, flipped or not, keeps its labels on its pixels.
+    swapped = synthetic("val", direction="BtoA")[0]
+    assert torch.equal(swapped.labels, val[0].labels) and torch.equal(swapped.a, val[0].b)
+
+
+def test_batches_collate_with_and_without_labels():
+    labelled = next(iter(DataLoader(synthetic("val"), batch_size=3)))
+    assert labelled.labels.shape == (3, 64, 64)
+    plain = [Sample(torch.zeros(3, 4, 4), torch.ones(3, 4, 4), f"{i}") for i in range(3)]
+    batch = next(iter(DataLoader(plain, batch_size=3)))
+    assert batch.labels is None and batch.a.shape == (3, 3, 4, 4) and list(batch.path) == ["0", "1", "2"]
+
+
+def test_segmentation_scores_follow_the_confusion_matrix():
+    labels = torch.tensor([[0, 0, 0, 1, 1, 2]])
+    predicted = torch.tensor([[0, 0, 1, 1, 1, 1]])
+    scores = SegmentationScores(num_classes=4)  # class 3: neither labelled nor predicted, left out
+    scores.update(predicted, labels)
+    result = scores.compute()
+    assert result["pixel_acc"] == pytest.approx(4 / 6)
+    assert result["class_acc"] == pytest.approx((2 / 3 + 1 + 0) / 3)
+    assert result["class_iou"] == pytest.approx((2 / 3 + 2 / 4 + 0) / 3)
+
+
+def test_the_scorer_learns_the_real_synthetic_photos(scorer):
+    val = synthetic("val")
+    labels = torch.stack([val[i].labels for i in range(len(val))])
+    majority = float(labels.flatten().bincount().max()) / labels.numel()  # always guessing the commonest class
+    assert scorer.real_val["pixel_acc"] > majority + 0.15
+    assert scorer.real_val["class_acc"] > 2 / len(val.classes)
+    loaded = load_scorer(scorer.path)
+    assert loaded.classes == val.classes and loaded.facts["real_val"] == scorer.real_val
+    # Scored again from the file, as tensors rather than an iterable of images: the same numbers.
+    photos = torch.stack([val[i].b for i in range(len(val))])
+    assert score(scorer=scorer.path, photos=photos, labels=labels) == scorer.real_val
+
+
+def test_a_perfect_generator_scores_the_real_photos_accuracy(scorer, run_dir: Path, tmp_path: Path):
+    result = run_test(ckpt=run_dir, data={"length": DATA["length"]}, scorer=scorer.path, out=tmp_path / "page")
+    # The real val photos, fed through run_test as a generator that returns the targets would feed them.
+    assert result.baselines[REAL] == scorer.real_val
+    assert set(result.metrics) >= {"pixel_acc", "class_acc", "class_iou", "l1"}
+    # A 4-step model draws nothing the scorer recognises as well as the real photos.
+    assert result.metrics["pixel_acc"] < scorer.real_val["pixel_acc"]
+    content = json.loads((tmp_path / "page" / "metrics.json").read_text())
+    assert content["scorer"] == str(scorer.path) and content["baselines"][REAL] == scorer.real_val
+    assert set(content["baselines"]) == {CONSTANT, INPUT, REAL}
+    html = (tmp_path / "page" / "index.html").read_text()
+    assert "baseline: real photos" in html and "pixel_acc" in html
+
+
+def test_the_constant_baseline_is_the_per_pixel_median_and_minimises_l1():
+    generator = torch.Generator().manual_seed(0)
+    targets = [torch.rand(1, 3, 16, 16, generator=generator) * 2 - 1 for _ in range(5)]
+    constant = constant_baseline(targets)
+    assert torch.equal(constant[0], torch.stack([t[0] for t in targets]).median(dim=0).values)
+
+    def total_l1(image: torch.Tensor) -> float:
+        return sum(float(image_metrics(image, target)["l1"]) for target in targets)
+
+    for shift in (-0.02, 0.02):
+        assert total_l1(constant) < total_l1((constant + shift).clamp(-1, 1))
+    baselines = measure_baselines(inputs=targets, targets=targets)
+    assert baselines[INPUT]["l1"] == 0  # the input copied through, here the targets themselves
+    assert baselines[CONSTANT]["l1"] == pytest.approx(total_l1(constant) / len(targets))
+
+
+def test_a_model_that_does_not_beat_the_constant_image_is_flagged(run_dir: Path, tmp_path: Path):
+    # 4 steps of training on 8 scenes: the model is no better than the median image.
+    result = run_test(ckpt=run_dir, out=tmp_path / "page")
+    constant = result.baselines[CONSTANT]["l1"]
+    assert (result.metrics["l1"] >= constant) == bool(result.warnings)
+    assert result.warnings and "CONSTANT" in result.warnings[0]
+    printed = report_text(result)
+    assert result.warnings[0] in printed and f"baseline, {CONSTANT}" in printed
+    assert result.warnings[0].split(":")[0] in (tmp_path / "page" / "index.html").read_text()
+
+
+def test_a_scorer_for_other_data_or_a_dataset_without_labels_is_refused(scorer, run_dir: Path, tmp_path: Path, ab_root: Path):
+    state = torch.load(scorer.path, weights_only=True)
+    torch.save(state | {"classes": ["sky", *state["classes"][1:]]}, tmp_path / "sky.pt")
+    with pytest.raises(ConfigError, match="knows the classes"):
+        run_test(ckpt=run_dir, scorer=tmp_path / "sky.pt", out=tmp_path / "page")
+    state["network"]["in_channels"] = 1
+    state["weights"]["encoder.0.1.weight"] = state["weights"]["encoder.0.1.weight"][:, :1]
+    torch.save(state, tmp_path / "grey.pt")
+    with pytest.raises(ConfigError, match="reads 1-channel photos but dataset 'synthetic' gives 3"):
+        run_test(ckpt=run_dir, scorer=tmp_path / "grey.pt", out=tmp_path / "page")
+    with pytest.raises(DataError, match="not a scorer"):
+        run_test(ckpt=run_dir, scorer=next((run_dir / "checkpoints").glob("*.pt")), out=tmp_path / "page")
+    with pytest.raises(ConfigError, match="dataset 'aligned' gives no class labels"):
+        check_compatible(load_scorer(scorer.path), classes=None, channels=3, what="dataset 'aligned'")
+    with pytest.raises(DataError, match="gives no class labels"):
+        fit_scorer(data="aligned", data_options={"root": str(ab_root)}, out=tmp_path / "s.pt", steps=1)

@@ -1,0 +1,78 @@
+"""`p2p sweep --seeds N`: each recipe trained N times, summarised as mean +- std, with the baselines' rows."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from pathlib import Path
+
+import pytest
+
+from conftest import make_spec
+from p2p_core import checkpoint, evaluation
+from p2p_core.errors import ConfigError
+from p2p_core.evaluation import CONSTANT
+from p2p_core.registry import default_registry
+from p2p_core.spec import Shapes, TrainedSpec
+from p2p_core.sweep import SweepRun, run_sweep, write_seed_tables
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+SMOKE = RECIPES / "smoke.yaml"
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_each_recipe_runs_once_per_seed_and_is_summarised(tmp_path: Path):
+    registry = default_registry()
+    recipes = [str(RECIPES / "ablations" / "objective" / name) for name in ("l1.yaml", "l1-cgan.yaml")]
+    sweep = run_sweep(recipes=recipes, base=[str(SMOKE)], out_dir=tmp_path / "s", seeds=2, grid_rows=2, registry=registry)
+    names = ["l1-seed0", "l1-seed1", "l1-cgan-seed0", "l1-cgan-seed1"]
+    assert sorted(path.name for path in (sweep / "runs").iterdir()) == sorted(names)
+    seeds = [checkpoint.read(sweep / "runs" / name).spec.run.trainer.seed for name in names]
+    assert seeds == [0, 1, 0, 1]
+
+    runs = read_csv(sweep / "runs.csv")
+    assert [(r["recipe"], r["seed"]) for r in runs] == [("l1", "0"), ("l1", "1"), ("l1-cgan", "0"), ("l1-cgan", "1")]
+    l1_runs = [float(r["l1"]) for r in runs if r["recipe"] == "l1"]
+    assert l1_runs[0] != l1_runs[1]  # another seed, another model
+    summary = {row["run"]: row for row in read_csv(sweep / "results.csv")}
+    assert set(summary) == {"l1", "l1-cgan"} and summary["l1"]["seeds"] == "2"
+    assert float(summary["l1"]["l1"]) == pytest.approx(statistics.fmean(l1_runs))
+    assert float(summary["l1"]["l1_std"]) == pytest.approx(statistics.stdev(l1_runs))
+    table = (sweep / "results.md").read_text()
+    assert f"{statistics.fmean(l1_runs):.4g} ± {statistics.stdev(l1_runs):.2g}" in table
+    assert f"| baseline: {CONSTANT} |" in table
+    baselines = read_csv(sweep / "baselines.csv")
+    assert baselines[0]["run"] == f"baseline: {CONSTANT}" and 0 < float(baselines[0]["l1"]) < 1
+    assert (sweep / "grid.png").is_file() and (sweep / "runs" / "l1-cgan-seed1").is_dir()
+
+
+def fake_run(recipe: str, seed: int, l1: float) -> SweepRun:
+    spec = make_spec(generator=("unet", {}), loss="l1")
+    trained = TrainedSpec(run=spec, shapes=Shapes(in_channels=3, out_channels=3, image_size=32), adversarial=False)
+    result = evaluation.TestResult(out_dir=Path("."), step=10, trained=trained,
+                                   names=[], metrics={"l1": l1}, evaluation=None, baselines={CONSTANT: {"l1": 0.3}})
+    return SweepRun(name=f"{recipe}-seed{seed}", train_seconds=60.0, result=result, recipe=recipe, seed=seed)
+
+
+def test_differences_beyond_the_spread_are_marked(tmp_path: Path):
+    runs = {
+        "best": [fake_run("best", 0, 0.10), fake_run("best", 1, 0.12)],  # 0.11 +- 0.014
+        "close": [fake_run("close", 0, 0.10), fake_run("close", 1, 0.16)],  # 0.13 +- 0.042: gap 0.02 < 0.057
+        "far": [fake_run("far", 0, 0.20), fake_run("far", 1, 0.22)],  # 0.21 +- 0.014: gap 0.10 > 0.028
+        "worse": [fake_run("worse", 0, 0.40), fake_run("worse", 1, 0.20)],  # does not always beat the constant
+    }
+    write_seed_tables(runs, [], tmp_path, caption="test")
+    rows = {line.split(" | ")[0].strip("| "): line for line in (tmp_path / "results.md").read_text().splitlines()}
+    assert "**0.11 ± 0.014**" in rows["best"]
+    assert "0.13 ± 0.042 |" in rows["close"] and "†" not in rows["close"]
+    assert "0.21 ± 0.014 †" in rows["far"]
+    assert rows["worse"].endswith("| NO/yes |") and rows["best"].endswith("| yes/yes |")
+
+
+def test_seeds_must_be_positive(tmp_path: Path):
+    with pytest.raises(ConfigError, match="--seeds must be at least 1, got 0"):
+        run_sweep(recipes=[str(SMOKE)], base=[], out_dir=tmp_path / "s", seeds=0)
