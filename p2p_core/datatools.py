@@ -25,12 +25,11 @@ from typing import Literal
 import attrs
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from p2p_core.errors import ConfigError, DataError
-from p2p_core.images import IMAGE_SUFFIXES, image_header, list_images, read_image, write_image
+from p2p_core.images import IMAGE_SUFFIXES, center_crop, image_header, list_images, read_image, resize, write_image
 
 ImageFormat = Literal["png", "jpg"]
 Split = Literal["train", "val", "test"]
@@ -117,7 +116,7 @@ def combine(
         channels = 4 if name in with_alpha else 3
         image_a, image_b = read_image(a_files[name], channels=channels), read_image(b_files[name], channels=channels)
         if image_b.shape[-2:] != image_a.shape[-2:]:
-            image_b = TF.resize(image_b, list(image_a.shape[-2:]), antialias=True)
+            image_b = resize(image_b, list(image_a.shape[-2:]))
         return torch.cat([image_a, image_b], dim=-1)
 
     plan = assign_splits(names, split=split, val_fraction=val_fraction, seed=seed)
@@ -177,11 +176,11 @@ def edges(
 def fit_square(image: Tensor, *, size: int, fit: Fit) -> Tensor:
     """``image`` as size x size: the centre square of it scaled (crop), or all of it scaled (stretch)."""
     if fit == "stretch":
-        return TF.resize(image, [size, size], antialias=True)
+        return resize(image, [size, size])
     height, width = image.shape[-2:]
     scale = size / min(height, width)
-    scaled = TF.resize(image, [max(size, round(height * scale)), max(size, round(width * scale))], antialias=True)
-    return TF.center_crop(scaled, [size, size])
+    scaled = resize(image, [max(size, round(height * scale)), max(size, round(width * scale))])
+    return center_crop(scaled, [size, size])
 
 
 def edge_map(

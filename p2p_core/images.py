@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
 import attrs
+import numpy as np
 import torch
-import torchvision.transforms.v2.functional as TF
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from p2p_core.errors import DataError
+from p2p_core.files import write_atomically
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 Preprocess = Literal["resize_and_crop", "crop", "none"]
@@ -69,7 +70,8 @@ def decode(image: Image.Image, *, channels: int = 3) -> Tensor:
         raise DataError(f"channels must be 1 (grayscale), 3 (RGB) or 4 (RGBA), got {channels}")
     if image.mode == "F" or image.mode.startswith("I"):
         image = _to_8_bits(image)
-    return to_signed(TF.pil_to_tensor(image.convert(CHANNEL_MODES[channels])))
+    pixels = torch.from_numpy(np.array(image.convert(CHANNEL_MODES[channels]), dtype=np.uint8))
+    return to_signed(pixels.reshape(*pixels.shape[:2], -1).permute(2, 0, 1))
 
 
 def _to_8_bits(image: Image.Image) -> Image.Image:
@@ -128,15 +130,30 @@ def write_image(image: Tensor, path: Path) -> None:
     # PIL's default JPEG quality (75) blurs thin lines such as edge maps; 95 keeps them.
     options = {"quality": 95} if format == "JPEG" else {}
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    to_pil(image).save(temporary, format=format, **options)
-    os.replace(temporary, path)
+    picture = to_pil(image)
+    write_atomically(path, lambda handle: picture.save(handle, format=format, **options), durable=False)
 
 
 def to_pil(image: Tensor) -> Image.Image:
     """A C x H x W image in [-1, 1] as an 8-bit PIL image, with the modes and channel rule of :func:`write_image`."""
     pixels = to_uint8(image if image.shape[-3] in CHANNEL_MODES else displayable(image))
-    return TF.to_pil_image(pixels, mode=CHANNEL_MODES[pixels.shape[0]])
+    array = pixels.permute(1, 2, 0).numpy()
+    return Image.fromarray(array[..., 0] if pixels.shape[0] == 1 else array, mode=CHANNEL_MODES[pixels.shape[0]])
+
+
+def resize(images: Tensor, size: Sequence[int]) -> Tensor:
+    """Float images (... x C x H x W) resized to ``size`` (height, width): bilinear with antialiasing, as
+    torchvision's resize does for float tensors (here without importing torchvision, which takes seconds)."""
+    batch = images.reshape(-1, *images.shape[-3:])
+    resized = F.interpolate(batch, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+    return resized.reshape(*images.shape[:-2], *resized.shape[-2:])
+
+
+def center_crop(images: Tensor, size: Sequence[int]) -> Tensor:
+    """The centred ``size`` (height, width) crop, rounding the offsets as torchvision's center_crop does."""
+    height, width = images.shape[-2:]
+    top, left = int(round((height - size[0]) / 2.0)), int(round((width - size[1]) / 2.0))
+    return images[..., top : top + size[0], left : left + size[1]]
 
 
 def displayable(image: Tensor) -> Tensor:
@@ -178,11 +195,11 @@ class PairedJitter:
         crop = self.crop_size
         if self.preprocess == "none":
             height, width = (max(1, round(side / crop)) * crop for side in pair.shape[-2:])
-            return TF.resize(pair, [height, width], antialias=True) if (height, width) != pair.shape[-2:] else pair
+            return resize(pair, [height, width]) if (height, width) != pair.shape[-2:] else pair
         if self.preprocess == "resize_and_crop":
             if not train:
-                return TF.resize(pair, [crop, crop], antialias=True)
-            pair = TF.resize(pair, [self.load_size, self.load_size], antialias=True)
+                return resize(pair, [crop, crop])
+            pair = resize(pair, [self.load_size, self.load_size])
         height, width = pair.shape[-2:]
         if height < crop or width < crop:
             raise DataError(
@@ -190,7 +207,7 @@ class PairedJitter:
                 f"or preprocess 'resize_and_crop'"
             )
         if not train:
-            return TF.center_crop(pair, [crop, crop])
+            return center_crop(pair, [crop, crop])
         top = int(torch.randint(height - crop + 1, ()))
         left = int(torch.randint(width - crop + 1, ()))
         return pair[..., top : top + crop, left : left + crop]
