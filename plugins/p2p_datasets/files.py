@@ -79,12 +79,12 @@ class ImagePairs(Dataset, abc.ABC):
 
     def _check_sizes(self) -> None:
         where = self.root / self.split
-        sizes = {pair[0]: self.stored_size(pair) for pair in self.pairs}
+        sizes = self._readable_sizes(self.pairs)
         if len(counts := Counter(sizes.values())) > 1:
             message = f"the pairs' A images come in {len(counts)} sizes: {_describe(sizes)}; check that they belong together"
             warnings.warn(f"{where}: {message}", stacklevel=3)
         if self.split != "train" and (self.root / "train").is_dir():
-            trained_on = {self.stored_size(pair) for pair in self.find_pairs("train")}
+            trained_on = set(self._readable_sizes(self.find_pairs("train")).values())
             if others := {path: size for path, size in sizes.items() if size not in trained_on}:
                 warnings.warn(
                     f"{where}: {len(others)} pair(s) have a size the train split does not have "
@@ -101,6 +101,17 @@ class ImagePairs(Dataset, abc.ABC):
                     f"--data.preprocess crop or none",
                     stacklevel=3,
                 )
+
+    def _readable_sizes(self, pairs: list[tuple[Path, ...]]) -> dict[Path, tuple[int, int]]:
+        """Stored sizes of the pairs whose headers read; an unreadable file is reported when it is loaded, where
+        --data.skip_bad can skip it."""
+        sizes = {}
+        for pair in pairs:
+            try:
+                sizes[pair[0]] = self.stored_size(pair)
+            except DataError:
+                continue
+        return sizes
 
     def __len__(self) -> int:
         return len(self.pairs)
