@@ -50,9 +50,18 @@ COMMANDS = (
     Command("sweep", "p2p_core.commands:sweep", "Run a set of recipes (e.g. recipes/ablations/...) and compare them."),
     Command("export", "p2p_core.export:export", "Save a trained generator for use without p2p."),
     Command("demo", "p2p_core.demo:demo", "Draw in the browser and watch a trained model translate it."),
-    Command("data", "", "Make paired datasets: combine A/B folders, or edges from photos.", subcommands=(
+    Command("import", "p2p_core.commands:import_model", "Turn a pix2pix reference .pth into a p2p run folder."),
+    Command("pretrained", "", "The released pix2pix generators: list, download (or --ckpt pretrained:NAME).", subcommands=(
+        Command("list", "p2p_core.commands:pretrained_list", "List them, with what they translate and their source."),
+        Command("download", "p2p_core.commands:pretrained_download", "Download and import one into the cache."),
+    )),
+    Command("data", "", "Datasets: download the pix2pix ones, combine A/B folders, or make edges from photos.", subcommands=(
+        Command("download", "p2p_core.commands:data_download", "Download a pix2pix dataset into the layout its recipe reads."),
         Command("combine", "p2p_core.datatools:combine", "Pair A/ and B/ folders into the aligned AB layout."),
         Command("edges", "p2p_core.datatools:edges", "Make edges->photo pairs from photos (Canny edges)."),
+    )),
+    Command("scorer", "", "The paper's FCN-score: a segmenter that judges generated photos.", subcommands=(
+        Command("fit", "p2p_core.commands:scorer_fit", "Train a scorer on a labelled task's real photos (synthetic)."),
     )),
     Command("bench", "p2p_core.commands:bench", "Measure images/s, FLOPs and memory of a model.",
             arguments="p2p_core.commands:bench_arguments"),

@@ -9,6 +9,7 @@ parsers come from :mod:`p2p_core.config` (see :func:`fit_arguments`, :func:`benc
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 Device = Literal["auto", "cpu", "cuda"]
 MODE_HELP = "Test-time behaviour. " + "; ".join(MODES.values())
-LIST_TOPICS = ("generator", "discriminator", "loss", "dataset", "disc", "data", "plugins", "recipes")
+LIST_TOPICS = ("generator", "discriminator", "loss", "dataset", "disc", "data", "plugins", "recipes", "pretrained", "downloads")
 DescribeKind = Literal["generator", "discriminator", "loss", "dataset", "disc", "data"]
 
 
@@ -33,27 +34,68 @@ def fit_arguments(argv: list[str], registry: Registry) -> dict[str, Any]:
     """``p2p fit``'s options as keyword arguments of :func:`fit`; ``--resume DIR`` starts from DIR's config."""
     from p2p_core.config import parse_spec
 
-    resume = _resume_folder(argv)
+    resume = _option_value(argv, "--resume")
+    init_from = _option_value(argv, "--init_from")
+    if resume is not None and init_from is not None:
+        raise ConfigError("--resume continues a run and --init_from starts a new one from its weights; give one of them")
     if resume is not None:
-        saved = resume / "config.yaml"
+        saved = Path(resume) / "config.yaml"
         if not saved.is_file():
             raise ConfigError(f"--resume {resume}: no config.yaml there; is it a run folder of `p2p fit`?")
         # The saved config first, then whatever else was given (e.g. more steps) on top of it.
-        argv = ["--config", str(saved), *_without_resume(argv)]
+        argv = ["--config", str(saved), *argv]
+    with tempfile.TemporaryDirectory() as scratch:
+        if init_from is not None:
+            init_from = _with_source_components(argv, init_from, Path(scratch), registry)
 
-    def extend(parser: ArgumentParser) -> None:
-        parser.add_argument("--out_dir", type=Path, default=Path("runs"), help="Where run folders are made.")
-        parser.add_argument("--name", type=str | None, default=None, help="Run folder name (default: time and components).")
-        parser.add_argument("--resume", type=Path | None, default=None, help="A run folder to continue from its newest good checkpoint.")
+        def extend(parser: ArgumentParser) -> None:
+            parser.add_argument("--out_dir", type=Path, default=Path("runs"), help="Where run folders are made.")
+            parser.add_argument("--name", type=str | None, default=None, help="Run folder name (default: time and components).")
+            parser.add_argument("--resume", type=Path | None, default=None,
+                                help="A run folder to continue from its newest good checkpoint.")
+            parser.add_argument("--init_from", type=str | None, default=None,
+                                help="Fine-tune: start from the weights of a checkpoint, run folder or pretrained:NAME "
+                                     "(its generator and discriminator, unless chosen otherwise), with a fresh optimizer and schedule.")
 
-    spec, namespace = parse_spec(
-        argv, registry, extend=extend, prog="p2p fit",
-        description="Train pix2pix. Components: p2p list; their options: p2p describe KIND NAME, or --help after choosing one.",
-    )
-    return {"spec": spec, "out_dir": Path(namespace.out_dir), "name": namespace.name, "resume": resume}
+        spec, namespace = parse_spec(
+            argv, registry, extend=extend, prog="p2p fit",
+            description="Train pix2pix. Components: p2p list; their options: p2p describe KIND NAME, or --help after choosing one.",
+        )
+    return {"spec": spec, "out_dir": Path(namespace.out_dir), "name": namespace.name,
+            "resume": None if resume is None else Path(resume), "init_from": init_from}
 
 
-def fit(*, spec: RunSpec, out_dir: Path, name: str | None, resume: Path | None, registry: Registry, argv: list[str]) -> None:
+def _with_source_components(argv: list[str], init_from: str, scratch: Path, registry: Registry) -> Path:
+    """Locate ``--init_from`` and put its components into ``argv`` as a config after the recipes: the run builds
+    the networks the weights fit, and options given on the command line still apply on top."""
+    import yaml
+
+    from p2p_core import checkpoint
+    from p2p_core.interop import locate
+
+    source = locate(init_from, registry=registry)
+    trained = checkpoint.read(source).spec
+    components = {"generator": trained.run.generator.to_dict()}
+    if trained.adversarial:
+        components["disc"] = trained.run.disc.to_dict()
+    config = scratch / "init_from.yaml"
+    config.write_text(yaml.safe_dump(components, sort_keys=False))
+    configs = [index for index, token in enumerate(argv) if token in ("--config", "-c")]
+    position = configs[-1] + 2 if configs else 0
+    argv[position:position] = ["--config", str(config)]
+    return source
+
+
+def fit(
+    *,
+    spec: RunSpec,
+    out_dir: Path,
+    name: str | None,
+    resume: Path | None,
+    init_from: Path | None = None,
+    registry: Registry,
+    argv: list[str],
+) -> None:
     """Train a model (defaults: the paper's U-Net, 70x70 PatchGAN, cGAN + L1)."""
     import signal
 
@@ -63,7 +105,7 @@ def fit(*, spec: RunSpec, out_dir: Path, name: str | None, resume: Path | None, 
         distributed.relaunch_with_torchrun(spec.trainer.nproc, argv)
     from p2p_core.run import Run
 
-    outcome = Run(spec, out_dir=out_dir, name=name, resume=resume, registry=registry)()
+    outcome = Run(spec, out_dir=out_dir, name=name, resume=resume, init_from=init_from, registry=registry)()
     if outcome.is_main:
         print(f"checkpoint: {outcome.checkpoint}\nlogs: tensorboard --logdir {outcome.run_dir}")
     if outcome.stopped_by is not None:
@@ -74,27 +116,16 @@ def fit(*, spec: RunSpec, out_dir: Path, name: str | None, resume: Path | None, 
         raise SystemExit(128 + outcome.stopped_by)
 
 
-def _resume_folder(argv: list[str]) -> Path | None:
+def _option_value(argv: list[str], option: str) -> str | None:
+    """The value of ``option`` in argv (``--option V`` or ``--option=V``), read before the parser exists."""
     for index, token in enumerate(argv):
-        if token == "--resume":
+        if token == option:
             if index + 1 >= len(argv):
-                raise ConfigError("--resume needs a run folder")
-            return Path(argv[index + 1])
-        if token.startswith("--resume="):
-            return Path(token.removeprefix("--resume="))
+                raise ConfigError(f"{option} needs a value")
+            return argv[index + 1]
+        if token.startswith(f"{option}="):
+            return token.removeprefix(f"{option}=")
     return None
-
-
-def _without_resume(args: list[str]) -> list[str]:
-    kept, skip_value = [], False
-    for arg in args:
-        if skip_value:
-            skip_value = False
-        elif arg == "--resume":
-            skip_value = True
-        elif not arg.startswith("--resume="):
-            kept.append(arg)
-    return kept
 
 
 # -- bench --------------------------------------------------------------------------------------------------
@@ -178,10 +209,11 @@ def test(
     out: Path | None = None,
     seed: int = 0,
     fid_weights: Path | None = None,
+    scorer: Path | None = None,
     device: Device = "auto",
     registry: Registry,
 ) -> None:
-    """Translate a split with a trained model; write images, metrics and an HTML page.
+    """Translate a split with a trained model; write images, metrics, baselines and an HTML page.
 
     Args:
         ckpt: Checkpoint file, or a run folder (its newest checkpoint that loads).
@@ -191,13 +223,15 @@ def test(
         out: Results folder (default: RUN/test_SPLIT_MODE_CKPT).
         seed: Seeds the dropout that paper mode samples.
         fid_weights: Local FID Inception weights; FID is skipped without them.
+        scorer: A scorer from `p2p scorer fit`: adds the paper's FCN-score (per-pixel and per-class accuracy, class
+            IoU) of the outputs, the baselines and the real photos.
         device: Where the generator runs.
     """
-    from p2p_core.evaluation import run_test, summary_text
+    from p2p_core.evaluation import report_text, run_test
 
     result = run_test(ckpt=ckpt, split=split, data=data or {}, mode=mode, out=out, device=device,
-                      fid_weights=fid_weights, seed=seed, registry=registry)
-    print(summary_text(result.metrics), *result.evaluation.notes, sep="\n")
+                      fid_weights=fid_weights, seed=seed, scorer=scorer, registry=registry)
+    print(report_text(result))
     print(f"{len(result.names)} image(s), {mode} mode: {result.out_dir / 'index.html'}")
 
 
@@ -227,6 +261,8 @@ def sweep(
     split: Literal["val", "test"] = "val",
     mode: Mode = "paper",
     grid_rows: int = 4,
+    seeds: int = 1,
+    scorer: Path | None = None,
     fid_weights: Path | None = None,
     registry: Registry,
 ) -> None:
@@ -240,6 +276,8 @@ def sweep(
         split: Which split the runs are tested on.
         mode: Test-time behaviour. paper: dropout on and batch statistics, as in the paper; eval: PyTorch eval mode.
         grid_rows: Test images shown in grid.png.
+        seeds: Train each recipe this many times (seeds 0..N-1) and report mean +- std per metric.
+        scorer: A scorer from `p2p scorer fit`, for the FCN-score of every run and baseline.
         fid_weights: Local FID Inception weights; FID is skipped without them.
     """
     from p2p_core.sweep import run_sweep
@@ -248,8 +286,95 @@ def sweep(
         raise ConfigError(f"--grid_rows must be at least 1, got {grid_rows}")
     folder = Path(out_dir) / (name or time.strftime("sweep-%Y%m%d-%H%M%S"))
     done = run_sweep(recipes=recipes, base=base or [], out_dir=folder, split=split, mode=mode, fid_weights=fid_weights,
-                     grid_rows=grid_rows, registry=registry)
+                     grid_rows=grid_rows, seeds=seeds, scorer=scorer, registry=registry)
     print((done / "results.md").read_text() + f"\ntable: {done / 'results.csv'}\ngrid: {done / 'grid.png'}")
+
+
+# -- models and data from elsewhere ---------------------------------------------------------------------------
+
+
+def import_model(path: Path, *, out: Path, disc: Path | None = None, url: str | None = None, registry: Registry) -> None:
+    """Turn a pix2pix reference state dict (junyanz/pytorch-CycleGAN-and-pix2pix .pth) into a p2p run folder.
+
+    Args:
+        path: The generator's state dict (e.g. latest_net_G.pth); its architecture is read from the tensors.
+        out: The run folder to write (it must not exist); predict, test, export, demo and fit --init_from take it.
+        disc: The discriminator's state dict trained with it (latest_net_D.pth), for fine-tuning with it.
+        url: Where the file came from, recorded with its SHA-256 in the checkpoint.
+    """
+    from p2p_core.interop import import_reference
+
+    folder = import_reference(generator=path, out=out, discriminator=disc, source_url=url, registry=registry)
+    print(f"imported {path} into {folder}; try: p2p predict --ckpt {folder} --input IMAGES --output OUT")
+
+
+def data_download(name: str, *, to: Path = Path("datasets"), url: str | None = None, registry: Registry) -> None:
+    """Download one of the pix2pix datasets (p2p pretrained list names them) to TO/NAME, the folder its recipes read.
+
+    Args:
+        name: facades, maps, edges2shoes, edges2handbags, night2day (cityscapes: how to get it), or a plugin's.
+        to: Folder the dataset folder goes in; the recipes read datasets/NAME relative to where p2p runs.
+        url: Base URL of a mirror holding NAME.tar.gz (http(s)://, file:// or a folder); default $P2P_DATASETS_URL,
+            then the authors' server.
+    """
+    from p2p_core.downloads import download_dataset
+
+    folder = download_dataset(name=name, to=to, url=url, entries=registry.dataset_downloads)
+    recipes = registry.dataset_downloads[name].recipes
+    print(f"{folder} is ready" + (f"; train with: p2p fit --config {recipes[0]}" if recipes else ""))
+
+
+def pretrained_list(*, registry: Registry) -> None:
+    """List the released generators that --ckpt pretrained:NAME can use, with what they translate."""
+    from p2p_core.downloads import MODE_NOTE
+
+    rows = [(e.name, e.translation, f"{e.dataset} {e.direction}", e.recommended_mode, registry.origin("pretrained", e.name))
+            for e in sorted(registry.pretrained.values(), key=lambda e: e.name)]
+    print(table(("NAME", "TRANSLATES", "TRAINED ON", "MODE", "FROM"), rows) + f"\n\n{MODE_NOTE}\n"
+          "use one with: p2p predict --ckpt pretrained:NAME --input IMAGES --output OUT")
+
+
+def pretrained_download(name: str, *, registry: Registry) -> None:
+    """Download a released generator into the cache and import it (what --ckpt pretrained:NAME does on first use).
+
+    Args:
+        name: The generator, as `p2p pretrained list` shows them.
+    """
+    from p2p_core.interop import PRETRAINED, locate
+
+    folder = locate(f"{PRETRAINED}{name}", registry=registry)
+    print(f"{folder}\nuse it as --ckpt {PRETRAINED}{name} (or --ckpt {folder})")
+
+
+def scorer_fit(
+    *,
+    out: Path,
+    data: str = "synthetic",
+    data_options: dict[str, Any] | None = None,
+    steps: int = 300,
+    batch_size: int = 8,
+    seed: int = 0,
+    device: Device = "auto",
+    registry: Registry,
+) -> None:
+    """Train an FCN-score scorer (a small segmenter) on a task's real train photos, and score the real val photos.
+
+    Args:
+        out: The file the scorer is written to, e.g. runs/scorer.pt; give it to p2p test --scorer.
+        data: The dataset, by registered name; its samples must carry labels (synthetic does).
+        data_options: The dataset's options, e.g. '{length: 200, load_size: 72, crop_size: 64}'; use the
+            generator's so the scorer sees photos of the same size and scale.
+        steps: Training steps (batches).
+        batch_size: Photos per step.
+        seed: Seeds the weights, the batch order and the jitter.
+        device: Where it trains.
+    """
+    from p2p_core.scoring import fit_scorer
+
+    result = fit_scorer(data=data, data_options=data_options, out=out, steps=steps, batch_size=batch_size, seed=seed,
+                        device=device, registry=registry)
+    scores = "  ".join(f"{name} {value:.4g}" for name, value in result.real_val.items())
+    print(f"{result.path} ({result.steps} steps, {result.train_seconds:.0f} s); on the real val photos (the upper bound): {scores}")
 
 
 # -- the registry -------------------------------------------------------------------------------------------
@@ -259,7 +384,8 @@ def list_components(topic: Literal[LIST_TOPICS] | None = None, *, registry: Regi
     """List registered components, plugins or recipes.
 
     Args:
-        topic: A kind (generator, discriminator, loss, dataset), plugins or recipes; all components when left out.
+        topic: A kind (generator, discriminator, loss, dataset), plugins, recipes, pretrained (released models) or
+            downloads (datasets p2p data download fetches); all components when left out.
     """
     from p2p_core.registry import canonical_kind
 
@@ -270,7 +396,14 @@ def list_components(topic: Literal[LIST_TOPICS] | None = None, *, registry: Regi
         ]
         text = table(("PLUGIN", "DISTRIBUTION", "VERSION", "MODULE", "REGISTERED"), rows)
     elif topic == "recipes":
-        text = table(("RECIPE", "FILE"), [(name, str(path)) for name, path in sorted(registry.recipes.items())])
+        text = table(("RECIPE", "FILE", "FROM"),
+                     [(name, str(path), registry.origin("recipes", name)) for name, path in sorted(registry.recipes.items())])
+    elif topic == "pretrained":
+        text = table(("PRETRAINED", "TRANSLATES", "FROM"), [(name, entry.translation, registry.origin("pretrained", name))
+                                                            for name, entry in sorted(registry.pretrained.items())])
+    elif topic == "downloads":
+        text = table(("DATASET", "DESCRIPTION", "FROM"), [(name, entry.description, registry.origin("dataset_downloads", name))
+                                                         for name, entry in sorted(registry.dataset_downloads.items())])
     else:
         kind = None if topic is None else canonical_kind(topic)
         rows = [(c.kind, c.name, c.summary, f"{c.distribution} {c.version}") for c in registry.components(kind)]

@@ -26,7 +26,7 @@ import urllib.request
 import zlib
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import attrs
 from tqdm.auto import tqdm
@@ -34,8 +34,6 @@ from tqdm.auto import tqdm
 from p2p_core.errors import DataError, UnknownComponentError
 from p2p_core.test_time import Mode
 
-DATASETS_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets"
-PRETRAINED_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch"
 COMPLETE = ".p2p-download-complete"
 """Marker file in a dataset folder that ``download_dataset`` finished."""
 TIMEOUT_S = 60
@@ -90,82 +88,6 @@ class DownloadedFile:
         return f"{self.path}\nsha256 {self.sha256}"
 
 
-def _recipe(name: str) -> tuple[str, ...]:
-    return (f"recipes/{name}.yaml",)
-
-
-DATASETS: dict[str, DatasetEntry] = {
-    entry.name: entry
-    for entry in [
-        DatasetEntry(
-            name="facades", url=f"{DATASETS_URL}/facades.tar.gz", recipes=_recipe("facades"),
-            description="CMP Facades: photo (A) and label map (B), 400 training pairs",
-        ),
-        DatasetEntry(
-            name="maps", url=f"{DATASETS_URL}/maps.tar.gz",
-            recipes=("recipes/maps_aerial2map.yaml", "recipes/maps_map2aerial.yaml"),
-            description="Google Maps: aerial photo (A) and map (B), 1096 training pairs",
-        ),
-        DatasetEntry(
-            name="edges2shoes", url=f"{DATASETS_URL}/edges2shoes.tar.gz", recipes=_recipe("edges2shoes"),
-            description="UT Zappos50K: edge map (A) and photo (B), 50k training pairs",
-        ),
-        DatasetEntry(
-            name="edges2handbags", url=f"{DATASETS_URL}/edges2handbags.tar.gz", recipes=_recipe("edges2handbags"),
-            description="iGAN handbags: edge map (A) and photo (B), 137k training pairs",
-        ),
-        DatasetEntry(
-            name="night2day", url=f"{DATASETS_URL}/night2day.tar.gz", recipes=_recipe("night2day"),
-            description="Transient Attributes webcams: night (A) and day (B), 17k training pairs",
-        ),
-        DatasetEntry(
-            name="cityscapes", url=None, recipes=_recipe("cityscapes"),
-            description="Cityscapes: photo (A) and semantic label map (B), 2975 training pairs",
-            licence_note=(
-                "the Cityscapes licence does not allow p2p to fetch it for you. Register at "
-                "https://www.cityscapes-dataset.com, download gtFine_trainvaltest.zip and leftImg8bit_trainvaltest.zip "
-                "and unzip them. For each split, gather the photos (leftImg8bit/SPLIT/CITY/X_leftImg8bit.png) in one "
-                "folder and the colour label maps (gtFine/SPLIT/CITY/X_gtFine_color.png) in another, both renamed "
-                "X.png, then run `p2p data combine --a PHOTOS --b LABELS --out datasets/cityscapes --split SPLIT "
-                "--format jpg`, the layout recipes/cityscapes.yaml reads"
-            ),
-        ),
-    ]
-}
-
-_UNET_256 = 54_413_955  # unet_256, ngf 64, batch norm, dropout, 3 -> 3 channels, as all five were released
-
-PRETRAINED: dict[str, PretrainedEntry] = {
-    entry.name: entry
-    for entry in [
-        PretrainedEntry(
-            name="facades_label2photo", url=f"{PRETRAINED_URL}/facades_label2photo.pth", translation="labels -> photo",
-            dataset="facades", direction="BtoA", parameters=_UNET_256,
-            description="CMP Facades label maps to building facades",
-        ),
-        PretrainedEntry(
-            name="sat2map", url=f"{PRETRAINED_URL}/sat2map.pth", translation="aerial photo -> map",
-            dataset="maps", direction="AtoB", parameters=_UNET_256,
-            description="Google Maps satellite photos to street maps",
-        ),
-        PretrainedEntry(
-            name="map2sat", url=f"{PRETRAINED_URL}/map2sat.pth", translation="map -> aerial photo",
-            dataset="maps", direction="BtoA", parameters=_UNET_256,
-            description="Google Maps street maps to satellite photos",
-        ),
-        PretrainedEntry(
-            name="edges2shoes", url=f"{PRETRAINED_URL}/edges2shoes.pth", translation="edges -> photo",
-            dataset="edges2shoes", direction="AtoB", parameters=_UNET_256,
-            description="shoe edge maps to shoe photos",
-        ),
-        PretrainedEntry(
-            name="day2night", url=f"{PRETRAINED_URL}/day2night.pth", translation="day -> night",
-            dataset="night2day", direction="BtoA", parameters=_UNET_256,
-            description="webcam day scenes to night",
-        ),
-    ]
-}
-
 MODE_NOTE = (
     "mode: the authors' test.py leaves the generator in train mode (dropout on, batch statistics) unless --eval "
     "is given, so their results are p2p's --mode paper; --mode eval matches their --eval."
@@ -187,9 +109,9 @@ def download_dataset(
         to: Folder the dataset folder goes in; the recipes expect datasets/NAME relative to where you run p2p.
         url: Base URL of a mirror holding NAME.tar.gz (http(s)://, file:// or a folder); default
             $P2P_DATASETS_URL, then the authors' server.
-        entries: The catalogue to look NAME up in; default the built-in one.
+        entries: The catalogue to look NAME up in; default every plugin's (the built-in p2p_reference's and others').
     """
-    entry = _lookup(name, DATASETS if entries is None else entries, kind="dataset to download",
+    entry = _lookup(name, _catalogue("dataset_downloads") if entries is None else entries, kind="dataset to download",
                     hint=". Make others from your own images with `p2p data combine` or `p2p data edges`.")
     if entry.licence_note or entry.url is None:
         raise DataError(f"{entry.name}: {entry.licence_note or 'the catalogue gives no URL for it'}")
@@ -218,9 +140,9 @@ def download_pretrained(
         name: The generator, as `p2p pretrained list` shows them.
         url: Base URL of a mirror holding NAME.pth (http(s)://, file:// or a folder); default
             $P2P_PRETRAINED_URL, then the authors' server.
-        entries: The catalogue to look NAME up in; default the built-in one.
+        entries: The catalogue to look NAME up in; default every plugin's (the built-in p2p_reference's and others').
     """
-    entry = _lookup(name, PRETRAINED if entries is None else entries, kind="pretrained generator",
+    entry = _lookup(name, _catalogue("pretrained") if entries is None else entries, kind="pretrained generator",
                     hint=". `p2p pretrained list` shows them with what they translate.")
     path = cache_dir() / "pretrained" / f"{entry.name}.pth"
     source = _source(entry.url, url, env="P2P_PRETRAINED_URL")
@@ -233,7 +155,7 @@ def download_pretrained(
 
 def pretrained_list_text(entries: Mapping[str, PretrainedEntry] | None = None) -> str:
     """The catalogue as a table, for `p2p pretrained list`."""
-    entries = PRETRAINED if entries is None else entries
+    entries = _catalogue("pretrained") if entries is None else entries
     header = ("name", "translates", "trained on", "mode", "description")
     rows = [
         (e.name, e.translation, f"{e.dataset} {e.direction}", e.recommended_mode, e.description)
@@ -245,6 +167,13 @@ def pretrained_list_text(entries: Mapping[str, PretrainedEntry] | None = None) -
 
 
 _Entry = TypeVar("_Entry", DatasetEntry, PretrainedEntry)
+
+
+def _catalogue(kind: str) -> Mapping[str, Any]:
+    """What the installed plugins contribute through ``p2p_dataset_downloads`` or ``p2p_pretrained``."""
+    from p2p_core.registry import default_registry
+
+    return getattr(default_registry(), kind)
 
 
 def _lookup(name: str, entries: Mapping[str, _Entry], *, kind: str, hint: str) -> _Entry:

@@ -55,3 +55,14 @@ def p2p_datasets() -> Mapping[str, Factory]:
 @hookspec
 def p2p_recipes() -> Mapping[str, Path]:
     """Return recipe YAML files by name, usable as ``p2p fit --config NAME``."""
+
+
+@hookspec
+def p2p_dataset_downloads() -> Mapping[str, object]:
+    """Return datasets ``p2p data download NAME`` can fetch, by name: :class:`p2p_core.downloads.DatasetEntry`."""
+
+
+@hookspec
+def p2p_pretrained() -> Mapping[str, object]:
+    """Return released generators by name (:class:`p2p_core.downloads.PretrainedEntry`): ``p2p pretrained list``
+    shows them, and ``--ckpt pretrained:NAME`` downloads, imports and uses one."""

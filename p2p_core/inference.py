@@ -19,12 +19,12 @@ from typing import Any
 import attrs
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.v2.functional as TF
 from torch import Tensor, nn
 
 from p2p_core import checkpoint
+from p2p_core.interop import locate
 from p2p_core.errors import ConfigError
-from p2p_core.images import read_image, write_image
+from p2p_core.images import read_image, resize, write_image
 from p2p_core.networks import build_generator
 from p2p_core.registry import Registry
 from p2p_core.spec import Mode, TrainedSpec
@@ -76,8 +76,9 @@ class TrainedGenerator:
 def load_generator(
     ckpt: Path, *, mode: Mode, device: torch.device | str = "cpu", registry: Registry | None = None
 ) -> TrainedGenerator:
-    """The generator of a checkpoint file or run folder (its newest checkpoint that loads), in ``mode``, on ``device``."""
-    loaded = checkpoint.read(Path(ckpt), map_location=device)
+    """The generator of a checkpoint file, a run folder (its newest checkpoint that loads) or ``pretrained:NAME``, in
+    ``mode``, on ``device``."""
+    loaded = checkpoint.read(locate(ckpt, registry=registry), map_location=device)
     module = build_generator(loaded.spec.run, loaded.spec.shapes, registry).to(device)
     module.load_state_dict(loaded.state["models"]["generator"])
     set_mode(module, mode)
@@ -124,11 +125,11 @@ def translate(
     batch = image if image.dim() == 4 else image[None]
     height, width = batch.shape[-2:]
     if shorter_side is not None:
-        batch = TF.resize(batch, list(scaled_size(height, width, shorter_side=shorter_side)), antialias=True)
+        batch = resize(batch, list(scaled_size(height, width, shorter_side=shorter_side)))
     padded, (rows, columns) = pad_to_multiple(batch, multiple)
     output = generator(padded)[..., rows, columns]
     if shorter_side is not None:
-        output = TF.resize(output, [height, width], antialias=True)
+        output = resize(output, [height, width])
     return output if image.dim() == 4 else output[0]
 
 

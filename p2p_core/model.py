@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from p2p_core import distributed
-from p2p_core.errors import ConfigError, NumericalError
+from p2p_core.errors import ConfigError, DataError, NumericalError
 from p2p_core.networks import build_discriminator, build_generator, init_weights
 from p2p_core.objective import Objective
 from p2p_core.registry import Registry, default_registry
@@ -148,10 +148,14 @@ class Pix2Pix:
             disc.requires_grad_(True)
             with self._autocast():
                 d_losses = self.objective.discriminator_losses(x=x, fake=fake.detach(), target=target, disc=self._discriminator)
+            if self.step == 0:
+                self.objective.check("discriminator", d_losses)
             logged |= self._update("discriminator", {f"D/{name}": 0.5 * value for name, value in d_losses.items()})
             disc.requires_grad_(False)  # G's step needs gradients through D, not for D
         with self._autocast():
             g_losses = self.objective.generator_losses(x=x, fake=fake, target=target, disc=self._judge)
+        if self.step == 0:
+            self.objective.check("generator", g_losses)
         logged |= self._update("generator", {f"G/{name}": value for name, value in g_losses.items()})
         self.last = (x, fake.detach(), target)
         self.step += 1
@@ -209,10 +213,25 @@ class Pix2Pix:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Continue from ``state``; the schedule follows from the step, so format 1's scheduler entry is not needed."""
-        for role, model in self.models.items():
-            if model is not None:
-                model.load_state_dict(state["models"][role])
+        """Continue from ``state``; the schedule follows from the step, so format 1's scheduler entry is not needed.
+
+        An imported model (``p2p import``) has weights but no optimizer moments: its optimizers start fresh.
+        """
+        self.load_weights(state["models"], source="the checkpoint")
         for role, optimizer in self.optimizers.items():
-            optimizer.load_state_dict(state["optimizers"][role])
+            if role in state.get("optimizers", {}):
+                optimizer.load_state_dict(state["optimizers"][role])
         self.step = int(state["step"])
+
+    def load_weights(self, models: Mapping[str, Mapping[str, Any]], *, source: str) -> None:
+        """The networks' weights from ``models`` (role -> state dict): the generator's always, the
+        discriminator's where ``source`` has one. Anything that does not fit exactly is an error naming it."""
+        for role, model in self.models.items():
+            if model is None or (role == "discriminator" and role not in models):
+                continue
+            if role not in models:
+                raise DataError(f"{source} holds no {role} weights")
+            try:
+                model.load_state_dict(models[role])
+            except RuntimeError as error:
+                raise DataError(f"the {role} weights in {source} do not fit this {role}: {str(error).splitlines()[-1].strip()}") from None

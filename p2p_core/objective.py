@@ -17,7 +17,9 @@ DISCRIMINATOR_INPUTS = ("none", "output", "input+output")
 class Objective:
     """Named terms; the generator minimises their sum, the discriminator half the sum of its terms."""
 
-    def __init__(self, terms: Mapping[str, Loss]) -> None:
+    def __init__(self, terms: Mapping[str, Loss], origins: Mapping[str, str] | None = None) -> None:
+        self.origins = dict(origins or {})
+        """Term name -> the distribution that provided it, for messages."""
         if not terms:
             raise ConfigError("the objective needs at least one term, e.g. --loss cgan+l1")
         self.terms = dict(terms)
@@ -41,7 +43,25 @@ class Objective:
         stray = set(options) - set(names)
         if stray:
             raise ConfigError(f"--loss_options sets {sorted(stray)} but --loss {spec!r} does not use it")
-        return cls({name: registry.create("loss", name, **dict(options.get(name, {}))) for name in names})
+        terms = {name: registry.create("loss", name, **dict(options.get(name, {}))) for name in names}
+        origins = {name: f"{registry.get('loss', name).distribution} {registry.get('loss', name).version}" for name in names}
+        return cls(terms, origins)
+
+    def check(self, role: str, losses: Mapping[str, Tensor]) -> None:
+        """Each term's value is a finite scalar, as the Loss protocol says; the model checks its first step with
+        this, so a plugin's broken term stops the run at once, named, instead of training on silently."""
+        for name, value in losses.items():
+            found = None
+            if not isinstance(value, Tensor) or value.dim() != 0:
+                found = f"{type(value).__name__} of shape {tuple(getattr(value, 'shape', ()))}"
+            elif not bool(value.isfinite()):
+                found = str(value.item())
+            if found is not None:
+                origin = f" ({self.origins[name]})" if name in self.origins else ""
+                raise ConfigError(
+                    f"loss {name!r}{origin} breaks the contract: {role}_loss returns a finite scalar\n"
+                    f"  found: {found} at the first step\n  fix: reduce over the batch (mean()) and keep the value finite"
+                )
 
     @property
     def adversarial(self) -> bool:

@@ -38,6 +38,8 @@ HOOKS = {
     "dataset": "p2p_datasets",
 }
 KINDS = tuple(HOOKS)
+CATALOGUES = {"p2p_recipes": "recipes", "p2p_dataset_downloads": "dataset_downloads", "p2p_pretrained": "pretrained"}
+"""Hooks that contribute named things other than components, and the registry property that lists each."""
 FLAGS = {"generator": "generator", "disc": "discriminator", "data": "dataset"}
 """How the command line and configs name each chosen kind: ``--disc patch70``, ``data: {name: aligned}``."""
 ALIASES = {flag: kind for flag, kind in FLAGS.items() if flag != kind}
@@ -140,7 +142,7 @@ class Registry:
         self._clashes: dict[tuple[str, str], list[str]] = {}
         # Keyed by distribution too: two distributions may both name an entry point e.g. "models".
         self._plugins: dict[tuple[str, str], Plugin] = {}
-        self._recipes: dict[str, Path] = {}
+        self._catalogues: dict[str, dict[str, tuple[Any, str]]] = {attribute: {} for attribute in CATALOGUES.values()}
 
     # -- loading ------------------------------------------------------------------------------------------
 
@@ -192,15 +194,15 @@ class Registry:
                     errors += [f"{hook_name}: {problem}" for problem in rejected]
             except Exception as error:  # noqa: BLE001 - a hook that raises is this plugin's problem alone
                 errors.append(f"{hook_name}: {_describe_exception(error)}")
-        try:
-            recipes = self._manager.subset_hook_caller("p2p_recipes", remove_plugins=others)()
-        except Exception as error:  # noqa: BLE001 - a hook that raises is this plugin's problem alone
-            errors.append(f"p2p_recipes: {_describe_exception(error)}")
-            recipes = []
-        for contributed in recipes:
-            for recipe, path in dict(contributed).items():
-                self._recipes[recipe] = Path(path)
-                added.append(f"recipe:{recipe}")
+        for hook_name, attribute in CATALOGUES.items():
+            try:
+                for contributed in self._manager.subset_hook_caller(hook_name, remove_plugins=others)():
+                    for entry_name, value in dict(contributed).items():
+                        problem = self._add_to_catalogue(attribute, entry_name, value, f"{distribution} {version} (plugin {name!r})")
+                        errors += [f"{hook_name}: {problem}"] if problem else []
+                        added += [] if problem else [f"{attribute}:{entry_name}"]
+            except Exception as error:  # noqa: BLE001 - a hook that raises is this plugin's problem alone
+                errors.append(f"{hook_name}: {_describe_exception(error)}")
         self._plugins[distribution, name] = Plugin(
             name, module_name, distribution, version, tuple(added), error="; ".join(errors) or None
         )
@@ -234,9 +236,17 @@ class Registry:
             names.append(name)
         return names, rejected
 
+    def _add_to_catalogue(self, attribute: str, name: str, value: Any, origin: str) -> str | None:
+        """Add a recipe, dataset or pretrained entry; the first of a name stays, a second is a problem."""
+        existing = self._catalogues[attribute].get(name)
+        if existing is not None:
+            return f"{attribute} entry {name!r} is already provided by {existing[1]}; this one is ignored"
+        self._catalogues[attribute][name] = (Path(value) if attribute == "recipes" else value, origin)
+        return None
+
     @property
     def hook_names(self) -> list[str]:
-        return [*HOOKS.values(), "p2p_recipes"]
+        return [*HOOKS.values(), *CATALOGUES]
 
     def _unknown_hooks(self, module: object) -> list[str]:
         """Hooks ``module`` implements that no hookspec declares: what pluggy's check_pending() reports."""
@@ -313,7 +323,22 @@ class Registry:
 
     @property
     def recipes(self) -> dict[str, Path]:
-        return dict(self._recipes)
+        """Recipe files by name, as ``p2p fit --config NAME`` finds them."""
+        return {name: value for name, (value, _) in self._catalogues["recipes"].items()}
+
+    @property
+    def dataset_downloads(self) -> dict[str, Any]:
+        """What ``p2p data download NAME`` can fetch, by name."""
+        return {name: value for name, (value, _) in self._catalogues["dataset_downloads"].items()}
+
+    @property
+    def pretrained(self) -> dict[str, Any]:
+        """Released generators ``pretrained:NAME`` can use, by name."""
+        return {name: value for name, (value, _) in self._catalogues["pretrained"].items()}
+
+    def origin(self, attribute: str, name: str) -> str:
+        """Which distribution contributed catalogue entry ``name`` (a recipe, dataset download or pretrained model)."""
+        return self._catalogues[attribute][name][1]
 
     @property
     def problems(self) -> list[str]:

@@ -64,6 +64,7 @@ class Run:
         out_dir: Path = Path("runs"),
         name: str | None = None,
         resume: Path | None = None,
+        init_from: Path | None = None,
         registry: Registry | None = None,
     ) -> None:
         registry = registry or default_registry()
@@ -101,6 +102,9 @@ class Run:
             raise ConfigError("the run has no steps: set --trainer.n_epochs, --trainer.n_epochs_decay or --trainer.max_steps above 0")
         shapes = Shapes(in_channels=self.dataset.in_channels, out_channels=self.dataset.out_channels, image_size=self.dataset.image_size)
         self.model = Pix2Pix.build(spec, shapes, total_steps=int(total_steps), device=self.device, registry=registry, dist=self.dist)
+        if init_from is not None:  # fine-tuning: the weights of another run, a fresh optimizer and schedule
+            source = checkpoint.read(init_from, map_location=self.device)
+            self.model.load_weights(source.state["models"], source=str(source.path))
 
         self.validator: Validator | None = None
         if train.validate_every and self.dist.is_main:  # one process validates and keeps best.pt
@@ -163,7 +167,8 @@ class Run:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.model.load_state_dict(state)
-        set_rng_state(state["rng"])
+        if "rng" in state:  # an imported model has none: it was never trained here
+            set_rng_state(state["rng"])
         if self.validator and "best" in state:
             self.validator.load_state_dict(state["best"])
 

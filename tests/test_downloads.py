@@ -22,14 +22,15 @@ from PIL import Image
 from p2p_core import registry
 from p2p_core.downloads import (
     COMPLETE,
-    DATASETS,
-    PRETRAINED,
     DatasetEntry,
     download_dataset,
     download_pretrained,
     pretrained_list_text,
 )
 from p2p_core.errors import DataError, UnknownComponentError
+from p2p_core.registry import default_registry
+
+DATASETS, PRETRAINED = default_registry().dataset_downloads, default_registry().pretrained
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -117,10 +118,11 @@ def test_download_unpacks_the_layout_the_recipe_reads(server, tmp_path, monkeypa
     assert files_under(root) == {f"{s}/{i}.jpg" for s in ("train", "val", "test") for i in (1, 2)} | {COMPLETE}
     assert not [p for p in Path("datasets").iterdir() if p.name != "facades"], "a scratch folder was left behind"
     recipe = yaml.safe_load((REPO / "recipes" / "facades.yaml").read_text())
-    assert recipe["data"]["class_path"] == "aligned"
-    dataset = registry.create("dataset", "aligned", split="train", **recipe["data"]["init_args"])
+    options = {key: value for key, value in recipe["data"].items() if key != "name"}
+    assert recipe["data"]["name"] == "aligned"
+    dataset = registry.create("dataset", "aligned", split="train", **options)
     assert len(dataset) == 2
-    assert dataset[0].a.shape[-2:] == (recipe["data"]["init_args"]["crop_size"],) * 2
+    assert dataset[0].a.shape[-2:] == (options["crop_size"],) * 2
 
 
 def test_a_finished_dataset_and_a_cached_archive_are_not_fetched_again(server, tmp_path):
@@ -256,7 +258,7 @@ def test_a_plugin_catalogue_is_used(server, tmp_path):
 def test_every_recipe_of_a_dataset_reads_where_it_is_unpacked(entry):
     for recipe in entry.recipes:
         config = yaml.safe_load((REPO / recipe).read_text())
-        assert config["data"]["init_args"]["root"] == f"datasets/{entry.name}"
+        assert config["data"]["root"] == f"datasets/{entry.name}"
 
 
 # -- pretrained generators --------------------------------------------------------------------------------------

@@ -6,10 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import p2p_core
 from conftest import make_spec
 from p2p_core.errors import ConfigError
 from p2p_core.objective import Objective
-from p2p_core.registry import default_registry
+from p2p_core.registry import Registry, default_registry
 from p2p_core.run import Run
 
 DATA = ("synthetic", {"length": 2, "load_size": 36, "crop_size": 32})
@@ -121,3 +122,32 @@ def test_loss_options_reach_the_term():
     objective = Objective.parse("l1", {"l1": {"weight": 10.0}}, default_registry())
     zeros, halves = torch.zeros(1, 3, 2, 2), torch.full((1, 3, 2, 2), 0.5)
     assert objective.generator_losses(x=zeros, fake=zeros, target=halves, disc=None)["l1"].item() == pytest.approx(5.0)
+
+
+class PerSample:
+    """L1 per sample: forgot to reduce over the batch."""
+
+    discriminator_input = "none"
+
+    def generator_loss(self, *, x, fake, target, disc):
+        return (fake - target).abs().flatten(1).mean(1)
+
+    def discriminator_loss(self, *, x, fake, target, disc):
+        return fake.new_zeros(())
+
+
+class PerSampleLosses:
+    @p2p_core.hookimpl
+    def p2p_losses(self):
+        return {"persample": PerSample}
+
+
+def test_a_loss_term_that_is_not_a_scalar_stops_the_first_step_naming_its_plugin(tmp_path):
+    registry = Registry()
+    registry.load_entry_points(allow=["p2p"])
+    registry.register(PerSampleLosses(), name="persample", distribution="p2p-fake-losses", version="2.0")
+    spec = make_spec(generator=("unet", {"ngf": 4, "dropout": 0.0}), data=DATA, loss="persample", max_steps=1, batch_size=2)
+    run = Run(spec, out_dir=tmp_path, name="run", registry=registry)
+    with pytest.raises(ConfigError, match=r"loss 'persample' \(p2p-fake-losses 2.0\) breaks the contract: generator_loss returns a "
+                                          r"finite scalar\n  found: Tensor of shape \(2,\)"):
+        run.fit()

@@ -15,6 +15,7 @@ from p2p_core.evaluation import CONSTANT, INPUT, REAL, constant_baseline, measur
 from p2p_core.metrics import SegmentationScores, image_metrics
 from p2p_core.protocols import Sample
 from p2p_core.registry import default_registry
+from p2p_core.run import collate_samples
 from p2p_core.scoring import check_compatible, fit_scorer, load_scorer, score
 
 SMOKE = Path(__file__).resolve().parents[1] / "recipes" / "smoke.yaml"
@@ -57,10 +58,10 @@ def test_synthetic_labels_follow_the_jitter_and_name_the_classes():
 
 
 def test_batches_collate_with_and_without_labels():
-    labelled = next(iter(DataLoader(synthetic("val"), batch_size=3)))
+    labelled = next(iter(DataLoader(synthetic("val"), batch_size=3, collate_fn=collate_samples)))
     assert labelled.labels.shape == (3, 64, 64)
     plain = [Sample(torch.zeros(3, 4, 4), torch.ones(3, 4, 4), f"{i}") for i in range(3)]
-    batch = next(iter(DataLoader(plain, batch_size=3)))
+    batch = next(iter(DataLoader(plain, batch_size=3, collate_fn=collate_samples)))
     assert batch.labels is None and batch.a.shape == (3, 3, 4, 4) and list(batch.path) == ["0", "1", "2"]
 
 
