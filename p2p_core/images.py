@@ -179,6 +179,8 @@ class PairedJitter:
     flip: bool = True
 
     def __attrs_post_init__(self) -> None:
+        if self.crop_size < 1 or self.load_size < 1:
+            raise DataError(f"load_size and crop_size must be at least 1 pixel, got {self.load_size} and {self.crop_size}")
         if self.preprocess == "resize_and_crop" and self.load_size < self.crop_size:
             raise DataError(f"load_size {self.load_size} is smaller than crop_size {self.crop_size}; make it >= crop_size")
 

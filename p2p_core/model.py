@@ -87,6 +87,14 @@ class Pix2Pix:
             adversarial=objective.adversarial,
         )
         generator = build_generator(run, shapes, registry)
+        multiple = getattr(generator, "size_multiple", 1)
+        if shapes.image_size % multiple:  # otherwise the first step fails deep inside the network
+            fits = max(multiple, shapes.image_size // multiple * multiple)
+            raise ConfigError(
+                f"generator {run.generator.name!r} needs image sides that are multiples of {multiple}, but the training "
+                f"crops are {shapes.image_size}x{shapes.image_size}; use --data.crop_size {fits} (or a generator option "
+                "such as --generator.depth that fits the size)"
+            )
         discriminator = None
         if objective.adversarial:
             discriminator = build_discriminator(run, shapes, registry)

@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from p2p_core import hookspecs
-from p2p_core.errors import PluginError, UnknownComponentError
+from p2p_core.errors import ConfigError, PluginError, UnknownComponentError
 from p2p_core.protocols import Discriminator, Generator, Loss, PairedDataset
 
 ENTRY_POINT_GROUP = "p2p"
@@ -297,7 +297,14 @@ class Registry:
                    and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
         if missing:
             raise PluginError(f"{component.kind} {name!r} needs option(s) {', '.join(missing)}")
-        instance = component.factory(**options)
+        try:
+            instance = component.factory(**options)
+        except (ValueError, TypeError, AssertionError) as error:
+            # A factory's own check of its options (ngf 0, dropout 2, depth 1): the user's to fix, not a crash.
+            raise ConfigError(
+                f"{component.kind} {name!r} refused its options {options_text(options)}: {error}. "
+                f"`p2p describe {component.kind} {name}` lists them"
+            ) from None
         base = BASE_CLASSES[component.kind]
         if not isinstance(instance, base):
             raise PluginError(
@@ -446,3 +453,8 @@ def _describe_exception(error: BaseException) -> str:
     where = traceback.extract_tb(error.__traceback__)
     location = f" (at {Path(where[-1].filename).name}:{where[-1].lineno})" if where else ""
     return f"{type(error).__name__}: {error}{location}"
+
+
+def options_text(options: Mapping[str, Any]) -> str:
+    """Options as a user wrote them, for messages: ``ngf=0, norm='batch'``."""
+    return ", ".join(f"{key}={value!r}" for key, value in options.items()) or "(none)"

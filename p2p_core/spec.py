@@ -52,10 +52,10 @@ def _positive(instance: object, attribute: attrs.Attribute, value: float | None)
         raise ValueError(f"--trainer.{attribute.name} must be positive, got {value}")
 
 
-def _at_least(minimum: int):  # noqa: ANN202 - an attrs validator
+def _at_least(minimum: int, prefix: str = "--trainer."):  # noqa: ANN202 - an attrs validator
     def check(instance: object, attribute: attrs.Attribute, value: int | None) -> None:
         if value is not None and value < minimum:
-            raise ValueError(f"--trainer.{attribute.name} must be at least {minimum}, got {value}")
+            raise ValueError(f"{prefix}{attribute.name} must be at least {minimum}, got {value}")
 
     return check
 
@@ -193,9 +193,9 @@ class RunSpec:
 class Shapes:
     """What the data decided when the networks were built."""
 
-    in_channels: int = attrs.field(validator=_at_least(1))
-    out_channels: int = attrs.field(validator=_at_least(1))
-    image_size: int = attrs.field(validator=_at_least(1))
+    in_channels: int = attrs.field(validator=_at_least(1, prefix=""))
+    out_channels: int = attrs.field(validator=_at_least(1, prefix=""))
+    image_size: int = attrs.field(validator=_at_least(1, prefix=""))
     """The side of the square training crops."""
     disc_in_channels: int | None = None
     """What the discriminator sees (None without one): the output's channels, plus the input's if conditional."""

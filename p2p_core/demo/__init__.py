@@ -7,6 +7,7 @@ and describe the command without Flask, and saying how to install it is the firs
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -52,6 +53,10 @@ def demo(
     """
     if importlib.util.find_spec("flask") is None:
         raise ConfigError(f"p2p demo needs Flask, which is not installed: {INSTALL_HINT}")
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be between 0 (any free port) and 65535, got {port}")
+    if not math.isfinite(max_upload_mb) or max_upload_mb <= 0:
+        raise ConfigError(f"--max_upload_mb must be a positive number, got {max_upload_mb}")
     from p2p_core.demo import server
 
     server.serve(

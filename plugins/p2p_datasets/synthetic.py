@@ -129,6 +129,8 @@ def synthetic(
     flip: bool = True,
 ) -> SyntheticDataset:
     """Generated labels -> photo pairs (rectangles and ellipses); needs no data. The default dataset."""
+    if length < 1:
+        raise ValueError(f"length (pairs per split) must be at least 1, got {length}")
     return SyntheticDataset(
         split=split,
         length=length,

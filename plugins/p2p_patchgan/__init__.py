@@ -23,6 +23,8 @@ class PatchGAN(nn.Module):
         super().__init__()
         if n_layers < 1:
             raise ValueError(f"n_layers must be >= 1 (1 gives a 16x16 receptive field), got {n_layers}")
+        if ndf < 1:
+            raise ValueError(f"ndf (the first layer's filters) must be at least 1, got {ndf}")
         if kernel_size not in (1, 4):
             raise ValueError(f"kernel_size must be 4 (PatchGAN) or 1 (PixelGAN), got {kernel_size}")
         self.in_channels = in_channels

@@ -62,6 +62,8 @@ class UNet(nn.Module):
         depth = depth or max(2, int(math.log2(image_size)))
         if depth < 2:
             raise ValueError(f"depth must be at least 2, got {depth}")
+        if ngf < 1:
+            raise ValueError(f"ngf (the first layer's filters) must be at least 1, got {ngf}")
         self.in_channels, self.out_channels, self.depth = in_channels, out_channels, depth
         self.size_multiple = 2**depth
         # BatchNorm's shift makes a bias redundant; InstanceNorm (no affine) and no norm need one.
