@@ -152,6 +152,9 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
 
 def _checked(state: dict[str, Any], path: Path) -> None:
     read_checkpoint(state, source=str(path))
+    step = state.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise DataError(f"{path}: step must be a whole number >= 0, got {step!r:.60}")
 
 
 def _newest_good(path: Path, map_location: str | torch.device, check: Callable[[dict[str, Any], Path], None]) -> tuple[dict[str, Any], Path]:

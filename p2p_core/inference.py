@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from p2p_core import checkpoint
-from p2p_core.interop import locate
-from p2p_core.errors import ConfigError
+from p2p_core.errors import ConfigError, DataError
 from p2p_core.images import read_image, resize, write_image
+from p2p_core.interop import locate
 from p2p_core.networks import build_generator
 from p2p_core.registry import Registry
 from p2p_core.spec import Mode, TrainedSpec
@@ -79,10 +79,34 @@ def load_generator(
     """The generator of a checkpoint file, a run folder (its newest checkpoint that loads) or ``pretrained:NAME``, in
     ``mode``, on ``device``."""
     loaded = checkpoint.read(locate(ckpt, registry=registry), map_location=device)
+    weights = loaded.state["models"]["generator"]
+    _check_shapes(loaded.spec, weights, source=loaded.path, registry=registry)
     module = build_generator(loaded.spec.run, loaded.spec.shapes, registry).to(device)
-    module.load_state_dict(loaded.state["models"]["generator"])
+    module.load_state_dict(weights)
     set_mode(module, mode)
     return TrainedGenerator(module=module, trained=loaded.spec, step=int(loaded.state["step"]), path=loaded.path)
+
+
+def _check_shapes(trained: TrainedSpec, weights: dict[str, Any], *, source: Path, registry: Registry | None) -> None:
+    """Compare the weights with the network the spec describes, built on the meta device (no memory), before
+    building it for real: a spec that does not match its weights (ngf=600 beside ngf-8 weights) is a clear error,
+    not gigabytes allocated and a traceback."""
+    try:
+        with torch.device("meta"):
+            skeleton = build_generator(trained.run, trained.shapes, registry).state_dict()
+    except Exception:  # noqa: BLE001 - a component that cannot be built on meta is checked by load_state_dict alone
+        return
+    for name, tensor in skeleton.items():
+        stored = weights.get(name)
+        if stored is None or tuple(stored.shape) != tuple(tensor.shape):
+            found = "missing" if stored is None else f"{tuple(stored.shape)}"
+            raise DataError(
+                f"{source}: the generator its spec describes ({trained.run.generator.name} {dict(trained.run.generator.options)}) "
+                f"needs {name} of shape {tuple(tensor.shape)}, but the checkpoint holds {found}; the file is damaged or was edited"
+            )
+    unexpected = sorted(set(weights) - set(skeleton))
+    if unexpected:
+        raise DataError(f"{source}: the checkpoint holds generator weights its spec has no place for, e.g. {unexpected[0]}")
 
 
 def pad_to_multiple(batch: Tensor, multiple: int) -> tuple[Tensor, tuple[slice, slice]]:

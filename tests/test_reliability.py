@@ -299,3 +299,50 @@ def test_skip_bad_logs_every_skipped_file_and_keeps_the_good_ones(tmp_path, capl
     assert {Path(p).name for p in paths} <= {"0.jpg", "2.jpg", "3.jpg"}
     skipped = {record.getMessage() for record in caplog.records if "skipping a bad pair" in record.getMessage()}
     assert any("1.jpg" in message for message in skipped) and any("4.jpg" in message for message in skipped)
+
+
+# -- round 2: what a careless user or a crafted file can do --------------------------------------------------------
+
+
+def test_a_spec_that_does_not_match_its_weights_is_refused_before_anything_is_allocated(tmp_path, capsys):
+    run_dir = fit_smoke(tmp_path, capsys)
+    state = checkpoint.load(run_dir)
+    state["spec"]["generator"]["ngf"] = 600  # ngf 600 would allocate gigabytes before the load failed
+    torch.save(state, tmp_path / "edited.pt")
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (8, 8)).save(images / "a.png")
+    code, _, err = run(["predict", "--ckpt", str(tmp_path / "edited.pt"), "--input", str(images), "--output", str(tmp_path / "out")], capsys)
+    assert code == 2 and "needs encoder.0.1.weight of shape (600, 3, 4, 4)" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("step", "abc", None),
+    ("spec", [1, 2], "the spec must be a mapping"),
+    ("shapes", {"in_channels": "3", "out_channels": 3, "image_size": 64}, "shapes.in_channels must be a positive whole number"),
+    ("shapes", {"in_channels": 3, "out_channels": 3, "image_size": -5}, "shapes.image_size must be a positive whole number"),
+])
+def test_a_malformed_checkpoint_spec_is_a_clear_error(tmp_path, capsys, field, value, message):
+    state = checkpoint.load(fit_smoke(tmp_path, capsys))
+    state[field] = value
+    torch.save(state, tmp_path / "bad.pt")
+    code, _, err = run(["export", "--ckpt", str(tmp_path / "bad.pt"), "--format", "exported-program", "--out", str(tmp_path / "g.pt2")], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert message is None or message in err
+
+
+def test_a_diverged_run_keeps_no_checkpoint_with_infinite_statistics(tmp_path, capsys):
+    code, _, err = run(["fit", "--config", SMOKE, "--out_dir", str(tmp_path), "--name", "wild", "--trainer.lr", "1e10",
+                        "--trainer.max_steps", "20", "--trainer.checkpoint_every", "1"], capsys)
+    assert code == 2 and "not finite" in err
+    for path in checkpoint.checkpoints(tmp_path / "wild"):
+        state = torch.load(path, weights_only=True)
+        for role, weights in state["models"].items():
+            assert all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point()), (path.name, role)
+
+
+def test_numpy_is_seeded_so_identical_runs_save_identical_generators_states(tmp_path, capsys):
+    first, second = (fit_smoke(tmp_path / name, capsys, "--trainer.max_steps", "2") for name in ("a", "b"))
+    keys = [checkpoint.load(run_dir)["rng"]["numpy"]["keys"] for run_dir in (first, second)]
+    assert torch.equal(*keys)
