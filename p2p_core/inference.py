@@ -3,7 +3,8 @@
 A fully convolutional generator only needs H and W to be multiples of its ``size_multiple`` (2**depth for
 the U-Net). :func:`translate` reflect-pads an image up to the next multiples, runs the generator and crops
 the output back, so every image keeps its own size and aspect ratio, images larger than the training crops
-included. ``p2p predict`` and the checks of ``p2p export`` both go through it.
+included. ``p2p predict``'s torch backend and the checks of ``p2p export`` go through it; :class:`AnySize` is
+the same padding and crop as tensor operations, which the ONNX and exported-program files hold.
 """
 
 from __future__ import annotations
