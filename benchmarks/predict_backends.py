@@ -63,6 +63,28 @@ def bare_loop(ckpt: Path, files: list[Path], device: torch.device) -> Callable[[
     return rate
 
 
+def backend_loop(ckpt: Path, files: list[Path], device: torch.device, backend: str) -> Callable[[], float]:
+    """Timing a backend's runner, batch 1, on the same decoded images (it pads them itself): images/s. Beside
+    the bare loop this is the backend alone, without predict's reading and writing."""
+    from p2p_core.backends import open_backend
+    from p2p_core.images import read_image
+    from p2p_core.inference import load_generator
+
+    runner = open_backend(load_generator(ckpt, mode="eval", device=device), backend=backend, device=device)
+    images = [read_image(path)[None].to(device) for path in files]
+
+    def rate() -> float:
+        runner(images[0])
+        synchronise(device)
+        start = time.perf_counter()
+        for image in images:
+            runner(image)
+        synchronise(device)
+        return len(files) / (time.perf_counter() - start)
+
+    return rate
+
+
 def installed_cli(ckpt: Path, images: Path, out: Path, device: torch.device) -> float:
     """images/s that `p2p predict --mode eval` as installed reports (its defaults otherwise)."""
     done = subprocess.run([sys.executable, "-m", "p2p_core", "predict", "--ckpt", str(ckpt), "--input", str(images),
@@ -116,6 +138,7 @@ def main() -> None:
         rows: list[tuple[str, int, Callable[[], float]]] = [
             ("bare G(x) loop, eager, decoded beforehand", 1, bare_loop(ckpt, files, device)),
             ("`p2p predict --mode eval` (the CLI as installed)", 1, lambda: installed_cli(ckpt, images, folder / "cli", device)),
+            *((f"{backend} backend alone on decoded images", 1, backend_loop(ckpt, files, device, backend)) for backend in ("torch", "auto")),
         ]
         for backend, precision, batch_size in configurations(device, args.batch_sizes):
 

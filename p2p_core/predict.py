@@ -24,7 +24,7 @@ from torch import Tensor
 
 from p2p_core.backends import Backend, Precision, Runner, open_backend
 from p2p_core.engine import resolve_device
-from p2p_core.errors import DataError
+from p2p_core.errors import ConfigError, DataError
 from p2p_core.images import image_header, list_images, read_image, to_pil
 from p2p_core.inference import load_generator, scale_note, scaled_size
 from p2p_core.test_time import Mode
@@ -90,7 +90,7 @@ def predict(
         progress: Show a progress bar.
     """
     if batch_size < 1:
-        raise DataError(f"--batch_size must be at least 1, got {batch_size}")
+        raise ConfigError(f"--batch_size must be at least 1, got {batch_size}")
     input, output = Path(input), Path(output)
     files = list_images(input)
     targets = _plan_outputs(files, input=input, output=output, overwrite=overwrite)
