@@ -44,7 +44,7 @@ class Command:
 COMMANDS = (
     Command("fit", "p2p_core.commands:fit", "Train a model (defaults: the paper's U-Net, 70x70 PatchGAN, cGAN + L1).",
             arguments="p2p_core.commands:fit_arguments"),
-    Command("predict", "p2p_core.commands:predict", "Translate a folder of images with a trained model."),
+    Command("predict", "p2p_core.predict:predict", "Translate a folder of images with a trained model."),
     Command("test", "p2p_core.commands:test", "Test a trained model: images, metrics.json and an HTML page."),
     Command("evaluate", "p2p_core.commands:evaluate", "L1, PSNR, SSIM, Lab colour histograms (and FID) of translated images."),
     Command("sweep", "p2p_core.commands:sweep", "Run a set of recipes (e.g. recipes/ablations/...) and compare them."),

@@ -167,39 +167,6 @@ def bench(*, spec: RunSpec, image_size: int, steps: int, warmup: int, inference:
 # -- using trained models -----------------------------------------------------------------------------------
 
 
-def predict(
-    *,
-    ckpt: Path,
-    input: Path,
-    output: Path,
-    device: Device = "auto",
-    mode: Mode = "paper",
-    resize: int | None = None,
-    registry: Registry,
-) -> None:
-    """Translate a folder of images with a trained generator; each output keeps its input's size.
-
-    Args:
-        ckpt: Checkpoint file, or a run folder (its newest checkpoint that loads).
-        input: Folder of input images.
-        output: Folder for the translated images (PNG).
-        device: Where the generator runs.
-        mode: Test-time behaviour. paper: dropout on and batch statistics, as in the paper; eval: PyTorch eval mode.
-        resize: Scale each image so its shorter side is this many pixels (e.g. the training size) before
-            translating, and the result back. Default: translate at the image's own size.
-    """
-    from p2p_core.devices import resolve_device
-    from p2p_core.images import list_images
-    from p2p_core.inference import load_generator, translate_files
-
-    if resize is not None and resize < 1:
-        raise ConfigError(f"--resize must be at least 1 pixel, got {resize}")
-    trained = load_generator(ckpt, mode=mode, device=resolve_device(device), registry=registry)
-    files = list_images(Path(input))
-    rate = translate_files(trained, files, Path(output), shorter_side=resize)
-    print(f"{len(files)} image(s) written to {output} ({mode} mode, {rate:.2f} images/s)")
-
-
 def test(
     *,
     ckpt: Path,
@@ -211,6 +178,7 @@ def test(
     fid_weights: Path | None = None,
     scorer: Path | None = None,
     device: Device = "auto",
+    backend: Literal["auto", "torch", "onnxruntime"] = "auto",
     registry: Registry,
 ) -> None:
     """Translate a split with a trained model; write images, metrics, baselines and an HTML page.
@@ -226,11 +194,13 @@ def test(
         scorer: A scorer from `p2p scorer fit`: adds the paper's FCN-score (per-pixel and per-class accuracy, class
             IoU) of the outputs, the baselines and the real photos.
         device: Where the generator runs.
+        backend: torch, onnxruntime (eval mode only), or auto: onnxruntime on the CPU in eval mode when it is
+            installed, else torch. Paper mode runs on torch, where --seed makes its dropout repeatable.
     """
     from p2p_core.evaluation import report_text, run_test
 
     result = run_test(ckpt=ckpt, split=split, data=data or {}, mode=mode, out=out, device=device,
-                      fid_weights=fid_weights, seed=seed, scorer=scorer, registry=registry)
+                      fid_weights=fid_weights, seed=seed, scorer=scorer, backend=backend, registry=registry)
     print(report_text(result))
     print(f"{len(result.names)} image(s), {mode} mode: {result.out_dir / 'index.html'}")
 

@@ -21,6 +21,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from p2p_core.backends import Backend, open_backend
 from p2p_core.devices import resolve_device
 from p2p_core.errors import ConfigError, DataError, P2PError
 from p2p_core.images import list_images, read_image, write_image
@@ -64,6 +65,7 @@ def run_test(
     fid_weights: Path | None = None,
     seed: int = 0,
     scorer: Path | None = None,
+    backend: Backend = "auto",
     registry: Registry | None = None,
 ) -> TestResult:
     """Translate every pair of ``split`` of the checkpoint's dataset (``data`` replaces stored options).
@@ -74,7 +76,8 @@ def run_test(
     registry = registry or default_registry()
     torch_device = resolve_device(device)
     trained = load_generator(ckpt, mode=mode, device=torch_device, registry=registry)
-    path, generator = trained.path, trained.module
+    path = trained.path
+    runner = open_backend(trained, backend=backend, device=torch_device)
     stored = trained.trained.run.data
     options = {**stored.options, **(data or {})}
     try:
@@ -102,7 +105,7 @@ def run_test(
         for index in range(len(dataset)):
             sample = dataset[index]
             x, target = sample.a[None].to(torch_device), sample.b[None].to(torch_device)
-            output = generator(x)
+            output = runner(x)
             rows += evaluation.add(output, target)
             inputs.append(x.cpu())
             targets.append(target.cpu())

@@ -1,10 +1,13 @@
-"""``p2p export``: a trained generator as one self-contained file, and a JSON beside it saying how to feed it.
+"""``p2p export``: a trained generator as one self-contained file, and a JSON beside it describing it.
 
-The file holds the generator alone: it takes N x C x H x W float32 in [-1, 1] with H and W multiples of
-``size_multiple``, any batch, and returns the same layout. Padding an image of another size to the next
-multiples and cropping the output back (:func:`p2p_core.inference.translate`) is left to the caller, and the
-JSON records how. Every export is loaded back and checked against the PyTorch model at a size other than
-the one it was traced at, so a generator whose graph does not generalise fails here, not in production.
+ONNX and exported-program files take N x C x H x W float32 in [-1, 1] of any batch and any H, W >= 1 and
+return the translation at the same H x W: the reflect-padding to the generator's ``size_multiple`` and the
+crop back (:class:`p2p_core.inference.AnySize`) are inside the graph, exactly as
+:func:`p2p_core.inference.translate` does them, so a program without p2p feeds it images as they are.
+TorchScript (deprecated by PyTorch: ``torch.jit`` warns on load) holds the bare generator, which needs H and W
+to be multiples of ``size_multiple``; its JSON says how to pad. Every export is loaded back and checked
+against the model at odd sizes (37 x 100, 1 x 1, 300 x 257, and a multiple), so a graph that does not
+generalise fails here, not in production.
 """
 
 from __future__ import annotations
@@ -25,13 +28,16 @@ from torch import Tensor, nn
 from torch.export import Dim
 
 from p2p_core.errors import ConfigError, DataError
-from p2p_core.inference import PADDING_MODE, TrainedGenerator, load_generator
+from p2p_core.inference import PADDING_MODE, AnySize, TrainedGenerator, load_generator, translate
 from p2p_core.registry import Registry
 from p2p_core.spec import Mode
 
 Format = Literal["torchscript", "onnx", "exported-program"]
 INPUT_NAME, OUTPUT_NAME = "image", "translated"
 CHANNELS = {1: "grayscale (ITU-R 601 luma)", 3: "RGB", 4: "RGBA"}
+CHECKED_SIZES = ((37, 100), (1, 1), (300, 257))
+"""Sizes every any-size export is run at before it is kept, besides one multiple: not multiples, not square,
+and a single pixel (replicated, not reflected)."""
 TOLERANCE = 1e-3
 """Largest difference from the PyTorch model an export may show: an eighth of one 8-bit level, far above what
 float32 reorderings in another runtime cause, far below a wrong graph."""
@@ -43,16 +49,17 @@ class Exported:
 
     path: Path
     description: Path
-    checked_shape: tuple[int, ...] | None
+    checked_shapes: tuple[tuple[int, ...], ...]
+    """The input shapes the export was run at and compared with the model; empty when not checked."""
     difference: float | None
-    """Largest absolute difference from the PyTorch model at ``checked_shape``; None when not checked."""
+    """Largest absolute difference from the PyTorch model over ``checked_shapes``; None when not checked."""
 
     def __str__(self) -> str:
-        if self.checked_shape is None:
+        if not self.checked_shapes:
             check = "not checked against the model: onnxruntime is not installed (pip install 'p2p[export]')"
         else:
-            shape = " x ".join(map(str, self.checked_shape))
-            check = f"matches the model at {shape} (largest difference {self.difference:.2g})"
+            shapes = ", ".join(" x ".join(map(str, shape)) for shape in self.checked_shapes)
+            check = f"matches the model at {shapes} (largest difference {self.difference:.2g})"
         return f"wrote {self.path} and {self.description}; {check}"
 
 
@@ -62,10 +69,10 @@ def export(
     """Write a checkpoint's generator as a TorchScript, ONNX or torch.export file, and OUT.json describing it.
 
     Args:
-        ckpt: Checkpoint file, or a run folder (its newest checkpoint that loads).
-        format: torchscript (a trace; load with torch.jit.load), onnx (any ONNX runtime), or exported-program
-            (torch.export; load with torch.export.load). All take any batch, height and width that are
-            multiples of size_multiple.
+        ckpt: Checkpoint file, a run folder (its newest checkpoint that loads) or pretrained:NAME.
+        format: onnx (any ONNX runtime) or exported-program (torch.export; load with torch.export.load): both
+            take any batch, height and width and pad inside the graph. torchscript is deprecated (torch.jit is
+            deprecated by PyTorch): a trace taking only multiples of size_multiple, the caller pads.
         out: The file to write (conventionally .pt, .onnx or .pt2); its description goes to OUT.json.
         mode: eval: dropout off and batch norm with its running statistics, so outputs are deterministic.
             paper: dropout on and batch statistics, as `p2p predict` does by default (not for onnx, which
@@ -77,44 +84,62 @@ def export(
     if format == "onnx" and mode == "paper":
         raise ConfigError(
             "ONNX export fixes dropout and batch statistics, so --mode paper cannot be kept; use --mode eval, "
-            "or --format torchscript or exported-program"
+            "or --format exported-program"
         )
     if format == "onnx":
         _require_onnx_exporter()
+    if format == "torchscript":
+        warnings.warn(
+            "--format torchscript is deprecated: torch.jit is deprecated by PyTorch, and the trace takes only sizes "
+            "that are multiples of size_multiple; use --format exported-program or onnx, which take any size",
+            FutureWarning,
+            stacklevel=2,
+        )
     existing = [path for path in (out, description) if path.exists()]
     if existing and not overwrite:
         raise DataError(f"{existing[0]} already exists; pass --overwrite to replace it, or choose another --out")
 
     trained = load_generator(ckpt, mode=mode, registry=registry)
+    result = write_checked(trained, format=format, out=out)
+    description.write_text(json.dumps(describe(trained, result, format=format, mode=mode), indent=2) + "\n")
+    return result
+
+
+def write_checked(trained: TrainedGenerator, *, format: Format, out: Path) -> Exported:
+    """Export ``trained`` (on the CPU) to ``out``, replacing it only once the export matches the model."""
     module, multiple = trained.module, trained.module.size_multiple
     # Sizes of 0 or 1 would be specialised by torch.export, and equal sizes could be taken for one dimension.
     example = _example(trained, batch=2, height=2 * multiple, width=3 * multiple)
-    checked = _example(trained, batch=1, height=3 * multiple, width=multiple)
+    if format == "torchscript":
+        exported_module, sizes = module, [(3 * multiple, multiple)]
+    else:
+        exported_module, sizes = AnySize(module, multiple), [*CHECKED_SIZES, (multiple, 2 * multiple)]
+    checked = [_example(trained, batch=1, height=height, width=width) for height, width in sizes]
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary = out.with_name(f".tmp-{out.name}")
     try:
-        WRITERS[format](module, example, temporary)
-        difference = _difference(module, temporary, format, checked)
+        WRITERS[format](exported_module, example, temporary)
+        differences = _differences(module, temporary, format, checked)
+        difference = max(differences, default=None)
         if difference is not None and difference > TOLERANCE:
+            worst = checked[differences.index(difference)]
             fix = "try --format exported-program" if format == "torchscript" else "the generator must not compute Python values from shapes"
             raise ConfigError(
                 f"the {format} export of generator {trained.name!r} differs from the model by up to "
-                f"{difference:.3g} at {' x '.join(map(str, checked.shape))}, so its graph does not generalise from "
+                f"{difference:.3g} at {' x '.join(map(str, worst.shape))}, so its graph does not generalise from "
                 f"the size it was traced at; {fix}"
             )
         os.replace(temporary, out)
     finally:
         temporary.unlink(missing_ok=True)
-    result = Exported(
-        path=out, description=description, checked_shape=None if difference is None else tuple(checked.shape), difference=difference
-    )
-    description.write_text(json.dumps(describe(trained, result, format=format, mode=mode), indent=2) + "\n")
-    return result
+    shapes = tuple(tuple(x.shape) for x in checked) if differences else ()
+    return Exported(path=out, description=out.with_name(f"{out.name}.json"), checked_shapes=shapes, difference=difference)
 
 
 def describe(trained: TrainedGenerator, exported: Exported, *, format: Format, mode: Mode) -> dict[str, Any]:
     """The JSON written beside an export: what goes in and out, and how to prepare images for it."""
     multiple = trained.module.size_multiple
+    caller_pads = format == "torchscript"
 
     def tensor(name: str, channels: int) -> dict[str, Any]:
         return {
@@ -138,20 +163,28 @@ def describe(trained: TrainedGenerator, exported: Exported, *, format: Format, m
         "output": tensor(OUTPUT_NAME, trained.out_channels),
         "pixels": "x = pixel / 127.5 - 1 for 8-bit pixels; back: pixel = round((y + 1) * 127.5), clipped to [0, 255]",
         "size_multiple": multiple,
-        "dynamic": {"batch": True, "height": f"any multiple of {multiple}", "width": f"any multiple of {multiple}"},
+        "dynamic": {
+            "batch": True,
+            "height": f"any multiple of {multiple}" if caller_pads else "any, >= 1",
+            "width": f"any multiple of {multiple}" if caller_pads else "any, >= 1",
+        },
         "padding": {
             "mode": PADDING_MODE,
+            "inside_graph": not caller_pads,
             "how": (
-                f"pad H and W up to the next multiples of {multiple}: floor(padding / 2) rows (columns) at the top (left), "
-                f"the rest at the bottom (right), mirrored without repeating the edge pixel ({PADDING_MODE}; mirror "
-                f"again while the padding is wider than the image); run; cut the input's H x W back out of the output"
+                f"{'the caller must ' if caller_pads else 'done inside the graph: '}pad H and W up to the next multiples "
+                f"of {multiple}: floor(padding / 2) rows (columns) at the top (left), the rest at the bottom (right), "
+                f"mirrored without repeating the edge pixel ({PADDING_MODE}; mirror again while the padding is wider "
+                f"than the image; a 1-pixel side is repeated); run; cut the input's H x W back out of the output"
             ),
         },
         "training_image_size": trained.image_size,
         "generator": {"name": trained.name, "options": dict(trained.trained.run.generator.options)},
         "checkpoint": str(trained.path),
         "step": trained.step,
-        "checked": None if exported.difference is None else {"shape": list(exported.checked_shape), "max_abs_difference": exported.difference},
+        "checked": None
+        if exported.difference is None
+        else {"shapes": [list(shape) for shape in exported.checked_shapes], "max_abs_difference": exported.difference},
         "p2p_version": _version(),
     }
 
@@ -184,30 +217,41 @@ def _example(trained: TrainedGenerator, *, batch: int, height: int, width: int) 
     return torch.rand(batch, trained.in_channels, height, width, generator=generator) * 2 - 1
 
 
-def _difference(module: nn.Module, path: Path, format: Format, x: Tensor) -> float | None:
-    """Largest |export(x) - module(x)|; None for ONNX without onnxruntime to run it."""
+def _differences(module: nn.Module, path: Path, format: Format, inputs: list[Tensor]) -> list[float]:
+    """Largest |export(x) - translate(module, x)| for each x; none for ONNX without onnxruntime to run it."""
     if format == "onnx" and importlib.util.find_spec("onnxruntime") is None:
-        return None
+        return []
     exported = load(path, format)
-    # One seed for both runs, so that in paper mode they draw the same dropout; the caller's RNG is left alone.
-    with torch.no_grad(), torch.random.fork_rng():
-        torch.manual_seed(0)
-        expected = module(x)
-        torch.manual_seed(0)
-        found = exported(x)
-    return float((found - expected).abs().max())
+    differences = []
+    for x in inputs:
+        # One seed for both runs, so that in paper mode they draw the same dropout; the caller's RNG is left alone.
+        with torch.no_grad(), torch.random.fork_rng():
+            torch.manual_seed(0)
+            expected = translate(module, x)
+            torch.manual_seed(0)
+            found = exported(x)
+        differences.append(float((found - expected).abs().max()))
+    return differences
 
 
-def _dynamic_shapes(multiple: int) -> tuple[dict[int, Any], ...]:
-    height, width = Dim("height", min=1), Dim("width", min=1)
-    return ({0: Dim("batch", min=1), 2: multiple * height, 3: multiple * width},)
+def _dynamic_shapes() -> tuple[dict[int, Any], ...]:
+    """Batch, height and width all free: the graph pads any size itself (:class:`AnySize`)."""
+    return ({0: Dim("batch", min=1), 2: Dim("height", min=1), 3: Dim("width", min=1)},)
+
+
+def _size_oblivious() -> Any:
+    """Tracing assumes that no size is 1, and guards then pin what depends on it: a contiguity check that
+    H / size_multiple is not 1 (the program would refuse inputs one multiple high or wide), and the padding's
+    bounds for a 1-pixel side. Size-oblivious tracing keeps such checks general instead; the check after
+    export runs 1 x 1 and a width of one multiple."""
+    return torch.fx.experimental._config.patch(backed_size_oblivious=True)
 
 
 def _torchscript(module: nn.Module, example: Tensor, path: Path) -> None:
     with warnings.catch_warnings():
         # The trace warns that shape-dependent Python (the generator's size check) is fixed at the traced
-        # size; the check after export is what shows that the convolutions generalise. torch.jit's deprecation
-        # is noted in the docs instead of on every export.
+        # size; the check after export is what shows that the convolutions generalise. torch.jit's own
+        # deprecation warning would repeat export()'s.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", FutureWarning)
         with torch.no_grad():  # the traced run need not keep activations for a backward pass
@@ -216,27 +260,25 @@ def _torchscript(module: nn.Module, example: Tensor, path: Path) -> None:
 
 
 def _exported_program(module: nn.Module, example: Tensor, path: Path) -> None:
-    # Tracing assumes that no size is 1, and a contiguity check then guards that H / size_multiple is not 1:
-    # the program would refuse inputs one multiple high or wide (a 1-pixel bottleneck). Size-oblivious
-    # tracing keeps such checks general instead; the check after export runs a width of one multiple.
-    with torch.fx.experimental._config.patch(backed_size_oblivious=True):
-        program = torch.export.export(module, (example,), dynamic_shapes=_dynamic_shapes(module.size_multiple))
+    with _size_oblivious():
+        program = torch.export.export(module, (example,), dynamic_shapes=_dynamic_shapes())
     with open(path, "wb") as handle:  # a handle, as torch.export.save warns about names not ending in .pt2
         torch.export.save(program, handle)
 
 
 def _onnx(module: nn.Module, example: Tensor, path: Path) -> None:
-    torch.onnx.export(
-        module,
-        (example,),
-        str(path),
-        dynamo=True,
-        dynamic_shapes=_dynamic_shapes(module.size_multiple),
-        input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
-        external_data=False,  # one self-contained file; fine below ONNX's 2 GB limit, and the U-Net is ~220 MB
-        verbose=False,
-    )
+    with _size_oblivious():
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            dynamo=True,
+            dynamic_shapes=_dynamic_shapes(),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            external_data=False,  # one self-contained file; fine below ONNX's 2 GB limit, and the U-Net is ~220 MB
+            verbose=False,
+        )
 
 
 WRITERS: dict[str, Callable[[nn.Module, Tensor, Path], None]] = {

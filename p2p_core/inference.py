@@ -3,16 +3,14 @@
 A fully convolutional generator only needs H and W to be multiples of its ``size_multiple`` (2**depth for
 the U-Net). :func:`translate` reflect-pads an image up to the next multiples, runs the generator and crops
 the output back, so every image keeps its own size and aspect ratio, images larger than the training crops
-included. ``p2p predict`` and the checks of ``p2p export`` both go through it.
+included. ``p2p predict``'s torch backend and the checks of ``p2p export`` go through it; :class:`AnySize` is
+the same padding and crop as tensor operations, which the ONNX and exported-program files hold.
 """
 
 from __future__ import annotations
 
-import time
 import warnings
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ from torch import Tensor, nn
 
 from p2p_core import checkpoint
 from p2p_core.errors import ConfigError, DataError
-from p2p_core.images import read_image, resize, write_image
+from p2p_core.images import resize
 from p2p_core.interop import locate
 from p2p_core.networks import build_generator
 from p2p_core.registry import Registry
@@ -130,6 +128,41 @@ def pad_to_multiple(batch: Tensor, multiple: int) -> tuple[Tensor, tuple[slice, 
     return padded, crop
 
 
+def reflect_indices(size: int, padded: int, before: int, device: torch.device) -> Tensor:
+    """The source index of each of ``padded`` positions along a side of ``size`` pixels, ``before`` of them
+    ahead of the image: :func:`pad_to_multiple`'s padding as a gather, so that a traced graph holds it for
+    every size (a loop of pads bakes in how many reflections one size needed).
+
+    Reflecting again and again is periodic with period 2 * (size - 1): fold each position into one period,
+    then mirror its second half. A 1-pixel side has period 0; taking it as 1 maps everything to pixel 0,
+    the replication :func:`pad_to_multiple` does.
+    """
+    period = max(2 * (size - 1), 1)
+    position = torch.arange(padded, device=device) - before
+    # A tensor divisor, not a Python number: ONNX export cannot convert remainder by a symbolic scalar.
+    folded = torch.remainder(position, torch.zeros_like(position) + period)
+    return (size - 1) - (folded - (size - 1)).abs()
+
+
+class AnySize(nn.Module):
+    """A generator that takes any N x C x H x W (H, W >= 1) and returns N x C' x H x W: :func:`translate`'s
+    padding and cropping as tensor operations, so exports hold them and run without p2p."""
+
+    def __init__(self, generator: nn.Module, size_multiple: int) -> None:
+        super().__init__()
+        self.generator, self.size_multiple = generator, size_multiple
+        self.train(generator.training)  # the generator's test-time mode, which exporters read off the top module
+
+    def forward(self, x: Tensor) -> Tensor:
+        height, width, multiple = x.shape[-2], x.shape[-1], self.size_multiple
+        padded_height, padded_width = (height + multiple - 1) // multiple * multiple, (width + multiple - 1) // multiple * multiple
+        top, left = (padded_height - height) // 2, (padded_width - width) // 2
+        rows = reflect_indices(height, padded_height, top, x.device)
+        columns = reflect_indices(width, padded_width, left, x.device)
+        output = self.generator(x.index_select(-2, rows).index_select(-1, columns))
+        return output[..., top : top + height, left : left + width]
+
+
 def translate(
     generator: Callable[[Tensor], Tensor],
     image: Tensor,
@@ -149,7 +182,7 @@ def translate(
     batch = image if image.dim() == 4 else image[None]
     height, width = batch.shape[-2:]
     if shorter_side is not None:
-        batch = resize(batch, list(scaled_size(height, width, shorter_side=shorter_side)))
+        batch = resize(batch, list(scaled_size(height, width, shorter_side)))
     padded, (rows, columns) = pad_to_multiple(batch, multiple)
     output = generator(padded)[..., rows, columns]
     if shorter_side is not None:
@@ -157,39 +190,34 @@ def translate(
     return output if image.dim() == 4 else output[0]
 
 
-def scaled_size(height: int, width: int, *, shorter_side: int) -> tuple[int, int]:
-    """(height, width) scaled so the shorter side is ``shorter_side``, as :func:`translate` scales an image."""
+def scaled_size(height: int, width: int, shorter_side: int | None) -> tuple[int, int]:
+    """(H, W) with the shorter side scaled to ``shorter_side`` and the aspect ratio kept; unchanged for None."""
+    if shorter_side is None:
+        return height, width
     if shorter_side < 1:
         raise ConfigError(f"the shorter side to scale to must be at least 1 pixel, got {shorter_side}")
     scale = shorter_side / min(height, width)
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def translate_files(
-    trained: TrainedGenerator, files: list[Path], output: Path, *, shorter_side: int | None = None, progress: bool = True
-) -> float:
-    """Translate each file into ``output/STEM.png``; returns the loop's images per second.
+SCALE_TOLERANCE = 2.0
+"""How far (as a factor either way) an image's shorter side may be from the training size before
+:func:`scale_note` warns."""
 
-    Decoding the next images and encoding the finished ones run in threads beside the generator (PIL and
-    zlib release the GIL), a few images ahead and behind, so file handling hides behind the network.
+
+def scale_note(height: int, width: int, *, image_size: int, shorter_side: int | None, name: str = "the image") -> str | None:
+    """A warning when an image reaches the generator at a scale far from the one it trained at, else None.
+
+    A model trained on 64-pixel crops sees strokes and textures at that scale; run on a 256-pixel image at
+    its own size, it draws speckles. The shorter side is compared, since training crops are square.
     """
-    from tqdm.auto import tqdm
-
-    device = next(trained.module.parameters()).device
-    channels = trained.in_channels
-    ahead = 4
-    with ThreadPoolExecutor(max_workers=2) as pool, torch.inference_mode():
-        reads = deque(pool.submit(read_image, path, channels=channels) for path in files[:ahead])
-        writes: deque = deque()
-        start = time.perf_counter()
-        for index, path in enumerate(tqdm(files, unit="image", dynamic_ncols=True, disable=not progress)):
-            image = reads.popleft().result().to(device)
-            if index + ahead < len(files):
-                reads.append(pool.submit(read_image, files[index + ahead], channels=channels))
-            result = translate(trained.module, image, shorter_side=shorter_side).cpu()
-            writes.append(pool.submit(write_image, result, output / f"{path.stem}.png"))
-            while len(writes) > ahead:
-                writes.popleft().result()
-        for write in writes:
-            write.result()
-        return len(files) / (time.perf_counter() - start)
+    height, width = scaled_size(height, width, shorter_side)
+    ratio = min(height, width) / image_size
+    if 1 / SCALE_TOLERANCE <= ratio <= SCALE_TOLERANCE:
+        return None
+    at = f"scaled to {height} x {width}" if shorter_side is not None else f"at its own {height} x {width}"
+    return (
+        f"{name} is translated {at}, {ratio:.2g}x the {image_size}-pixel images the model trained on, so its content "
+        f"is at another scale than in training and may come out as speckles or blur; pass --resize {image_size} "
+        f"to scale the shorter side to the training size (the output is scaled back)"
+    )

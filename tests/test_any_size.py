@@ -36,7 +36,8 @@ def assert_predict_translates_at_input_sizes(tmp_path: Path, in_channels: int, s
     (or, with ``shorter_side``, at that scale)."""
     out = tmp_path / f"out{shorter_side}"
     resize = [] if shorter_side is None else ["--resize", str(shorter_side)]
-    main(["predict", "--ckpt", str(tmp_path / "runs" / "run"), "--input", str(tmp_path / "inputs"), "--output", str(out), "--mode", "eval", *resize])
+    main(["predict", "--ckpt", str(tmp_path / "runs" / "run"), "--input", str(tmp_path / "inputs"), "--output", str(out), "--mode", "eval",
+          "--backend", "torch", *resize])
     generator = load_generator(tmp_path / "runs" / "run", mode="eval").module
     for index, (height, width) in enumerate(SIZES):
         with Image.open(out / f"{index}.png") as image:

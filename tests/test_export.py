@@ -14,6 +14,8 @@ from p2p_core.cli import main
 from p2p_core.errors import ConfigError, DataError
 from p2p_core.inference import load_generator, translate
 
+# Most tests here use TorchScript for its quick trace; its deprecation is tested once, at the end.
+pytestmark = pytest.mark.filterwarnings("ignore:--format torchscript is deprecated:FutureWarning")
 MULTIPLE = 32  # the U-Net trained on 32-pixel crops has 5 levels
 TOLERANCE = 1e-4
 
@@ -41,11 +43,16 @@ def test_export_matches_the_model_at_other_sizes(run: Path, tmp_path: Path, form
         onnx_available()
     out = tmp_path / "generator.bin"
     main(["export", "--ckpt", str(run), "--format", format, "--out", str(out)])
-    assert "matches the model at 1 x 3 x 96 x 32" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    if format == "torchscript":  # the bare generator: multiples of size_multiple only
+        assert "matches the model at 1 x 3 x 96 x 32" in printed
+    else:  # pads inside the graph: checked at odd sizes, a single pixel, and a multiple
+        assert "matches the model at 1 x 3 x 37 x 100, 1 x 3 x 1 x 1, 1 x 3 x 300 x 257, 1 x 3 x 32 x 64" in printed
 
     description = json.loads((tmp_path / "generator.bin.json").read_text())
     assert description["size_multiple"] == MULTIPLE and description["mode"] == "eval"
     assert description["padding"]["mode"] == "reflect"
+    assert description["padding"]["inside_graph"] is (format != "torchscript")
     assert (description["input"]["channels"], description["output"]["channels"]) == (3, 3)
     assert description["input"]["value_range"] == [-1.0, 1.0]
     assert description["checked"]["max_abs_difference"] <= TOLERANCE
@@ -103,3 +110,8 @@ def test_an_export_that_differs_from_the_model_is_refused_and_removed(run: Path,
     with pytest.raises(ConfigError, match="differs from the model"):
         exporting.export(ckpt=run, format="torchscript", out=tmp_path / "g.pt")
     assert not (tmp_path / "g.pt").exists() and not (tmp_path / "g.pt.json").exists()
+
+
+def test_torchscript_is_deprecated_when_chosen(run: Path, tmp_path: Path):
+    with pytest.warns(FutureWarning, match="deprecated.*exported-program"):
+        exporting.export(ckpt=run, format="torchscript", out=tmp_path / "g.pt")

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from p2p_core.errors import ConfigError
-from p2p_core.inference import pad_to_multiple, translate
+from p2p_core.inference import AnySize, pad_to_multiple, scale_note, translate
 from p2p_unet import UNet
 
 
@@ -96,3 +96,30 @@ def test_padding_is_numpys_reflect_so_code_without_p2p_can_match_it(height, widt
     # The exports' JSON describes exactly this: floor(padding / 2) before, the rest after, numpy-style reflect.
     expected = np.pad(image.numpy(), ((0, 0), (0, 0), (rows // 2, rows - rows // 2), (columns // 2, columns - columns // 2)), mode="reflect")
     assert np.array_equal(padded.numpy(), expected)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(height=st.integers(1, 150), width=st.integers(1, 150), exponent=st.integers(0, 7), channels=st.sampled_from([1, 3]))
+def test_the_graph_form_of_the_padding_is_translates_exactly(height, width, exponent, channels):
+    """AnySize, which exports hold, pads and crops as translate() does: compare what each feeds the generator."""
+    seen = []
+
+    def generator(x: Tensor) -> Tensor:
+        seen.append(x)
+        return -x
+
+    class Recording(nn.Module):
+        def forward(self, x: Tensor) -> Tensor:
+            return generator(x)
+
+    image = torch.rand(2, channels, height, width) * 2 - 1
+    output = AnySize(Recording(), 2**exponent)(image)
+    expected = translate(generator, image, size_multiple=2**exponent)
+    assert torch.equal(seen[0], seen[1]) and torch.equal(output, expected)
+
+
+def test_scale_note_warns_only_far_from_the_training_size():
+    assert scale_note(300, 260, image_size=256, shorter_side=None) is None
+    assert "--resize 64" in scale_note(256, 300, image_size=64, shorter_side=None)
+    assert scale_note(256, 300, image_size=64, shorter_side=64) is None
+    assert "--resize 256" in scale_note(40, 40, image_size=256, shorter_side=None)

@@ -30,6 +30,7 @@ def demo(
     max_pixels: int = 2048 * 2048,
     max_busy: int = 4,
     timeout_s: float = 30.0,
+    backend: Literal["auto", "torch", "onnxruntime"] = "auto",
     registry: Registry | None = None,
 ) -> None:
     """Serve a page to draw an input and watch the model translate it, and POST /translate for scripts.
@@ -50,6 +51,8 @@ def demo(
         max_busy: Uploads decoded or translated at once; more get a 503 (busy) at once instead of waiting in
             memory.
         timeout_s: Seconds a connection may send nothing, mid-request or idle, before it is closed.
+        backend: torch, onnxruntime (eval mode only), or auto: onnxruntime on the CPU in eval mode when it is
+            installed, else torch.
     """
     if importlib.util.find_spec("flask") is None:
         raise ConfigError(f"p2p demo needs Flask, which is not installed: {INSTALL_HINT}")
@@ -69,5 +72,6 @@ def demo(
         limits=server.Limits(
             max_bytes=round(max_upload_mb * 1_000_000), max_pixels=max_pixels, max_busy=max_busy, timeout_s=timeout_s
         ),
+        backend=backend,
         registry=registry,
     )

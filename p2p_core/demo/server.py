@@ -49,10 +49,11 @@ from werkzeug.exceptions import (
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from p2p_core import checkpoint
+from p2p_core.backends import Backend, open_backend
 from p2p_core.devices import resolve_device
 from p2p_core.errors import ConfigError
 from p2p_core.images import DECODE_ERRORS, decode, to_pil
-from p2p_core.inference import TrainedGenerator, load_generator, scaled_size, translate
+from p2p_core.inference import TrainedGenerator, load_generator, scaled_size
 from p2p_core.registry import Registry
 from p2p_core.spec import Mode
 
@@ -92,8 +93,9 @@ class Translator:
     seed is process-wide state, so two requests at once would disturb each other.
     """
 
-    def __init__(self, *, trained: TrainedGenerator, device: torch.device, seed: int) -> None:
+    def __init__(self, *, trained: TrainedGenerator, device: torch.device, seed: int, backend: Backend = "auto") -> None:
         self.trained, self.device, self.seed = trained, device, seed
+        self.runner = open_backend(trained, backend=backend, device=device)
         self._lock = threading.Lock()
 
     def __call__(self, image: Tensor, *, shorter_side: int | None) -> Tensor:
@@ -101,14 +103,14 @@ class Translator:
         devices = [self.device] if self.device.type == "cuda" else []
         with self._lock, torch.random.fork_rng(devices=devices), torch.inference_mode():
             torch.manual_seed(self.seed)
-            return translate(self.trained.module, image.to(self.device), shorter_side=shorter_side)
+            return self.runner.translate(image.to(self.device), shorter_side=shorter_side)
 
 
-def create_app(*, trained: TrainedGenerator, device: torch.device, seed: int, limits: Limits) -> Flask:
+def create_app(*, trained: TrainedGenerator, device: torch.device, seed: int, limits: Limits, backend: Backend = "auto") -> Flask:
     """The Flask application: the page at /, the model's description at /info, and POST /translate."""
     app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = limits.max_bytes
-    translator = Translator(trained=trained, device=device, seed=seed)
+    translator = Translator(trained=trained, device=device, seed=seed, backend=backend)
     multiple = trained.module.size_multiple
     busy = threading.BoundedSemaphore(limits.max_busy)
 
@@ -272,12 +274,13 @@ def serve(
     mode: Mode,
     seed: int,
     limits: Limits,
+    backend: Backend = "auto",
     registry: Registry | None = None,
 ) -> None:
     """Load the generator and serve it until Ctrl+C."""
     where = resolve_device(device)
     trained = load_generator(ckpt, mode=mode, device=where, registry=registry)
-    app = create_app(trained=trained, device=where, seed=seed, limits=limits)
+    app = create_app(trained=trained, device=where, seed=seed, limits=limits, backend=backend)
     server = bind(app, host=host, port=port, timeout_s=limits.timeout_s)
     size = trained.image_size
     print(

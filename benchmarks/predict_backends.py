@@ -1,0 +1,170 @@
+"""Inference side by side: predict with each backend and batch size, the CLI as installed, and a bare G(x) loop.
+
+    python benchmarks/predict_backends.py                         # CPU: the 155 outlines val images
+    python benchmarks/predict_backends.py --device cuda           # GPU: adds float16 / bfloat16 rows
+    python benchmarks/predict_backends.py --limit 40 --rounds 3     # a busy machine: alternate, take medians
+
+The model is the paper's U-Net 256 (random init; speed does not depend on the weights), saved as a
+checkpoint the way ``compare_reference.py`` saves one. Every row translates the same images in eval mode in
+this process or a child of it, one after another on the same machine, and ``--rounds`` repeats them all,
+alternating, and reports each row's median (other jobs on a shared machine come and go). The bare loop is the floor every
+row is compared with: ``G(x)`` under ``inference_mode`` on images decoded and padded beforehand, batch 1.
+``predict`` rows time its translation loop (reading and writing in threads included, loading and any
+export build excluded; the build is reported on its own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+OUTLINES = ROOT.parent / "shared" / "data" / "outlines"
+
+
+def make_checkpoint(folder: Path) -> Path:
+    from p2p_core import checkpoint
+    from p2p_core.model import Pix2Pix
+    from p2p_core.spec import ComponentSpec, RunSpec, Shapes, TrainConfig
+
+    spec = RunSpec(generator=ComponentSpec("unet"), disc=ComponentSpec("patch70"), data=ComponentSpec("synthetic"),
+                   trainer=TrainConfig(device="cpu"))
+    model = Pix2Pix.build(spec, Shapes(in_channels=3, out_channels=3, image_size=256), total_steps=1)
+    return checkpoint.save(model.state_dict(), folder / "run", 0)
+
+
+def bare_loop(ckpt: Path, files: list[Path], device: torch.device) -> Callable[[], float]:
+    """Timing G(x), batch 1, on images already decoded and padded to the U-Net's multiple: images/s."""
+    from p2p_core.images import read_image
+    from p2p_core.inference import load_generator, pad_to_multiple
+
+    generator = load_generator(ckpt, mode="eval", device=device).module
+    batches = [pad_to_multiple(read_image(path)[None], generator.size_multiple)[0].to(device) for path in files]
+
+    def rate() -> float:
+        with torch.inference_mode():
+            generator(batches[0])  # warm-up: allocations, first-call dispatch
+            synchronise(device)
+            start = time.perf_counter()
+            for batch in batches:
+                generator(batch)
+            synchronise(device)
+        return len(files) / (time.perf_counter() - start)
+
+    return rate
+
+
+def backend_loop(ckpt: Path, files: list[Path], device: torch.device, backend: str) -> Callable[[], float]:
+    """Timing a backend's runner, batch 1, on the same decoded images (it pads them itself): images/s. Beside
+    the bare loop this is the backend alone, without predict's reading and writing."""
+    from p2p_core.backends import open_backend
+    from p2p_core.images import read_image
+    from p2p_core.inference import load_generator
+
+    runner = open_backend(load_generator(ckpt, mode="eval", device=device), backend=backend, device=device)
+    images = [read_image(path)[None].to(device) for path in files]
+
+    def rate() -> float:
+        runner(images[0])
+        synchronise(device)
+        start = time.perf_counter()
+        for image in images:
+            runner(image)
+        synchronise(device)
+        return len(files) / (time.perf_counter() - start)
+
+    return rate
+
+
+def installed_cli(ckpt: Path, images: Path, out: Path, device: torch.device) -> float:
+    """images/s that `p2p predict --mode eval` as installed reports (its defaults otherwise)."""
+    done = subprocess.run([sys.executable, "-m", "p2p_core", "predict", "--ckpt", str(ckpt), "--input", str(images),
+                           "--output", str(out), "--mode", "eval", "--device", device.type],
+                          check=True, capture_output=True, text=True)  # fmt: skip
+    return float(re.findall(r"([\d.]+) images/s", done.stdout)[-1])
+
+
+def synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def configurations(device: torch.device, batch_sizes: list[int]) -> list[tuple[str, str, int]]:
+    """(backend, precision, batch size) rows for the device: float32 everywhere; on a GPU also the opt-in
+    lower precisions each backend supports (onnxruntime only with its CUDA provider)."""
+    rows = [(backend, "float32", size) for backend in ("torch", "auto") for size in batch_sizes]
+    if device.type == "cuda":
+        import onnxruntime
+
+        rows = [(backend, "float32", size) for backend in ("torch",) for size in batch_sizes]
+        rows += [("torch", precision, size) for precision in ("float16", "bfloat16") for size in batch_sizes]
+        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            rows += [("onnxruntime", precision, size) for precision in ("float32", "float16") for size in batch_sizes]
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=Path, default=OUTLINES / "val")
+    parser.add_argument("--limit", type=int, default=None, help="Only N images, spread over the folder's order (default: all).")
+    parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--rounds", type=int, default=1, help="Run every row this many times, alternating; report medians.")
+    args = parser.parse_args()
+
+    from p2p_core.images import list_images
+    from p2p_core.predict import predict
+
+    device = torch.device(args.device)
+    files = list_images(args.images)
+    files = [files[i * len(files) // args.limit] for i in range(args.limit)] if args.limit else files
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        images = folder / "images"
+        images.mkdir()
+        for path in files:
+            (images / path.name).symlink_to(path.resolve())
+        ckpt = make_checkpoint(folder)
+        os.environ["P2P_CACHE"] = str(folder / "cache")  # a fresh checkpoint each run: its export is not worth keeping
+        rows: list[tuple[str, int, Callable[[], float]]] = [
+            ("bare G(x) loop, eager, decoded beforehand", 1, bare_loop(ckpt, files, device)),
+            ("`p2p predict --mode eval` (the CLI as installed)", 1, lambda: installed_cli(ckpt, images, folder / "cli", device)),
+            *((f"{backend} backend alone on decoded images", 1, backend_loop(ckpt, files, device, backend)) for backend in ("torch", "auto")),
+        ]
+        for backend, precision, batch_size in configurations(device, args.batch_sizes):
+
+            def run(backend: str = backend, precision: str = precision, batch_size: int = batch_size) -> float:
+                start = time.perf_counter()
+                result = predict(ckpt=ckpt, input=images, output=folder / "out", device=args.device, mode="eval",
+                                 backend=backend, batch_size=batch_size, precision=precision, overwrite=True, progress=False)  # fmt: skip
+                print(f"{result} ({time.perf_counter() - start:.1f} s with loading and any export build)", file=sys.stderr)
+                return result.images_per_second
+
+            rows.append((f"`predict --backend {backend} --precision {precision}`", batch_size, run))
+        rates: list[list[float]] = [[] for _ in rows]
+        for round_ in range(args.rounds):
+            for (what, batch_size, rate), found in zip(rows, rates):
+                found.append(rate())
+                print(f"round {round_ + 1}: {what}, batch {batch_size}: {found[-1]:.2f} images/s", file=sys.stderr)
+    medians = [statistics.median(found) for found in rates]
+    bare, cli = medians[0], medians[1]
+    print(f"\n{len(files)} images from {args.images}, U-Net 256, eval mode, {device}, {torch.get_num_threads()} torch threads, "
+          f"median of {args.rounds} round(s)\n")  # fmt: skip
+    print("| what | batch | images/s (median) | rounds' range | x bare loop | x CLI as installed |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for (what, batch_size, _), median, found in zip(rows, medians, rates):
+        print(f"| {what} | {batch_size} | {median:.2f} | {min(found):.2f}-{max(found):.2f} | {median / bare:.2f} | {median / cli:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

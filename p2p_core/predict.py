@@ -1,0 +1,221 @@
+"""``p2p predict``: translate a folder of images, each output at its input's size, never touching the inputs.
+
+Images of the same size (after ``--resize``) go through the generator together, up to ``--batch_size``;
+decoding and encoding run in threads beside it. Everything that could refuse the run (the output folder
+inside the input one, two inputs mapping to one output name, outputs that exist, a folder that cannot be
+written) is checked before the first file is written, and each file is written to a temporary name and
+renamed, so a full or read-only disk leaves whole files or none.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Literal
+
+import attrs
+import torch
+from torch import Tensor
+
+from p2p_core.backends import Backend, Precision, Runner, open_backend
+from p2p_core.devices import resolve_device
+from p2p_core.errors import ConfigError, DataError
+from p2p_core.images import image_header, list_images, read_image, resize as resized, to_pil
+from p2p_core.inference import load_generator, scale_note, scaled_size
+from p2p_core.registry import Registry
+from p2p_core.spec import Mode
+
+
+@attrs.frozen(kw_only=True)
+class PredictResult:
+    """What a predict run wrote and how fast."""
+
+    count: int
+    output: Path
+    mode: Mode
+    backend: str
+    """The backend that ran, as :attr:`p2p_core.backends.Runner.description` says it."""
+    batch_size: int
+    images_per_second: float
+
+    def __str__(self) -> str:
+        return (
+            f"{self.count} image(s) written to {self.output} ({self.mode} mode, {self.backend}, batch size "
+            f"{self.batch_size}, {self.images_per_second:.2f} images/s)"
+        )
+
+
+def predict(
+    *,
+    ckpt: Path,
+    input: Path,
+    output: Path,
+    device: Literal["auto", "cpu", "cuda"] = "auto",
+    mode: Mode = "paper",
+    resize: int | None = None,
+    backend: Backend = "auto",
+    batch_size: int = 1,
+    precision: Precision = "float32",
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: bool = True,
+    registry: Registry | None = None,
+) -> PredictResult:
+    """Translate a folder of images with a trained generator; each output is OUTPUT/STEM.png at its input's size.
+
+    Args:
+        ckpt: Checkpoint file, a run folder (its newest checkpoint that loads) or pretrained:NAME.
+        input: Folder of input images (never written to).
+        output: Folder for the translated images (PNG); must not be the input folder, nor inside it or around it.
+        device: auto (cuda when available), cpu or cuda.
+        mode: paper: dropout on and batch statistics, as the paper tests (outputs vary with --seed); eval: dropout
+            off and batch norm's running statistics, deterministic.
+        resize: Scale each image so its shorter side is this many pixels before translating, and the result back
+            to the input's size. Use the training size for images at another scale. The aspect ratio is kept:
+            for square images this is the training preprocessing's resize; the datasets squash non-square
+            images to a square instead, which would distort them here. Default: the image's own size.
+        backend: torch, onnxruntime (an ONNX export of the checkpoint, built once and cached in $P2P_CACHE, default
+            ~/.cache/p2p), or auto: onnxruntime on the CPU in eval mode when it is installed, else torch. Paper
+            mode runs on torch only.
+        batch_size: Up to this many images of the same size (after --resize) go through the generator together.
+            In eval mode outputs do not depend on it. In paper mode batch norm normalises with the batch's own
+            statistics, so each output would depend on which images share its batch: keep 1 there (the paper's
+            setting) unless that mixing is wanted.
+        precision: float32, or on a GPU float16 (torch or onnxruntime) or bfloat16 (torch).
+        seed: Seeds the dropout of paper mode, so a run can be repeated (within one backend).
+        overwrite: Replace output files that already exist (otherwise the run refuses before writing anything).
+        progress: Show a progress bar.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"--batch_size must be at least 1, got {batch_size}")
+    input, output = Path(input), Path(output)
+    files = list_images(input)
+    targets = _plan_outputs(files, input=input, output=output, overwrite=overwrite)
+    where = resolve_device(device, option="--device")
+    trained = load_generator(ckpt, mode=mode, device=where, registry=registry)
+    sizes = [image_header(path)[:2] for path in files]
+    _warn_about_scale(files, sizes, image_size=trained.image_size, resize=resize)
+    runner = open_backend(trained, backend=backend, device=where, precision=precision)
+    batches = _batches(sizes, resize=resize, batch_size=batch_size)
+    _make_folder(output)
+    devices = [where] if where.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        rate = _run(runner, files, targets, batches, sizes, channels=trained.in_channels, resize=resize, progress=progress)
+    return PredictResult(count=len(files), output=output, mode=mode, backend=runner.description, batch_size=batch_size, images_per_second=rate)
+
+
+def _plan_outputs(files: list[Path], *, input: Path, output: Path, overwrite: bool) -> list[Path]:
+    """Each input's output file, once the run is known not to overwrite an input, another output, or
+    (without ``overwrite``) an existing file."""
+    real_input, real_output = input.resolve(), output.resolve()  # symlinks resolved, so aliases are caught
+    if real_output == real_input or real_input in real_output.parents or real_output in real_input.parents:
+        relation = "is" if real_output == real_input else "is inside" if real_input in real_output.parents else "holds"
+        raise DataError(
+            f"--output {output} {relation} the input folder {input} (resolved: {real_output}, {real_input}); "
+            "choose an output folder apart from the inputs, so they are never overwritten"
+        )
+    if output.exists() and not output.is_dir():
+        raise DataError(f"--output {output} is a file, not a folder; choose a folder")
+    targets, sources = [], {}
+    for path in files:
+        target = output / f"{path.stem}.png"
+        if target in sources:
+            raise DataError(
+                f"{sources[target].name} and {path.name} would both be written to {target}; rename one of them, "
+                "or translate them from separate folders"
+            )
+        sources[target] = path
+        targets.append(target)
+    existing = [target for target in targets if target.exists() or target.is_symlink()]
+    if existing and not overwrite:
+        others = f" and {len(existing) - 1} other output(s)" if len(existing) > 1 else ""
+        raise DataError(f"{existing[0]}{others} already exist; pass --overwrite to replace them, or choose another --output")
+    return targets
+
+
+def _make_folder(output: Path) -> None:
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(f"cannot make --output {output}: {error.strerror or error}; choose another folder") from None
+    if not os.access(output, os.W_OK | os.X_OK):
+        raise DataError(f"--output {output} is not writable; choose another folder")
+
+
+def _warn_about_scale(files: list[Path], sizes: list[tuple[int, int]], *, image_size: int, resize: int | None) -> None:
+    notes = [
+        note
+        for path, (height, width) in zip(files, sizes)
+        if (note := scale_note(height, width, image_size=image_size, shorter_side=resize, name=path.name))
+    ]
+    if notes:
+        others = f" ({len(notes) - 1} other image(s) likewise)" if len(notes) > 1 else ""
+        warnings.warn(notes[0] + others, stacklevel=3)
+
+
+def _batches(sizes: list[tuple[int, int]], *, resize: int | None, batch_size: int) -> list[list[int]]:
+    """Indices of images that go through the generator together: the same size after ``resize``, in the
+    order the images come, at most ``batch_size`` each."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for index, (height, width) in enumerate(sizes):
+        groups.setdefault(scaled_size(height, width, resize), []).append(index)
+    return [group[start : start + batch_size] for group in groups.values() for start in range(0, len(group), batch_size)]
+
+
+def _run(
+    runner: Runner,
+    files: list[Path],
+    targets: list[Path],
+    batches: list[list[int]],
+    sizes: list[tuple[int, int]],
+    *,
+    channels: int,
+    resize: int | None,
+    progress: bool,
+) -> float:
+    """Translate ``batches``, reading and writing in threads a few images ahead and behind; images per second."""
+    from tqdm.auto import tqdm
+
+    ahead = 2  # batches decoded ahead of the generator, and encoded behind it
+    with ThreadPoolExecutor(max_workers=2) as pool, tqdm(total=len(files), unit="image", dynamic_ncols=True, disable=not progress) as bar:
+        reads = deque([pool.submit(read_image, files[i], channels=channels) for i in batch] for batch in batches[:ahead])
+        writes: deque[Future[None]] = deque()
+        start = time.perf_counter()
+        try:
+            for number, batch in enumerate(batches):
+                images = [future.result() for future in reads.popleft()]
+                if number + ahead < len(batches):
+                    reads.append([pool.submit(read_image, files[i], channels=channels) for i in batches[number + ahead]])
+                size = list(scaled_size(*sizes[batch[0]], resize))
+                outputs = runner(torch.stack([resized(image, size) if resize else image for image in images]))
+                for index, image, result in zip(batch, images, outputs):
+                    result = resized(result, list(image.shape[-2:])) if resize else result
+                    writes.append(pool.submit(_write_png, result, targets[index]))
+                while len(writes) > ahead * len(batch):
+                    writes.popleft().result()
+                bar.update(len(batch))
+            for write in writes:
+                write.result()
+        except DataError as error:
+            # Writes already submitted finish (each whole, or not at all); nothing new starts.
+            for future in [*writes, *(f for batch in reads for f in batch)]:
+                future.cancel()
+            raise DataError(f"{error}; the outputs written before it are complete, and no partial file is left") from None
+        return len(files) / (time.perf_counter() - start)
+
+
+def _write_png(image: Tensor, path: Path) -> None:
+    """Write ``image`` to ``path`` through a temporary file and a rename: a full or read-only disk leaves
+    the old file or none, and no temporary."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        to_pil(image).save(temporary, format="PNG")
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise DataError(f"could not write {path}: {error.strerror or error}") from None

@@ -1,0 +1,159 @@
+"""Backends and any-size exports: the files run outside p2p at any size, and every backend gives translate()'s output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import fit_tiny
+from p2p_core import backends
+from p2p_core.errors import ConfigError
+from p2p_core.export import export
+from p2p_core.inference import load_generator, translate
+
+SIZES = [(37, 100), (1, 1), (300, 257)]
+TOLERANCE = 1e-4
+
+# Runs an export with its own runtime only: p2p is neither imported nor importable by accident.
+RUN_OUTSIDE_P2P = textwrap.dedent("""
+    import sys
+    import numpy as np
+
+    path, format, inputs, outputs = sys.argv[1:]
+    arrays = dict(np.load(inputs))
+    if format == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        results = {name: session.run(["translated"], {"image": x})[0] for name, x in arrays.items()}
+    else:
+        import torch
+
+        with open(path, "rb") as handle:
+            program = torch.export.load(handle).module()
+        with torch.no_grad():
+            results = {name: program(torch.from_numpy(x)).numpy() for name, x in arrays.items()}
+    assert not any(name.startswith("p2p") for name in sys.modules), "the export needed p2p"
+    np.savez(outputs, **results)
+""")
+
+
+def onnx_available() -> None:
+    for module in ("onnx", "onnxscript", "onnxruntime"):
+        pytest.importorskip(module, reason="pip install 'p2p[export]' for ONNX export")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    """Tiny runs from 1-, 3- and 4-channel inputs."""
+    return {channels: fit_tiny(tmp_path_factory.mktemp(f"c{channels}"), in_channels=channels) for channels in (1, 3, 4)}
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("P2P_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+@pytest.mark.parametrize("format", ["onnx", "exported-program"])
+def test_an_export_runs_outside_p2p_at_any_size_as_translate_does(runs: dict[int, Path], tmp_path: Path, format: str, channels: int):
+    if format == "onnx":
+        onnx_available()
+    out = tmp_path / "generator.bin"
+    export(ckpt=runs[channels], format=format, out=out)
+    description = json.loads((tmp_path / "generator.bin.json").read_text())
+    assert description["padding"]["inside_graph"] is True and description["input"]["channels"] == channels
+
+    generator = torch.Generator().manual_seed(channels)
+    # Batches of 2 and 1: the batch dimension is free too.
+    inputs = {f"{h}x{w}": (torch.rand(2 if h > 1 else 1, channels, h, w, generator=generator) * 2 - 1).numpy() for h, w in SIZES}
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    subprocess.run(
+        [sys.executable, "-c", RUN_OUTSIDE_P2P, str(out), format, str(tmp_path / "inputs.npz"), str(tmp_path / "outputs.npz")],
+        check=True,
+        cwd=tmp_path,
+    )
+    outputs = np.load(tmp_path / "outputs.npz")
+    model = load_generator(runs[channels], mode="eval").module
+    for name, x in inputs.items():
+        with torch.no_grad():
+            expected = translate(model, torch.from_numpy(x))
+        assert outputs[name].shape == (x.shape[0], 3, *x.shape[2:])
+        assert np.abs(outputs[name] - expected.numpy()).max() <= TOLERANCE, name
+
+
+def test_the_backends_agree_in_eval_mode(runs: dict[int, Path], cache: Path):
+    onnx_available()
+    trained = load_generator(runs[3], mode="eval")
+    torch_runner = backends.open_backend(trained, backend="torch")
+    onnx_runner = backends.open_backend(trained, backend="onnxruntime")
+    assert (torch_runner.backend, onnx_runner.backend) == ("torch", "onnxruntime")
+    generator = torch.Generator().manual_seed(0)
+    for height, width in [*SIZES, (16, 48)]:
+        x = torch.rand(3, 3, height, width, generator=generator) * 2 - 1
+        assert (onnx_runner(x) - torch_runner(x)).abs().max() <= TOLERANCE
+    image = torch.rand(3, 40, 25, generator=generator) * 2 - 1
+    assert (onnx_runner.translate(image, shorter_side=16) - torch_runner.translate(image, shorter_side=16)).abs().max() <= TOLERANCE
+    with torch.no_grad():
+        assert torch.equal(torch_runner.translate(image), translate(trained.module, image))
+
+
+def test_the_onnx_export_is_built_once_per_checkpoint_and_mode(runs: dict[int, Path], cache: Path, monkeypatch: pytest.MonkeyPatch):
+    onnx_available()
+    trained = load_generator(runs[3], mode="eval")
+    first = backends.cached_onnx(trained)
+    assert first.is_relative_to(cache)
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("the cached export was rebuilt")
+
+    monkeypatch.setattr("p2p_core.export.write_checked", no_rebuild)
+    assert backends.cached_onnx(load_generator(runs[3], mode="eval")) == first
+    # Another checkpoint file gets another export.
+    with pytest.raises(AssertionError, match="rebuilt"):
+        backends.cached_onnx(load_generator(runs[1], mode="eval"))
+
+
+def test_auto_takes_onnxruntime_on_the_cpu_in_eval_mode_and_torch_for_paper_mode():
+    onnx_available()
+    cpu = torch.device("cpu")
+    assert backends.choose("auto", mode="eval", device=cpu) == "onnxruntime"
+    assert backends.choose("auto", mode="paper", device=cpu) == "torch"
+    assert backends.choose("torch", mode="eval", device=cpu) == "torch"
+    with pytest.raises(ConfigError, match="--mode eval"):
+        backends.choose("onnxruntime", mode="paper", device=cpu)
+
+
+def test_onnxruntime_refuses_reduced_precision_on_the_cpu(runs: dict[int, Path]):
+    onnx_available()
+    with pytest.raises(ConfigError, match="float32"):
+        backends.open_backend(load_generator(runs[3], mode="eval"), backend="onnxruntime", precision="float16")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+@pytest.mark.parametrize("precision", ["float32", "float16"])
+def test_the_gpu_path_matches_the_cpu(runs: dict[int, Path], backend: str, precision: str):
+    if backend == "onnxruntime":
+        onnx_available()
+        import onnxruntime
+
+        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            pytest.skip("onnxruntime has no CUDA provider here (pip install onnxruntime-gpu)")
+    cuda = torch.device("cuda")
+    runner = backends.open_backend(load_generator(runs[3], mode="eval", device=cuda), backend=backend, device=cuda, precision=precision)
+    assert runner.backend == backend and "cuda" in runner.description.lower()
+    reference = backends.open_backend(load_generator(runs[3], mode="eval"), backend="torch")
+    x = torch.rand(2, 3, 37, 100, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    found = runner(x.to(cuda))
+    assert found.device.type == "cuda" and found.dtype == torch.float32
+    # TF32 convolutions and float16 keep about three decimal digits: within one 8-bit level for a tiny net.
+    assert (found.cpu() - reference(x)).abs().max() <= 1 / 127.5
