@@ -161,8 +161,9 @@ def test_commands_given_a_run_folder_fall_back_past_a_damaged_newest_checkpoint(
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 @pytest.mark.parametrize("command", ["predict", "test"])
 def test_a_missing_device_is_named_as_the_user_gave_it(tmp_path, capsys, command):
-    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
-    args = {"predict": ["--input", str(tmp_path), "--output", str(tmp_path / "out")], "test": []}[command]
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "in" / "a.png")
+    args = {"predict": ["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")], "test": []}[command]
     code, _, err = run([command, "--ckpt", str(FORMAT_1), "--device", "cuda", *args], capsys)
     assert code == 2 and "--device cuda was asked for" in err and "--trainer.device" not in err
 

@@ -148,8 +148,9 @@ def test_pretrained_name_downloads_imports_once_and_predicts(server, tmp_path, c
 
 
 def test_an_unknown_pretrained_name_suggests_the_closest(server, tmp_path, capsys):  # noqa: F811
-    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
-    code, _, err = run(["predict", "--ckpt", "pretrained:facades", "--input", str(tmp_path), "--output", str(tmp_path / "x")], capsys)
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "in" / "a.png")
+    code, _, err = run(["predict", "--ckpt", "pretrained:facades", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "x")], capsys)
     assert code == 2 and "unknown pretrained model 'facades'; did you mean 'facades_label2photo'?" in err
     assert not server.requests
 
