@@ -29,6 +29,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from p2p_core.errors import ConfigError, DataError
+from p2p_core.files import by_stem, pair_by_name
 from p2p_core.images import IMAGE_SUFFIXES, center_crop, image_header, list_images, read_image, resize, write_image
 
 ImageFormat = Literal["png", "jpg"]
@@ -78,18 +79,18 @@ def combine(
         overwrite: Replace output files of the same names (in any split folder); otherwise they are an error.
     """
     _refuse_output_over_inputs(Path(out), Path(a), Path(b))
-    a_files, b_files = _by_name(Path(a)), _by_name(Path(b))
-    names = sorted(a_files.keys() & b_files.keys())
-    if not names:
+    pairs, alone = pair_by_name({"--a": list_images(Path(a)), "--b": list_images(Path(b))},
+                                roots={"--a": Path(a), "--b": Path(b)}, allow_unmatched=True)
+    if not pairs:
         raise DataError(
             f"no file name is in both {a} and {b}; pairs are matched by name without the extension "
             f"(A/cat1.jpg with B/cat1.png)"
         )
-    notes = [
-        f"{len(alone)} file(s) only in {folder}, skipped: {_some(alone)}"
-        for alone, folder in ((sorted(a_files.keys() - b_files.keys()), a), (sorted(b_files.keys() - a_files.keys()), b))
-        if alone
-    ]
+    a_files = {pair["--a"].stem: pair["--a"] for pair in pairs}
+    b_files = {pair["--b"].stem: pair["--b"] for pair in pairs}
+    names = sorted(a_files)
+    notes = [f"{len(names_alone)} file(s) only in {folder}, skipped: {_some(names_alone)}"
+             for role, names_alone in alone.items() for folder in [{"--a": a, "--b": b}[role]]]
     mismatched, with_alpha = [], set()
     for name in names:
         a_height, a_width, a_alpha = image_header(a_files[name])
@@ -162,7 +163,7 @@ def edges(
         raise ConfigError(f"--size must be a positive number of pixels, got {size}")
     _check_edge_options(sigma=sigma, low_threshold=low_threshold, high_threshold=high_threshold)
     _refuse_output_over_inputs(Path(out), Path(photos))
-    files = _by_name(Path(photos))
+    files = by_stem(list_images(Path(photos)), folder=Path(photos))
 
     def pair(name: str) -> Tensor:
         photo = fit_square(read_image(files[name], channels=3), size=size, fit=fit)
@@ -312,18 +313,6 @@ def _refuse_output_over_inputs(out: Path, *inputs: Path) -> None:
                 f"--out {out} is or holds the input folder {folder}; writing there could replace or delete the "
                 f"inputs, so choose an --out outside it"
             )
-
-
-def _by_name(folder: Path) -> dict[str, Path]:
-    files = list_images(folder)
-    by_name = {path.stem: path for path in files}
-    if len(by_name) < len(files):
-        twice = sorted(name for name, count in Counter(path.stem for path in files).items() if count > 1)
-        raise DataError(
-            f"{folder} holds several files named {_some(twice)} (different extensions); pairs are matched by "
-            f"name, so keep one of each"
-        )
-    return by_name
 
 
 def _check_edge_options(*, sigma: float, low_threshold: float, high_threshold: float) -> None:

@@ -24,6 +24,7 @@ from torch import Tensor
 from p2p_core.backends import Backend, open_backend
 from p2p_core.devices import resolve_device
 from p2p_core.errors import ConfigError, DataError, P2PError
+from p2p_core.files import pair_by_name
 from p2p_core.images import list_images, read_image, write_image
 from p2p_core.metrics import HISTOGRAM_METRICS, IMAGE_METRICS, Evaluation, SegmentationScores, plot_histograms
 from p2p_core.inference import load_generator
@@ -308,16 +309,15 @@ Files: <a href="metrics.json">metrics.json</a>.</p>
 
 def evaluate_folders(*, pred: Path, target: Path, out: Path | None = None, fid_weights: Path | None = None) -> dict[str, Any]:
     """Measure ``pred/NAME.*`` against ``target/NAME.*`` (paired by file name); write results to ``out``."""
-    predictions = {p.stem: p for p in list_images(Path(pred), layout="translated images, named as their targets")}
-    targets = {p.stem: p for p in list_images(Path(target), layout="target images, named as the translations")}
-    unmatched = sorted(set(predictions) ^ set(targets))
-    if unmatched:
-        raise DataError(
-            f"{len(unmatched)} image(s) have no partner in the other folder, e.g. {', '.join(unmatched[:5])}; "
-            f"--pred {pred} and --target {target} must hold the same file names"
-        )
+    pairs, _ = pair_by_name(
+        {"--pred": list_images(Path(pred), layout="translated images, named as their targets"),
+         "--target": list_images(Path(target), layout="target images, named as the translations")},
+        roots={"--pred": Path(pred), "--target": Path(target)},
+    )
+    predictions = {pair["--pred"].stem: pair["--pred"] for pair in pairs}
+    targets = {pair["--pred"].stem: pair["--target"] for pair in pairs}
     evaluation = Evaluation(fid_weights=fid_weights)
-    names = sorted(predictions)
+    names = list(predictions)
     rows: list[dict[str, float]] = []
     for name in names:
         output, expected = read_image(predictions[name]), read_image(targets[name])

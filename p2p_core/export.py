@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import warnings
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
@@ -28,6 +27,7 @@ from torch import Tensor, nn
 from torch.export import Dim
 
 from p2p_core.errors import ConfigError, DataError
+from p2p_core.files import replacing
 from p2p_core.inference import PADDING_MODE, AnySize, TrainedGenerator, load_generator, translate
 from p2p_core.registry import Registry
 from p2p_core.spec import Mode
@@ -116,8 +116,7 @@ def write_checked(trained: TrainedGenerator, *, format: Format, out: Path) -> Ex
         exported_module, sizes = AnySize(module, multiple), [*CHECKED_SIZES, (multiple, 2 * multiple)]
     checked = [_example(trained, batch=1, height=height, width=width) for height, width in sizes]
     out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".tmp-{out.name}")
-    try:
+    with replacing(out, durable=False) as temporary:
         WRITERS[format](exported_module, example, temporary)
         differences = _differences(module, temporary, format, checked)
         difference = max(differences, default=None)
@@ -129,9 +128,6 @@ def write_checked(trained: TrainedGenerator, *, format: Format, out: Path) -> Ex
                 f"{difference:.3g} at {' x '.join(map(str, worst.shape))}, so its graph does not generalise from "
                 f"the size it was traced at; {fix}"
             )
-        os.replace(temporary, out)
-    finally:
-        temporary.unlink(missing_ok=True)
     shapes = tuple(tuple(x.shape) for x in checked) if differences else ()
     return Exported(path=out, description=out.with_name(f"{out.name}.json"), checked_shapes=shapes, difference=difference)
 

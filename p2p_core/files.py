@@ -8,9 +8,10 @@ duplicate or a missing partner is.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,21 +22,27 @@ def write_atomically(path: Path, data: bytes | Callable[[BinaryIO], object], *, 
     """Replace ``path`` with ``data`` (bytes, or a function writing to the open file) so that a crash leaves
     the old file or the new one, never a mix. ``durable`` also fsyncs the file and its folder, so the new file
     survives a power cut (checkpoints); outputs that can be made again skip that cost."""
-    path = Path(path)
+    with replacing(Path(path), durable=durable) as temporary, open(temporary, "wb") as handle:
+        if callable(data):
+            data(handle)
+        else:
+            handle.write(data)
+        handle.flush()
+        if durable:
+            os.fsync(handle.fileno())
+
+
+@contextlib.contextmanager
+def replacing(path: Path, *, durable: bool = True) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to, renamed over ``path`` when the block ends without an
+    error and removed otherwise: for writers that need a file name (exporters), and the heart of
+    :func:`write_atomically`. A check inside the block that raises keeps the old ``path``."""
     temporary = path.with_name(f".{path.name}.tmp")
     try:
-        with open(temporary, "wb") as handle:
-            if callable(data):
-                data(handle)
-            else:
-                handle.write(data)
-            handle.flush()
-            if durable:
-                os.fsync(handle.fileno())
+        yield temporary
         os.replace(temporary, path)
-    except BaseException:
+    finally:
         temporary.unlink(missing_ok=True)
-        raise
     if durable:
         directory = os.open(path.parent, os.O_RDONLY)
         try:
@@ -56,22 +63,27 @@ def by_stem(files: Sequence[Path], *, folder: Path) -> dict[str, Path]:
     return keyed
 
 
-def pair_by_name(folders: Mapping[str, Sequence[Path]], *, roots: Mapping[str, Path]) -> list[dict[str, Path]]:
-    """Files of several folders paired by name, sorted by name: ``[{"A": a/x.png, "B": b/x.jpg}, ...]``.
+def pair_by_name(
+    folders: Mapping[str, Sequence[Path]], *, roots: Mapping[str, Path], allow_unmatched: bool = False
+) -> tuple[list[dict[str, Path]], dict[str, list[str]]]:
+    """Files of several folders paired by name, in natural order: ``[{"A": a/x.png, "B": b/x.jpg}, ...]``, and
+    per role the names that have no partner.
 
     ``folders`` maps a role (what the user calls each folder, e.g. ``--pred``) to its files, ``roots`` the role
-    to the folder, for messages. A name missing from any folder, or twice in one, is an error naming examples.
+    to the folder, for messages. A name twice in one folder is always an error; a name missing from another
+    folder is one unless ``allow_unmatched``.
     """
     keyed = {role: by_stem(files, folder=roots[role]) for role, files in folders.items()}
-    names = [set(files) for files in keyed.values()]
-    common = set.intersection(*names)
-    unmatched = sorted(set.union(*names) - common)
-    if unmatched:
+    common = set.intersection(*(set(files) for files in keyed.values()))
+    alone = {role: sorted(set(files) - common, key=natural_key) for role, files in keyed.items()}
+    unmatched = sorted({name for names in alone.values() for name in names})
+    if unmatched and not allow_unmatched:
         where = " and ".join(f"{role} {roots[role]}" for role in keyed)
         raise DataError(
             f"{len(unmatched)} file(s) have no partner, e.g. {_some(unmatched)}; {where} must hold the same file names"
         )
-    return [{role: files[name] for role, files in keyed.items()} for name in sorted(common, key=natural_key)]
+    pairs = [{role: files[name] for role, files in keyed.items()} for name in sorted(common, key=natural_key)]
+    return pairs, {role: names for role, names in alone.items() if names}
 
 
 def natural_key(name: str) -> tuple[float, str]:

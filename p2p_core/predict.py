@@ -24,7 +24,7 @@ from torch import Tensor
 from p2p_core.backends import Backend, Precision, Runner, open_backend
 from p2p_core.devices import resolve_device
 from p2p_core.errors import ConfigError, DataError
-from p2p_core.images import image_header, list_images, read_image, resize as resized, to_pil
+from p2p_core.images import image_header, list_images, read_image, resize as resized, write_image
 from p2p_core.inference import load_generator, scale_note, scaled_size
 from p2p_core.registry import Registry
 from p2p_core.spec import Mode
@@ -210,12 +210,8 @@ def _run(
 
 
 def _write_png(image: Tensor, path: Path) -> None:
-    """Write ``image`` to ``path`` through a temporary file and a rename: a full or read-only disk leaves
-    the old file or none, and no temporary."""
-    temporary = path.with_name(f".{path.name}.tmp")
+    """Write ``image`` to ``path`` atomically: a full or read-only disk leaves the old file or none, and no temporary."""
     try:
-        to_pil(image).save(temporary, format="PNG")
-        os.replace(temporary, path)
+        write_image(image, path)
     except OSError as error:
-        temporary.unlink(missing_ok=True)
         raise DataError(f"could not write {path}: {error.strerror or error}") from None

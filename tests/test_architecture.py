@@ -242,3 +242,24 @@ def test_a_misspelt_hook_is_reported_like_any_broken_plugin(install_distribution
     (problem,) = registry.problems
     assert "p2p_generator: no such hook" in problem and "p2p_generators" in problem
     assert "tiny" not in registry.available("generator")
+
+
+# -- one rule for pairing files by name --------------------------------------------------------------------------
+
+
+def test_combine_the_folders_dataset_and_evaluate_share_one_duplicate_name_rule(tmp_path, capsys):
+    import p2p_core
+    from p2p_core.errors import DataError
+    from p2p_core.evaluation import evaluate_folders
+
+    for half in ("A", "B"):
+        (tmp_path / "train" / half).mkdir(parents=True)
+        for suffix in (".png", ".jpg") if half == "A" else (".png",):
+            Image.new("RGB", (8, 8)).save(tmp_path / "train" / half / f"x{suffix}")
+    with pytest.raises(DataError, match=r"several files named x \(different extensions\)"):
+        p2p_core.create("dataset", "folders", root=tmp_path, load_size=8, crop_size=8)
+    with pytest.raises(DataError, match=r"several files named x \(different extensions\)"):
+        evaluate_folders(pred=tmp_path / "train" / "A", target=tmp_path / "train" / "B")
+    code, _, err = run(["data", "combine", "--a", str(tmp_path / "train" / "A"), "--b", str(tmp_path / "train" / "B"),
+                        "--out", str(tmp_path / "ab")], capsys)
+    assert code == 2 and "several files named x (different extensions)" in err

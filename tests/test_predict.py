@@ -133,7 +133,7 @@ def test_a_full_or_read_only_disk_leaves_whole_files_and_no_temporaries(
         calls.append(fp)
         if len(calls) < 4:
             return save(image, fp, *args, **kwargs)
-        Path(fp).write_bytes(b"\x89PNG half")  # a partly written file, as a disk filling up leaves one
+        fp.write(b"\x89PNG half")  # a partly written file, as a disk filling up leaves one
         raise OSError(error, os.strerror(error))
 
     monkeypatch.setattr(Image.Image, "save", fail_on_the_fourth)

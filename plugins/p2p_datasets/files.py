@@ -13,6 +13,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from p2p_core.errors import DataError
+from p2p_core.files import pair_by_name
 from p2p_core.images import PairedJitter, Preprocess, image_header, list_images, read_image
 from p2p_core.protocols import Sample
 
@@ -157,15 +158,9 @@ class FoldersDataset(ImagePairs):
 
     def find_pairs(self, split: Split) -> list[tuple[Path, ...]]:
         layout = "ROOT/{train,val,test}/{A,B}/ with matching file names (--data.root ROOT)"
-        a_files = {p.stem: p for p in list_images(self.root / split / "A", layout=layout)}
-        b_files = {p.stem: p for p in list_images(self.root / split / "B", layout=layout)}
-        unmatched = sorted(set(a_files) ^ set(b_files))
-        if unmatched:
-            raise DataError(
-                f"{self.root / split}: {len(unmatched)} file(s) have no partner in the other folder, "
-                f"e.g. {', '.join(unmatched[:5])}; A/ and B/ must hold the same file names"
-            )
-        return [(a_files[stem], b_files[stem]) for stem in sorted(a_files)]
+        folders = {half: self.root / split / half for half in ("A", "B")}
+        pairs, _ = pair_by_name({half: list_images(folder, layout=layout) for half, folder in folders.items()}, roots=folders)
+        return [(pair["A"], pair["B"]) for pair in pairs]
 
     def stored_size(self, pair: tuple[Path, ...]) -> tuple[int, int]:
         height, width, _ = image_header(pair[0])
