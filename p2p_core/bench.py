@@ -7,10 +7,13 @@ It times the model's own ``Pix2Pix.train_step`` on fixed random batches (no data
 
 from __future__ import annotations
 
+import contextlib
+import os
 import resource
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -33,6 +36,9 @@ class Result:
     train_gflop_per_step: float
     train_gflops: float
     inference_images_per_s: float | None
+    """The generator alone in torch eager, eval mode."""
+    inference_backends: dict[str, float] = attrs.field(factory=dict)
+    """Images/s of each inference backend installed here (``p2p predict --backend``), side by side."""
     matmul_peak_gflops: float
     peak_memory_mib: float
     memory_kind: str
@@ -53,6 +59,8 @@ class Result:
         ]
         if self.inference_images_per_s is not None:
             lines.append(f"inference  {self.inference_images_per_s:8.3f} images/s (eval mode, inference_mode)")
+        for backend, rate in self.inference_backends.items():
+            lines.append(f"  --backend {backend:12} {rate:8.3f} images/s (p2p predict's runner, any-size padding included)")
         lines.append(f"peak memory {self.peak_memory_mib:.0f} MiB ({self.memory_kind})")
         return "\n".join(lines)
 
@@ -75,12 +83,13 @@ def run(*, spec: RunSpec, image_size: int, steps: int, warmup: int, inference: b
 
     flops = _count_flops(step)
     train_seconds = _time(step, steps=steps, warmup=warmup, device=device)
-    inference_rate = None
+    inference_rate, backends = None, {}
     if inference:
         generator_module = model.generator.eval()
         with torch.inference_mode():
             seconds = _time(lambda: generator_module(x), steps=steps, warmup=warmup, device=device)
         inference_rate = train.batch_size / seconds
+        backends = _backend_rates(model, x, steps=steps, warmup=warmup, device=device, registry=registry)
 
     if device.type == "cuda":
         peak, kind = torch.cuda.max_memory_allocated(device) / 2**20, "max allocated on the GPU"
@@ -96,10 +105,51 @@ def run(*, spec: RunSpec, image_size: int, steps: int, warmup: int, inference: b
         train_gflop_per_step=flops / 1e9,
         train_gflops=flops / 1e9 / train_seconds,
         inference_images_per_s=inference_rate,
+        inference_backends=backends,
         matmul_peak_gflops=matmul_peak_gflops(device, torch.bfloat16 if train.precision == "bf16" else torch.float32),
         peak_memory_mib=peak,
         memory_kind=kind,
     )
+
+
+def _backend_rates(
+    model: Pix2Pix, x: torch.Tensor, *, steps: int, warmup: int, device: torch.device, registry: Registry
+) -> dict[str, float]:
+    """Images/s of each backend that can run here, on the model saved and loaded as ``p2p predict`` would."""
+    import tempfile
+
+    from p2p_core import checkpoint
+    from p2p_core.backends import choose, open_backend
+    from p2p_core.errors import ConfigError
+    from p2p_core.inference import load_generator
+
+    rates = {}
+    with tempfile.TemporaryDirectory() as folder, _cache_in(Path(folder)):
+        trained = load_generator(checkpoint.save(model.state_dict(), Path(folder), model.step), mode="eval", device=device,
+                                 registry=registry)
+        for backend in ("torch", "onnxruntime"):
+            try:
+                choose(backend, mode="eval", device=device)
+            except ConfigError:  # not installed, or not for this device: nothing to compare
+                continue
+            runner = open_backend(trained, backend=backend, device=device)
+            with torch.inference_mode():
+                rates[backend] = x.shape[0] / _time(lambda: runner(x), steps=steps, warmup=warmup, device=device)
+    return rates
+
+
+@contextlib.contextmanager
+def _cache_in(folder: Path) -> Iterator[None]:
+    # The export onnxruntime runs is built for a throwaway checkpoint: keep it out of the user's cache.
+    saved = os.environ.get("P2P_CACHE")
+    os.environ["P2P_CACHE"] = str(folder)
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["P2P_CACHE"]
+        else:
+            os.environ["P2P_CACHE"] = saved
 
 
 def _count_flops(step: Callable[[], object]) -> int:

@@ -137,6 +137,14 @@ def test_resize_translates_at_that_scale_and_answers_at_the_upload_size(base_url
     assert not within_one_level(answer, opened(post(base_url, data).content))
 
 
+def test_an_upload_far_from_the_training_scale_comes_back_with_advice(base_url: str):
+    large = png(pattern("RGB", (4 * SIZE, 4 * SIZE)))  # four times the 64-pixel crops the model learnt from
+    advice = post(base_url, large).headers.get(server.SCALE_WARNING, "")
+    assert f"?resize={SIZE}" in advice
+    assert server.SCALE_WARNING not in post(base_url, large, resize=SIZE).headers
+    assert server.SCALE_WARNING not in post(base_url, png(pattern("RGB", (SIZE, SIZE)))).headers
+
+
 def test_info_describes_the_model(base_url: str):
     info = requests.get(f"{base_url}info", timeout=30).json()
     assert info["checkpoint"] == "run/step_00000002.pt" and info["step"] == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -52,6 +53,9 @@ def test_bench_reports_throughput_flops_and_memory(capsys):
         sizes[size] = json.loads(out)
     small, large = sizes[32], sizes[64]
     assert small["train_images_per_s"] > 0 and small["inference_images_per_s"] > 0 and small["peak_memory_mib"] > 0
+    # Every inference backend installed here, side by side (the export extra brings onnxruntime).
+    expected = {"torch", "onnxruntime"} if importlib.util.find_spec("onnxruntime") else {"torch"}
+    assert set(small["inference_backends"]) == expected and all(rate > 0 for rate in small["inference_backends"].values())
     assert 0 < small["peak_fraction"] < 1
     # Convolutions cost in proportion to pixels, but the U-Net is one block deeper at 64, so a bit more than 4x.
     assert 4 <= large["train_gflop_per_step"] / small["train_gflop_per_step"] < 4.5

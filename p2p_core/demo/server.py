@@ -53,12 +53,14 @@ from p2p_core.backends import Backend, open_backend
 from p2p_core.devices import resolve_device
 from p2p_core.errors import ConfigError
 from p2p_core.images import DECODE_ERRORS, decode, to_pil
-from p2p_core.inference import TrainedGenerator, load_generator, scaled_size
+from p2p_core.inference import TrainedGenerator, load_generator, scale_note, scaled_size
 from p2p_core.registry import Registry
 from p2p_core.spec import Mode
 
 STATIC = Path(__file__).parent / "static"
 FORMATS = "PNG, JPEG, BMP, WebP or TIFF"
+SCALE_WARNING = "X-P2P-Scale-Warning"
+"""Response header holding advice when an upload is far from the scale the model trained at."""
 MAX_RESIZE = 65536
 """Largest ?resize= read; any value above the square root of max_pixels is refused by the pixel limit anyway."""
 
@@ -163,8 +165,13 @@ def create_app(*, trained: TrainedGenerator, device: torch.device, seed: int, li
         elapsed_ms = 1000 * (time.perf_counter() - started)
         encoded = io.BytesIO()
         to_pil(output).save(encoded, format="PNG")
-        # Server-Timing lets the page tell the model's time from the network's.
-        return Response(encoded.getvalue(), mimetype="image/png", headers={"Server-Timing": f"translate;dur={elapsed_ms:.1f}"})
+        # Server-Timing lets the page tell the model's time from the network's; a drawing far from the training
+        # scale comes back with the same advice predict prints (the page and scripts can show it).
+        headers = {"Server-Timing": f"translate;dur={elapsed_ms:.1f}"}
+        note = scale_note(*image.shape[-2:], image_size=trained.image_size, shorter_side=shorter_side, name="the upload")
+        if note:
+            headers[SCALE_WARNING] = note.replace("--resize ", "?resize=")
+        return Response(encoded.getvalue(), mimetype="image/png", headers=headers)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
