@@ -179,6 +179,7 @@ def test(
     scorer: Path | None = None,
     device: Device = "auto",
     backend: Literal["auto", "torch", "onnxruntime"] = "auto",
+    overwrite: bool = False,
     registry: Registry,
 ) -> None:
     """Translate a split with a trained model; write images, metrics, baselines and an HTML page.
@@ -196,11 +197,13 @@ def test(
         device: Where the generator runs.
         backend: torch, onnxruntime (eval mode only), or auto: onnxruntime on the CPU in eval mode when it is
             installed, else torch. Paper mode runs on torch, where --seed makes its dropout repeatable.
+        overwrite: Replace the results already in the results folder (otherwise the run refuses).
     """
     from p2p_core.evaluation import report_text, run_test
 
     result = run_test(ckpt=ckpt, split=split, data=data or {}, mode=mode, out=out, device=device,
-                      fid_weights=fid_weights, seed=seed, scorer=scorer, backend=backend, registry=registry)
+                      fid_weights=fid_weights, seed=seed, scorer=scorer, backend=backend, overwrite=overwrite,
+                      registry=registry)
     print(report_text(result))
     print(f"{len(result.names)} image(s), {mode} mode: {result.out_dir / 'index.html'}")
 

@@ -67,6 +67,7 @@ def run_test(
     seed: int = 0,
     scorer: Path | None = None,
     backend: Backend = "auto",
+    overwrite: bool = False,
     registry: Registry | None = None,
 ) -> TestResult:
     """Translate every pair of ``split`` of the checkpoint's dataset (``data`` replaces stored options).
@@ -94,6 +95,8 @@ def run_test(
     segmentation = SegmentationScores(num_classes=len(loaded.classes)) if loaded is not None else None
 
     out_dir = Path(out) if out else path.parent.parent / f"test_{split}_{mode}_{path.stem}"
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise DataError(f"{out_dir} already holds results; pass --overwrite to replace them, or choose another --out")
     evaluation = Evaluation(fid_weights=fid_weights, device=torch_device)
     names: list[str] = []
     used: set[str] = set()

@@ -64,7 +64,7 @@ def test_default_folder_names_split_mode_and_checkpoint(run_dir: Path):
 def test_paper_mode_samples_dropout_and_eval_mode_does_not(run_dir: Path, tmp_path: Path):
     def translate(mode: str, seed: int) -> list[torch.Tensor]:
         out = tmp_path / f"{mode}{seed}"
-        run_test(ckpt=run_dir, mode=mode, seed=seed, out=out, data={"length": 2})
+        run_test(ckpt=run_dir, mode=mode, seed=seed, out=out, data={"length": 2}, overwrite=True)
         return outputs(out)
 
     assert all(torch.equal(a, b) for a, b in zip(translate("paper", 0), translate("paper", 0)))
@@ -122,3 +122,12 @@ def test_test_on_the_real_outlines_resizes_every_pair_to_the_trained_size(outlin
     # 15 val images are shorter than 256 high; all are tested at the 32x32 the model was trained on.
     assert {Image.open(path).size for path in (result.out_dir / "outputs").iterdir()} == {(32, 32)}
     assert all(0 < content["metrics"][k] < 1 for k in ("l1", "ssim", "hist_L", "hist_a", "hist_b"))
+
+
+def test_test_never_replaces_results_without_overwrite(run_dir: Path, tmp_path: Path):
+    run_test(ckpt=run_dir, mode="eval", data={"length": 1}, out=tmp_path / "page")
+    before = (tmp_path / "page" / "metrics.json").read_bytes()
+    with pytest.raises(DataError, match="already holds results; pass --overwrite"):
+        run_test(ckpt=run_dir, mode="eval", data={"length": 2}, out=tmp_path / "page")
+    assert (tmp_path / "page" / "metrics.json").read_bytes() == before
+    assert run_test(ckpt=run_dir, mode="eval", data={"length": 2}, out=tmp_path / "page", overwrite=True).names == ["0", "1"]

@@ -346,3 +346,11 @@ def test_numpy_is_seeded_so_identical_runs_save_identical_generators_states(tmp_
     first, second = (fit_smoke(tmp_path / name, capsys, "--trainer.max_steps", "2") for name in ("a", "b"))
     keys = [checkpoint.load(run_dir)["rng"]["numpy"]["keys"] for run_dir in (first, second)]
     assert torch.equal(*keys)
+
+
+def test_a_checkpoint_without_its_checksum_loads_with_a_warning(tmp_path, capsys):
+    run_dir = fit_smoke(tmp_path, capsys)
+    newest = checkpoint.checkpoints(run_dir)[-1]
+    newest.with_suffix(".sha256").unlink()
+    with pytest.warns(UserWarning, match=r"has no step_00000004.sha256 beside it, so damage to it cannot be detected"):
+        assert checkpoint.read(run_dir).state["step"] == 4
