@@ -89,7 +89,7 @@ def backend_loop(ckpt: Path, files: list[Path], device: torch.device, backend: s
 def installed_cli(ckpt: Path, images: Path, out: Path, device: torch.device) -> float:
     """images/s that `p2p predict --mode eval` as installed reports (its defaults otherwise)."""
     done = subprocess.run([sys.executable, "-m", "p2p_core", "predict", "--ckpt", str(ckpt), "--input", str(images),
-                           "--output", str(out), "--mode", "eval", "--device", device.type],
+                           "--output", str(out), "--mode", "eval", "--device", device.type, "--overwrite"],
                           check=True, capture_output=True, text=True)  # fmt: skip
     return float(re.findall(r"([\d.]+) images/s", done.stdout)[-1])
 

@@ -13,7 +13,8 @@ class P2PError(Exception):
 class UnknownComponentError(P2PError, KeyError):
     def __init__(self, kind: str, name: str, available: Iterable[str], hint: str = "") -> None:
         available = sorted(available)
-        close = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
+        # A prefix counts as close too: `facade` is short for `facades_label2photo`, not a typo of it.
+        close = difflib.get_close_matches(name, available, n=3, cutoff=0.5) or [a for a in available if a.startswith(name)][:3]
         guess = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         listing = ", ".join(available) or "(none)"
         message = f"unknown {kind} {name!r}{guess} available: {listing}"

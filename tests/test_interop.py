@@ -152,6 +152,8 @@ def test_an_unknown_pretrained_name_suggests_the_closest(server, tmp_path, capsy
     Image.new("RGB", (8, 8)).save(tmp_path / "in" / "a.png")
     code, _, err = run(["predict", "--ckpt", "pretrained:facades", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "x")], capsys)
     assert code == 2 and "unknown pretrained model 'facades'; did you mean 'facades_label2photo'?" in err
+    code, _, err = run(["predict", "--ckpt", "pretrained:edges", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "x")], capsys)
+    assert code == 2 and "did you mean 'edges2shoes'?" in err  # a prefix is close too
     assert not server.requests
 
 
