@@ -167,6 +167,9 @@ def _onnxruntime_runner(trained: TrainedGenerator, *, device: torch.device, prec
     # torch's default thread count is the number of physical cores; hyperthreads only contend for the same units.
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1  # one chain of convolutions: nothing to run side by side
+    # Idle pool threads otherwise spin for a while after each run, taking the cores from predict's decoding and
+    # encoding threads (and from anything else in the process) between images.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda" else ["CPUExecutionProvider"]
     session = onnxruntime.InferenceSession(str(cached_onnx(trained, precision=precision)), options, providers=providers)
 

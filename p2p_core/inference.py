@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from p2p_core import checkpoint
-from p2p_core.errors import ConfigError, DataError
+from p2p_core.errors import ConfigError, DataError, PluginError, UnknownComponentError
 from p2p_core.images import resize
 from p2p_core.interop import locate
 from p2p_core.networks import build_generator
-from p2p_core.registry import Registry
+from p2p_core.registry import Registry, default_registry
 from p2p_core.spec import Mode, TrainedSpec
 from p2p_core.test_time import set_mode
 
@@ -78,6 +78,18 @@ def load_generator(
     ``mode``, on ``device``."""
     loaded = checkpoint.read(locate(ckpt, registry=registry), map_location=device)
     weights = loaded.state["models"]["generator"]
+    try:
+        (registry or default_registry()).get("generator", loaded.spec.run.generator.name)
+    except UnknownComponentError as error:
+        provider = loaded.spec.providers.get("generator")
+        if provider is None:
+            raise
+        distribution, _, version = provider.rpartition(" ")
+        raise PluginError(
+            f"{loaded.path} was trained with generator {loaded.spec.run.generator.name!r} from {provider}, which is not "
+            f"loaded here: install it (pip install '{distribution}=={version}'), or, if it is installed, let it load "
+            f"(p2p -p {distribution} ..., P2P_PLUGINS). {error}"
+        ) from None
     _check_shapes(loaded.spec, weights, source=loaded.path, registry=registry)
     module = build_generator(loaded.spec.run, loaded.spec.shapes, registry).to(device)
     module.load_state_dict(weights)

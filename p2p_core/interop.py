@@ -60,7 +60,7 @@ def import_reference(
         loss="cgan+l1" if conditional else "gan+l1",
     )
     trained = TrainedSpec(run=run, shapes=shapes, plugins={p.distribution: p.version for p in registry.plugins if not p.error},
-                          adversarial=d is not None)
+                          providers=registry.providers(run), adversarial=d is not None)
     for converted in filter(None, (g, d)):
         converted.build(registry)  # the spec rebuilds exactly these weights, or this fails before anything is written
     state = {

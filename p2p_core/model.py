@@ -84,6 +84,7 @@ class Pix2Pix:
             run=run,
             shapes=shapes,
             plugins={p.distribution: p.version for p in registry.plugins if not p.error},
+            providers=registry.providers(run),
             adversarial=objective.adversarial,
         )
         generator = build_generator(run, shapes, registry)

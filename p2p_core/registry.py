@@ -254,6 +254,11 @@ class Registry:
 
     # -- queries ------------------------------------------------------------------------------------------
 
+    def providers(self, run: Any) -> dict[str, str]:
+        """Flag -> "distribution version" of each component a RunSpec names, as checkpoints record it."""
+        return {flag: f"{self.get(kind, getattr(run, flag).name).distribution} {self.get(kind, getattr(run, flag).name).version}"
+                for flag, kind in FLAGS.items()}
+
     def default(self, kind: str) -> str:
         """The name ``p2p fit`` uses when ``kind`` is not chosen."""
         return DEFAULTS[canonical_kind(kind)]

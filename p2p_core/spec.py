@@ -209,11 +209,15 @@ class TrainedSpec:
     shapes: Shapes
     plugins: Mapping[str, str] = attrs.field(factory=dict)
     """Distribution -> version of every plugin loaded when it was trained."""
+    providers: Mapping[str, str] = attrs.field(factory=dict)
+    """Flag (generator, disc, data) -> the distribution and version that provided that component, so a missing
+    plugin can be named with what to install."""
     adversarial: bool = True
     """Whether a discriminator was trained (the objective had an adversarial term)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"spec": self.run.to_dict(), "shapes": attrs.asdict(self.shapes), "plugins": dict(self.plugins),
+                "providers": dict(self.providers),
                 "adversarial": self.adversarial}
 
 
@@ -230,6 +234,7 @@ def read_checkpoint(state: Mapping[str, Any], *, source: str) -> TrainedSpec:
             run=RunSpec.from_dict(state.get("spec"), source=source),
             shapes=typed_shapes,
             plugins=dict(_mapping(state.get("plugins") or {}, source, "plugins")),
+            providers=dict(_mapping(state.get("providers") or {}, source, "providers")),
             adversarial=bool(state.get("adversarial", True)),
         )
     if version == 1 or (version is None and "components" in state):

@@ -109,6 +109,14 @@ def test_export_uses_the_plugins_named_with_p(tiny_run, tmp_path, capsys):
     assert (tmp_path / "b.pt2").is_file()
 
 
+def test_a_checkpoint_whose_plugin_is_missing_names_the_distribution_to_install(tiny_run, tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "in" / "a.png")
+    code, _, err = run(["predict", "--ckpt", str(tiny_run), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")], capsys)
+    assert code == 2
+    assert "trained with generator 'tiny' from p2p-fake-tiny 1.0" in err and "pip install 'p2p-fake-tiny==1.0'" in err
+
+
 def test_demo_uses_the_plugins_named_with_p(tiny_run, capsys):
     pytest.importorskip("flask")
     with socket.socket() as taken:  # an occupied port: the demo fails only after it has loaded the model
