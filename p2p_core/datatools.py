@@ -161,7 +161,7 @@ def edges(
     """
     if size < 1:
         raise ConfigError(f"--size must be a positive number of pixels, got {size}")
-    _check_edge_options(sigma=sigma, low_threshold=low_threshold, high_threshold=high_threshold)
+    _check_edge_options(sigma=sigma, low_threshold=low_threshold, high_threshold=high_threshold, min_fragment=min_fragment)
     _refuse_output_over_inputs(Path(out), Path(photos))
     files = by_stem(list_images(Path(photos)), folder=Path(photos))
 
@@ -196,7 +196,7 @@ def edge_map(
     """
     import kornia  # slow to import, and only this tool needs it
 
-    _check_edge_options(sigma=sigma, low_threshold=low_threshold, high_threshold=high_threshold)
+    _check_edge_options(sigma=sigma, low_threshold=low_threshold, high_threshold=high_threshold, min_fragment=min_fragment)
     kernel = 2 * math.ceil(3 * sigma) + 1
     unit = photo.add(1).div(2)[None]
     _, found = kornia.filters.canny(unit, low_threshold, high_threshold, kernel_size=kernel, sigma=(sigma, sigma))
@@ -315,9 +315,11 @@ def _refuse_output_over_inputs(out: Path, *inputs: Path) -> None:
             )
 
 
-def _check_edge_options(*, sigma: float, low_threshold: float, high_threshold: float) -> None:
-    if sigma <= 0:
+def _check_edge_options(*, sigma: float, low_threshold: float, high_threshold: float, min_fragment: int) -> None:
+    if not sigma > 0:
         raise ConfigError(f"--sigma must be positive, got {sigma}")
+    if min_fragment < 0:
+        raise ConfigError(f"--min_fragment must be at least 0 pixels (0 keeps every fragment), got {min_fragment}")
     if not 0 < low_threshold < high_threshold:
         raise ConfigError(
             f"Canny's thresholds must satisfy 0 < --low_threshold < --high_threshold, got {low_threshold} and "

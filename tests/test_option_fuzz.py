@@ -54,6 +54,9 @@ CASES: list[tuple[list[str], str, st.SearchStrategy[str]]] = [
     *((["demo", "--ckpt", str(FORMAT_1)], f"--{name}", POSITIVE_FLOAT) for name in ("max_upload_mb", "timeout_s")),
     (["data", "edges", "--photos", "inputs", "--out", "edges"], "--sigma", POSITIVE_FLOAT),
     (["data", "edges", "--photos", "inputs", "--out", "edges"], "--size", POSITIVE_INT),
+    (["data", "edges", "--photos", "inputs", "--out", "edges"], "--min_fragment", NON_NEGATIVE_INT),
+    (["data", "edges", "--photos", "inputs", "--out", "edges"], "--val_fraction", FRACTION),
+    (["data", "combine", "--a", "inputs", "--b", "inputs2", "--out", "ab"], "--val_fraction", FRACTION),
 ]
 
 
@@ -64,8 +67,9 @@ def _files(folder: Path) -> set[Path]:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("fuzz")
-    (folder / "inputs").mkdir()
-    Image.new("RGB", (40, 30), "white").save(folder / "inputs" / "a.png")
+    for name in ("inputs", "inputs2"):
+        (folder / name).mkdir()
+        Image.new("RGB", (40, 30), "white").save(folder / name / "a.png")
     return folder
 
 
