@@ -53,13 +53,7 @@ def bare_loop(ckpt: Path, files: list[Path], device: torch.device) -> Callable[[
 
     def rate() -> float:
         with torch.inference_mode():
-            generator(batches[0])  # warm-up: allocations, first-call dispatch
-            synchronise(device)
-            start = time.perf_counter()
-            for batch in batches:
-                generator(batch)
-            synchronise(device)
-        return len(files) / (time.perf_counter() - start)
+            return images_per_second(generator, batches, device)
 
     return rate
 
@@ -74,16 +68,18 @@ def backend_loop(ckpt: Path, files: list[Path], device: torch.device, backend: s
     runner = open_backend(load_generator(ckpt, mode="eval", device=device), backend=backend, device=device)
     images = [read_image(path)[None].to(device) for path in files]
 
-    def rate() -> float:
-        runner(images[0])
-        synchronise(device)
-        start = time.perf_counter()
-        for image in images:
-            runner(image)
-        synchronise(device)
-        return len(files) / (time.perf_counter() - start)
+    return lambda: images_per_second(runner, images, device)
 
-    return rate
+
+def images_per_second(translate: Callable[[torch.Tensor], object], batches: list[torch.Tensor], device: torch.device) -> float:
+    """One call per batch of one image, after a warm-up call (allocations, first-call dispatch)."""
+    translate(batches[0])
+    synchronise(device)
+    start = time.perf_counter()
+    for batch in batches:
+        translate(batch)
+    synchronise(device)
+    return len(batches) / (time.perf_counter() - start)
 
 
 def installed_cli(ckpt: Path, images: Path, out: Path, device: torch.device) -> float:

@@ -153,19 +153,6 @@ def download_pretrained(
     return DownloadedFile(path=path, url=source, sha256=sha256)
 
 
-def pretrained_list_text(entries: Mapping[str, PretrainedEntry] | None = None) -> str:
-    """The catalogue as a table, for `p2p pretrained list`."""
-    entries = _catalogue("pretrained") if entries is None else entries
-    header = ("name", "translates", "trained on", "mode", "description")
-    rows = [
-        (e.name, e.translation, f"{e.dataset} {e.direction}", e.recommended_mode, e.description)
-        for e in sorted(entries.values(), key=lambda e: e.name)
-    ]
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
-    return "\n".join([*lines, "", MODE_NOTE])
-
-
 _Entry = TypeVar("_Entry", DatasetEntry, PretrainedEntry)
 
 

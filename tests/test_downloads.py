@@ -20,12 +20,12 @@ import yaml
 from PIL import Image
 
 from p2p_core import registry
+from p2p_core.cli import main
 from p2p_core.downloads import (
     COMPLETE,
     DatasetEntry,
     download_dataset,
     download_pretrained,
-    pretrained_list_text,
 )
 from p2p_core.errors import DataError, UnknownComponentError
 from p2p_core.registry import default_registry
@@ -300,8 +300,9 @@ def test_pretrained_url_argument_and_errors(server, tmp_path):
     assert not (tmp_path / "cache" / "pretrained" / "map2sat.pth").exists()
 
 
-def test_the_pretrained_catalogue_is_consistent_and_listed():
-    text = pretrained_list_text()
+def test_the_pretrained_catalogue_is_consistent_and_listed(capsys):
+    main(["pretrained", "list"])
+    text = capsys.readouterr().out
     for entry in PRETRAINED.values():
         assert entry.dataset in DATASETS
         assert entry.url.endswith(f"/{entry.name}.pth")
