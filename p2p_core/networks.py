@@ -6,7 +6,8 @@ a checkpoint always rebuilds exactly what was trained, and loading a model for i
 
 from __future__ import annotations
 
-from torch import nn
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from p2p_core.registry import Registry, default_registry
 from p2p_core.spec import RunSpec, Shapes
@@ -32,13 +33,30 @@ def build_discriminator(run: RunSpec, shapes: Shapes, registry: Registry | None 
 
 
 def init_weights(module: nn.Module, gain: float) -> None:
-    """The paper's N(0, 0.02) initialisation; norm scales N(1, 0.02); biases 0."""
+    """The paper's N(0, 0.02) initialisation; norm scales N(1, 0.02); biases 0.
+
+    A module with ``initialises_itself = True`` keeps its own initialisation, its submodules too. A parametrised
+    weight (spectral norm) is initialised where it lives, so that the next forward pass does not recompute it away.
+    """
+    own = {id(m) for owner in module.modules() if getattr(owner, "initialises_itself", False) for m in owner.modules()}
     for layer in module.modules():
+        if id(layer) in own:
+            continue
         if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(layer.weight, 0.0, gain)
+            weight = _stored_weight(layer)
+            if weight is not None:
+                nn.init.normal_(weight, 0.0, gain)
         elif isinstance(layer, nn.modules.batchnorm._BatchNorm) and layer.weight is not None:
             nn.init.normal_(layer.weight, 1.0, gain)
         else:
             continue
         if layer.bias is not None:
             nn.init.zeros_(layer.bias)
+
+
+def _stored_weight(layer: nn.Module) -> Tensor | None:
+    """The tensor a layer's weight is: the parametrisation's original where one computes it (spectral_norm), or
+    None where a parametrisation splits it in several (weight_norm's magnitude and direction), which keep theirs."""
+    if parametrize.is_parametrized(layer, "weight"):
+        return getattr(layer.parametrizations.weight, "original", None)
+    return layer.weight
