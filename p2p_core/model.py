@@ -19,6 +19,7 @@ from p2p_core import distributed
 from p2p_core.errors import ConfigError, DataError, NumericalError
 from p2p_core.networks import build_discriminator, build_generator, init_weights
 from p2p_core.objective import Objective
+from p2p_core.protocols import per_scale
 from p2p_core.registry import Registry, default_registry
 from p2p_core.spec import RunSpec, Shapes, TrainedSpec
 
@@ -76,7 +77,9 @@ class Pix2Pix:
         """The model ``run`` describes for data of ``shapes`` (``disc_in_channels`` is filled in from the objective)."""
         registry = registry or default_registry()
         device = torch.device(device)
-        objective = Objective.parse(run.loss, run.loss_options, registry)
+        providers = registry.providers(run)
+        objective = Objective.parse(run.loss, run.loss_options, registry,
+                                    discriminator=f"discriminator {run.disc.name!r} ({providers['disc']})")
         disc_channels = objective.discriminator_channels(shapes.in_channels, shapes.out_channels) if objective.adversarial else None
         shapes = Shapes(in_channels=shapes.in_channels, out_channels=shapes.out_channels, image_size=shapes.image_size,
                         disc_in_channels=disc_channels)
@@ -84,7 +87,7 @@ class Pix2Pix:
             run=run,
             shapes=shapes,
             plugins={p.distribution: p.version for p in registry.plugins if not p.error},
-            providers=registry.providers(run),
+            providers=providers,
             adversarial=objective.adversarial,
         )
         generator = build_generator(run, shapes, registry)
@@ -100,10 +103,11 @@ class Pix2Pix:
         if objective.adversarial:
             discriminator = build_discriminator(run, shapes, registry)
             size = shapes.image_size
-            if discriminator.output_size(size) < 1:  # otherwise a convolution fails mid-step, far from the cause
+            if min(per_scale(discriminator.output_size(size))) < 1:  # otherwise a convolution fails mid-step, far from the cause
                 raise ConfigError(
                     f"discriminator {run.disc.name!r} (receptive field {discriminator.receptive_field}) has no "
                     f"output for {size}x{size} images; use larger images (--data.crop_size) or a smaller receptive field"
+                    " (or fewer scales)"
                 )
         return cls(trained=trained, generator=generator, discriminator=discriminator, objective=objective,
                    total_steps=total_steps, device=device, dist=dist)
@@ -145,7 +149,9 @@ class Pix2Pix:
     # -- one step -----------------------------------------------------------------------------------------
 
     def train_step(self, x: Tensor, target: Tensor) -> dict[str, float]:
-        """One D step on half the adversarial terms, then one G step on all terms; returns the losses."""
+        """One D step on half the adversarial terms, then one G step on all terms; returns the losses.
+
+        The objective runs D once on the real pair and once on the fake one in each step, for all its terms."""
         for optimizer in self.optimizers.values():
             for group in optimizer.param_groups:
                 group["lr"] = self.learning_rate()

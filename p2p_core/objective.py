@@ -1,25 +1,52 @@
-"""The objective as a sum of registered terms: ``cgan+l1`` is the paper's L_cGAN + lambda * L_L1."""
+"""The objective as a sum of registered terms: ``cgan+l1`` is the paper's L_cGAN + lambda * L_L1.
+
+The objective runs the discriminator for its terms: once on the real pair and once on the fake one per update,
+and only where a term reads the result (see the Loss protocol's ``needs``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import inspect
+import warnings
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from p2p_core.errors import ConfigError
-from p2p_core.protocols import DiscriminatorFn, Loss
+from p2p_core.protocols import DiscriminatorOutput, Loss, Needs
 from p2p_core.registry import Registry
 
 DISCRIMINATOR_INPUTS = ("none", "output", "input+output")
+NEEDS: tuple[Needs, ...] = ("nothing", "logits", "features")
+
+Disc = Callable[[Tensor], Any]
+"""The discriminator as the objective calls it: a Tensor or a DiscriminatorOutput for each batch."""
+
+
+def needs(term: Loss) -> Needs:
+    """What ``term`` reads of the discriminator's outputs; a term of the first version calls D itself."""
+    if first_version(term):
+        return "nothing"
+    return getattr(term, "needs", "nothing" if term.discriminator_input == "none" else "logits")
+
+
+def first_version(term: Loss) -> bool:
+    """Whether ``term`` is written for the first Loss protocol: ``generator_loss(*, x, fake, target, disc)``."""
+    return "disc" in inspect.signature(term.generator_loss).parameters
 
 
 class Objective:
     """Named terms; the generator minimises their sum, the discriminator half the sum of its terms."""
 
-    def __init__(self, terms: Mapping[str, Loss], origins: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, terms: Mapping[str, Loss], origins: Mapping[str, str] | None = None, *, discriminator: str = "the discriminator"
+    ) -> None:
         self.origins = dict(origins or {})
-        """Term name -> the distribution that provided it, for messages."""
+        """Term name -> the plugin and distribution that provided it, for messages."""
+        self.discriminator = discriminator
+        """What messages call the discriminator."""
         if not terms:
             raise ConfigError("the objective needs at least one term, e.g. --loss cgan+l1")
         self.terms = dict(terms)
@@ -33,9 +60,19 @@ class Objective:
                 "combine a conditional term only with conditional ones"
             )
         self.discriminator_input = inputs.pop() if inputs else "none"
+        self.needs = {name: needs(term) for name, term in self.terms.items()}
+        """Term name -> what it reads of the discriminator's outputs."""
+        self._first_version = {name for name, term in self.terms.items() if first_version(term)}
+        self._generator_needs_real = {name for name, term in self.terms.items() if getattr(term, "generator_needs_real", False)}
+        for name in self.terms:
+            self._check_needs(name)
+            if name in self._first_version:
+                self._warn_first_version(name)
 
     @classmethod
-    def parse(cls, spec: str, options: Mapping[str, Mapping[str, Any]], registry: Registry) -> Objective:
+    def parse(
+        cls, spec: str, options: Mapping[str, Mapping[str, Any]], registry: Registry, *, discriminator: str = "the discriminator"
+    ) -> Objective:
         """Build ``"cgan+l1"`` with per-term options such as ``{"l1": {"weight": 10}}``."""
         names = [name.strip() for name in spec.split("+") if name.strip()]
         if len(set(names)) != len(names):
@@ -44,8 +81,40 @@ class Objective:
         if stray:
             raise ConfigError(f"--loss_options sets {sorted(stray)} but --loss {spec!r} does not use it")
         terms = {name: registry.create("loss", name, **dict(options.get(name, {}))) for name in names}
-        origins = {name: f"{registry.get('loss', name).distribution} {registry.get('loss', name).version}" for name in names}
-        return cls(terms, origins)
+        components = {name: registry.get("loss", name) for name in names}
+        origins = {name: f"plugin {c.plugin!r} from {c.distribution} {c.version}" for name, c in components.items()}
+        return cls(terms, origins, discriminator=discriminator)
+
+    def _warn_first_version(self, name: str) -> None:
+        """A DeprecationWarning at the term's own generator_loss, where the author has something to change."""
+        method = self.terms[name].generator_loss
+        code = getattr(method, "__func__", method).__code__
+        warnings.warn_explicit(
+            f"loss {name!r}{self._origin(name)} uses the first Loss protocol (generator_loss(..., disc)); it keeps "
+            "working on one-scale discriminators, but port it: take d_fake and d_real (DiscriminatorOutput) "
+            "instead of calling disc, see p2p_core.protocols.Loss",
+            DeprecationWarning,
+            code.co_filename,
+            code.co_firstlineno,
+            module=type(self.terms[name]).__module__,
+        )
+
+    def _origin(self, name: str) -> str:
+        return f" ({self.origins[name]})" if name in self.origins else ""
+
+    def _check_needs(self, name: str) -> None:
+        need, found = self.needs[name], None
+        if need not in NEEDS:
+            found = f"needs = {need!r}"
+        elif need != "nothing" and self.terms[name].discriminator_input == "none":
+            found = f"needs = {need!r} with discriminator_input = 'none'"
+        if found is not None:
+            raise ConfigError(
+                f"loss {name!r}{self._origin(name)} breaks the contract: needs is one of {NEEDS}, and only a term "
+                f"that shows the discriminator something reads its outputs\n  found: {found}\n"
+                "  fix: say needs = 'logits' (or 'features') with discriminator_input 'output' or 'input+output', or "
+                "needs = 'nothing'"
+            )
 
     def check(self, role: str, losses: Mapping[str, Tensor]) -> None:
         """Each term's value is a finite scalar, as the Loss protocol says; the model checks its first step with
@@ -57,9 +126,8 @@ class Objective:
             elif not bool(value.isfinite()):
                 found = str(value.item())
             if found is not None:
-                origin = f" ({self.origins[name]})" if name in self.origins else ""
                 raise ConfigError(
-                    f"loss {name!r}{origin} breaks the contract: {role}_loss returns a finite scalar\n"
+                    f"loss {name!r}{self._origin(name)} breaks the contract: {role}_loss returns a finite scalar\n"
                     f"  found: {found} at the first step\n  fix: reduce over the batch (mean()) and keep the value finite"
                 )
 
@@ -70,12 +138,74 @@ class Objective:
     def discriminator_channels(self, in_channels: int, out_channels: int) -> int:
         return out_channels + (in_channels if self.discriminator_input == "input+output" else 0)
 
-    def generator_losses(self, *, x: Tensor, fake: Tensor, target: Tensor, disc: DiscriminatorFn | None) -> dict[str, Tensor]:
-        return {name: term.generator_loss(x=x, fake=fake, target=target, disc=disc) for name, term in self.terms.items()}
+    def generator_losses(self, *, x: Tensor, fake: Tensor, target: Tensor, disc: Disc | None) -> dict[str, Tensor]:
+        """Every term's generator loss; ``disc`` is run once on the fake pair, and on the real one (without
+        gradients) only for terms that read it."""
+        d_fake = d_real = None
+        if disc is not None and set(self.needs.values()) != {"nothing"}:
+            d_fake = self._judge(disc, x, fake)
+            if self._generator_needs_real:
+                with torch.no_grad():
+                    d_real = self._judge(disc, x, target)
+        losses = {}
+        for name, term in self.terms.items():
+            if name in self._first_version:
+                losses[name] = term.generator_loss(x=x, fake=fake, target=target, disc=self._one_scale(name, disc))
+                continue
+            real = d_real if name in self._generator_needs_real else None
+            losses[name] = term.generator_loss(
+                x=x, fake=fake, target=target, d_fake=self._view(name, d_fake), d_real=self._view(name, real)
+            )
+        return losses
 
-    def discriminator_losses(self, *, x: Tensor, fake: Tensor, target: Tensor, disc: DiscriminatorFn) -> dict[str, Tensor]:
-        return {
-            name: term.discriminator_loss(x=x, fake=fake, target=target, disc=disc)
-            for name, term in self.terms.items()
-            if term.discriminator_input != "none"
-        }
+    def discriminator_losses(self, *, x: Tensor, fake: Tensor, target: Tensor, disc: Disc) -> dict[str, Tensor]:
+        """The adversarial terms' discriminator losses; ``disc`` is run once on the real pair, once on the fake."""
+        terms = {name: term for name, term in self.terms.items() if term.discriminator_input != "none"}
+        d_real = d_fake = None
+        if any(self.needs[name] != "nothing" for name in terms):
+            d_real, d_fake = self._judge(disc, x, target), self._judge(disc, x, fake)
+        losses = {}
+        for name, term in terms.items():
+            if name in self._first_version:
+                losses[name] = term.discriminator_loss(x=x, fake=fake, target=target, disc=self._one_scale(name, disc))
+                continue
+            losses[name] = term.discriminator_loss(
+                x=x, fake=fake, target=target, d_fake=self._view(name, d_fake), d_real=self._view(name, d_real)
+            )
+        return losses
+
+    def _judge(self, disc: Disc, x: Tensor, y: Tensor) -> DiscriminatorOutput:
+        pair = torch.cat([x, y], dim=1) if self.discriminator_input == "input+output" else y
+        return DiscriminatorOutput.of(disc(pair), source=self.discriminator)
+
+    def _view(self, name: str, output: DiscriminatorOutput | None) -> DiscriminatorOutput | None:
+        """What term ``name`` may read of ``output``: nothing, the logits, or all of it."""
+        need = self.needs[name]
+        if output is None or need == "nothing":
+            return None
+        if need == "logits":
+            return output.without_features()
+        if not output.features:
+            raise ConfigError(
+                f"loss {name!r}{self._origin(name)} needs the discriminator's features, and {self.discriminator} breaks "
+                "that contract for it: features for every scale\n  found: logits only (no DiscriminatorOutput.features)\n"
+                "  fix: choose a discriminator that returns its features (DiscriminatorOutput), or drop the term"
+            )
+        return output
+
+    def _one_scale(self, name: str, disc: Disc | None) -> Callable[[Tensor], Tensor] | None:
+        """``disc`` as a first-version term calls it: one tensor of logits."""
+        if disc is None:
+            return None
+
+        def logits(pair: Tensor) -> Tensor:
+            output = DiscriminatorOutput.of(disc(pair), source=self.discriminator)
+            if len(output.logits) != 1:
+                raise ConfigError(
+                    f"loss {name!r}{self._origin(name)} uses the first Loss protocol, which reads one tensor of logits\n"
+                    f"  found: {self.discriminator} returns {len(output.logits)} scales\n"
+                    "  fix: port the term to d_fake and d_real (see p2p_core.protocols.Loss), or use a one-scale discriminator"
+                )
+            return output.logits[0]
+
+        return logits

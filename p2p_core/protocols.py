@@ -2,12 +2,22 @@
 
 A plugin implements them structurally (no base class to inherit); `p2p_core.testing` checks them.
 Images are float tensors N x C x H x W with values in [-1, 1].
+
+Initialisation of generators and discriminators: the engine initialises the weight of every convolution,
+transposed convolution and linear layer with the paper's N(0, 0.02), BatchNorm scales with N(1, 0.02), biases
+with 0. A module (the whole component or any part of it) with ``initialises_itself = True`` keeps its own
+initialisation, its submodules included. A weight under ``torch.nn.utils.parametrizations.spectral_norm`` (or
+another parametrisation of one tensor) is initialised where it is stored, ``parametrizations.weight.original``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, runtime_checkable
+
+import attrs
+
+from p2p_core.errors import ConfigError
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -31,19 +41,81 @@ class Generator(Protocol):
 
 @runtime_checkable
 class Discriminator(Protocol):
-    """Maps a batch N x in_channels x H x W to patch logits N x 1 x h x w.
+    """Maps a batch N x in_channels x H x W to patch logits: one N x 1 x h x w tensor, or a
+    :class:`DiscriminatorOutput` with several scales and intermediate features.
 
     Implementations are ``torch.nn.Module``s.
     Factories receive ``in_channels`` from the engine. ``receptive_field`` is the side of the input square
-    that one output logit sees; ``output_size(n)`` is the logit grid side for an n x n input.
+    that one output logit sees; ``output_size(n)`` is the logit grid side for an n x n input. A discriminator
+    of several scales gives both per scale, as tuples in the order of its logits (:func:`per_scale` reads
+    either form); a plain int means one scale.
+
+    Initialisation: as for generators, see the module docstring.
     """
 
     in_channels: int
-    receptive_field: int
+    receptive_field: int | tuple[int, ...]
 
-    def output_size(self, input_size: int) -> int: ...
+    def output_size(self, input_size: int) -> int | tuple[int, ...]: ...
 
-    def __call__(self, x: Tensor) -> Tensor: ...
+    def __call__(self, x: Tensor) -> Tensor | DiscriminatorOutput: ...
+
+
+def per_scale(value: int | tuple[int, ...]) -> tuple[int, ...]:
+    """A discriminator's ``receptive_field`` or ``output_size(n)`` as one int per scale."""
+    return tuple(int(v) for v in value) if isinstance(value, (tuple, list)) else (int(value),)
+
+
+def _tuples(features: object) -> tuple[tuple[Tensor, ...], ...]:
+    return tuple(tuple(scale) for scale in features)  # type: ignore[attr-defined]
+
+
+# Tensors have no truth value, so outputs compare by identity.
+@attrs.frozen(kw_only=True, eq=False)
+class DiscriminatorOutput:
+    """What a discriminator returns when one logit tensor is not enough: several scales, or features too.
+
+    ``logits`` holds one N x 1 x h x w tensor per scale, in the order of ``receptive_field`` and
+    ``output_size``. ``features`` holds, per scale, the intermediate activations (each N x C x h' x w', the
+    logits excluded) that a feature-matching loss compares, or is empty when the discriminator exposes none.
+    A plain tensor returned by a discriminator means one scale without features; :meth:`of` reads both.
+    """
+
+    logits: tuple[Tensor, ...] = attrs.field(converter=tuple)
+    features: tuple[tuple[Tensor, ...], ...] = attrs.field(default=(), converter=_tuples)
+
+    @classmethod
+    def of(cls, value: object, *, source: str = "the discriminator") -> DiscriminatorOutput:
+        """What a discriminator returned, as a DiscriminatorOutput; ConfigError naming ``source`` and the fix
+        for anything the contract does not allow."""
+        from torch import Tensor
+
+        if isinstance(value, Tensor):
+            return cls(logits=(value,))
+        found = fix = None
+        if not isinstance(value, cls):
+            found = type(value).__name__
+            if isinstance(value, (list, tuple)) and value and all(isinstance(v, Tensor) for v in value):
+                found = f"a {type(value).__name__} of {len(value)} tensors"
+            fix = ("return one tensor, or for several scales wrap them: "
+                   "DiscriminatorOutput(logits=per_scale_logits, features=per_scale_features) from p2p_core.protocols")
+        elif not value.logits or not all(isinstance(t, Tensor) for t in value.logits):
+            found = f"logits {[type(t).__name__ for t in value.logits]}"
+            fix = "give logits one N x 1 x h x w tensor per scale"
+        elif value.features and (len(value.features) != len(value.logits)
+                                 or not all(isinstance(t, Tensor) for scale in value.features for t in scale)):
+            found = f"{len(value.logits)} scales of logits, features {[[type(t).__name__ for t in s] for s in value.features]}"
+            fix = "give features one tuple of tensors per scale (or none at all: features=())"
+        if found is not None:
+            raise ConfigError(
+                f"{source} breaks the contract: a discriminator returns a Tensor of logits or a DiscriminatorOutput "
+                "of per-scale logits and features\n"
+                f"  found: {found}\n  fix: {fix}"
+            )
+        return value  # type: ignore[return-value]
+
+    def without_features(self) -> DiscriminatorOutput:
+        return DiscriminatorOutput(logits=self.logits) if self.features else self
 
 
 class Sample(NamedTuple):
@@ -80,7 +152,13 @@ class PairedDataset(Protocol):
 
 
 class DiscriminatorFn(Protocol):
+    """The discriminator as a first-version loss term called it (``disc`` below): logits of one scale."""
+
     def __call__(self, x: Tensor) -> Tensor: ...
+
+
+Needs = Literal["nothing", "logits", "features"]
+"""What a loss term reads of the discriminator's outputs: nothing, the logits, or the logits and features."""
 
 
 @runtime_checkable
@@ -91,10 +169,28 @@ class Loss(Protocol):
     needs no discriminator (L1), "output" for an unconditional GAN (D sees y or G(x)), "input+output" for
     a conditional one (D sees x concatenated with y or G(x)). Both methods return a scalar; the engine sums
     the generator terms and halves the sum of the discriminator terms, as in the paper.
+
+    The engine runs the discriminator once on the real pair and once on the fake one per update and hands
+    every term the results as :class:`DiscriminatorOutput`s: ``d_real`` and ``d_fake`` (in D's step on
+    G(x) detached). Terms never call the discriminator themselves. Two optional attributes say what a term
+    reads, so the engine computes only that:
+
+    - ``needs``: "nothing", "logits" or "features" (default: "logits" for an adversarial term, else
+      "nothing"). A term that needs nothing gets None; one that needs logits gets outputs without features;
+      one that needs features fails at once, with a message, on a discriminator that provides none.
+    - ``generator_needs_real`` (default False): ``generator_loss`` also reads ``d_real`` (feature matching,
+      relativistic GANs); the engine computes it without gradients. Otherwise ``d_real`` is None there.
+
+    A term of the first version (``generator_loss(*, x, fake, target, disc)``, calling ``disc`` itself)
+    keeps working, with a DeprecationWarning, on discriminators of one scale.
     """
 
     discriminator_input: str
 
-    def generator_loss(self, *, x: Tensor, fake: Tensor, target: Tensor, disc: DiscriminatorFn | None) -> Tensor: ...
+    def generator_loss(
+        self, *, x: Tensor, fake: Tensor, target: Tensor, d_fake: DiscriminatorOutput | None, d_real: DiscriminatorOutput | None
+    ) -> Tensor: ...
 
-    def discriminator_loss(self, *, x: Tensor, fake: Tensor, target: Tensor, disc: DiscriminatorFn) -> Tensor: ...
+    def discriminator_loss(
+        self, *, x: Tensor, fake: Tensor, target: Tensor, d_fake: DiscriminatorOutput, d_real: DiscriminatorOutput
+    ) -> Tensor: ...

@@ -148,6 +148,6 @@ def test_a_loss_term_that_is_not_a_scalar_stops_the_first_step_naming_its_plugin
     registry.register(PerSampleLosses(), name="persample", distribution="p2p-fake-losses", version="2.0")
     spec = make_spec(generator=("unet", {"ngf": 4, "dropout": 0.0}), data=DATA, loss="persample", max_steps=1, batch_size=2)
     run = Run(spec, out_dir=tmp_path, name="run", registry=registry)
-    with pytest.raises(ConfigError, match=r"loss 'persample' \(p2p-fake-losses 2.0\) breaks the contract: generator_loss returns a "
-                                          r"finite scalar\n  found: Tensor of shape \(2,\)"):
+    with pytest.raises(ConfigError, match=r"loss 'persample' \(plugin 'persample' from p2p-fake-losses 2.0\) breaks the contract: "
+                                          r"generator_loss returns a finite scalar\n  found: Tensor of shape \(2,\)"):
         run.fit()

@@ -86,4 +86,4 @@ def test_patch70_logit_grid_at_256_is_30x30():
 def test_l1_weight_defaults_to_lambda_100():
     term = p2p_core.create("loss", "l1")
     fake, target = torch.zeros(1, 3, 4, 4), torch.full((1, 3, 4, 4), 0.5)
-    assert term.generator_loss(x=fake, fake=fake, target=target, disc=None).item() == pytest.approx(50.0)
+    assert term.generator_loss(x=fake, fake=fake, target=target, d_fake=None, d_real=None).item() == pytest.approx(50.0)

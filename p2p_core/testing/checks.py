@@ -16,7 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from p2p_core.protocols import Sample
+from p2p_core.errors import ConfigError
+from p2p_core.objective import Objective, first_version, needs
+from p2p_core.protocols import DiscriminatorOutput, Sample, per_scale
 from p2p_core.registry import Component, Registry
 from p2p_core.testing import strategies
 
@@ -92,9 +94,9 @@ def check_gradients_reach_every_parameter(subject: Subject) -> None:
     torch.manual_seed(0)
     model, x = _module_and_input(subject)
     model.train()
-    out = model(x)
-    target = torch.rand_like(out) * 2 - 1
-    (out - target).abs().mean().backward()
+    outputs = _tensors(subject, model(x))
+    targets = [torch.rand_like(out) * 2 - 1 for out in outputs]
+    sum((out - target).abs().mean() for out, target in zip(outputs, targets)).backward()
     dead = [name for name, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
     broken = [name for name, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
     if dead or broken:
@@ -112,9 +114,17 @@ def check_state_dict_round_trip(subject: Subject) -> None:
     copy_.load_state_dict(original.state_dict())
     original.eval(), copy_.eval()
     with torch.no_grad():
-        if not torch.equal(original(x), copy_(x)):
+        if not all(map(torch.equal, _tensors(subject, original(x)), _tensors(subject, copy_(x)))):
             _fail(subject, "state_dict holds all the state", "a reloaded copy computes different outputs",
                   "register tensors as parameters or buffers, not plain attributes")
+
+
+def _tensors(subject: Subject, output: Any) -> list[Tensor]:
+    """A generator's output, or every tensor a discriminator returned: each scale's logits and features."""
+    if subject.component.kind == "generator":
+        return [output]
+    judged = _judged(subject, output)
+    return [*judged.logits, *(f for scale in judged.features for f in scale)]
 
 
 def _module_and_input(subject: Subject) -> tuple[nn.Module, Tensor]:
@@ -129,16 +139,25 @@ def _module_and_input(subject: Subject) -> tuple[nn.Module, Tensor]:
 # -- discriminators --------------------------------------------------------------------------------------------
 
 
+def _judged(subject: Subject, output: Any) -> DiscriminatorOutput:
+    """What a discriminator returned, read as the engine reads it: a broken contract is a kit failure."""
+    try:
+        return DiscriminatorOutput.of(output, source=subject.label)
+    except ConfigError as error:
+        raise AssertionError(str(error)) from None
+
+
 def _discriminator_input_size(module: Any) -> int:
-    """The smallest multiple of 16 that holds one receptive field and yields at least a 1x1 grid."""
-    size = max(16, int(module.receptive_field))
-    while module.output_size(size) < 1:
+    """The smallest multiple of 16 that holds the largest receptive field and yields at least a 1x1 grid at every scale."""
+    size = max(16, *per_scale(module.receptive_field))
+    while min(per_scale(module.output_size(size))) < 1:
         size += 16
     return 16 * math.ceil(size / 16)
 
 
 def check_discriminator_output_grid(subject: Subject) -> None:
-    """D maps N x C x H x H to logits N x 1 x h x h with h == output_size(H), for any channel count."""
+    """D maps N x C x H x H to logits N x 1 x h x h with h == output_size(H) at each scale, for any channel
+    count; its features, if any, are finite N x ... tensors."""
 
     @SETTINGS
     @given(channels=strategies.channel_counts().map(lambda c: c * 2), batch=strategies.batch_sizes(), extra=st.integers(0, 2))
@@ -146,32 +165,63 @@ def check_discriminator_output_grid(subject: Subject) -> None:
         d = subject.build(in_channels=channels)
         size = _discriminator_input_size(d) + 16 * extra
         with torch.no_grad():
-            logits = d(torch.rand(batch, channels, size, size) * 2 - 1)
-        expected = (batch, 1, d.output_size(size), d.output_size(size))
-        if tuple(logits.shape) != expected:
-            _fail(subject, "logits N x 1 x output_size(H) x output_size(W)", f"{tuple(logits.shape)}, expected {expected}",
-                  "end with a 1-channel convolution and make output_size() follow the layers' strides and padding")
-        if not torch.isfinite(logits).all():
-            _fail(subject, "finite logits", "NaN or Inf", "check the normalisation layers")
+            output = _judged(subject, d(torch.rand(batch, channels, size, size) * 2 - 1))
+        sizes = per_scale(d.output_size(size))
+        if len(sizes) != len(output.logits):
+            _fail(subject, "output_size gives one size per scale of logits", f"{len(sizes)} sizes for {len(output.logits)} scales",
+                  "return a tuple from output_size (and receptive_field) with one entry per scale, in the logits' order")
+        for scale, (logits, side) in enumerate(zip(output.logits, sizes)):
+            expected = (batch, 1, side, side)
+            if tuple(logits.shape) != expected:
+                _fail(subject, "logits N x 1 x output_size(H) x output_size(W)",
+                      f"{tuple(logits.shape)} at scale {scale}, expected {expected}",
+                      "end with a 1-channel convolution and make output_size() follow the layers' strides and padding")
+            if not torch.isfinite(logits).all():
+                _fail(subject, "finite logits", f"NaN or Inf at scale {scale}", "check the normalisation layers")
+        for scale, features in enumerate(output.features):
+            for feature in features:
+                if feature.dim() < 2 or feature.shape[0] != batch or not torch.isfinite(feature).all():
+                    _fail(subject, "features are finite tensors N x ...",
+                          f"a feature of shape {tuple(feature.shape)} at scale {scale} for a batch of {batch}",
+                          "return the activations themselves, batch first (no pooling over the batch, no .item())")
 
     run()
 
 
 def check_receptive_field(subject: Subject) -> None:
-    """The declared receptive_field is the width of input that one central logit depends on."""
+    """The declared receptive_field is the width of input that one central logit depends on, at each scale."""
     torch.manual_seed(0)
     d = subject.build(in_channels=3).eval()
-    field = int(d.receptive_field)
-    size = 16 * math.ceil((field + 32) / 16)
+    fields = per_scale(d.receptive_field)
+    size = 16 * math.ceil((max(fields) + 32) / 16)
     x = (torch.rand(1, 3, size, size) * 2 - 1).requires_grad_(True)
-    logits = d(x)
-    h, w = logits.shape[-2:]
-    logits[0, 0, h // 2, w // 2].backward()
-    rows = x.grad.abs().sum(dim=(0, 1, 3)).nonzero()
-    measured = int(rows.max() - rows.min() + 1) if len(rows) else 0
-    if measured != field:
-        _fail(subject, "receptive_field matches the network", f"declared {field}, measured {measured} pixels",
-              "compute receptive_field from the layers: rf = rf * stride + (kernel - stride), innermost first")
+    output = _judged(subject, d(x))
+    if len(fields) != len(output.logits):
+        _fail(subject, "receptive_field gives one field per scale of logits", f"{len(fields)} fields for {len(output.logits)} scales",
+              "return a tuple from receptive_field (and output_size) with one entry per scale, in the logits' order")
+    for scale, (logits, field) in enumerate(zip(output.logits, fields)):
+        x.grad = None
+        h, w = logits.shape[-2:]
+        logits[0, 0, h // 2, w // 2].backward(retain_graph=True)
+        rows = x.grad.abs().sum(dim=(0, 1, 3)).nonzero()
+        measured = int(rows.max() - rows.min() + 1) if len(rows) else 0
+        if measured != field:
+            where = f" at scale {scale}" if len(fields) > 1 else ""
+            _fail(subject, "receptive_field matches the network", f"declared {field}, measured {measured} pixels{where}",
+                  "compute receptive_field from the layers: rf = rf * stride + (kernel - stride), innermost first")
+
+
+def check_discriminator_every_scale_sees_the_input(subject: Subject) -> None:
+    """Each scale's logits have a finite, non-zero gradient with respect to the input (no scale is cut off)."""
+    torch.manual_seed(0)
+    d, x = _module_and_input(subject)
+    x.requires_grad_(True)
+    output = _judged(subject, d(x))
+    for scale, logits in enumerate(output.logits):
+        (gradient,) = torch.autograd.grad(logits.sum(), x, retain_graph=True, allow_unused=True)
+        if gradient is None or not torch.isfinite(gradient).all() or not gradient.abs().sum() > 0:
+            _fail(subject, "every scale's logits depend on the input", f"no finite gradient reaches the input from scale {scale}",
+                  "compute each scale from the input (e.g. avg-pooled), without detach() or no_grad()")
 
 
 # -- losses ----------------------------------------------------------------------------------------------------
@@ -186,12 +236,36 @@ class _TinyDiscriminator(nn.Module):
         return self.conv(x)
 
 
-def _loss_inputs(term: Any, seed: int) -> dict[str, Any]:
+class _TinyMultiScaleDiscriminator(nn.Module):
+    """``scales`` scales, each a hidden 3x3 convolution (its activation the features) and a 3x3 one to logits,
+    on the input average-pooled by 2 per scale."""
+
+    def __init__(self, channels: int, scales: int) -> None:
+        super().__init__()
+        self.hidden = nn.ModuleList(nn.Conv2d(channels, 4, 3, padding=1) for _ in range(scales))
+        self.heads = nn.ModuleList(nn.Conv2d(4, 1, 3, padding=1) for _ in range(scales))
+
+    def forward(self, x: Tensor) -> DiscriminatorOutput:
+        logits, features = [], []
+        for hidden, head in zip(self.hidden, self.heads):
+            h = torch.nn.functional.leaky_relu(hidden(x), 0.2)
+            logits.append(head(h))
+            features.append((h,))
+            x = torch.nn.functional.avg_pool2d(x, 2)
+        return DiscriminatorOutput(logits=logits, features=features)
+
+
+def _loss_inputs(term: Any, seed: int, scales: int = 1) -> dict[str, Any]:
+    """G's input, output and target, and a discriminator: ``scales`` scales with features, or for one scale a
+    plain tensor of logits unless the term needs features."""
     generator = torch.Generator().manual_seed(seed)
     x, target = (torch.rand(2, 3, 16, 16, generator=generator) * 2 - 1 for _ in range(2))
     fake = (torch.rand(2, 3, 16, 16, generator=generator) * 2 - 1).requires_grad_(True)
     channels = 6 if term.discriminator_input == "input+output" else 3
-    disc = _TinyDiscriminator(channels) if term.discriminator_input != "none" else None
+    disc: nn.Module | None = None
+    if term.discriminator_input != "none":
+        plain = scales == 1 and needs(term) != "features"
+        disc = _TinyDiscriminator(channels) if plain else _TinyMultiScaleDiscriminator(channels, scales)
     return {"x": x, "fake": fake, "target": target, "disc": disc}
 
 
@@ -204,25 +278,96 @@ def check_loss_declares_discriminator_input(subject: Subject) -> None:
 
 
 def check_loss_finite_non_negative_and_differentiable(subject: Subject) -> None:
-    """Both losses are finite scalars >= 0, and the generator's has a gradient with respect to G(x)."""
+    """Both losses are finite scalars >= 0, and the generator's has a gradient with respect to G(x), given a
+    discriminator of one scale (plain logits, unless the term needs features)."""
 
     @SETTINGS
     @given(seed=st.integers(0, 2**31 - 1))
     def run(seed: int) -> None:
-        term = subject.build()
-        inputs = _loss_inputs(term, seed)
-        g_loss = term.generator_loss(**inputs)
-        if g_loss.dim() != 0 or not torch.isfinite(g_loss) or g_loss < 0:
-            _fail(subject, "generator_loss is a finite scalar >= 0", repr(g_loss), "reduce with mean(); use a loss bounded below by 0")
-        g_loss.backward()
-        if inputs["fake"].grad is None or not torch.isfinite(inputs["fake"].grad).all():
-            _fail(subject, "generator_loss is differentiable in G(x)", "no finite gradient reaches fake", "do not detach fake")
-        if inputs["disc"] is not None:
-            d_loss = term.discriminator_loss(**(inputs | {"fake": inputs["fake"].detach()}))
-            if d_loss.dim() != 0 or not torch.isfinite(d_loss) or d_loss < 0:
-                _fail(subject, "discriminator_loss is a finite scalar >= 0", repr(d_loss), "reduce with mean()")
+        _check_loss_values(subject, seed, scales=1)
 
     run()
+
+
+def check_loss_with_multiscale_features(subject: Subject) -> None:
+    """The same, given a discriminator of two scales with features, as the engine hands it over: what the term's
+    ``needs`` declares, and nothing more. Terms of the first Loss protocol read one scale only, and are skipped."""
+    if first_version(subject.build()):
+        return
+
+    @SETTINGS
+    @given(seed=st.integers(0, 2**31 - 1))
+    def run(seed: int) -> None:
+        _check_loss_values(subject, seed, scales=2)
+
+    run()
+
+
+def _check_loss_values(subject: Subject, seed: int, *, scales: int) -> None:
+    term = subject.build()
+    inputs = _loss_inputs(term, seed, scales)
+    g_loss = _engine_loss(subject, term, "generator", inputs)
+    if not _non_negative_scalar(g_loss):
+        _fail(subject, "generator_loss is a finite scalar >= 0", repr(g_loss), "reduce with mean(); use a loss bounded below by 0")
+    if g_loss.requires_grad:
+        g_loss.backward()
+    if inputs["fake"].grad is None or not torch.isfinite(inputs["fake"].grad).all():
+        _fail(subject, "generator_loss is differentiable in G(x)", "no finite gradient reaches fake", "do not detach fake")
+    if inputs["disc"] is not None:
+        d_loss = _engine_loss(subject, term, "discriminator", inputs | {"fake": inputs["fake"].detach()})
+        if not _non_negative_scalar(d_loss):
+            _fail(subject, "discriminator_loss is a finite scalar >= 0", repr(d_loss), "reduce with mean()")
+
+
+def _non_negative_scalar(value: Any) -> bool:
+    return isinstance(value, Tensor) and value.dim() == 0 and bool(torch.isfinite(value)) and value >= 0
+
+
+class _ReadsEverything:
+    """A term declaring that it reads all of D's outputs: what tells a term that reads more than it declares
+    from one that is broken otherwise."""
+
+    needs = "features"
+    generator_needs_real = True
+
+    def __init__(self, term: Any) -> None:
+        self.term, self.discriminator_input = term, term.discriminator_input
+
+    def generator_loss(self, **arguments: Any) -> Any:
+        return self.term.generator_loss(**arguments)
+
+    def discriminator_loss(self, **arguments: Any) -> Any:
+        return self.term.discriminator_loss(**arguments)
+
+
+def _engine_loss(subject: Subject, term: Any, role: str, inputs: dict[str, Any]) -> Any:
+    """The term's ``role`` loss as the engine computes it (the objective runs D and hands the term what it
+    declares); the engine's contract errors, and a term that reads more than it declares, are kit failures."""
+    name = subject.component.name
+
+    def compute(declared: Any) -> Any:
+        objective = Objective({name: declared}, {name: subject.component.distribution}, discriminator="the kit's discriminator")
+        losses = objective.generator_losses if role == "generator" else objective.discriminator_losses
+        return losses(**inputs)[name]
+
+    try:
+        return compute(term)
+    except ConfigError as error:
+        raise AssertionError(str(error)) from None
+    except Exception as error:
+        if first_version(term) or not _succeeds(lambda: compute(_ReadsEverything(term))):
+            raise
+        _fail(subject, "a term reads only what it declares (needs, generator_needs_real)",
+              f"{type(error).__name__}: {error} in {role}_loss, which works given all of D's outputs",
+              "say needs = 'features' to get D's features, and generator_needs_real = True to get d_real in generator_loss")
+
+
+def _succeeds(compute: Callable[[], Any]) -> bool:
+    try:
+        compute()
+    except Exception:  # noqa: BLE001 - any failure means the term is broken otherwise
+        return False
+    return True
 
 
 # -- datasets --------------------------------------------------------------------------------------------------
@@ -316,6 +461,7 @@ CHECKS: dict[str, tuple[Callable[[Subject], None], ...]] = {
     "discriminator": (
         check_discriminator_output_grid,
         check_receptive_field,
+        check_discriminator_every_scale_sees_the_input,
         check_gradients_reach_every_parameter,
         check_state_dict_round_trip,
         check_options_round_trip_through_config,
@@ -323,6 +469,7 @@ CHECKS: dict[str, tuple[Callable[[Subject], None], ...]] = {
     "loss": (
         check_loss_declares_discriminator_input,
         check_loss_finite_non_negative_and_differentiable,
+        check_loss_with_multiscale_features,
         check_options_round_trip_through_config,
     ),
     "dataset": (check_dataset_samples, check_dataset_is_reproducible, check_options_round_trip_through_config),

@@ -1,4 +1,5 @@
-"""The paper's objective terms: conditional and unconditional GAN (on logits), and L1 with lambda = 100."""
+"""The paper's objective terms: conditional and unconditional GAN (on logits, averaged over a multi-scale
+discriminator's scales), and L1 with lambda = 100."""
 
 from __future__ import annotations
 
@@ -7,43 +8,49 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import p2p_core
-from p2p_core.protocols import DiscriminatorFn
+from p2p_core.protocols import DiscriminatorOutput
+
+
+def _bce(output: DiscriminatorOutput, real: bool) -> Tensor:
+    """Cross-entropy of every scale's logits against "real" or "fake", averaged over the scales."""
+    losses = [F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, float(real))) for logits in output.logits]
+    return sum(losses) / len(losses)
 
 
 class AdversarialLoss:
     """log D(real) + log(1 - D(fake)) for D; the non-saturating -log D(fake) for G, as in the paper."""
+
+    needs = "logits"
 
     def __init__(self, *, conditional: bool, weight: float = 1.0) -> None:
         self.conditional = conditional
         self.weight = weight
         self.discriminator_input = "input+output" if conditional else "output"
 
-    def _logits(self, disc: DiscriminatorFn, x: Tensor, y: Tensor) -> Tensor:
-        return disc(torch.cat([x, y], dim=1) if self.conditional else y)
+    def generator_loss(
+        self, *, x: Tensor, fake: Tensor, target: Tensor, d_fake: DiscriminatorOutput, d_real: DiscriminatorOutput | None
+    ) -> Tensor:
+        return self.weight * _bce(d_fake, real=True)
 
-    def generator_loss(self, *, x: Tensor, fake: Tensor, target: Tensor, disc: DiscriminatorFn | None) -> Tensor:
-        logits = self._logits(disc, x, fake)
-        return self.weight * F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
-
-    def discriminator_loss(self, *, x: Tensor, fake: Tensor, target: Tensor, disc: DiscriminatorFn) -> Tensor:
-        real_logits = self._logits(disc, x, target)
-        fake_logits = self._logits(disc, x, fake)
-        real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-        return self.weight * (real + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+    def discriminator_loss(
+        self, *, x: Tensor, fake: Tensor, target: Tensor, d_fake: DiscriminatorOutput, d_real: DiscriminatorOutput
+    ) -> Tensor:
+        return self.weight * (_bce(d_real, real=True) + _bce(d_fake, real=False))
 
 
 class L1Loss:
     """lambda * mean |G(x) - y|: keeps the output close to the target at low frequencies."""
 
     discriminator_input = "none"
+    needs = "nothing"
 
     def __init__(self, *, weight: float = 100.0) -> None:
         self.weight = weight
 
-    def generator_loss(self, *, x: Tensor, fake: Tensor, target: Tensor, disc: DiscriminatorFn | None) -> Tensor:
+    def generator_loss(self, *, x: Tensor, fake: Tensor, target: Tensor, d_fake: None, d_real: None) -> Tensor:
         return self.weight * F.l1_loss(fake, target)
 
-    def discriminator_loss(self, *, x: Tensor, fake: Tensor, target: Tensor, disc: DiscriminatorFn) -> Tensor:
+    def discriminator_loss(self, *, x: Tensor, fake: Tensor, target: Tensor, d_fake: None, d_real: None) -> Tensor:
         return fake.new_zeros(())
 
 

@@ -13,7 +13,6 @@ import p2p_core
 from p2p_core.layers import Norm, norm_layer
 
 
-
 class PatchGAN(nn.Module):
     """Fully convolutional discriminator that classifies each receptive-field patch as real or fake."""
 
@@ -61,6 +60,15 @@ class PatchGAN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
+
+    def logits_and_features(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """The logits and the activation after each block, the features a feature-matching loss compares."""
+        features = []
+        for layer in self.model:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                features.append(x)
+        return x, tuple(features)
 
 
 def patch(*, in_channels: int, n_layers: int = 3, ndf: int = 64, norm: Norm = "batch") -> PatchGAN:

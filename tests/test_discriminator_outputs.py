@@ -1,0 +1,237 @@
+"""Discriminator outputs of several scales with features, and loss terms that read them (#14, points 3 and 4):
+the engine runs D once on the real pair and once on the fake one, and hands each term what it declared."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import p2p_core
+from conftest import make_spec
+from p2p_core.errors import ConfigError
+from p2p_core.model import Pix2Pix
+from p2p_core.objective import Objective
+from p2p_core.protocols import DiscriminatorOutput, per_scale
+from p2p_core.registry import Registry, default_registry
+from p2p_core.spec import Shapes
+
+DATA = ("synthetic", {"length": 2, "load_size": 36, "crop_size": 32})
+SHAPES = Shapes(in_channels=3, out_channels=3, image_size=32)
+
+
+class TwoScales(nn.Module):
+    """Two 4x4 convolutions, the second on the input average-pooled by 4, each with its activation as a feature;
+    counts its calls. ``shape`` "list" returns the logits as a bare list instead of a DiscriminatorOutput."""
+
+    def __init__(self, *, in_channels: int, shape: str = "output") -> None:
+        super().__init__()
+        self.in_channels, self.shape, self.calls = in_channels, shape, 0
+        self.hidden = nn.ModuleList(nn.Conv2d(in_channels, 4, 4, 2, 1) for _ in range(2))
+        self.heads = nn.ModuleList(nn.Conv2d(4, 1, 3, 1, 1) for _ in range(2))
+
+    @property
+    def receptive_field(self) -> tuple[int, int]:
+        return (8, 32)
+
+    def output_size(self, input_size: int) -> tuple[int, int]:
+        return (input_size // 2, input_size // 8)
+
+    def forward(self, x: Tensor) -> DiscriminatorOutput | list[Tensor]:
+        self.calls += 1
+        logits, features = [], []
+        for hidden, head in zip(self.hidden, self.heads):
+            h = F.leaky_relu(hidden(x), 0.2)
+            logits.append(head(h))
+            features.append((h,))
+            x = F.avg_pool2d(x, 4)
+        return logits if self.shape == "list" else DiscriminatorOutput(logits=logits, features=features)
+
+
+def listing(*, in_channels: int) -> TwoScales:
+    """Returns its scales as a bare list."""
+    return TwoScales(in_channels=in_channels, shape="list")
+
+
+class Matching:
+    """Feature matching between real and fake; records what it was handed."""
+
+    discriminator_input = "input+output"
+    needs = "features"
+    generator_needs_real = True
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, DiscriminatorOutput | None, DiscriminatorOutput | None]] = []
+
+    def generator_loss(self, *, x, fake, target, d_fake, d_real):
+        self.seen.append(("generator", d_fake, d_real))
+        layers = [(f - r).abs().mean() for fs, rs in zip(d_fake.features, d_real.features) for f, r in zip(fs, rs)]
+        return torch.stack(layers).mean()
+
+    def discriminator_loss(self, *, x, fake, target, d_fake, d_real):
+        self.seen.append(("discriminator", d_fake, d_real))
+        return fake.new_zeros(())
+
+
+class Recording:
+    """A cGAN-like term on logits that records what it was handed."""
+
+    discriminator_input = "input+output"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, DiscriminatorOutput | None, DiscriminatorOutput | None]] = []
+
+    def generator_loss(self, *, x, fake, target, d_fake, d_real):
+        self.seen.append(("generator", d_fake, d_real))
+        return F.softplus(-d_fake.logits[0]).mean()
+
+    def discriminator_loss(self, *, x, fake, target, d_fake, d_real):
+        self.seen.append(("discriminator", d_fake, d_real))
+        return F.softplus(-d_real.logits[0]).mean() + F.softplus(d_fake.logits[0]).mean()
+
+
+class FirstVersionCGAN:
+    """The built-in cGAN term as the first Loss protocol wrote it: it calls D itself."""
+
+    discriminator_input = "input+output"
+
+    def generator_loss(self, *, x, fake, target, disc):
+        logits = disc(torch.cat([x, fake], dim=1))
+        return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+
+    def discriminator_loss(self, *, x, fake, target, disc):
+        real_logits = disc(torch.cat([x, target], dim=1))
+        fake_logits = disc(torch.cat([x, fake], dim=1))
+        real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+        return real + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+
+
+class NeedsEverything:
+    discriminator_input = "none"
+    needs = "features"
+
+    def generator_loss(self, *, x, fake, target, d_fake, d_real):
+        return fake.new_zeros(())
+
+    def discriminator_loss(self, *, x, fake, target, d_fake, d_real):
+        return fake.new_zeros(())
+
+
+class Components:
+    @p2p_core.hookimpl
+    def p2p_discriminators(self):
+        return {"two_scales": TwoScales, "listing": listing}
+
+    @p2p_core.hookimpl
+    def p2p_losses(self):
+        return {"matching": Matching, "recording": Recording, "first_cgan": FirstVersionCGAN, "needs_everything": NeedsEverything}
+
+
+def registry() -> Registry:
+    found = Registry()
+    found.load_entry_points(allow=["p2p"])
+    found.register(Components(), name="outputs", distribution="p2p-fake-outputs", version="3.0")
+    return found
+
+
+def model(loss: str, disc: str = "two_scales", seed: int = 0) -> Pix2Pix:
+    torch.manual_seed(seed)
+    spec = make_spec(generator=("unet", {"ngf": 4, "dropout": 0.0}), disc=(disc, {} if disc != "patch16" else {"ndf": 4}),
+                     data=DATA, loss=loss)
+    return Pix2Pix.build(spec, SHAPES, total_steps=4, registry=registry())
+
+
+def batch() -> tuple[Tensor, Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    return tuple(torch.rand(2, 3, 32, 32, generator=generator) * 2 - 1 for _ in range(2))
+
+
+def test_a_multiscale_discriminator_trains_with_the_builtin_terms_averaging_its_scales():
+    pix2pix = model("cgan+l1")
+    losses = pix2pix.train_step(*batch())
+    assert set(losses) == {"D/cgan", "G/cgan", "G/l1"}
+    # The cGAN term is the cross-entropy averaged over the scales: check G's against D as it now is.
+    x, target = batch()
+    with torch.no_grad():
+        output = pix2pix.discriminator(torch.cat([x, pix2pix.last[1]], 1))
+    expected = sum(F.binary_cross_entropy_with_logits(l, torch.ones_like(l)) for l in output.logits) / 2
+    assert losses["G/cgan"] == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_d_runs_once_on_real_and_once_on_fake_per_update_for_all_terms_together():
+    pix2pix = model("cgan+matching+l1")
+    pix2pix.train_step(*batch())
+    # D's step: real and fake; G's step: fake, and real for the feature-matching term, shared with cGAN.
+    assert pix2pix.discriminator.calls == 4
+    logits_only = model("cgan+l1")
+    logits_only.train_step(*batch())
+    assert logits_only.discriminator.calls == 3  # nothing in G's step reads D on the real pair
+
+
+def test_each_term_gets_only_what_it_declares():
+    pix2pix = model("recording+matching")
+    pix2pix.train_step(*batch())
+    recording, matching = pix2pix.objective.terms["recording"], pix2pix.objective.terms["matching"]
+    for role, d_fake, d_real in recording.seen:
+        assert len(d_fake.logits) == 2 and d_fake.features == ()
+        assert (d_real is None) == (role == "generator")
+    for _, d_fake, d_real in matching.seen:
+        assert len(d_fake.features) == len(d_real.features) == 2
+    (_, _, g_real), = [seen for seen in matching.seen if seen[0] == "generator"]
+    assert not g_real.logits[0].requires_grad  # D on the real pair in G's step: without gradients
+
+
+def test_a_feature_term_on_a_discriminator_without_features_stops_with_the_contract():
+    with pytest.raises(ConfigError) as error:
+        model("cgan+matching", disc="patch16").train_step(*batch())
+    headline, found, fix = str(error.value).splitlines()
+    assert headline.startswith("loss 'matching' (plugin 'outputs' from p2p-fake-outputs 3.0) needs the discriminator's features")
+    assert "discriminator 'patch16' (p2p 0.1.0)" in headline
+    assert found.startswith("  found: logits only") and fix.startswith("  fix: choose a discriminator that returns its features")
+
+
+def test_a_discriminator_returning_a_bare_list_is_told_to_wrap_it():
+    with pytest.raises(ConfigError) as error:
+        model("cgan+l1", disc="listing").train_step(*batch())
+    headline, found, fix = str(error.value).splitlines()
+    assert headline.startswith("discriminator 'listing' (p2p-fake-outputs 3.0) breaks the contract: a discriminator returns a Tensor")
+    assert found == "  found: a list of 2 tensors"
+    assert "DiscriminatorOutput(logits=" in fix
+
+
+def test_a_term_reading_d_without_showing_it_anything_is_refused():
+    with pytest.raises(ConfigError, match=r"loss 'needs_everything' .* breaks the contract: needs is one of .*\n  found: needs = "
+                                          r"'features' with discriminator_input = 'none'"):
+        Objective.parse("needs_everything", {}, registry())
+
+
+def test_output_size_and_receptive_field_per_scale_or_plain():
+    assert per_scale(70) == (70,) and per_scale((70, 141)) == (70, 141)
+    with pytest.raises(ConfigError, match="no output for 4x4 images"):  # the coarser scale has none
+        Pix2Pix.build(make_spec(generator=("unet", {"ngf": 4, "depth": 2}), disc=("two_scales", {}), data=DATA),
+                      Shapes(in_channels=3, out_channels=3, image_size=4),
+                      total_steps=1, registry=registry())
+
+
+def test_a_first_version_term_keeps_working_with_a_warning_and_the_same_numbers():
+    with pytest.warns(DeprecationWarning, match=r"loss 'first_cgan' .* uses the first Loss protocol"):
+        old = model("first_cgan+l1", disc="patch16", seed=3)
+    new = model("cgan+l1", disc="patch16", seed=3)
+    for _ in range(2):
+        assert old.train_step(*batch()) == {key.replace("cgan", "first_cgan"): value
+                                             for key, value in new.train_step(*batch()).items()}
+
+
+def test_a_first_version_term_is_told_it_reads_one_scale_only():
+    with pytest.warns(DeprecationWarning):
+        pix2pix = model("first_cgan")
+    with pytest.raises(ConfigError, match=r"loss 'first_cgan' .* reads one tensor of logits\n  found: discriminator "
+                                          r"'two_scales' \(p2p-fake-outputs 3.0\) returns 2 scales"):
+        pix2pix.train_step(*batch())
+
+
+def test_the_objective_check_names_the_plugin_and_the_distribution():
+    objective = Objective.parse("l1", {}, default_registry())
+    with pytest.raises(ConfigError, match=r"loss 'l1' \(plugin 'gan_losses' from p2p 0.1.0\) breaks the contract"):
+        objective.check("generator", {"l1": torch.zeros(2)})
