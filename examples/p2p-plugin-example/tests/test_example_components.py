@@ -9,6 +9,8 @@ from torch import nn
 
 from p2p_core import checkpoint
 from p2p_core.cli import main
+from p2p_core.objective import Objective
+from p2p_core.protocols import DiscriminatorOutput
 from p2p_example.losses import HingeLoss, LeastSquaresLoss
 from p2p_example.resnet import ResidualBlock, resnet9
 
@@ -79,31 +81,44 @@ def _scores_by_mean(scale: float):
 PAIR = {"x": torch.zeros(2, 3, 4, 4), "target": torch.ones(2, 3, 4, 4), "fake": -torch.ones(2, 3, 4, 4)}
 
 
+def _losses(term, disc, pair=PAIR) -> tuple[float, float]:
+    """The term's generator and discriminator losses as p2p computes them: the objective runs D for the term."""
+    objective = Objective({"term": term})
+    return (objective.generator_losses(**pair, disc=disc)["term"].item(),
+            objective.discriminator_losses(**pair, disc=disc)["term"].item())
+
+
 def test_lsgan_regresses_real_to_1_and_fake_to_0():
     disc, shown = _scores_by_mean(2.0)
-    term = LeastSquaresLoss(weight=0.5)
-    assert term.generator_loss(**PAIR, disc=disc).item() == pytest.approx(0.5 * (-2 - 1) ** 2)
-    assert term.discriminator_loss(**PAIR, disc=disc).item() == pytest.approx(0.5 * ((2 - 1) ** 2 + (-2) ** 2))
+    g_loss, d_loss = _losses(LeastSquaresLoss(weight=0.5), disc)
+    assert g_loss == pytest.approx(0.5 * (-2 - 1) ** 2)
+    assert d_loss == pytest.approx(0.5 * ((2 - 1) ** 2 + (-2) ** 2))
     assert set(shown) == {6}  # conditional: D sees the input beside the output
-    assert term.discriminator_input == "input+output"
 
 
 def test_hinge_has_a_margin_of_1_on_both_sides():
     disc, _ = _scores_by_mean(0.5)
-    term = HingeLoss()
-    assert term.discriminator_loss(**PAIR, disc=disc).item() == pytest.approx((1 - 0.5) + (1 - 0.5))
-    assert term.generator_loss(**PAIR, disc=disc).item() == pytest.approx(1 + 0.5)
+    assert _losses(HingeLoss(), disc) == pytest.approx((1 + 0.5, (1 - 0.5) + (1 - 0.5)))
     confident, _ = _scores_by_mean(2.0)  # beyond the margins: nothing left for D to learn
-    assert term.discriminator_loss(**PAIR, disc=confident).item() == 0
+    assert _losses(HingeLoss(), confident)[1] == 0
     fooled = {**PAIR, "fake": torch.ones(2, 3, 4, 4)}  # D scores this fake +2, past G's margin
-    assert term.generator_loss(**fooled, disc=confident).item() == 0
+    assert _losses(HingeLoss(), confident, fooled)[0] == 0
+
+
+def test_both_terms_average_the_scales_of_a_multiscale_discriminator():
+    def two_scales(pair: torch.Tensor) -> DiscriminatorOutput:
+        score = pair[:, -3:].mean(dim=1, keepdim=True)
+        return DiscriminatorOutput(logits=[2.0 * score, 0.5 * score[..., ::2, ::2]])
+
+    lsgan_g = (((-2 - 1) ** 2) + ((-0.5 - 1) ** 2)) / 2
+    assert _losses(LeastSquaresLoss(), two_scales)[0] == pytest.approx(lsgan_g)
+    assert _losses(HingeLoss(), two_scales)[0] == pytest.approx((3 + 1.5) / 2)
 
 
 @pytest.mark.parametrize("term", [LeastSquaresLoss(conditional=False), HingeLoss(conditional=False)])
 def test_unconditional_terms_show_d_only_the_output(term):
     disc, shown = _scores_by_mean(1.0)
-    term.generator_loss(**PAIR, disc=disc)
-    term.discriminator_loss(**PAIR, disc=disc)
+    _losses(term, disc)
     assert set(shown) == {3}
     assert term.discriminator_input == "output"
 
