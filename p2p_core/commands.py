@@ -232,9 +232,10 @@ def sweep(
     out_dir: Path = Path("runs"),
     name: str | None = None,
     split: Literal["val", "test"] = "val",
-    mode: Mode = "paper",
+    mode: list[Mode] | None = None,
     grid_rows: int = 4,
     seeds: int = 1,
+    jobs: int = 1,
     scorer: Path | None = None,
     fid_weights: Path | None = None,
     registry: Registry,
@@ -247,9 +248,12 @@ def sweep(
         out_dir: Where sweep folders are made.
         name: Sweep folder name (default: the time).
         split: Which split the runs are tested on.
-        mode: Test-time behaviour. paper: dropout on and batch statistics, as in the paper; eval: PyTorch eval mode.
+        mode: Test-time behaviour(s), each tested and tabled (in a folder per mode when several): paper (the
+            default): dropout on and batch statistics, as in the paper; eval: PyTorch eval mode.
         grid_rows: Test images shown in grid.png.
         seeds: Train each recipe this many times (seeds 0..N-1) and report mean +- std per metric.
+        jobs: Train this many runs at once, each in its own process with a share of the CPU threads (small
+            models leave a GPU or a many-core CPU mostly idle).
         scorer: A scorer from `p2p scorer fit`, for the FCN-score of every run and baseline.
         fid_weights: Local FID Inception weights; FID is skipped without them.
     """
@@ -258,9 +262,11 @@ def sweep(
     if grid_rows < 1:
         raise ConfigError(f"--grid_rows must be at least 1, got {grid_rows}")
     folder = Path(out_dir) / (name or time.strftime("sweep-%Y%m%d-%H%M%S"))
-    done = run_sweep(recipes=recipes, base=base or [], out_dir=folder, split=split, mode=mode, fid_weights=fid_weights,
-                     grid_rows=grid_rows, seeds=seeds, scorer=scorer, registry=registry)
-    print((done / "results.md").read_text() + f"\ntable: {done / 'results.csv'}\ngrid: {done / 'grid.png'}")
+    modes = mode or ["paper"]
+    done = run_sweep(recipes=recipes, base=base or [], out_dir=folder, split=split, modes=modes, fid_weights=fid_weights,
+                     grid_rows=grid_rows, seeds=seeds, jobs=jobs, scorer=scorer, registry=registry)
+    for results in [done] if len(modes) == 1 else [done / each for each in modes]:
+        print((results / "results.md").read_text() + f"\ntable: {results / 'results.csv'}\ngrid: {results / 'grid.png'}\n")
 
 
 # -- models and data from elsewhere ---------------------------------------------------------------------------
