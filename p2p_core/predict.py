@@ -73,7 +73,8 @@ def predict(
         output: Folder for the translated images (PNG); must not be the input folder, nor inside it or around it.
         device: auto (cuda when available), cpu or cuda.
         mode: paper: dropout on and batch statistics, as the paper tests (outputs vary with --seed); eval: dropout
-            off and batch norm's running statistics, deterministic.
+            off and batch norm's running statistics, deterministic, and the better of the two for models trained
+            at batch > 1 (docs/results measures both).
         resize: Scale each image so its shorter side is this many pixels before translating, and the result back
             to the input's size. Use the training size for images at another scale. The aspect ratio is kept:
             for square images this is the training preprocessing's resize; the datasets squash non-square
