@@ -4,17 +4,21 @@ reports as XFAIL, or as a failure should the case pass: see test_pytest_plugin.p
 
 from __future__ import annotations
 
+import importlib
 import re
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from torch import Tensor, nn
 
 import p2p_core
 from p2p_core.registry import OWN_DISTRIBUTION, Registry
-from p2p_core.testing import ContractViolation, cases, parametrize_with_checks
+from p2p_core.testing import CHECKS, ContractViolation, cases, parametrize_with_checks
 from p2p_core.testing.checks import (
+    check_dataset_jitter_keeps_pairs_aligned,
     check_discriminator_output_grid,
     check_generator_output_shape_and_range,
     check_generator_size_multiple,
@@ -22,6 +26,8 @@ from p2p_core.testing.checks import (
     check_receptive_field,
     contract_of,
 )
+
+CONTRIBUTING = Path(__file__).resolve().parents[1] / "CONTRIBUTING.md"
 
 
 class UnboundedGenerator(nn.Module):
@@ -244,3 +250,47 @@ def test_a_generator_whose_smallest_input_is_larger_than_its_size_multiple_fails
     _case("generator:narrow", check_generator_size_multiple, {"size_multiple": 4}).run()
     _case("generator:narrow", check_generator_output_shape_and_range, {"size_multiple": 4}).run()
 
+
+def test_contributing_lists_every_check_of_the_kit_with_what_it_requires():
+    kinds: dict = {}
+    for kind, checks in CHECKS.items():
+        for check in checks:
+            kinds.setdefault(check, []).append(kind)
+    rows = ["| check | runs on | requires |", "| --- | --- | --- |"]
+    rows += [f"| `{check.__name__}` | {', '.join(on)} | {contract_of(check)} |" for check, on in kinds.items()]
+    rows.append(f"| `{check_dataset_jitter_keeps_pairs_aligned.__name__}` | dataset, given `identical_pairs` "
+                f"| {contract_of(check_dataset_jitter_keeps_pairs_aligned)} |")
+    text = CONTRIBUTING.read_text()
+    listed = text[text.index("<!-- kit-checks:start -->") : text.index("<!-- kit-checks:end -->")].splitlines()[1:]
+    assert listed == rows, "CONTRIBUTING.md's list of the kit's checks is out of date; make it:\n" + "\n".join(rows)
+
+
+def test_contributing_dataset_example_keeps_the_kit(tmp_path, monkeypatch):
+    text = CONTRIBUTING.read_text()
+    source = re.search(r"<!-- dataset-example -->\n```python\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)[1]
+    # A module file, as a plugin has one: jsonargparse reads the options' documentation from the source.
+    (tmp_path / "p2p_contributing_csv_pairs.py").write_text(source)
+    monkeypatch.syspath_prepend(tmp_path)
+    monkeypatch.delitem(sys.modules, "p2p_contributing_csv_pairs", raising=False)
+    module = importlib.import_module("p2p_contributing_csv_pairs")
+    generator = torch.Generator().manual_seed(0)
+    for root, same in ((tmp_path / "pairs", False), (tmp_path / "same", True)):
+        root.mkdir()
+        for split in ("train", "val"):
+            lines = []
+            for index in range(2):
+                a = torch.randint(0, 256, (40, 40, 3), generator=generator, dtype=torch.uint8)
+                b = a if same else torch.randint(0, 256, (40, 40, 3), generator=generator, dtype=torch.uint8)
+                for half, image in (("a", a), ("b", b)):
+                    Image.fromarray(image.numpy()).save(root / f"{split}{index}{half}.png")
+                lines.append(f"{split}{index}a.png,{split}{index}b.png\n")
+            (root / f"{split}.csv").write_text("".join(lines))
+    registry = Registry()
+    registry.load_entry_points(allow=[OWN_DISTRIBUTION])
+    registry.register(module, name="csv", distribution="contributing-example", version="0")
+    small = {"load_size": 36, "crop_size": 32}
+    found = cases(["dataset:csv_pairs"], registry=registry, options={"dataset:csv_pairs": {"root": tmp_path / "pairs", **small}},
+                  identical_pairs={"dataset:csv_pairs": {"root": tmp_path / "same", **small}})
+    assert {case.check for case in found} == {*CHECKS["dataset"], check_dataset_jitter_keeps_pairs_aligned}
+    for case in found:
+        case.run()
