@@ -69,6 +69,13 @@ class ExplodingGenerator(UnboundedGenerator):
         raise RuntimeError(f"no kernel for {x.shape[-1]} columns")
 
 
+class UnbuildableGenerator(UnboundedGenerator):
+    """Raises when built, which the registry reports as its own error."""
+
+    def __init__(self, *, in_channels: int, out_channels: int, image_size: int) -> None:
+        raise TypeError("needs a width")
+
+
 class NarrowBottleneckGenerator(nn.Module):
     """Divisible by 2 (one stride-2 down), but instance norm needs more than its 1 x 1 bottleneck of a 2 x 2 input:
     4 is the smallest side it takes."""
@@ -122,7 +129,7 @@ class BrokenPlugin:
     @p2p_core.hookimpl
     def p2p_generators(self):
         return {"unbounded": UnboundedGenerator, "shrinking": ShrinkingGenerator, "large_shrinking": LargeShrinkingGenerator,
-                "exploding": ExplodingGenerator, "narrow": NarrowBottleneckGenerator}
+                "exploding": ExplodingGenerator, "narrow": NarrowBottleneckGenerator, "unbuildable": UnbuildableGenerator}
 
     @p2p_core.hookimpl
     def p2p_discriminators(self):
@@ -205,8 +212,9 @@ def test_expected_failures_become_strict_xfails():
 @pytest.mark.parametrize(
     ("component", "check", "raising", "found"),
     [
-        ("generator:exploding", check_generator_output_shape_and_range, ExplodingGenerator, "RuntimeError: no kernel for "),
-        ("discriminator:exploding", check_discriminator_output_grid, ExplodingDiscriminator, "ValueError: cannot score "),
+        ("generator:exploding", check_generator_output_shape_and_range, ExplodingGenerator.forward, "RuntimeError: no kernel for "),
+        ("discriminator:exploding", check_discriminator_output_grid, ExplodingDiscriminator.forward, "ValueError: cannot score "),
+        ("generator:unbuildable", check_generator_size_multiple, UnbuildableGenerator.__init__, "ConfigError: "),
     ],
 )
 def test_a_component_that_raises_fails_the_check_with_its_contract_and_only_its_own_lines(component, check, raising, found):
@@ -220,8 +228,8 @@ def test_a_component_that_raises_fails_the_check_with_its_contract_and_only_its_
     assert lines[3].startswith("  fix: ")
     # The one frame in the component's code, where it raised: none of the kit's, hypothesis's or torch's.
     frames = [line.strip() for line in lines if re.fullmatch(r"\s+\S+:\d+ in \w+", line)]
-    raise_line = raising.forward.__code__.co_firstlineno + 1
-    assert len(frames) == 1 and frames[0].endswith(f"{Path(__file__).name}:{raise_line} in forward")
+    raise_line = raising.__code__.co_firstlineno + 1
+    assert len(frames) == 1 and frames[0].endswith(f"{Path(__file__).name}:{raise_line} in {raising.__name__}")
 
 
 def test_the_size_the_found_line_names_is_the_size_the_falsifying_example_shows():

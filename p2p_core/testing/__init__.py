@@ -21,7 +21,6 @@ import sysconfig
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import attrs
@@ -125,7 +124,7 @@ def _crash_report(case: Case, error: BaseException) -> str:
         f"  found: it raised {type(error).__name__}" + (f": {message}" if message else ""),
         f"  fix: keep the contract instead of raising{example}",
     ]
-    frames = _own_frames(error.__traceback__)
+    frames = _own_frames(error)
     if frames:
         lines.append("  where it raised, in its own code (innermost last):")
         for frame in frames:
@@ -139,10 +138,16 @@ def _crash_report(case: Case, error: BaseException) -> str:
 _MACHINERY = ("p2p_core", "_pytest", "pytest", "pluggy", "hypothesis", "torch")
 
 
-def _own_frames(tb: TracebackType | None) -> list[traceback.FrameSummary]:
-    """The frames of ``tb`` in the component's code (and the libraries it calls), without p2p_core's (the kit, the
-    registry that builds the component), pytest's, pluggy's, hypothesis's, torch's and the standard library's."""
-    return [frame for frame in traceback.extract_tb(tb) if not _is_machinery(Path(frame.filename))]
+def _own_frames(error: BaseException | None) -> list[traceback.FrameSummary]:
+    """The frames of ``error``'s traceback in the component's code (and the libraries it calls), without p2p_core's
+    (the kit, the registry that builds the component), pytest's, pluggy's, hypothesis's, torch's and the standard
+    library's. Where there are none, those of the exception it was raised from: the registry, for one, reports a
+    constructor's error as its own."""
+    while error is not None:
+        if frames := [frame for frame in traceback.extract_tb(error.__traceback__) if not _is_machinery(Path(frame.filename))]:
+            return frames
+        error = error.__cause__ or error.__context__
+    return []
 
 
 def _is_machinery(path: Path) -> bool:
