@@ -117,9 +117,7 @@ def _checked_loss(loss: str, registry: Registry) -> str:
     terms = [term.strip() for term in loss.split("+") if term.strip()]
     if not terms:
         raise ConfigError(f"--loss {loss!r} names no term; e.g. --loss cgan+l1")
-    for term in terms:
-        registry.get("loss", term)
-    return "+".join(terms)
+    return "+".join(registry.get("loss", term).name for term in terms)
 
 
 def read_config(value: str, registry: Registry, *, flags: Mapping[str, str] = FLAGS) -> dict[str, Any]:
@@ -249,13 +247,19 @@ def spec_from(namespace: Namespace, registry: Registry, *, flags: Mapping[str, s
         options = namespace[flag].as_dict()
         return ComponentSpec(options.pop(RESERVED_OPTION), options)
 
-    loss_options = namespace.get("loss_options")
+    parsed = namespace.get("loss_options")
+    loss_options = parsed.as_dict() if parsed else {}
+    # jsonargparse keys options by Python name, `-` as `_`; a term's options stay under the term's own name
+    # (p2p-plugin-example:lsgan).
+    for term in namespace.loss.split("+"):
+        if term.replace("-", "_") in loss_options:
+            loss_options[term] = loss_options.pop(term.replace("-", "_"))
     return RunSpec(
         generator=component("generator"),
         disc=component("disc"),
         data=component("data"),
         loss=namespace.loss,
-        loss_options=loss_options.as_dict() if loss_options else {},
+        loss_options=loss_options,
         trainer=check_trainer(namespace.trainer.as_dict()),
     )
 
