@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 Device = Literal["auto", "cpu", "cuda"]
 LIST_TOPICS = ("generator", "discriminator", "loss", "dataset", "disc", "data", "plugins", "recipes", "pretrained", "downloads")
-DescribeKind = Literal["generator", "discriminator", "loss", "dataset", "disc", "data"]
+DescribeKind = Literal["generator", "discriminator", "loss", "dataset", "disc", "data", "recipe"]
 
 
 # -- fit ----------------------------------------------------------------------------------------------------
@@ -395,16 +395,19 @@ def list_components(topic: Literal[LIST_TOPICS] | None = None, *, registry: Regi
 
 
 def describe(kind: DescribeKind, name: str, *, registry: Registry) -> None:
-    """Show a component's summary and options.
+    """Show a component's summary and options, or a recipe's file, origin, choices and text.
 
     Args:
-        kind: generator, discriminator (disc), loss or dataset (data).
-        name: The component's name, as `p2p list` shows it.
+        kind: generator, discriminator (disc), loss, dataset (data) or recipe.
+        name: The component's or recipe's name, as `p2p list` shows it.
     """
     import inspect
 
     from p2p_core.registry import ENGINE_ARGUMENTS, flag_for
 
+    if kind == "recipe":
+        print(_recipe_description(name, registry))
+        return
     component = registry.get(kind, name)
     flag = flag_for(component.kind) if component.kind != "loss" else None
     lines = [
@@ -423,6 +426,26 @@ def describe(kind: DescribeKind, name: str, *, registry: Registry) -> None:
     if engine:
         lines.append(f"\nset by the engine: {', '.join(engine)}")
     print("\n".join(lines))
+
+
+def _recipe_description(name: str, registry: Registry) -> str:
+    """Where recipe ``name`` comes from, what it chooses (each component with the options it sets), and its text."""
+    from p2p_core.config import DEFAULT_LOSS, read_config
+    from p2p_core.errors import UnknownComponentError
+    from p2p_core.registry import FLAGS, options_text
+
+    if name not in registry.recipes:
+        raise UnknownComponentError("recipe", name, registry.recipes, hint=". `p2p list recipes` shows them.")
+    path = registry.recipes[name]
+    content = read_config(name, registry)
+    rows = []
+    for flag, kind in FLAGS.items():
+        chosen = dict(content.get(flag) or {})
+        rows.append((flag, chosen.pop("name", f"{registry.default(kind)} (default)"), options_text(chosen)))
+    rows.append(("loss", content.get("loss", f"{DEFAULT_LOSS} (default)"), options_text(content.get("loss_options") or {})))
+    rows.append(("trainer", "", options_text(content.get("trainer") or {})))
+    return "\n".join([f"recipe {name!r}", f"  file: {path}", f"  from: {registry.origin('recipes', name)}", "",
+                      table(("CHOOSES", "NAME", "OPTIONS"), rows), "", path.read_text().rstrip()])
 
 
 def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:

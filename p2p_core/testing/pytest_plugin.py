@@ -91,14 +91,18 @@ class DistributionCollector(pytest.Collector):
 
     def collect(self) -> list[pytest.Item]:
         # Imported here: pytest loads this module in every session, and most never need the kit and hypothesis.
-        from p2p_core.registry import OWN_DISTRIBUTION, Registry
+        from p2p_core.errors import did_you_mean
+        from p2p_core.registry import ENTRY_POINT_GROUP, OWN_DISTRIBUTION, Registry
         from p2p_core.testing import cases
 
         dist_name = self.distribution
         if _installed_name(dist_name) is None:
+            # Matched as `p2p -p` matches a plugin's name, among the distributions that have p2p plugins.
+            plugins = {ep.dist.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.dist}
             raise self.CollectError(
                 f"--p2p-plugin {dist_name}: no installed distribution has that name; install it "
                 "(pip install -e PATH) or check the name with `pip list` or `p2p list plugins`"
+                + did_you_mean(dist_name, plugins)
             )
         registry = Registry()
         registry.load_entry_points(allow=[dist_name, OWN_DISTRIBUTION])
