@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -82,12 +83,21 @@ def images_per_second(translate: Callable[[torch.Tensor], object], batches: list
     return len(batches) / (time.perf_counter() - start)
 
 
-def installed_cli(ckpt: Path, images: Path, out: Path, device: torch.device) -> float:
-    """images/s that `p2p predict --mode eval` as installed reports (its defaults otherwise)."""
+def cli(ckpt: Path, images: Path, out: Path, device: torch.device, tree: Path | None = None) -> float:
+    """images/s that `p2p predict --mode eval` reports (its defaults otherwise): as installed, or, given a
+    checkout of another commit, that commit's code and built-in plugins."""
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(tree), str(tree / "plugins"), env.get("PYTHONPATH", "")])
+    shutil.rmtree(out, ignore_errors=True)  # older commits had no --overwrite
     done = subprocess.run([sys.executable, "-m", "p2p_core", "predict", "--ckpt", str(ckpt), "--input", str(images),
-                           "--output", str(out), "--mode", "eval", "--device", device.type, "--overwrite"],
-                          check=True, capture_output=True, text=True)  # fmt: skip
+                           "--output", str(out), "--mode", "eval", "--device", device.type],
+                          check=True, capture_output=True, text=True, env=env)  # fmt: skip
     return float(re.findall(r"([\d.]+) images/s", done.stdout)[-1])
+
+
+def baseline_commit(tree: Path) -> str:
+    return subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
 
 
 def synchronise(device: torch.device) -> None:
@@ -116,6 +126,11 @@ def main() -> None:
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--rounds", type=int, default=1, help="Run every row this many times, alternating; report medians.")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="Time this checkpoint (a U-Net 256 of any format) instead of a fresh one; e.g. one written "
+                             "by an older commit, so that --baseline can read it.")  # fmt: skip
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="A checkout of another commit (git worktree add DIR COMMIT): adds its `p2p predict` as a row.")
     args = parser.parse_args()
 
     from p2p_core.images import list_images
@@ -130,11 +145,13 @@ def main() -> None:
         images.mkdir()
         for path in files:
             (images / path.name).symlink_to(path.resolve())
-        ckpt = make_checkpoint(folder)
+        ckpt = args.checkpoint or make_checkpoint(folder)
         os.environ["P2P_CACHE"] = str(folder / "cache")  # a fresh checkpoint each run: its export is not worth keeping
         rows: list[tuple[str, int, Callable[[], float]]] = [
             ("bare G(x) loop, eager, decoded beforehand", 1, bare_loop(ckpt, files, device)),
-            ("`p2p predict --mode eval` (the CLI as installed)", 1, lambda: installed_cli(ckpt, images, folder / "cli", device)),
+            ("`p2p predict --mode eval` (the CLI as installed)", 1, lambda: cli(ckpt, images, folder / "cli", device)),
+            *([(f"`p2p predict --mode eval` at {baseline_commit(args.baseline)}", 1,
+                lambda: cli(ckpt, images, folder / "baseline", device, tree=args.baseline))] if args.baseline else []),
             *((f"{backend} backend alone on decoded images", 1, backend_loop(ckpt, files, device, backend)) for backend in ("torch", "auto")),
         ]
         for backend, precision, batch_size in configurations(device, args.batch_sizes):
@@ -153,14 +170,15 @@ def main() -> None:
                 found.append(rate())
                 print(f"round {round_ + 1}: {what}, batch {batch_size}: {found[-1]:.2f} images/s", file=sys.stderr)
     medians = [statistics.median(found) for found in rates]
-    bare, cli = medians[0], medians[1]
+    bare, cli_rate = medians[0], medians[1]
+    versus = [("CLI as installed", cli_rate)] + ([(baseline_commit(args.baseline), medians[2])] if args.baseline else [])
     print(f"\n{len(files)} images from {args.images}, U-Net 256, eval mode, {device}, {torch.get_num_threads()} torch threads, "
           f"median of {args.rounds} round(s)\n")  # fmt: skip
-    print("| what | batch | images/s (median) | rounds' range | x bare loop | x CLI as installed |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| what | batch | images/s (median) | rounds' range | x bare loop | " + " | ".join(f"x {name}" for name, _ in versus) + " |")
+    print("| --- " * (5 + len(versus)) + "|")
     for (what, batch_size, _), median, found in zip(rows, medians, rates):
-        print(f"| {what} | {batch_size} | {median:.2f} | {min(found):.2f}-{max(found):.2f} | {median / bare:.2f} | {median / cli:.2f} |")
-
+        ratios = " | ".join(f"{median / rate:.2f}" for _, rate in versus)
+        print(f"| {what} | {batch_size} | {median:.2f} | {min(found):.2f}-{max(found):.2f} | {median / bare:.2f} | {ratios} |")
 
 if __name__ == "__main__":
     main()

@@ -11,11 +11,14 @@ Parsing happens in two steps, so that every component's options come from its ow
    trainer; the parsed namespace becomes a :class:`~p2p_core.spec.RunSpec`.
 
 In YAML a component is ``generator: unet`` or ``generator: {name: unet, ngf: 8}``; the jsonargparse form
-``{class_path: unet, init_args: {ngf: 8}}`` of older recipes and configs is read too.
+``{class_path: unet, init_args: {ngf: 8}}`` of older recipes and configs is read too. ``${recipe_dir}`` in a
+string value is the config file's own folder: how a plugin's recipe names data shipped beside it
+(``root: ${recipe_dir}/data``); other relative paths are relative to the working directory.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,11 +27,12 @@ import attrs
 import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace, set_parsing_settings
 
-from p2p_core.errors import ConfigError, P2PError
+from p2p_core.errors import ConfigError, P2PError, did_you_mean
 from p2p_core.registry import ENGINE_ARGUMENTS, FLAGS, RESERVED_OPTION, Registry
 from p2p_core.spec import SPEC_KEY, SPEC_VERSION, ComponentSpec, RunSpec, TrainConfig, check_trainer
 
 CONFIG_FLAGS = ("--config", "-c")
+RECIPE_DIR = "${recipe_dir}"
 DEFAULT_LOSS = "cgan+l1"
 # The trainer's options (and a plugin's attrs options) are documented by the string under each field.
 set_parsing_settings(docstring_parse_attribute_docstrings=True)
@@ -117,9 +121,7 @@ def _checked_loss(loss: str, registry: Registry) -> str:
     terms = [term.strip() for term in loss.split("+") if term.strip()]
     if not terms:
         raise ConfigError(f"--loss {loss!r} names no term; e.g. --loss cgan+l1")
-    for term in terms:
-        registry.get("loss", term)
-    return "+".join(terms)
+    return "+".join(registry.get("loss", term).name for term in terms)
 
 
 def read_config(value: str, registry: Registry, *, flags: Mapping[str, str] = FLAGS) -> dict[str, Any]:
@@ -127,7 +129,8 @@ def read_config(value: str, registry: Registry, *, flags: Mapping[str, str] = FL
     path = registry.recipes.get(value) or Path(value)
     if not path.is_file():
         known = ", ".join(sorted(registry.recipes)) or "none"
-        raise ConfigError(f"config {value!r} is neither a file nor a recipe name (recipes: {known})")
+        raise ConfigError(f"config {value!r} is neither a file nor a recipe name{did_you_mean(value, registry.recipes)} "
+                          f"(recipes: {known})")
     try:
         content = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as error:
@@ -137,10 +140,22 @@ def read_config(value: str, registry: Registry, *, flags: Mapping[str, str] = FL
     version = content.pop(SPEC_KEY, SPEC_VERSION)
     if not isinstance(version, int) or version > SPEC_VERSION:
         raise ConfigError(f"config {path} has {SPEC_KEY}: {version!r}; this p2p reads up to {SPEC_VERSION}, so upgrade p2p")
+    content = _with_recipe_dir(content, os.path.dirname(os.path.abspath(str(path))))
     for flag, kind in flags.items():
         if flag in content:
             content[flag] = _component_entry(content[flag], kind, f"{path}: {flag}", registry)
     return content
+
+
+def _with_recipe_dir(value: Any, folder: str) -> Any:
+    """``value`` with ``${recipe_dir}`` in every string, at any depth, replaced by ``folder``."""
+    if isinstance(value, str):
+        return value.replace(RECIPE_DIR, folder)
+    if isinstance(value, dict):
+        return {key: _with_recipe_dir(item, folder) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_with_recipe_dir(item, folder) for item in value]
+    return value
 
 
 def _component_entry(entry: Any, kind: str, where: str, registry: Registry) -> dict[str, Any]:
@@ -249,13 +264,19 @@ def spec_from(namespace: Namespace, registry: Registry, *, flags: Mapping[str, s
         options = namespace[flag].as_dict()
         return ComponentSpec(options.pop(RESERVED_OPTION), options)
 
-    loss_options = namespace.get("loss_options")
+    parsed = namespace.get("loss_options")
+    loss_options = parsed.as_dict() if parsed else {}
+    # jsonargparse keys options by Python name, `-` as `_`; a term's options stay under the term's own name
+    # (p2p-plugin-example:lsgan).
+    for term in namespace.loss.split("+"):
+        if term.replace("-", "_") in loss_options:
+            loss_options[term] = loss_options.pop(term.replace("-", "_"))
     return RunSpec(
         generator=component("generator"),
         disc=component("disc"),
         data=component("data"),
         loss=namespace.loss,
-        loss_options=loss_options.as_dict() if loss_options else {},
+        loss_options=loss_options,
         trainer=check_trainer(namespace.trainer.as_dict()),
     )
 
@@ -283,7 +304,6 @@ def options_round_trip(kind: str, name: str, options: Mapping[str, Any], registr
 
 
 def _option_arguments(key: str, options: Mapping[str, Any]) -> list[str]:
-    import os
 
     plain = {k: os.fspath(v) if hasattr(v, "__fspath__") else v for k, v in options.items()}
     return [arg for option, value in plain.items() for arg in (f"--{key}.{option}", yaml.safe_dump(value).strip().removesuffix("\n..."))]

@@ -49,7 +49,7 @@ class DatasetEntry:
     """The archive; None where it cannot be downloaded (see licence_note)."""
     description: str
     recipes: tuple[str, ...] = ()
-    """Recipes (recipes/NAME.yaml) that train on it; they read datasets/NAME."""
+    """Names of the recipes that train on it (`p2p fit --config NAME`); they read datasets/NAME."""
     licence_note: str | None = None
     """Set where the licence forbids fetching it for the user: how to get and prepare it instead."""
 

@@ -10,12 +10,27 @@ class P2PError(Exception):
     """Base of every error whose message tells the user what went wrong and how to fix it."""
 
 
+def close_matches(name: str, available: Iterable[str]) -> list[str]:
+    """Up to three of ``available`` that ``name`` is probably a misspelling of, for "did you mean" messages."""
+    available = sorted(available)
+    # A prefix counts as close too: `facade` is short for `facades_label2photo`, not a typo of it.
+    return difflib.get_close_matches(name, available, n=3, cutoff=0.5) or [a for a in available if a.startswith(name)][:3]
+
+
+def did_you_mean(name: str, available: Iterable[str]) -> str:
+    """``; did you mean 'x'?`` naming the close matches of ``name``, or nothing."""
+    return _guess(close_matches(name, available))
+
+
+def _guess(close: list[str]) -> str:
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
 class UnknownComponentError(P2PError, KeyError):
     def __init__(self, kind: str, name: str, available: Iterable[str], hint: str = "") -> None:
         available = sorted(available)
-        # A prefix counts as close too: `facade` is short for `facades_label2photo`, not a typo of it.
-        close = difflib.get_close_matches(name, available, n=3, cutoff=0.5) or [a for a in available if a.startswith(name)][:3]
-        guess = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        close = close_matches(name, available)
+        guess = _guess(close)
         listing = ", ".join(available) or "(none)"
         message = f"unknown {kind} {name!r}{guess} available: {listing}"
         message += hint or ". Missing a plugin? `p2p list plugins` shows what is installed."

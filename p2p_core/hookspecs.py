@@ -5,11 +5,16 @@ A plugin is a module named by an entry point in the ``p2p`` group; it implements
 factory: a class, or a function annotated with the class it returns. The factory's keyword-only, typed
 parameters are the component's options (``p2p describe`` lists them); its docstring's first line is the
 summary shown by ``p2p list``. All implementations are called; none short-circuits another.
+
+Untyped options are reported (``p2p list`` and the kit's ``check_loads_cleanly``): the command line could not
+check or document them. A name is the plugin's to choose, but p2p's own components keep theirs: a plugin's
+``unet`` is then reached as ``DIST:unet`` (its distribution's name as pip spells it), as every component can be.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import pluggy
@@ -53,8 +58,15 @@ def p2p_datasets() -> Mapping[str, Factory]:
 
 
 @hookspec
-def p2p_recipes() -> Mapping[str, Path]:
-    """Return recipe YAML files by name, usable as ``p2p fit --config NAME``."""
+def p2p_recipes() -> Mapping[str, Path | Traversable]:
+    """Return recipe YAML files by name, usable as ``p2p fit --config NAME`` and ``p2p describe recipe NAME``.
+
+    Ship them as package data and find them with :func:`importlib.resources.files` (p2p's own recipes, the
+    ``p2p_recipes`` package, do), so that they work from any installation. Names may contain ``/``
+    (``ablations/objective/l1``). Relative paths in a recipe are relative to the working directory; to point at
+    data shipped beside the recipe, write ``${recipe_dir}`` (``root: ${recipe_dir}/data``), which becomes the
+    recipe file's folder when the recipe is loaded.
+    """
 
 
 @hookspec

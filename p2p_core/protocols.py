@@ -29,7 +29,10 @@ class Generator(Protocol):
 
     Implementations are ``torch.nn.Module``s.
     Factories receive ``in_channels``, ``out_channels`` and ``image_size`` (the training side length) from
-    the engine; every other keyword is a user option. ``size_multiple`` is what H and W must be divisible by.
+    the engine; every other keyword is a user option. ``size_multiple`` is what H and W must be divisible by,
+    and every such size must work down to one multiple (an input size_multiple x size_multiple, batch 1, in
+    training mode): p2p pads images up to the next multiple, so a network whose smallest input is larger than
+    its divisor declares that smallest side (a multiple of the divisor) as its ``size_multiple``.
     """
 
     in_channels: int

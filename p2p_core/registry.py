@@ -2,6 +2,11 @@
 
 Nothing here imports a plugin by name. Built-in components arrive through the same entry points as a
 third-party package's, so what works for one works for the other.
+
+Every component has a qualified name, ``DIST:NAME`` (its distribution's name as pip spells it, e.g.
+``p2p-plugin-example:resnet9``), accepted wherever a name is. The short name is what users usually type; when
+two distributions register one, p2p's own component keeps it (a plugin cannot break the defaults everyone
+uses), and between two plugins it is ambiguous: each is then reachable by its qualified name only.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import os
 import re
 import traceback
 import typing
+import warnings
 from collections.abc import Callable, Iterable, Mapping
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +37,8 @@ ENTRY_POINT_GROUP = "p2p"
 DISABLE_AUTOLOAD_ENV = "P2P_DISABLE_PLUGIN_AUTOLOAD"
 ALLOW_ENV = "P2P_PLUGINS"
 OWN_DISTRIBUTION = "p2p"
+QUALIFIER = ":"
+"""Between a distribution and a component name: ``p2p-plugin-example:resnet9``."""
 
 HOOKS = {
     "generator": "p2p_generators",
@@ -71,6 +80,11 @@ def canonical_kind(kind: str) -> str:
     return kind
 
 
+def qualified_name(distribution: str, name: str) -> str:
+    """``DIST:NAME``, the name of component ``name`` of ``distribution`` that no other plugin can take."""
+    return f"{_canonical_name(distribution)}{QUALIFIER}{name}"
+
+
 def flag_for(kind: str) -> str:
     """The command-line flag of a chosen kind: ``discriminator`` -> ``disc``."""
     kind = canonical_kind(kind)
@@ -102,6 +116,10 @@ class Component:
         return f"{self.factory.__module__}.{self.factory.__qualname__}"
 
     @property
+    def qualified_name(self) -> str:
+        return qualified_name(self.distribution, self.name.rpartition(QUALIFIER)[2])
+
+    @property
     def options(self) -> tuple[Option, ...]:
         hidden = ENGINE_ARGUMENTS[self.kind]
         try:
@@ -130,6 +148,8 @@ class Plugin:
     version: str
     components: tuple[str, ...] = ()
     error: str | None = None
+    warnings: tuple[str, ...] = ()
+    """What works but breaks a documented rule (an untyped option); ``p2p list`` and the kit report it."""
 
 
 class Registry:
@@ -138,8 +158,8 @@ class Registry:
     def __init__(self) -> None:
         self._manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
         self._manager.add_hookspecs(hookspecs)
+        # By qualified name; a Component's own ``name`` is its short one.
         self._components: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
-        self._clashes: dict[tuple[str, str], list[str]] = {}
         # Keyed by distribution too: two distributions may both name an entry point e.g. "models".
         self._plugins: dict[tuple[str, str], Plugin] = {}
         self._catalogues: dict[str, dict[str, tuple[Any, str]]] = {attribute: {} for attribute in CATALOGUES.values()}
@@ -180,6 +200,7 @@ class Registry:
             self._plugins[distribution, name] = Plugin(name, module_name, distribution, version, error=_describe_exception(error))
             return
         added: list[str] = []
+        notes: list[str] = []
         errors = [f"{hook}: no such hook (misspelt? the hooks are {', '.join(sorted(self.hook_names))})"
                   for hook in self._unknown_hooks(module)]
         # Each contribution is gathered by calling the hook through pluggy, for this plugin alone, so a
@@ -192,6 +213,7 @@ class Registry:
                     names, rejected = self._add_components(kind, contributed, name, distribution, version)
                     added += [f"{kind}:{n}" for n in names]
                     errors += [f"{hook_name}: {problem}" for problem in rejected]
+                    notes += [_untyped_note(self._components[kind][qualified_name(distribution, n)]) for n in names]
             except Exception as error:  # noqa: BLE001 - a hook that raises is this plugin's problem alone
                 errors.append(f"{hook_name}: {_describe_exception(error)}")
         for hook_name, attribute in CATALOGUES.items():
@@ -204,7 +226,8 @@ class Registry:
             except Exception as error:  # noqa: BLE001 - a hook that raises is this plugin's problem alone
                 errors.append(f"{hook_name}: {_describe_exception(error)}")
         self._plugins[distribution, name] = Plugin(
-            name, module_name, distribution, version, tuple(added), error="; ".join(errors) or None
+            name, module_name, distribution, version, tuple(added), error="; ".join(errors) or None,
+            warnings=tuple(note for note in notes if note),
         )
 
     def _add_components(
@@ -228,20 +251,33 @@ class Registry:
                 distribution=distribution,
                 version=version,
             )
-            existing = self._components[kind].get(name)
-            if existing is not None and existing.factory is not factory:
-                self._clashes.setdefault((kind, name), [_origin(existing)]).append(_origin(component))
+            existing = self._components[kind].get(component.qualified_name)
+            if existing is not None:
+                if existing.factory is not factory:
+                    rejected.append(f"{kind} {name!r} is already registered by {_origin(existing)}; this one is ignored")
                 continue
-            self._components[kind][name] = component
+            self._components[kind][component.qualified_name] = component
             names.append(name)
+            self._warn_if_shadowed(kind, name)
         return names, rejected
+
+    def _warn_if_shadowed(self, kind: str, name: str) -> None:
+        """Say, as a plugin's component loses its short name to p2p's own, how it is reached instead."""
+        group = self._named(kind, name)
+        if len(group) > 1 and any(c.distribution == OWN_DISTRIBUTION for c in group):
+            # Whichever of the two loaded last, the plugin's is the one to warn about, once.
+            latest = group[-1]
+            for component in group[:-1] if latest.distribution == OWN_DISTRIBUTION else [latest]:
+                warnings.warn(_shadowed_note(component), stacklevel=2)
 
     def _add_to_catalogue(self, attribute: str, name: str, value: Any, origin: str) -> str | None:
         """Add a recipe, dataset or pretrained entry; the first of a name stays, a second is a problem."""
         existing = self._catalogues[attribute].get(name)
         if existing is not None:
             return f"{attribute} entry {name!r} is already provided by {existing[1]}; this one is ignored"
-        self._catalogues[attribute][name] = (Path(value) if attribute == "recipes" else value, origin)
+        if attribute == "recipes" and not isinstance(value, Traversable):
+            value = Path(value)
+        self._catalogues[attribute][name] = (value, origin)
         return None
 
     @property
@@ -264,26 +300,50 @@ class Registry:
         return DEFAULTS[canonical_kind(kind)]
 
     def available(self, kind: str) -> list[str]:
-        kind = canonical_kind(kind)
-        return sorted(set(self._components[kind]) - {name for k, name in self._clashes if k == kind})
+        """The names ``p2p list`` shows: the short name, or the qualified one where the short one is not this
+        component's (p2p's own has it, or two plugins share it)."""
+        return sorted(self._reachable(canonical_kind(kind)))
+
+    def _named(self, kind: str, name: str) -> list[Component]:
+        """The components whose short name is ``name``, in the order they loaded."""
+        return [component for component in self._components[kind].values() if component.name == name]
+
+    def _reachable(self, kind: str) -> dict[str, Component]:
+        """Every component of ``kind`` by the name it is listed under, as a Component of that name."""
+        reachable = {}
+        for component in self._components[kind].values():
+            group = self._named(kind, component.name)
+            own = [c for c in group if c.distribution == OWN_DISTRIBUTION]
+            if component in (own or group) and len(own or group) == 1:
+                reachable[component.name] = component
+            else:
+                reachable[component.qualified_name] = attrs.evolve(component, name=component.qualified_name)
+        return reachable
 
     def get(self, kind: str, name: str) -> Component:
+        """The component ``name`` (short or ``DIST:NAME``) of ``kind``; its ``name`` is the one to record for it."""
         kind = canonical_kind(kind)
-        clash = self._clashes.get((kind, name))
-        if clash:
+        distribution, qualified, short = name.rpartition(QUALIFIER)
+        if qualified:
+            component = self._components[kind].get(qualified_name(distribution, short))
+            if component is not None:
+                return attrs.evolve(component, name=component.qualified_name)
+            raise UnknownComponentError(kind, name, self._components[kind], hint=self._broken_hint())
+        reachable = self._reachable(kind)
+        if name in reachable:
+            return reachable[name]
+        group = self._named(kind, name)
+        if group:
             raise PluginError(
-                f"{kind} {name!r} is registered by more than one plugin: {' and '.join(clash)}. "
-                f"Uninstall one, or limit loading with {ALLOW_ENV}=<distribution,...>."
+                f"{kind} {name!r} is registered by more than one plugin: {' and '.join(map(_origin, group))}. "
+                f"Choose one by its qualified name, {' or '.join(c.qualified_name for c in group)}, uninstall one, "
+                f"or limit loading with {ALLOW_ENV}=<distribution,...>."
             )
-        try:
-            return self._components[kind][name]
-        except KeyError:
-            pass
         # Configs written before names were kept (config.yaml of older runs) hold the factory's import path.
-        for component in self._components[kind].values():
+        for component in reachable.values():
             if component.import_path == name:
                 return component
-        raise UnknownComponentError(kind, name, self.available(kind), hint=self._broken_hint())
+        raise UnknownComponentError(kind, name, reachable, hint=self._broken_hint())
 
     def create(self, kind: str, name: str, **options: Any) -> Any:
         """Build the component ``name`` of ``kind`` with ``options``, checking both the options and the result."""
@@ -326,15 +386,16 @@ class Registry:
         return instance
 
     def components(self, kind: str | None = None) -> list[Component]:
+        """Every component, under the name ``p2p list`` shows (see :meth:`available`)."""
         kinds = KINDS if kind is None else (canonical_kind(kind),)
-        return [self._components[k][n] for k in kinds for n in self.available(k)]
+        return [component for k in kinds for _, component in sorted(self._reachable(k).items())]
 
     @property
     def plugins(self) -> list[Plugin]:
         return list(self._plugins.values())
 
     @property
-    def recipes(self) -> dict[str, Path]:
+    def recipes(self) -> dict[str, Path | Traversable]:
         """Recipe files by name, as ``p2p fit --config NAME`` finds them."""
         return {name: value for name, (value, _) in self._catalogues["recipes"].items()}
 
@@ -354,9 +415,19 @@ class Registry:
 
     @property
     def problems(self) -> list[str]:
-        """One line per broken plugin or clashing name, for ``p2p list`` and error messages."""
+        """One line per broken plugin, shared name or plugin warning, for ``p2p list`` and the kit."""
         lines = [f"plugin {p.name!r} ({p.distribution} {p.version}) failed: {p.error}" for p in self.plugins if p.error]
-        lines += [f"{kind} {name!r} is registered twice: {' and '.join(who)}" for (kind, name), who in self._clashes.items()]
+        lines += [f"plugin {p.name!r} ({p.distribution} {p.version}): {warning}" for p in self.plugins for warning in p.warnings]
+        for kind in KINDS:
+            for name in sorted({c.name for c in self._components[kind].values()}):
+                group = self._named(kind, name)
+                if len(group) < 2:
+                    continue
+                if any(c.distribution == OWN_DISTRIBUTION for c in group):
+                    lines += [_shadowed_note(c) for c in group if c.distribution != OWN_DISTRIBUTION]
+                else:
+                    lines.append(f"{kind} {name!r} is registered twice: {' and '.join(map(_origin, group))}; "
+                                 f"choose one as {' or '.join(c.qualified_name for c in group)}")
         return lines
 
     def _broken_hint(self) -> str:
@@ -438,6 +509,22 @@ def _summary(factory: object) -> str:
 
 def _origin(component: Component) -> str:
     return f"{component.distribution} {component.version} (plugin {component.plugin!r})"
+
+
+def _shadowed_note(component: Component) -> str:
+    return (f"{component.kind} {component.name!r} of {_origin(component)} has the name of p2p's own {component.kind}, "
+            f"which keeps it; use this one as {component.qualified_name} (or rename it in the plugin)")
+
+
+def _untyped_note(component: Component) -> str | None:
+    """The note on a component whose options lack annotations: the CLI cannot check or document them."""
+    options = {option.name for option in component.options}
+    parameters = inspect.signature(component.factory).parameters.values()
+    untyped = [p.name for p in parameters if p.name in options and p.annotation is p.empty]
+    if not untyped:
+        return None
+    return (f"{component.kind} {component.name!r}: option(s) {', '.join(untyped)} have no type annotation, so the "
+            f"command line takes any value; annotate them (e.g. `ngf: int = 64`)")
 
 
 def _protocol_members(protocol: type) -> list[str]:

@@ -146,7 +146,8 @@ def fit_scorer(
             yield from loader
 
     started = time.perf_counter()
-    bar = tqdm(total=steps, unit="step", desc="scorer", dynamic_ncols=True, disable=not progress)
+    # None: a bar on a terminal only; in a log file a bar is one endless line of carriage returns.
+    bar = tqdm(total=steps, unit="step", desc="scorer", dynamic_ncols=True, disable=None if progress else True)
     for _, batch in zip(range(steps), batches()):
         photos, labels = batch.b.to(torch_device), batch.labels.to(torch_device)
         loss = F.cross_entropy(LOGIT_SCALE * module(photos), labels)

@@ -8,26 +8,34 @@ With ``seeds`` N > 1 each recipe is trained N times (``--trainer.seed 0`` to ``N
 each metric's mean +- standard deviation over the seeds. Below the runs, the table has the baselines of
 ``p2p test`` (the constant median image, the input copied through, with a scorer the real photos), and a
 column saying whether each run beats the constant image on L1.
+
+With ``jobs`` N > 1, N runs train at once, each in its own process with an equal share of the CPU threads:
+small models leave a GPU (or a many-core CPU) mostly idle, so several runs share it. Testing follows, in this
+process, once per test-time mode asked for.
 """
 
 from __future__ import annotations
 
 import csv
+import multiprocessing
+import os
 import statistics
 import textwrap
 import time
 from collections.abc import Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 import attrs
 from PIL import Image, ImageDraw, ImageFont, ImageOps
+from tqdm.auto import tqdm
 
 from p2p_core.config import parse_spec
-from p2p_core.errors import ConfigError
+from p2p_core.errors import ConfigError, P2PError
 from p2p_core.evaluation import CONSTANT, FOLDERS, TestResult, run_test
 from p2p_core.metrics import HIGHER_IS_BETTER, SEGMENTATION_METRICS, plot_histograms
-from p2p_core.registry import Registry, default_registry
+from p2p_core.registry import Registry, default_registry, load_registry
 from p2p_core.run import Run
 from p2p_core.spec import Mode, RunSpec
 
@@ -72,20 +80,27 @@ def run_sweep(
     base: Sequence[str],
     out_dir: Path,
     split: str = "val",
-    mode: Mode = "paper",
+    modes: Sequence[Mode] = ("paper",),
     fid_weights: Path | None = None,
     grid_rows: int = 4,
     seeds: int = 1,
+    jobs: int = 1,
     scorer: Path | None = None,
     registry: Registry | None = None,
 ) -> Path:
-    """Fit and test each recipe into ``out_dir/runs/NAME``; write results.{md,csv}, grid.png, histograms.png.
+    """Fit each recipe into ``out_dir/runs/NAME``, test it in each of ``modes``; write results.{md,csv}, grid.png,
+    histograms.png (into ``out_dir``, or ``out_dir/MODE`` for each mode when there are several).
 
     With ``seeds`` > 1, each recipe runs once per seed as ``NAME-seedK``, and runs.csv lists every run.
-    ``scorer`` adds the FCN-score (``p2p_core.scoring``) to every run's and baseline's metrics.
+    ``jobs`` runs train at once in separate processes. ``scorer`` adds the FCN-score (``p2p_core.scoring``) to
+    every run's and baseline's metrics.
     """
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+    if not modes or len(set(modes)) != len(modes):
+        raise ConfigError(f"--mode needs one or more different test-time modes (paper, eval), got {list(modes)}")
     names = [Path(recipe).stem for recipe in recipes]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
@@ -104,15 +119,89 @@ def run_sweep(
         _spec([*configs, "--config", recipe, *(() if seed is None else ("--trainer.seed", str(seed)))], registry)
         for _, seed, recipe in planned
     ]
-    runs = []
-    for (run_name, seed, recipe), spec in zip(planned, specs):
-        started = time.perf_counter()
-        run_dir = Run(spec, out_dir=out_dir / "runs", name=run_name, registry=registry)().run_dir
-        seconds = time.perf_counter() - started
-        result = run_test(ckpt=run_dir, split=split, mode=mode, fid_weights=fid_weights, scorer=scorer, registry=registry)
-        runs.append(SweepRun(name=run_name, train_seconds=seconds, result=result, recipe=Path(recipe).stem, seed=seed))
-    write_report(runs, out_dir, caption=f"{split} split, {mode} test-time mode", grid_rows=grid_rows)
+    test = TestingPlan(split=split, modes=tuple(modes), fid_weights=fid_weights, scorer=scorer)
+    done = fit_and_test([(name, spec) for (name, _, _), spec in zip(planned, specs)], out_dir / "runs", test=test, jobs=jobs, registry=registry)
+    for mode in modes:
+        runs = [
+            SweepRun(name=run_name, train_seconds=seconds, result=results[mode], recipe=Path(recipe).stem, seed=seed)
+            for (run_name, seed, recipe), (seconds, results) in zip(planned, done)
+        ]
+        folder = out_dir if len(modes) == 1 else out_dir / mode
+        write_report(runs, folder, caption=f"{split} split, {mode} test-time mode", grid_rows=grid_rows)
     return out_dir
+
+
+@attrs.frozen(kw_only=True)
+class TestingPlan:
+    """How every run of a sweep is tested: the split, and once per test-time mode."""
+
+    split: str
+    modes: tuple[Mode, ...]
+    fid_weights: Path | None = None
+    scorer: Path | None = None
+
+
+Tested = tuple[float, dict[str, TestResult]]
+"""A run's training seconds and its test result per mode."""
+
+
+def fit_and_test(named_specs: Sequence[tuple[str, RunSpec]], runs_dir: Path, *, test: TestingPlan, jobs: int, registry: Registry) -> list[Tested]:
+    """Train each spec as ``runs_dir/NAME`` and test it, ``jobs`` runs at a time; results in the specs' order.
+
+    Worker processes load the plugins of ``registry`` again (by distribution), since a registry is not sent
+    between processes. The first failed run stops the runs not yet started and is raised with its name.
+    """
+    if jobs == 1 or len(named_specs) == 1:
+        return [_fit_and_test(spec, runs_dir, name, test, registry) for name, spec in named_specs]
+    plugins = sorted({plugin.distribution for plugin in registry.plugins if not plugin.error})
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    context = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker, initargs=(threads, plugins)) as pool:
+        futures: dict[Future, str] = {pool.submit(_fit_and_test_in_worker, spec, runs_dir, name, test): name for name, spec in named_specs}
+        with tqdm(total=len(futures), desc=f"sweep, {jobs} runs at a time", unit="run", dynamic_ncols=True, disable=None) as bar:
+            pending, finished = set(futures), 0
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    error = future.exception()
+                    if error is not None:
+                        for other in pending:
+                            other.cancel()
+                        # A user's mistake stays one `p2p: error:` line; anything else keeps its worker traceback.
+                        failed = P2PError if isinstance(error, P2PError) else RuntimeError
+                        raise failed(f"sweep run {futures[future]}: {error}") from error
+                    bar.update()
+                    finished += 1
+                    bar.write(f"{futures[future]}: trained in {future.result()[0] / 60:.1f} min and tested ({finished}/{len(futures)})")
+        return [future.result() for future in futures]
+
+
+def _fit_and_test(spec: RunSpec, runs_dir: Path, name: str, test: TestingPlan, registry: Registry) -> Tested:
+    started = time.perf_counter()
+    run_dir = Run(spec, out_dir=runs_dir, name=name, registry=registry)().run_dir
+    seconds = time.perf_counter() - started
+    results = {}
+    for mode in test.modes:
+        result = run_test(ckpt=run_dir, split=test.split, mode=mode, fid_weights=test.fid_weights, scorer=test.scorer, registry=registry)
+        result.evaluation.fid = None  # its totals are in the metrics; its Inception state is not worth sending back
+        results[mode] = result
+    return seconds, results
+
+
+_worker_registry: Registry | None = None
+
+
+def _start_worker(threads: int, plugins: list[str]) -> None:
+    import torch
+
+    global _worker_registry
+    torch.set_num_threads(threads)
+    _worker_registry = load_registry(plugins)
+
+
+def _fit_and_test_in_worker(spec: RunSpec, runs_dir: Path, name: str, test: TestingPlan) -> Tested:
+    assert _worker_registry is not None, "started without _start_worker"
+    return _fit_and_test(spec, runs_dir, name, test, _worker_registry)
 
 
 def _spec(argv: list[str], registry: Registry) -> RunSpec:

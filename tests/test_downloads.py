@@ -257,7 +257,7 @@ def test_a_plugin_catalogue_is_used(server, tmp_path):
 @pytest.mark.parametrize("entry", [e for e in DATASETS.values() if e.recipes], ids=lambda e: e.name)
 def test_every_recipe_of_a_dataset_reads_where_it_is_unpacked(entry):
     for recipe in entry.recipes:
-        config = yaml.safe_load((REPO / recipe).read_text())
+        config = yaml.safe_load(registry.default_registry().recipes[recipe].read_text())
         assert config["data"]["root"] == f"datasets/{entry.name}"
 
 

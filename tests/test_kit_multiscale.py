@@ -115,7 +115,7 @@ def test_the_repaired_components_pass_every_check():
         ("discriminator:scales", check_discriminator_output_grid, "sizes",
          "logits N x 1 x output_size(H) x output_size(W)", "at scale 1, expected", "end with a 1-channel convolution"),
         ("discriminator:scales", check_discriminator_output_grid, "pooled_features",
-         "features are finite tensors N x ...", "at scale 0 for a batch of", "return the activations themselves"),
+         "features are finite tensors N x ...", "at scale 0 for input", "return the activations themselves"),
         ("discriminator:scales", check_receptive_field, "field",
          "receptive_field matches the network", "declared 8, measured 16 pixels at scale 1", "compute receptive_field"),
         ("discriminator:scales", check_discriminator_every_scale_sees_the_input, "detached",

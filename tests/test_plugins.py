@@ -9,7 +9,9 @@ from importlib.metadata import version
 import pytest
 
 from conftest import TINY_GENERATOR
+from p2p_core import checkpoint
 from p2p_core.cli import main
+from p2p_core.config import parse_spec
 from p2p_core.errors import PluginError, UnknownComponentError
 from p2p_core.registry import ALLOW_ENV, DISABLE_AUTOLOAD_ENV, Registry, default_registry, load_registry
 
@@ -94,7 +96,7 @@ def test_list_plugins_shows_distribution_version_module_and_registrations(instal
     rows = {line.split()[0]: line.split(maxsplit=4) for line in lines[1:]}
     assert rows["good"] == ["good", "p2p-fake-good", "0.3", "fake_good", "generator:tiny"]
     assert rows["unet"] == ["unet", "p2p", version("p2p"), "p2p_unet", "generator:unet, generator:encoder_decoder"]
-    assert set(rows) == {"good", "unet", "patchgan", "gan_losses", "datasets", "reference"}
+    assert set(rows) == {"good", "unet", "patchgan", "gan_losses", "datasets", "reference", "recipes"}
 
 
 def test_two_distributions_may_use_the_same_entry_point_name(install_distribution):
@@ -117,6 +119,18 @@ def make(*, in_channels: int, out_channels: int, image_size: int):
 @p2p_core.hookimpl
 def p2p_generators():
     return {"made": make, "still_fine": Tiny}
+"""
+UNTYPED = TINY_GENERATOR + """
+class Loose(Tiny):
+    \"\"\"Tiny with options of no declared type.\"\"\"
+
+    def __init__(self, *, in_channels: int, out_channels: int, image_size: int, gain=1.0, bias=None, label: str = "x") -> None:
+        super().__init__(in_channels=in_channels, out_channels=out_channels, image_size=image_size)
+        self.gain = gain
+
+@p2p_core.hookimpl
+def p2p_generators():
+    return {"loose": Loose}
 """
 NO_SIZE_MULTIPLE = TINY_GENERATOR + """
 class Sizeless(nn.Module):
@@ -168,7 +182,23 @@ def test_a_factory_function_needs_no_return_annotation(install_distribution):
     assert not registry.problems
     assert {"made", "still_fine", "tiny"} <= set(registry.available("generator"))
     assert registry.create("generator", "made", in_channels=3, out_channels=1, image_size=8).out_channels == 1
+    with pytest.raises(UnknownComponentError) as error:
+        registry.get("generator", "mad")
+    assert error.value.close_matches == ["made"]
     _builtins_work(registry)
+
+
+def test_untyped_options_are_reported_and_the_component_still_works(install_distribution, capsys):
+    _install_broken(install_distribution, UNTYPED)
+    registry = _loaded()
+    assert _problem(registry) == (
+        "plugin 'broken' (p2p-fake-broken 1.0): generator 'loose': option(s) gain, bias have no type annotation, so "
+        "the command line takes any value; annotate them (e.g. `ngf: int = 64`)"
+    )
+    assert registry.create("generator", "loose", in_channels=3, out_channels=3, image_size=8, gain=2.0).gain == 2.0
+    main(["-p", "p2p-fake-broken", "list", "plugins"])
+    out = capsys.readouterr().out
+    assert "generator:loose" in out and "FAILED" not in out and "option(s) gain, bias have no type annotation" in out
 
 
 def test_a_component_that_breaks_its_protocol_fails_when_built_naming_its_distribution(install_distribution):
@@ -185,30 +215,65 @@ def test_a_component_that_breaks_its_protocol_fails_when_built_naming_its_distri
     _builtins_work(registry)
 
 
-def test_a_duplicate_name_names_both_distributions_and_the_rest_works(install_distribution):
+def test_a_plugin_taking_a_builtin_name_leaves_it_to_the_builtin_and_is_reachable_qualified(install_distribution):
     _install_broken(install_distribution, DUPLICATE)
+    with pytest.warns(UserWarning, match=r"generator 'unet' of p2p-fake-broken 1\.0 .*use this one as p2p-fake-broken:unet"):
+        registry = _loaded()
+    assert registry.get("generator", "unet").distribution == "p2p"
+    _builtins_work(registry)
+    for spelt in ("p2p-fake-broken:unet", "P2P_Fake.Broken:unet"):  # the distribution as pip matches it
+        shadowed = registry.get("generator", spelt)
+        assert (shadowed.distribution, shadowed.name) == ("p2p-fake-broken", "p2p-fake-broken:unet")
+    assert registry.create("generator", "p2p-fake-broken:unet", in_channels=3, out_channels=1, image_size=8).out_channels == 1
+    assert {"unet", "p2p-fake-broken:unet", "own", "tiny"} <= set(registry.available("generator"))
+    assert any("p2p-fake-broken:unet" in problem for problem in registry.problems)
+
+
+@pytest.mark.filterwarnings("ignore:generator 'unet' of p2p-fake-broken")  # after the first, which it checks
+def test_a_plugin_taking_the_default_name_breaks_no_one_and_its_qualified_name_is_recorded(install_distribution, tmp_path, capsys):
+    _install_broken(install_distribution, DUPLICATE)
+    tiny = ["--disc", "patch16", "--disc.ndf", "4", "--data.length", "1", "--data.load_size", "16", "--data.crop_size", "16",
+            "--trainer.max_steps", "1", "--trainer.num_workers", "0", "--trainer.progress", "false", "--out_dir", str(tmp_path)]
+    with pytest.warns(UserWarning, match="p2p-fake-broken:unet"):
+        main(["-p", "p2p-fake-broken", "fit", "--generator.ngf", "4", *tiny, "--name", "default"])
+    assert checkpoint.read(tmp_path / "default").spec.run.generator.name == "unet"
+    config = tmp_path / "recipe.yaml"
+    config.write_text("generator: {name: p2p-fake-broken:unet}\n")
+    main(["-p", "p2p-fake-broken", "fit", "--config", str(config), *tiny, "--name", "qualified"])
+    trained = checkpoint.read(tmp_path / "qualified").spec.run.generator
+    assert trained.name == "p2p-fake-broken:unet"
+    assert load_registry().get("generator", trained.name).distribution == "p2p-fake-broken"
+    capsys.readouterr()
+    main(["-p", "p2p-fake-broken", "describe", "generator", "p2p-fake-broken:unet"])
+    assert "from p2p-fake-broken 1.0" in capsys.readouterr().out
+
+
+def test_two_plugins_sharing_a_name_make_it_ambiguous_and_each_qualified_name_works(install_distribution, capsys):
+    install_distribution("p2p-fake-good", **GOOD)
+    install_distribution("p2p-fake-other", modules={"fake_other": GOOD["modules"]["fake_good"]}, entry_points={"other": "fake_other"})
     registry = _loaded()
-    origins = {f"p2p {version('p2p')} (plugin 'unet')", "p2p-fake-broken 1.0 (plugin 'broken')"}  # in the order they loaded
-    problem = _problem(registry)
-    assert problem.startswith("generator 'unet' is registered twice: ")
-    assert set(problem.split(": ", 1)[1].split(" and ")) == origins
-    with pytest.raises(PluginError, match="generator 'unet' is registered by more than one plugin") as error:
-        registry.get("generator", "unet")
-    assert all(origin in str(error.value) for origin in origins)
-    assert {"encoder_decoder", "own", "tiny"} <= set(registry.available("generator"))
-    assert registry.create("discriminator", "patch70", in_channels=6, ndf=4).receptive_field == 70
+    with pytest.raises(PluginError, match="generator 'tiny' is registered by more than one plugin") as error:
+        registry.get("generator", "tiny")
+    assert "p2p-fake-good:tiny or p2p-fake-other:tiny" in str(error.value)
+    assert registry.get("generator", "p2p-fake-good:tiny").distribution == "p2p-fake-good"
+    assert registry.get("generator", "p2p-fake-other:tiny").distribution == "p2p-fake-other"
+    available = registry.available("generator")
+    assert "tiny" not in available and {"p2p-fake-good:tiny", "p2p-fake-other:tiny", "unet"} <= set(available)
+    (problem,) = registry.problems
+    assert problem.startswith("generator 'tiny' is registered twice: ") and "p2p-fake-good:tiny" in problem
+    main(["list", "generator"])
+    assert "p2p-fake-other:tiny" in capsys.readouterr().out
 
 
-def test_a_clash_on_a_cli_default_only_stops_what_needs_that_default(install_distribution, tmp_path, capsys):
-    _install_broken(install_distribution, DUPLICATE)
-    select = ["-p", "p2p-fake-broken"]
-    main([*select, "list"])
-    assert "generator 'unet' is registered twice" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        main([*select, "fit", "--out_dir", str(tmp_path)])
-    assert re.match(r"p2p: error: generator 'unet' is registered by more than one plugin: .*p2p-fake-broken 1\.0",
-                    capsys.readouterr().err)
-    main([*select, "fit", "--generator", "own", "--disc", "patch16", "--disc.ndf", "4", "--data.length", "1",
-          "--data.load_size", "16", "--data.crop_size", "16", "--trainer.max_steps", "1", "--trainer.num_workers", "0",
-          "--trainer.progress", "false", "--out_dir", str(tmp_path), "--name", "run"])
-    assert (tmp_path / "run" / "checkpoints" / "step_00000001.pt").is_file()
+def test_every_component_has_a_qualified_name(capsys):
+    registry = load_registry()
+    assert registry.get("generator", "p2p:unet").factory is registry.get("generator", "unet").factory
+    assert registry.create("loss", "p2p:l1", weight=10).weight == 10
+    with pytest.raises(UnknownComponentError, match=r"unknown generator 'p2p:unett'; did you mean 'p2p:unet'\?"):
+        registry.get("generator", "p2p:unett")
+    with pytest.raises(UnknownComponentError, match=r"unknown loss 'nobody:l1' available: .*p2p:l1"):
+        registry.get("loss", "nobody:l1")
+    spec, _ = parse_spec(["--generator", "p2p:unet", "--generator.ngf", "4", "--loss", "cgan+p2p:l1",
+                          "--loss_options.p2p:l1.weight", "7"], registry)
+    assert (spec.generator.name, spec.generator.options["ngf"]) == ("p2p:unet", 4)
+    assert (spec.loss, spec.loss_options["p2p:l1"]["weight"]) == ("cgan+p2p:l1", 7)

@@ -110,3 +110,63 @@ def test_the_environment_names_distributions_too_and_pytest_selects_among_the_ca
         "*ERROR collecting p2p-plugin?p2p-not-installed?*",
         "--p2p-plugin p2p-not-installed: no installed distribution has that name; install it*",
     ])
+
+
+EXPLODING = """
+import p2p_core
+from torch import nn
+
+
+class Exploding(nn.Module):
+    \"\"\"Raises inside forward.\"\"\"
+
+    size_multiple = 1
+
+    def __init__(self, *, in_channels: int, out_channels: int, image_size: int) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.conv = nn.Conv2d(in_channels, out_channels, 1)
+
+    def forward(self, x):
+        return self.helper(x)
+
+    def helper(self, x):
+        raise RuntimeError("boom")
+
+
+@p2p_core.hookimpl
+def p2p_generators():
+    return {"exploding": Exploding}
+"""
+
+PARAMETRIZED = """
+from p2p_core.testing import parametrize_with_checks
+
+
+@parametrize_with_checks(["generator:exploding"])
+def test_kit(case):
+    case.run()
+"""
+
+
+def test_a_component_that_raises_is_reported_as_the_checks_failure_with_only_its_own_lines(pytester, install_distribution):
+    install_distribution("p2p-fake-explode", modules={"fake_explode": EXPLODING}, entry_points={"explode": "fake_explode"})
+    pytester.makepyfile(test_parametrized=PARAMETRIZED)
+    result = pytester.runpytest_subprocess("--p2p-plugin", "p2p-fake-explode", "-k", "output_shape")
+    result.assert_outcomes(failed=2, deselected=11)
+    for header in ("*_ test_kit?generator:exploding-check_generator_output_shape_and_range? _*",
+                   "*_ generator:exploding-check_generator_output_shape_and_range _*"):
+        result.stdout.fnmatch_lines([
+            header,
+            "generator 'exploding' (p2p-fake-explode) breaks the contract: G maps *",
+            "  check: check_generator_output_shape_and_range",
+            "  found: it raised RuntimeError: boom",
+            "  fix: *",
+            "  where it raised, in its own code (innermost last):",
+            "    *fake_explode.py:17 in forward",
+            "      return self.helper(x)",
+            "    *fake_explode.py:20 in helper",
+            "      raise RuntimeError(\"boom\")",
+        ])
+    for machinery in ("checks.py", "p2p_core/testing/", "/_pytest/", "/pluggy/", "/hypothesis/", "/torch/"):
+        assert machinery not in result.stdout.str()

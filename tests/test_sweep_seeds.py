@@ -10,7 +10,7 @@ import pytest
 
 from conftest import make_spec
 from p2p_core import checkpoint, evaluation
-from p2p_core.errors import ConfigError
+from p2p_core.errors import ConfigError, P2PError
 from p2p_core.evaluation import CONSTANT
 from p2p_core.registry import default_registry
 from p2p_core.spec import Shapes, TrainedSpec
@@ -76,3 +76,29 @@ def test_differences_beyond_the_spread_are_marked(tmp_path: Path):
 def test_seeds_must_be_positive(tmp_path: Path):
     with pytest.raises(ConfigError, match="--seeds must be at least 1, got 0"):
         run_sweep(recipes=[str(SMOKE)], base=[], out_dir=tmp_path / "s", seeds=0)
+
+
+def test_runs_trained_in_parallel_match_runs_trained_one_by_one_and_every_mode_is_tabled(tmp_path: Path):
+    recipe = str(RECIPES / "ablations" / "objective" / "l1.yaml")
+    one_by_one = run_sweep(recipes=[recipe], base=[str(SMOKE)], out_dir=tmp_path / "serial", seeds=2, grid_rows=1)
+    parallel = run_sweep(recipes=[recipe], base=[str(SMOKE)], out_dir=tmp_path / "parallel", seeds=2, jobs=2, grid_rows=1,
+                         modes=("paper", "eval"))  # fmt: skip
+
+    seeds = [checkpoint.read(parallel / "runs" / f"l1-seed{seed}").spec.run.trainer.seed for seed in (0, 1)]
+    assert seeds == [0, 1]
+    serial_runs = read_csv(one_by_one / "runs.csv")
+    parallel_runs = {mode: read_csv(parallel / mode / "runs.csv") for mode in ("paper", "eval")}
+    # Same seeds, same models: one thread per worker may only change the rounding.
+    for serial, paired in zip(serial_runs, parallel_runs["paper"]):
+        assert float(paired["l1"]) == pytest.approx(float(serial["l1"]), rel=1e-3)
+    assert [float(r["l1"]) for r in parallel_runs["eval"]] != [float(r["l1"]) for r in parallel_runs["paper"]]
+    for mode in ("paper", "eval"):
+        assert f"{mode} test-time mode" in (parallel / mode / "results.md").read_text()
+        assert (parallel / mode / "grid.png").is_file()
+
+
+def test_a_failed_parallel_run_is_named(tmp_path: Path):
+    l1 = str(RECIPES / "ablations" / "objective" / "l1.yaml")
+    too_large = str(RECIPES / "ablations" / "discriminator" / "image286.yaml")  # no logits for the smoke's 64x64
+    with pytest.raises(P2PError, match="sweep run image286: discriminator 'image286'"):
+        run_sweep(recipes=[l1, too_large], base=[str(SMOKE)], out_dir=tmp_path / "s", jobs=2)

@@ -1,18 +1,20 @@
 """The contract checks, one named function per property, each failing with what the contract is and how to fix it.
 
 A check takes a :class:`Subject` (a registered component plus the options that keep it small) and raises
-``AssertionError`` on a violation. Hypothesis drives the sizes, channel counts and inputs.
+:class:`ContractViolation` (an ``AssertionError``) on a violation. Its docstring's first line is the contract
+it enforces, which reports and CONTRIBUTING.md quote. Hypothesis drives the sizes, channel counts and inputs.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
@@ -22,7 +24,12 @@ from p2p_core.protocols import DiscriminatorOutput, Sample, per_scale
 from p2p_core.registry import Component, Registry
 from p2p_core.testing import strategies
 
-SETTINGS = settings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+# One bug per failure (several distinct ones would come as an exception group, each with its own example), and no
+# explain phase, whose notes point at lines of the kit rather than of the component.
+SETTINGS = settings(
+    max_examples=8, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
+    phases=[phase for phase in Phase if phase is not Phase.explain],
+)
 TRAINING_SIZES = (16, 32, 64)
 
 
@@ -42,8 +49,25 @@ class Subject:
         return self.registry.create(self.component.kind, self.component.name, **engine_arguments, **self.options)
 
 
+class ContractViolation(AssertionError):
+    """A component broke a contract. The message says which, what was found and the fix; with hypothesis's
+    example (its notes) it is the whole report, which the kit's pytest plugin shows instead of a traceback."""
+
+    error: Exception | None = None
+    """What the component raised, when the violation is that it raised (for a debugger; the report has the rest)."""
+
+    def report(self) -> str:
+        return "\n".join([str(self), *getattr(self, "__notes__", [])])
+
+
+def contract_of(check: Callable[[Subject], None]) -> str:
+    """The contract ``check`` enforces, in one line: its docstring's first paragraph."""
+    paragraph = inspect.cleandoc(check.__doc__ or check.__name__).split("\n\n")[0]
+    return " ".join(paragraph.split()).replace("``", "`")
+
+
 def _fail(subject: Subject, contract: str, found: str, fix: str) -> None:
-    raise AssertionError(f"{subject.label} breaks the contract: {contract}\n  found: {found}\n  fix: {fix}")
+    raise ContractViolation(f"{subject.label} breaks the contract: {contract}\n  found: {found}\n  fix: {fix}")
 
 
 # -- generators ----------------------------------------------------------------------------------------------
@@ -53,28 +77,62 @@ def check_generator_output_shape_and_range(subject: Subject) -> None:
     """G maps N x C_in x H x W to N x C_out x H x W in [-1, 1] for any valid size and channel count."""
 
     @SETTINGS
-    @given(shape=strategies.translation_shapes(), image_size=st.sampled_from(TRAINING_SIZES), data=st.data())
-    def run(shape: dict[str, int], image_size: int, data: st.DataObject) -> None:
-        g = subject.build(in_channels=shape["in_channels"], out_channels=shape["out_channels"], image_size=image_size)
-        size = data.draw(strategies.image_sizes(g.size_multiple, max_factor=2, max_size=2 * image_size))
-        x = data.draw(strategies.images(batch=shape["batch"], channels=shape["in_channels"], height=size))
+    @given(in_channels=strategies.channel_counts(), out_channels=strategies.channel_counts(), batch=strategies.batch_sizes(),
+           image_size=st.sampled_from(TRAINING_SIZES), seed=st.integers(0, 2**31 - 1), saturated=st.booleans(), data=st.data())
+    def run(
+        in_channels: int, out_channels: int, batch: int, image_size: int, seed: int, saturated: bool, data: st.DataObject
+    ) -> None:
+        g = subject.build(in_channels=in_channels, out_channels=out_channels, image_size=image_size)
+        # Drawn as the size itself, so that the falsifying example shows the size the found line names.
+        size = data.draw(strategies.image_sizes(g.size_multiple, max_factor=2, max_size=2 * image_size), label="size")
+        x = strategies.seeded_images(batch=batch, channels=in_channels, height=size, seed=seed, saturated=saturated)
         with torch.no_grad():
             y = g(x)
-        expected = (shape["batch"], shape["out_channels"], size, size)
+        expected = (batch, out_channels, size, size)
         if tuple(y.shape) != expected:
             _fail(subject, "output shape N x out_channels x H x W", f"{tuple(y.shape)} for input {tuple(x.shape)}, expected {expected}",
                   "keep the spatial size (stride-2 downs matched by stride-2 ups) and end with out_channels channels")
         if not torch.isfinite(y).all() or y.abs().max() > 1:
-            _fail(subject, "outputs in [-1, 1]", f"range [{y.min():.3g}, {y.max():.3g}]", "end the network with Tanh")
+            _fail(subject, "outputs in [-1, 1]", f"range [{y.min():.3g}, {y.max():.3g}] for input {tuple(x.shape)}",
+                  "end the network with Tanh")
 
     run()
 
 
 def check_generator_size_multiple(subject: Subject) -> None:
-    """``size_multiple`` is a positive int and sizes that are multiples of it are accepted."""
-    g = subject.build(in_channels=3, out_channels=3, image_size=32)
-    if not isinstance(g.size_multiple, int) or g.size_multiple < 1:
-        _fail(subject, "size_multiple is a positive int", repr(g.size_multiple), "set it to 2**(number of stride-2 downs)")
+    """``size_multiple`` is a positive int, and the smallest input it allows, one multiple on each side, works."""
+    g = subject.build(in_channels=3, out_channels=3, image_size=32).train()
+    multiple = g.size_multiple
+    if not isinstance(multiple, int) or multiple < 1:
+        _fail(subject, "size_multiple is a positive int", repr(multiple), "set it to 2**(number of stride-2 downs)")
+    try:
+        _translate_at(g, multiple)
+    except Exception as error:
+        works = next((k * multiple for k in range(2, 9) if _translates_at(g, k * multiple)), None)
+        if works is None:
+            raise  # not about the size: reported as the crash it is, with its traceback
+        _fail(subject, "the smallest input, size_multiple x size_multiple, works",
+              f"{type(error).__name__}: {_first_line(error)} at {multiple} x {multiple}; {works} x {works} works",
+              f"declare size_multiple = {works}: p2p pads images up to multiples of it, so it is also the smallest "
+              "side the network must take")
+
+
+def _translate_at(g: nn.Module, side: int) -> None:
+    # Batch 1 in training mode, as pix2pix trains: the strictest case for normalisation layers.
+    with torch.no_grad():
+        g(torch.rand(1, 3, side, side) * 2 - 1)
+
+
+def _translates_at(g: nn.Module, side: int) -> bool:
+    try:
+        _translate_at(g, side)
+    except Exception:  # noqa: BLE001 - any failure means this size does not work
+        return False
+    return True
+
+
+def _first_line(error: BaseException) -> str:
+    return next(iter(str(error).strip().splitlines()), "")
 
 
 def check_generator_eval_is_deterministic(subject: Subject) -> None:
@@ -160,12 +218,14 @@ def check_discriminator_output_grid(subject: Subject) -> None:
     count; its features, if any, are finite N x ... tensors."""
 
     @SETTINGS
-    @given(channels=strategies.channel_counts().map(lambda c: c * 2), batch=strategies.batch_sizes(), extra=st.integers(0, 2))
-    def run(channels: int, batch: int, extra: int) -> None:
+    @given(channels=strategies.channel_counts().map(lambda c: c * 2), batch=strategies.batch_sizes(), data=st.data())
+    def run(channels: int, batch: int, data: st.DataObject) -> None:
         d = subject.build(in_channels=channels)
-        size = _discriminator_input_size(d) + 16 * extra
+        smallest = _discriminator_input_size(d)
+        size = data.draw(st.sampled_from([smallest + 16 * extra for extra in range(3)]), label="size")
         with torch.no_grad():
             output = _judged(subject, d(torch.rand(batch, channels, size, size) * 2 - 1))
+        shape = (batch, channels, size, size)
         sizes = per_scale(d.output_size(size))
         if len(sizes) != len(output.logits):
             _fail(subject, "output_size gives one size per scale of logits", f"{len(sizes)} sizes for {len(output.logits)} scales",
@@ -174,15 +234,15 @@ def check_discriminator_output_grid(subject: Subject) -> None:
             expected = (batch, 1, side, side)
             if tuple(logits.shape) != expected:
                 _fail(subject, "logits N x 1 x output_size(H) x output_size(W)",
-                      f"{tuple(logits.shape)} at scale {scale}, expected {expected}",
+                      f"{tuple(logits.shape)} at scale {scale} for input {shape}, expected {expected}",
                       "end with a 1-channel convolution and make output_size() follow the layers' strides and padding")
             if not torch.isfinite(logits).all():
-                _fail(subject, "finite logits", f"NaN or Inf at scale {scale}", "check the normalisation layers")
+                _fail(subject, "finite logits", f"NaN or Inf at scale {scale} for input {shape}", "check the normalisation layers")
         for scale, features in enumerate(output.features):
             for feature in features:
                 if feature.dim() < 2 or feature.shape[0] != batch or not torch.isfinite(feature).all():
                     _fail(subject, "features are finite tensors N x ...",
-                          f"a feature of shape {tuple(feature.shape)} at scale {scale} for a batch of {batch}",
+                          f"a feature of shape {tuple(feature.shape)} at scale {scale} for input {shape}",
                           "return the activations themselves, batch first (no pooling over the batch, no .item())")
 
     run()

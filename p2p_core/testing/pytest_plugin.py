@@ -21,7 +21,8 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -58,6 +59,21 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         items.extend(session.genitems(collector))
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A broken contract, in a kit case or in a test that runs one (``case.run()``), is reported as its message:
+    the contract, what was found, the fix and the component's own frames, not a traceback through the kit."""
+    report = yield
+    # Looked up, not imported: no ContractViolation exists unless the kit (and torch) were imported already.
+    checks = sys.modules.get("p2p_core.testing.checks")
+    violation = call.excinfo.value if call.excinfo is not None else None
+    if checks is not None and report.failed and isinstance(violation, checks.ContractViolation):
+        report.longrepr = violation.report()
+    return report
+
+
 def _installed_name(name: str) -> str | None:
     """The installed distribution's own spelling of ``name`` (pip's matching: p2p_x finds p2p-x), or None."""
     try:
@@ -75,14 +91,18 @@ class DistributionCollector(pytest.Collector):
 
     def collect(self) -> list[pytest.Item]:
         # Imported here: pytest loads this module in every session, and most never need the kit and hypothesis.
-        from p2p_core.registry import OWN_DISTRIBUTION, Registry
+        from p2p_core.errors import did_you_mean
+        from p2p_core.registry import ENTRY_POINT_GROUP, OWN_DISTRIBUTION, Registry
         from p2p_core.testing import cases
 
         dist_name = self.distribution
         if _installed_name(dist_name) is None:
+            # Matched as `p2p -p` matches a plugin's name, among the distributions that have p2p plugins.
+            plugins = {ep.dist.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.dist}
             raise self.CollectError(
                 f"--p2p-plugin {dist_name}: no installed distribution has that name; install it "
                 "(pip install -e PATH) or check the name with `pip list` or `p2p list plugins`"
+                + did_you_mean(dist_name, plugins)
             )
         registry = Registry()
         registry.load_entry_points(allow=[dist_name, OWN_DISTRIBUTION])
@@ -129,15 +149,7 @@ class DistributionCollector(pytest.Collector):
 
 
 class KitItem(pytest.Item):
-    """An item whose AssertionError is a broken contract: it already says what was found and how to fix it, so
-    the report is that message, not a traceback into the kit. Anything else (the component crashed) keeps its
-    traceback, which points into the component."""
-
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
-        if isinstance(excinfo.value, AssertionError):
-            # Hypothesis adds the falsifying example as a note.
-            return "\n".join([str(excinfo.value), *getattr(excinfo.value, "__notes__", [])])
-        return super().repr_failure(excinfo, style)
+    """An item of the kit; its failures are ContractViolations, which pytest_runtest_makereport reports."""
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
         return self.path, None, self.name
@@ -162,13 +174,15 @@ class LoadItem(KitItem):
         self.distribution, self.problems, self.empty = distribution, problems, empty
 
     def runtest(self) -> None:
+        from p2p_core.testing import ContractViolation
+
         if self.problems:
-            raise AssertionError(
+            raise ContractViolation(
                 f"{self.distribution} does not load cleanly beside p2p's built-ins:\n  " + "\n  ".join(self.problems)
                 + "\n  fix: make its modules importable, its hooks return {name: factory}, and its names unique"
             )
         if self.empty:
-            raise AssertionError(
+            raise ContractViolation(
                 f"{self.distribution} loads but registers nothing\n  fix: implement a hook such as p2p_generators "
                 "with @p2p_core.hookimpl in the module its p2p entry point names"
             )

@@ -28,15 +28,24 @@ def batch_sizes(max_batch: int = 2) -> st.SearchStrategy[int]:
     return st.integers(1, max_batch)
 
 
+def seeded_images(
+    *, batch: int, channels: int, height: int, width: int | None = None, seed: int, saturated: bool = False
+) -> Tensor:
+    """A batch of images in [-1, 1] made from ``seed``; ``saturated`` pushes two thirds of the values to the ends.
+
+    A check that draws the seed (and ``saturated``) instead of the tensor gets a falsifying example of a few
+    numbers, which reproduce the tensor, instead of every pixel.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, channels, height, width or height, generator=generator) * 2 - 1
+    return x.mul(3).clamp(-1, 1) if saturated else x
+
+
 @st.composite
 def images(draw: st.DrawFn, *, batch: int, channels: int, height: int, width: int | None = None) -> Tensor:
     """A batch of images in [-1, 1], sometimes saturated at the ends of the range."""
     seed = draw(st.integers(0, 2**31 - 1))
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.rand(batch, channels, height, width or height, generator=generator) * 2 - 1
-    if draw(st.booleans()):
-        x = x.mul(3).clamp(-1, 1)
-    return x
+    return seeded_images(batch=batch, channels=channels, height=height, width=width, seed=seed, saturated=draw(st.booleans()))
 
 
 @st.composite

@@ -13,36 +13,32 @@ DATASETS_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets"
 PRETRAINED_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch"
 
 
-def _recipe(name: str) -> tuple[str, ...]:
-    return (f"recipes/{name}.yaml",)
-
-
 DATASETS: dict[str, DatasetEntry] = {
     entry.name: entry
     for entry in [
         DatasetEntry(
-            name="facades", url=f"{DATASETS_URL}/facades.tar.gz", recipes=_recipe("facades"),
+            name="facades", url=f"{DATASETS_URL}/facades.tar.gz", recipes=("facades",),
             description="CMP Facades: photo (A) and label map (B), 400 training pairs",
         ),
         DatasetEntry(
             name="maps", url=f"{DATASETS_URL}/maps.tar.gz",
-            recipes=("recipes/maps_aerial2map.yaml", "recipes/maps_map2aerial.yaml"),
+            recipes=("maps_aerial2map", "maps_map2aerial"),
             description="Google Maps: aerial photo (A) and map (B), 1096 training pairs",
         ),
         DatasetEntry(
-            name="edges2shoes", url=f"{DATASETS_URL}/edges2shoes.tar.gz", recipes=_recipe("edges2shoes"),
+            name="edges2shoes", url=f"{DATASETS_URL}/edges2shoes.tar.gz", recipes=("edges2shoes",),
             description="UT Zappos50K: edge map (A) and photo (B), 50k training pairs",
         ),
         DatasetEntry(
-            name="edges2handbags", url=f"{DATASETS_URL}/edges2handbags.tar.gz", recipes=_recipe("edges2handbags"),
+            name="edges2handbags", url=f"{DATASETS_URL}/edges2handbags.tar.gz", recipes=("edges2handbags",),
             description="iGAN handbags: edge map (A) and photo (B), 137k training pairs",
         ),
         DatasetEntry(
-            name="night2day", url=f"{DATASETS_URL}/night2day.tar.gz", recipes=_recipe("night2day"),
+            name="night2day", url=f"{DATASETS_URL}/night2day.tar.gz", recipes=("night2day",),
             description="Transient Attributes webcams: night (A) and day (B), 17k training pairs",
         ),
         DatasetEntry(
-            name="cityscapes", url=None, recipes=_recipe("cityscapes"),
+            name="cityscapes", url=None, recipes=("cityscapes",),
             description="Cityscapes: photo (A) and semantic label map (B), 2975 training pairs",
             licence_note=(
                 "the Cityscapes licence does not allow p2p to fetch it for you. Register at "
@@ -50,7 +46,7 @@ DATASETS: dict[str, DatasetEntry] = {
                 "and unzip them. For each split, gather the photos (leftImg8bit/SPLIT/CITY/X_leftImg8bit.png) in one "
                 "folder and the colour label maps (gtFine/SPLIT/CITY/X_gtFine_color.png) in another, both renamed "
                 "X.png, then run `p2p data combine --a PHOTOS --b LABELS --out datasets/cityscapes --split SPLIT "
-                "--format jpg`, the layout recipes/cityscapes.yaml reads"
+                "--format jpg`, the layout the cityscapes recipe reads"
             ),
         ),
     ]
