@@ -113,7 +113,7 @@ def test_the_repaired_components_pass_every_check():
         ("discriminator:scales", check_discriminator_output_grid, "one_size",
          "output_size gives one size per scale of logits", "1 sizes for 2 scales", "return a tuple from output_size"),
         ("discriminator:scales", check_discriminator_output_grid, "sizes",
-         "logits N x 1 x output_size(H) x output_size(W)", "at scale 1, expected", "end with a 1-channel convolution"),
+         "logits N x 1 x output_size(H) x output_size(W)", "at scale 1 for input", "end with a 1-channel convolution"),
         ("discriminator:scales", check_discriminator_output_grid, "pooled_features",
          "features are finite tensors N x ...", "at scale 0 for input", "return the activations themselves"),
         ("discriminator:scales", check_receptive_field, "field",

@@ -202,7 +202,7 @@ def _judged(subject: Subject, output: Any) -> DiscriminatorOutput:
     try:
         return DiscriminatorOutput.of(output, source=subject.label)
     except ConfigError as error:
-        raise AssertionError(str(error)) from None
+        raise ContractViolation(str(error)) from None
 
 
 def _discriminator_input_size(module: Any) -> int:
@@ -350,8 +350,11 @@ def check_loss_finite_non_negative_and_differentiable(subject: Subject) -> None:
 
 
 def check_loss_with_multiscale_features(subject: Subject) -> None:
-    """The same, given a discriminator of two scales with features, as the engine hands it over: what the term's
-    ``needs`` declares, and nothing more. Terms of the first Loss protocol read one scale only, and are skipped."""
+    """Both losses are finite scalars >= 0, and the generator's has a gradient with respect to G(x), given a
+    discriminator of two scales with features, of which the term reads only what it declares (``needs``,
+    ``generator_needs_real``).
+
+    Terms of the first Loss protocol read one scale only, and are skipped."""
     if first_version(subject.build()):
         return
 
@@ -413,7 +416,7 @@ def _engine_loss(subject: Subject, term: Any, role: str, inputs: dict[str, Any])
     try:
         return compute(term)
     except ConfigError as error:
-        raise AssertionError(str(error)) from None
+        raise ContractViolation(str(error)) from None
     except Exception as error:
         if first_version(term) or not _succeeds(lambda: compute(_ReadsEverything(term))):
             raise
