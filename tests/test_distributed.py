@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from conftest import SMOKE, write_ab_folder
@@ -37,24 +38,31 @@ def generator_outputs(run_dir: Path) -> torch.Tensor:
         return generator.eval()(torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1)
 
 
-def test_two_processes_of_batch_1_train_like_one_process_of_batch_2(tmp_path):
+@pytest.fixture(scope="module")
+def ddp(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    """Two processes of batch 1 (torchrun is slow to start: one run serves the tests that compare with it)."""
+    run_dir = tmp_path_factory.mktemp("distributed") / "ddp"
+    done = fit(run_dir, *EXACT, "--trainer.nproc", "2")
+    assert done.returncode == 0, done.stderr
+    return run_dir, done
+
+
+def test_two_processes_of_batch_1_train_like_one_process_of_batch_2(tmp_path, ddp):
     single = fit(tmp_path / "single", *EXACT, "--trainer.batch_size", "2")
     assert single.returncode == 0, single.stderr
-    ddp = fit(tmp_path / "ddp", *EXACT, "--trainer.nproc", "2")
-    assert ddp.returncode == 0, ddp.stderr
-    difference = (generator_outputs(tmp_path / "single") - generator_outputs(tmp_path / "ddp")).abs()
+    ddp_dir, ddp = ddp
+    difference = (generator_outputs(tmp_path / "single") - generator_outputs(ddp_dir)).abs()
     # Adam turns rounding-level gradient differences into whole steps for weights whose gradient is ~0,
     # so outputs agree to about 1e-4 on average, not to the last bit. For scale: one process with batch 1
     # (the same data, not the same computation) lands 6e-3 away on average, 5e-2 at most.
     assert difference.mean() < 1e-3 and difference.max() < 1e-2
     # Only rank 0 writes: one events file, one set of checkpoints.
-    assert len(list((tmp_path / "ddp").glob("events.out.tfevents.*"))) == 1
+    assert len(list(ddp_dir.glob("events.out.tfevents.*"))) == 1
     assert ddp.stdout.count("checkpoint:") == 1
 
 
-def test_a_distributed_run_resumes_on_every_rank_from_the_same_checkpoint(tmp_path):
-    straight = fit(tmp_path / "straight", *EXACT, "--trainer.nproc", "2")
-    assert straight.returncode == 0, straight.stderr
+def test_a_distributed_run_resumes_on_every_rank_from_the_same_checkpoint(tmp_path, ddp):
+    straight, _ = ddp
     first = fit(tmp_path / "resumed", *EXACT, "--trainer.nproc", "2", "--trainer.checkpoint_every", "1")
     assert first.returncode == 0, first.stderr
     # As if killed after the step-2 checkpoint (the schedule follows the run's length, so it runs the whole way).
@@ -64,7 +72,7 @@ def test_a_distributed_run_resumes_on_every_rank_from_the_same_checkpoint(tmp_pa
     second = fit(tmp_path / "resumed", "--resume", str(tmp_path / "resumed"), "--trainer.nproc", "2")
     assert second.returncode == 0, second.stderr
     assert "resuming" in second.stderr
-    torch.testing.assert_close(generator_outputs(tmp_path / "straight"), generator_outputs(tmp_path / "resumed"), rtol=0, atol=1e-4)
+    torch.testing.assert_close(generator_outputs(straight), generator_outputs(tmp_path / "resumed"), rtol=0, atol=1e-4)
 
 
 def test_a_failing_rank_ends_the_job_with_its_error_instead_of_hanging(tmp_path):
