@@ -88,7 +88,8 @@ def cli(ckpt: Path, images: Path, out: Path, device: torch.device, tree: Path | 
     checkout of another commit, that commit's code and built-in plugins."""
     env = dict(os.environ)
     if tree is not None:
-        env["PYTHONPATH"] = os.pathsep.join([str(tree), str(tree / "plugins"), env.get("PYTHONPATH", "")])
+        # No empty entry: one would put the working directory, this checkout, on the path too.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), str(tree / "plugins"), env.get("PYTHONPATH")]))
     shutil.rmtree(out, ignore_errors=True)  # older commits had no --overwrite
     done = subprocess.run([sys.executable, "-m", "p2p_core", "predict", "--ckpt", str(ckpt), "--input", str(images),
                            "--output", str(out), "--mode", "eval", "--device", device.type],

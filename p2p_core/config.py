@@ -304,7 +304,6 @@ def options_round_trip(kind: str, name: str, options: Mapping[str, Any], registr
 
 
 def _option_arguments(key: str, options: Mapping[str, Any]) -> list[str]:
-
     plain = {k: os.fspath(v) if hasattr(v, "__fspath__") else v for k, v in options.items()}
     return [arg for option, value in plain.items() for arg in (f"--{key}.{option}", yaml.safe_dump(value).strip().removesuffix("\n..."))]
 
