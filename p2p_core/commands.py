@@ -335,6 +335,8 @@ def scorer_fit(
     data_options: dict[str, Any] | None = None,
     steps: int = 300,
     batch_size: int = 8,
+    network: str = "unet",
+    network_options: dict[str, Any] | None = None,
     seed: int = 0,
     device: Device = "auto",
     registry: Registry,
@@ -348,13 +350,16 @@ def scorer_fit(
             generator's so the scorer sees photos of the same size and scale.
         steps: Training steps (batches).
         batch_size: Photos per step.
+        network: The segmenter: a registered generator (p2p list generator; a plugin's too) with one output
+            channel per class. Default: a small U-Net.
+        network_options: Its options, e.g. '{ngf: 32}'.
         seed: Seeds the weights, the batch order and the jitter.
         device: Where it trains.
     """
     from p2p_core.scoring import fit_scorer
 
-    result = fit_scorer(data=data, data_options=data_options, out=out, steps=steps, batch_size=batch_size, seed=seed,
-                        device=device, registry=registry)
+    result = fit_scorer(data=data, data_options=data_options, out=out, steps=steps, batch_size=batch_size, network=network,
+                        network_options=network_options, seed=seed, device=device, registry=registry)
     scores = "  ".join(f"{name} {value:.4g}" for name, value in result.real_val.items())
     print(f"{result.path} ({result.steps} steps, {result.train_seconds:.0f} s); on the real val photos (the upper bound): {scores}")
 

@@ -6,8 +6,9 @@ labels the generated photos, and per-pixel accuracy, per-class accuracy and clas
 labels measure them. The same segmenter's scores on the real photos are the upper bound (the paper's "ground
 truth" row).
 
-Here the segmenter is a small U-Net built through the registry (``unet``, no dropout), with one output
-channel per class. It learns the dataset's targets (``Sample.b``), since those are what generated images
+Here the segmenter is by default a small U-Net built through the registry (``unet``, no dropout), with one
+output channel per class; any registered generator can take its place (``network``), so a plugin provides
+another scorer network by registering a generator. It learns the dataset's targets (``Sample.b``), since those are what generated images
 imitate: in the synthetic task with its default direction AtoB, ``a`` is the label rendering the generator
 reads and ``b`` the photo. It needs a dataset whose samples carry ``labels`` and that names its ``classes``;
 the built-in ``synthetic`` does, so the protocol runs exactly, at any scale, with no download.
@@ -97,6 +98,8 @@ def fit_scorer(
     steps: int = 300,
     batch_size: int = 8,
     lr: float = 1e-3,
+    network: str = "unet",
+    network_options: Mapping[str, Any] | None = None,
     ngf: int = 16,
     depth: int = 4,
     seed: int = 0,
@@ -114,8 +117,10 @@ def fit_scorer(
         steps: Training steps (batches).
         batch_size: Photos per step.
         lr: Adam's learning rate.
-        ngf: Filters of the U-Net's first layer.
-        depth: The U-Net's stride-2 blocks; the photos' sides must be multiples of 2**depth.
+        network: The segmenter: a registered generator (a plugin's too) with one output channel per class.
+        network_options: Its options; for the default ``unet``, added to ``ngf``, ``depth`` and no dropout.
+        ngf: Filters of the U-Net's first layer (``unet`` only).
+        depth: The U-Net's stride-2 blocks; the photos' sides must be multiples of 2**depth (``unet`` only).
         seed: Seeds the weights, the batch order and the jitter.
         device: auto (CUDA when there is one), cpu or cuda.
         progress: Show a progress bar.
@@ -128,9 +133,10 @@ def fit_scorer(
     options = dict(data_options or {})
     train = labelled_dataset(data=data, split="train", options=options, registry=registry)
     classes = tuple(train.classes)
+    defaults = {"ngf": ngf, "depth": depth, "dropout": 0.0} if network == "unet" else {}
     network = {
-        "name": "unet",
-        "options": {"ngf": ngf, "depth": depth, "dropout": 0.0},
+        "name": registry.get("generator", network).name,
+        "options": defaults | dict(network_options or {}),
         "in_channels": train.out_channels,
         "out_channels": len(classes),
         "image_size": train.image_size,

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from p2p_core.cli import main
-from p2p_core.errors import ConfigError, DataError
+from p2p_core.errors import ConfigError, DataError, UnknownComponentError
 from p2p_core.evaluation import CONSTANT, INPUT, REAL, constant_baseline, measure_baselines, report_text, run_test
 from p2p_core.metrics import SegmentationScores, image_metrics
 from p2p_core.protocols import Sample
@@ -146,3 +146,16 @@ def test_a_scorer_for_other_data_or_a_dataset_without_labels_is_refused(scorer, 
         check_compatible(load_scorer(scorer.path), classes=None, channels=3, what="dataset 'aligned'")
     with pytest.raises(DataError, match="gives no class labels"):
         fit_scorer(data="aligned", data_options={"root": str(ab_root)}, out=tmp_path / "s.pt", steps=1)
+
+
+def test_another_registered_generator_serves_as_the_scorer_network(scorer, tmp_path: Path):
+    # encoder_decoder stands for a plugin's generator: the scorer file names it, and loading rebuilds it.
+    other = fit_scorer(data_options=DATA, out=tmp_path / "ed.pt", steps=2, batch_size=2, network="encoder_decoder",
+                       network_options={"ngf": 8}, progress=False)
+    loaded = load_scorer(other.path)
+    assert torch.load(other.path, weights_only=True)["network"]["name"] == "encoder_decoder"
+    assert type(loaded.module) is not type(load_scorer(scorer.path).module)
+    assert loaded.classify(synthetic("val")[0].b[None]).shape == (1, 64, 64)
+    with pytest.raises(UnknownComponentError, match="encoder_decoderr"):
+        fit_scorer(data_options=DATA, out=tmp_path / "x.pt", steps=1, network="encoder_decoderr")
+    assert not (tmp_path / "x.pt").exists()
