@@ -210,7 +210,10 @@ def test(
     print(f"{len(result.names)} image(s), {mode} mode: {result.out_dir / 'index.html'}")
 
 
-def evaluate(*, pred: Path, target: Path, out: Path | None = None, fid_weights: Path | None = None) -> None:
+def evaluate(
+    *, pred: Path, target: Path, out: Path | None = None, fid_weights: Path | None = None,
+    scorer: Path | None = None, labels: Path | None = None,
+) -> None:
     """Measure translated images against targets with the same file names: L1, PSNR, SSIM, Lab colour (and FID).
 
     Args:
@@ -218,10 +221,13 @@ def evaluate(*, pred: Path, target: Path, out: Path | None = None, fid_weights: 
         target: Folder of ground-truth images.
         out: Folder for metrics.json and histograms.png.
         fid_weights: Local FID Inception weights; FID is skipped without them.
+        scorer: A scorer from `p2p scorer fit`: adds the paper's FCN-score of the translations (with --labels).
+        labels: Folder of class maps named as the translations (8-bit grayscale, one class index per pixel), as
+            p2p test writes them into labels/ for a labelled dataset.
     """
     from p2p_core.evaluation import evaluate_folders, summary_text
 
-    content = evaluate_folders(pred=pred, target=target, out=out, fid_weights=fid_weights)
+    content = evaluate_folders(pred=pred, target=target, out=out, fid_weights=fid_weights, scorer=scorer, labels=labels)
     print(f"{content['count']} image pair(s): {summary_text(content['metrics'])}", *content["notes"], sep="\n")
     if out is not None:
         print(f"written: {out / 'metrics.json'}, {out / 'histograms.png'}")

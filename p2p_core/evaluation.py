@@ -29,10 +29,12 @@ from p2p_core.images import list_images, read_image, write_image
 from p2p_core.metrics import HISTOGRAM_METRICS, IMAGE_METRICS, Evaluation, SegmentationScores, plot_histograms
 from p2p_core.inference import load_generator
 from p2p_core.registry import Registry, default_registry
-from p2p_core.scoring import LoadedScorer, check_compatible, load_scorer
+from p2p_core.scoring import LoadedScorer, check_compatible, load_scorer, read_labels, write_labels
 from p2p_core.spec import MODES, Mode, TrainedSpec
 
 FOLDERS = ("inputs", "outputs", "targets")
+LABELS = "labels"
+"""Where a labelled dataset's class maps go beside the images, for ``p2p evaluate --labels`` (scoring.write_labels)."""
 CONSTANT = "constant (per-pixel median of the targets)"
 INPUT = "input copied through"
 REAL = "real photos (the scorer's upper bound)"
@@ -122,6 +124,8 @@ def run_test(
             used.add(name)
             for folder, image in zip(FOLDERS, (x, output, target)):
                 write_image(image[0], out_dir / folder / f"{name}.png")
+            if sample.labels is not None:
+                write_labels(sample.labels, out_dir / LABELS / f"{name}.png")
 
     facts = {
         "checkpoint": str(path),
@@ -310,27 +314,38 @@ Files: <a href="metrics.json">metrics.json</a>.</p>
 """
 
 
-def evaluate_folders(*, pred: Path, target: Path, out: Path | None = None, fid_weights: Path | None = None) -> dict[str, Any]:
-    """Measure ``pred/NAME.*`` against ``target/NAME.*`` (paired by file name); write results to ``out``."""
-    pairs, _ = pair_by_name(
-        {"--pred": list_images(Path(pred), layout="translated images, named as their targets"),
-         "--target": list_images(Path(target), layout="target images, named as the translations")},
-        roots={"--pred": Path(pred), "--target": Path(target)},
-    )
-    predictions = {pair["--pred"].stem: pair["--pred"] for pair in pairs}
-    targets = {pair["--pred"].stem: pair["--target"] for pair in pairs}
+def evaluate_folders(
+    *, pred: Path, target: Path, out: Path | None = None, fid_weights: Path | None = None,
+    scorer: Path | None = None, labels: Path | None = None,
+) -> dict[str, Any]:
+    """Measure ``pred/NAME.*`` against ``target/NAME.*`` (paired by file name); write results to ``out``.
+
+    With ``scorer`` and ``labels`` (class maps ``labels/NAME.png``, as ``p2p test`` writes them), the FCN-score too.
+    """
+    if (scorer is None) != (labels is None):
+        raise ConfigError("the FCN-score needs both --scorer and --labels (a folder of class maps named as the images, "
+                          "as p2p test writes into labels/)")
+    folders = {"--pred": Path(pred), "--target": Path(target)} | ({"--labels": Path(labels)} if labels else {})
+    layouts = {"--pred": "translated images, named as their targets", "--target": "target images, named as the translations",
+               "--labels": "class maps, named as the translations"}
+    pairs, _ = pair_by_name({role: list_images(folder, layout=layouts[role]) for role, folder in folders.items()}, roots=folders)
+    loaded = load_scorer(scorer) if scorer else None
+    segmentation = SegmentationScores(num_classes=len(loaded.classes)) if loaded else None
     evaluation = Evaluation(fid_weights=fid_weights)
-    names = list(predictions)
+    names = [pair["--pred"].stem for pair in pairs]
     rows: list[dict[str, float]] = []
-    for name in names:
-        output, expected = read_image(predictions[name]), read_image(targets[name])
+    for name, pair in zip(names, pairs):
+        output, expected = read_image(pair["--pred"]), read_image(pair["--target"])
         if output.shape != expected.shape:
             raise DataError(
-                f"{predictions[name]} is {output.shape[-2]}x{output.shape[-1]} but {targets[name]} is "
+                f"{pair['--pred']} is {output.shape[-2]}x{output.shape[-1]} but {pair['--target']} is "
                 f"{expected.shape[-2]}x{expected.shape[-1]}; write the translations at the targets' size"
             )
         rows += evaluation.add(output[None], expected[None])
-    facts = {"pred": str(pred), "target": str(target)}
+        if loaded is not None:
+            segmentation.update(loaded.classify(output[None]), read_labels(pair["--labels"], classes=len(loaded.classes))[None])
+    facts = {"pred": str(pred), "target": str(target)} | ({"scorer": str(scorer), "labels": str(labels)} if loaded else {})
+    scores = segmentation.compute() if segmentation is not None else {}
     if out is None:
-        return {**facts, "count": len(rows), "metrics": evaluation.summary(), "notes": evaluation.notes}
-    return write_results(Path(out), facts=facts, evaluation=evaluation, rows=rows, names=names)
+        return {**facts, "count": len(rows), "metrics": evaluation.summary() | scores, "notes": evaluation.notes}
+    return write_results(Path(out), facts=facts, evaluation=evaluation, rows=rows, names=names, extra_metrics=scores)

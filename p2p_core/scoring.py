@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import attrs
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -234,6 +235,29 @@ def score(
     for photo_batch, label_batch in pairs:
         scores.update(loaded.classify(photo_batch), label_batch)
     return scores.compute()
+
+
+def write_labels(labels: Tensor, path: Path) -> None:
+    """An H x W class map as an 8-bit grayscale PNG whose values are the class indices (what ``p2p test``
+    writes as ``labels/NAME.png``, and ``p2p evaluate --labels`` reads)."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture = Image.fromarray(labels.to(torch.uint8).cpu().numpy(), mode="L")
+    write_atomically(path, lambda handle: picture.save(handle, format="PNG"), durable=False)
+
+
+def read_labels(path: Path, *, classes: int) -> Tensor:
+    """The H x W class map of :func:`write_labels`; a DataError naming the file for values beyond ``classes``."""
+    from PIL import Image
+
+    with Image.open(path) as picture:
+        if picture.mode != "L":
+            raise DataError(f"{path} is a {picture.mode} image; a label map is 8-bit grayscale, one class index per pixel")
+        labels = torch.from_numpy(np.array(picture, dtype=np.int64))
+    if int(labels.max()) >= classes:
+        raise DataError(f"{path} holds class {int(labels.max())}, but the scorer knows {classes} classes (0 to {classes - 1})")
+    return labels
 
 
 def check_compatible(scorer: LoadedScorer, *, classes: Sequence[str] | None, channels: int, what: str) -> None:

@@ -11,12 +11,12 @@ from torch.utils.data import DataLoader
 
 from p2p_core.cli import main
 from p2p_core.errors import ConfigError, DataError, UnknownComponentError
-from p2p_core.evaluation import CONSTANT, INPUT, REAL, constant_baseline, measure_baselines, report_text, run_test
+from p2p_core.evaluation import CONSTANT, INPUT, REAL, constant_baseline, evaluate_folders, measure_baselines, report_text, run_test
 from p2p_core.metrics import SegmentationScores, image_metrics
 from p2p_core.protocols import Sample
 from p2p_core.registry import default_registry
 from p2p_core.run import collate_samples
-from p2p_core.scoring import check_compatible, fit_scorer, load_scorer, score
+from p2p_core.scoring import check_compatible, fit_scorer, load_scorer, read_labels, score, write_labels
 
 SMOKE = Path(__file__).resolve().parents[1] / "recipes" / "smoke.yaml"
 # The smoke recipe's data (64x64), a few more scenes so the scorer has something to learn from.
@@ -159,3 +159,27 @@ def test_another_registered_generator_serves_as_the_scorer_network(scorer, tmp_p
     with pytest.raises(UnknownComponentError, match="encoder_decoderr"):
         fit_scorer(data_options=DATA, out=tmp_path / "x.pt", steps=1, network="encoder_decoderr")
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_evaluate_scores_a_test_pages_images_with_the_class_maps_it_wrote(scorer, run_dir: Path, tmp_path: Path):
+    result = run_test(ckpt=run_dir, data={"length": DATA["length"]}, scorer=scorer.path, out=tmp_path / "page")
+    page = tmp_path / "page"
+    assert sorted(path.stem for path in (page / "labels").iterdir()) == sorted(result.names)
+    first = read_labels(page / "labels" / f"{result.names[0]}.png", classes=len(scorer.classes))
+    assert torch.equal(first, synthetic("val")[0].labels)
+
+    # The targets are the real photos: scored from the files, they give the scorer's real-photo accuracy.
+    real = evaluate_folders(pred=page / "targets", target=page / "targets", scorer=scorer.path, labels=page / "labels")
+    assert real["metrics"]["pixel_acc"] == pytest.approx(scorer.real_val["pixel_acc"], abs=1e-3)
+    # The outputs, read back from 8-bit files, score as run_test scored them in memory, to rounding.
+    outputs = evaluate_folders(pred=page / "outputs", target=page / "targets", scorer=scorer.path, labels=page / "labels")
+    assert outputs["metrics"]["pixel_acc"] == pytest.approx(result.metrics["pixel_acc"], abs=0.01)
+
+    with pytest.raises(ConfigError, match="needs both --scorer and --labels"):
+        evaluate_folders(pred=page / "outputs", target=page / "targets", scorer=scorer.path)
+    (page / "labels" / f"{result.names[0]}.png").unlink()
+    with pytest.raises(DataError, match=result.names[0]):
+        evaluate_folders(pred=page / "outputs", target=page / "targets", scorer=scorer.path, labels=page / "labels")
+    write_labels(torch.full((64, 64), len(scorer.classes)), page / "labels" / f"{result.names[0]}.png")
+    with pytest.raises(DataError, match="holds class 6, but the scorer knows 6 classes"):
+        evaluate_folders(pred=page / "outputs", target=page / "targets", scorer=scorer.path, labels=page / "labels")
