@@ -71,13 +71,13 @@ def predict_vs_bare(images: Path) -> tuple[float, float, float]:
 
     from p2p_core import checkpoint, create
     from p2p_core.images import list_images, read_image
-    from p2p_core.model import Pix2Pix
+    from p2p_core.training import Training
     from p2p_core.spec import ComponentSpec, RunSpec, Shapes, TrainConfig
 
     with tempfile.TemporaryDirectory() as folder:
         spec = RunSpec(generator=ComponentSpec("unet"), disc=ComponentSpec("patch70"), data=ComponentSpec("synthetic"),
                        trainer=TrainConfig(device="cpu"))
-        model = Pix2Pix.build(spec, Shapes(in_channels=3, out_channels=3, image_size=256), total_steps=1)
+        model = Training.build(spec, Shapes(in_channels=3, out_channels=3, image_size=256), total_steps=1)
         checkpoint_path = checkpoint.save(model.state_dict(), Path(folder) / "run", 0)
         files = list_images(images)
         start = time.perf_counter()

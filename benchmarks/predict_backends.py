@@ -35,12 +35,12 @@ OUTLINES = ROOT.parent / "shared" / "data" / "outlines"
 
 def make_checkpoint(folder: Path) -> Path:
     from p2p_core import checkpoint
-    from p2p_core.model import Pix2Pix
+    from p2p_core.training import Training
     from p2p_core.spec import ComponentSpec, RunSpec, Shapes, TrainConfig
 
     spec = RunSpec(generator=ComponentSpec("unet"), disc=ComponentSpec("patch70"), data=ComponentSpec("synthetic"),
                    trainer=TrainConfig(device="cpu"))
-    model = Pix2Pix.build(spec, Shapes(in_channels=3, out_channels=3, image_size=256), total_steps=1)
+    model = Training.build(spec, Shapes(in_channels=3, out_channels=3, image_size=256), total_steps=1)
     return checkpoint.save(model.state_dict(), folder / "run", 0)
 
 

@@ -1,6 +1,6 @@
 """``p2p bench``: how fast one training step and one translation run, for any components and settings.
 
-It times the model's own ``Pix2Pix.train_step`` on fixed random batches (no data loading: that is what
+It times the method's own step (``Training.train_step``) on fixed random batches (no data loading: that is what
 ``p2p fit`` overlaps with compute), after warm-up steps, and puts the figure in context: FLOPs counted by
 ``torch.utils.flop_counter`` and the share of a matrix-multiply peak measured on the same device.
 """
@@ -21,9 +21,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from p2p_core.devices import resolve_device
-from p2p_core.model import Pix2Pix
 from p2p_core.registry import Registry
+from p2p_core.protocols import Sample
 from p2p_core.spec import RunSpec, Shapes
+from p2p_core.training import Training
 
 
 @attrs.frozen(kw_only=True)
@@ -70,7 +71,7 @@ def run(*, spec: RunSpec, image_size: int, steps: int, warmup: int, inference: b
     train = spec.trainer
     device = resolve_device(train.device, option="--trainer.device")
     shapes = Shapes(in_channels=3, out_channels=3, image_size=image_size)
-    model = Pix2Pix.build(spec, shapes, total_steps=1 + warmup + steps, device=device, registry=registry)
+    model = Training.build(spec, shapes, total_steps=1 + warmup + steps, device=device, registry=registry)
     random = torch.Generator().manual_seed(0)
     x, target = (
         model.to_device(torch.rand(train.batch_size, 3, image_size, image_size, generator=random) * 2 - 1) for _ in range(2)
@@ -78,14 +79,16 @@ def run(*, spec: RunSpec, image_size: int, steps: int, warmup: int, inference: b
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
+    batch = Sample(a=x, b=target, path="")
+
     def step() -> None:
-        model.train_step(x, target)
+        model.train_step(batch)
 
     flops = _count_flops(step)
     train_seconds = _time(step, steps=steps, warmup=warmup, device=device)
     inference_rate, backends = None, {}
     if inference:
-        generator_module = model.generator.eval()
+        generator_module = model.translator("AtoB").eval()
         with torch.inference_mode():
             seconds = _time(lambda: generator_module(x), steps=steps, warmup=warmup, device=device)
         inference_rate = train.batch_size / seconds
@@ -113,7 +116,7 @@ def run(*, spec: RunSpec, image_size: int, steps: int, warmup: int, inference: b
 
 
 def _backend_rates(
-    model: Pix2Pix, x: torch.Tensor, *, steps: int, warmup: int, device: torch.device, registry: Registry
+    model: Training, x: torch.Tensor, *, steps: int, warmup: int, device: torch.device, registry: Registry
 ) -> dict[str, float]:
     """Images/s of each backend that can run here, on the model saved and loaded as ``p2p predict`` would."""
     import tempfile

@@ -151,7 +151,10 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
 
 
 def _checked(state: dict[str, Any], path: Path) -> None:
-    read_checkpoint(state, source=str(path))
+    trained = read_checkpoint(state, source=str(path))
+    for direction, role in trained.directions.items():
+        if role not in state["models"]:
+            raise DataError(f"{path} is not a complete p2p checkpoint: it holds no weights for its {direction} generator ({role!r})")
     step = state.get("step")
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise DataError(f"{path}: step must be a whole number >= 0, got {step!r:.60}")
@@ -194,6 +197,6 @@ def _load_file(path: Path, map_location: str | torch.device) -> dict[str, Any]:
         raise DataError(f"refusing to load {path}: it holds objects other than tensors and plain data ({reason})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         raise DataError(f"checkpoint {path} is truncated or corrupt: {str(error).splitlines()[0]}") from None
-    if not isinstance(state, dict) or "generator" not in state.get("models", {}):
-        raise DataError(f"{path} is not a p2p checkpoint (no models.generator entry)")
+    if not isinstance(state, dict) or not isinstance(state.get("models"), dict) or not state["models"]:
+        raise DataError(f"{path} is not a p2p checkpoint (no models entry)")
     return state

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from p2p_core.errors import ConfigError
+from p2p_core.protocols import Direction
 from p2p_core.registry import Registry
 from p2p_core.spec import Mode, RunSpec
 
@@ -22,8 +23,11 @@ if TYPE_CHECKING:
     from jsonargparse import ArgumentParser
 
 Device = Literal["auto", "cpu", "cuda"]
-LIST_TOPICS = ("generator", "discriminator", "loss", "dataset", "disc", "data", "plugins", "recipes", "pretrained", "downloads")
-DescribeKind = Literal["generator", "discriminator", "loss", "dataset", "disc", "data", "recipe"]
+PLURAL_KINDS = {"generators": "generator", "discriminators": "discriminator", "losses": "loss", "datasets": "dataset",
+                "methods": "method"}
+LIST_TOPICS = ("generator", "discriminator", "loss", "dataset", "method", "disc", "data", *PLURAL_KINDS, "plugins", "recipes",
+               "pretrained", "downloads")
+DescribeKind = Literal["generator", "discriminator", "loss", "dataset", "method", "disc", "data", "recipe"]
 
 
 # -- fit ----------------------------------------------------------------------------------------------------
@@ -179,6 +183,7 @@ def test(
     device: Device = "auto",
     backend: Literal["auto", "torch", "onnxruntime"] = "auto",
     overwrite: bool = False,
+    direction: Direction = "AtoB",
     registry: Registry,
 ) -> None:
     """Translate a split with a trained model; write images, metrics, baselines and an HTML page.
@@ -200,12 +205,14 @@ def test(
         backend: torch, onnxruntime (eval mode only), or auto: onnxruntime on the CPU in eval mode when it is
             installed, else torch. Paper mode runs on torch, where --seed makes its dropout repeatable.
         overwrite: Replace the results already in the results folder (otherwise the run refuses).
+        direction: AtoB, or BtoA for a model whose method trained both ways (a plugin's unpaired method): its dataset's B images
+            are then the inputs and its A images the targets.
     """
     from p2p_core.evaluation import report_text, run_test
 
     result = run_test(ckpt=ckpt, split=split, data=data or {}, mode=mode, out=out, device=device,
                       fid_weights=fid_weights, seed=seed, scorer=scorer, backend=backend, overwrite=overwrite,
-                      registry=registry)
+                      direction=direction, registry=registry)
     print(report_text(result))
     print(f"{len(result.names)} image(s), {mode} mode: {result.out_dir / 'index.html'}")
 
@@ -282,7 +289,7 @@ def sweep(
 
 
 def import_model(path: Path, *, out: Path, disc: Path | None = None, url: str | None = None, registry: Registry) -> None:
-    """Turn a pix2pix reference state dict (junyanz/pytorch-CycleGAN-and-pix2pix .pth) into a p2p run folder.
+    """Turn a pix2pix reference state dict (the reference PyTorch implementation's .pth) into a p2p run folder.
 
     Args:
         path: The generator's state dict (e.g. latest_net_G.pth); its architecture is read from the tensors.
@@ -377,8 +384,8 @@ def list_components(topic: Literal[LIST_TOPICS] | None = None, *, registry: Regi
     """List registered components, plugins or recipes.
 
     Args:
-        topic: A kind (generator, discriminator, loss, dataset), plugins, recipes, pretrained (released models) or
-            downloads (datasets p2p data download fetches); all components when left out.
+        topic: A kind (generator, discriminator, loss, dataset, method; or generators, methods, ...), plugins, recipes,
+            pretrained (released models) or downloads (datasets p2p data download fetches); all components when left out.
     """
     from p2p_core.registry import canonical_kind
 
@@ -398,7 +405,7 @@ def list_components(topic: Literal[LIST_TOPICS] | None = None, *, registry: Regi
         text = table(("DATASET", "DESCRIPTION", "FROM"), [(name, entry.description, registry.origin("dataset_downloads", name))
                                                          for name, entry in sorted(registry.dataset_downloads.items())])
     else:
-        kind = None if topic is None else canonical_kind(topic)
+        kind = None if topic is None else canonical_kind(PLURAL_KINDS.get(topic, topic))
         rows = [(c.kind, c.name, c.summary, f"{c.distribution} {c.version}") for c in registry.components(kind)]
         text = table(("KIND", "NAME", "SUMMARY", "FROM"), rows)
     problems = registry.problems
@@ -409,7 +416,7 @@ def describe(kind: DescribeKind, name: str, *, registry: Registry) -> None:
     """Show a component's summary and options, or a recipe's file, origin, choices and text.
 
     Args:
-        kind: generator, discriminator (disc), loss, dataset (data) or recipe.
+        kind: generator, discriminator (disc), loss, dataset (data), method or recipe.
         name: The component's or recipe's name, as `p2p list` shows it.
     """
     import inspect
@@ -441,7 +448,7 @@ def describe(kind: DescribeKind, name: str, *, registry: Registry) -> None:
 
 def _recipe_description(name: str, registry: Registry) -> str:
     """Where recipe ``name`` comes from, what it chooses (each component with the options it sets), and its text."""
-    from p2p_core.config import DEFAULT_LOSS, read_config
+    from p2p_core.config import default_loss, read_config
     from p2p_core.errors import UnknownComponentError
     from p2p_core.registry import FLAGS, options_text
 
@@ -453,7 +460,8 @@ def _recipe_description(name: str, registry: Registry) -> str:
     for flag, kind in FLAGS.items():
         chosen = dict(content.get(flag) or {})
         rows.append((flag, chosen.pop("name", f"{registry.default(kind)} (default)"), options_text(chosen)))
-    rows.append(("loss", content.get("loss", f"{DEFAULT_LOSS} (default)"), options_text(content.get("loss_options") or {})))
+    method = (content.get("method") or {}).get("name")
+    rows.append(("loss", content.get("loss", f"{default_loss(registry, method)} (default)"), options_text(content.get("loss_options") or {})))
     rows.append(("trainer", "", options_text(content.get("trainer") or {})))
     return "\n".join([f"recipe {name!r}", f"  file: {path}", f"  from: {registry.origin('recipes', name)}", "",
                       table(("CHOOSES", "NAME", "OPTIONS"), rows), "", path.read_text().rstrip()])

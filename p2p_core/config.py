@@ -198,13 +198,29 @@ def spec_parser(
             default=component.name,
             help=f"The {kind}, by name: {', '.join(registry.available(kind))}. Written --{flag} NAME.",
         )
-    parser.add_argument("--loss", type=str, default=DEFAULT_LOSS, help="Objective terms joined by '+', e.g. l1, cgan, gan+l1, cgan+l1.")
+    parser.add_argument("--loss", type=str, default=default_loss(registry, names.get("method")),
+                        help="Objective terms joined by '+', e.g. l1, cgan, gan+l1, cgan+l1 (default: the method's).")
     for term in loss.split("+"):
         component = registry.get("loss", term)
         _add_factory_arguments(parser, component.factory, f"loss_options.{term}", skip=frozenset(), what=f"loss {term!r}")
+    own_loss, own_options = default_objective(registry, names.get("method"))
+    if loss == own_loss:  # the method's own objective, with its own settings
+        for term, options in own_options.items():
+            parser.set_defaults({f"loss_options.{term}.{option}": value for option, value in options.items()})
     parser.add_class_arguments(TrainConfig, "trainer", instantiate=False)
     _describe_group_options(parser, flags)
     return parser
+
+
+def default_loss(registry: Registry, method: str | None) -> str:
+    """The objective a method trains when ``--loss`` is not given: its ``default_loss``, else pix2pix's cGAN + L1."""
+    return default_objective(registry, method)[0]
+
+
+def default_objective(registry: Registry, method: str | None) -> tuple[str, dict[str, dict[str, Any]]]:
+    """A method's ``default_loss`` and ``default_loss_options`` (the settings of its terms it trains by default)."""
+    factory = registry.get("method", method or registry.default("method")).factory
+    return getattr(factory, "default_loss", DEFAULT_LOSS), {k: dict(v) for k, v in getattr(factory, "default_loss_options", {}).items()}
 
 
 def _add_factory_arguments(parser: ArgumentParser, factory: Any, key: str, *, skip: frozenset[str], what: str) -> None:
@@ -238,7 +254,8 @@ def parse_spec(
 ) -> tuple[RunSpec, Namespace]:
     """A RunSpec from argv (``extend(parser)`` adds a command's own options); returns it with the namespace."""
     expanded = expand(argv, registry, flags=flags)
-    parser = spec_parser(registry, expanded.names, expanded.loss or DEFAULT_LOSS, flags=flags, description=description, prog=prog)
+    loss = expanded.loss or default_loss(registry, expanded.names.get("method"))
+    parser = spec_parser(registry, expanded.names, loss, flags=flags, description=description, prog=prog)
     if extend is not None:
         extend(parser)
     namespace = parse(parser, expanded.tokens)
@@ -275,6 +292,7 @@ def spec_from(namespace: Namespace, registry: Registry, *, flags: Mapping[str, s
         generator=component("generator"),
         disc=component("disc"),
         data=component("data"),
+        method=component("method"),
         loss=namespace.loss,
         loss_options=loss_options,
         trainer=check_trainer(namespace.trainer.as_dict()),

@@ -70,6 +70,7 @@ def run_test(
     scorer: Path | None = None,
     backend: Backend = "auto",
     overwrite: bool = False,
+    direction: str = "AtoB",
     registry: Registry | None = None,
 ) -> TestResult:
     """Translate every pair of ``split`` of the checkpoint's dataset (``data`` replaces stored options).
@@ -79,7 +80,7 @@ def run_test(
     """
     registry = registry or default_registry()
     torch_device = resolve_device(device)
-    trained = load_generator(ckpt, mode=mode, device=torch_device, registry=registry)
+    trained = load_generator(ckpt, mode=mode, device=torch_device, registry=registry, direction=direction)
     path = trained.path
     runner = open_backend(trained, backend=backend, device=torch_device)
     stored = trained.trained.run.data
@@ -111,6 +112,8 @@ def run_test(
         for index in range(len(dataset)):
             sample = dataset[index]
             x, target = sample.a[None].to(torch_device), sample.b[None].to(torch_device)
+            if direction == "BtoA":
+                x, target = target, x
             output = runner(x)
             rows += evaluation.add(output, target)
             inputs.append(x.cpu())

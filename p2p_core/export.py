@@ -30,6 +30,7 @@ from p2p_core.errors import ConfigError, DataError
 from p2p_core.files import replacing
 from p2p_core.inference import PADDING_MODE, AnySize, TrainedGenerator, load_generator, translate
 from p2p_core.registry import Registry
+from p2p_core.protocols import Direction
 from p2p_core.spec import Mode
 
 Format = Literal["torchscript", "onnx", "exported-program"]
@@ -64,7 +65,8 @@ class Exported:
 
 
 def export(
-    *, ckpt: Path, format: Format, out: Path, mode: Mode = "eval", overwrite: bool = False, registry: Registry | None = None
+    *, ckpt: Path, format: Format, out: Path, mode: Mode = "eval", overwrite: bool = False, direction: Direction = "AtoB",
+    registry: Registry | None = None
 ) -> Exported:
     """Write a checkpoint's generator as a TorchScript, ONNX or torch.export file, and OUT.json describing it.
 
@@ -78,6 +80,7 @@ def export(
             paper: dropout on and batch statistics, as `p2p predict` does by default (not for onnx, which
             fixes both at export).
         overwrite: Replace existing files at OUT and OUT.json.
+        direction: AtoB, or BtoA for a model whose method trained both ways (a plugin's unpaired method); pix2pix models translate AtoB.
     """
     out = Path(out)
     description = out.with_name(f"{out.name}.json")
@@ -99,7 +102,7 @@ def export(
     if existing and not overwrite:
         raise DataError(f"{existing[0]} already exists; pass --overwrite to replace it, or choose another --out")
 
-    trained = load_generator(ckpt, mode=mode, registry=registry)
+    trained = load_generator(ckpt, mode=mode, registry=registry, direction=direction)
     result = write_checked(trained, format=format, out=out)
     description.write_text(json.dumps(describe(trained, result, format=format, mode=mode), indent=2) + "\n")
     return result

@@ -58,6 +58,15 @@ def p2p_datasets() -> Mapping[str, Factory]:
 
 
 @hookspec
+def p2p_methods() -> Mapping[str, Factory]:
+    """Return training methods by name; each factory builds a :class:`p2p_core.Method` (``--method NAME``).
+
+    The engine passes ``training`` (:class:`p2p_core.training.Training`), through which the method builds its
+    networks and optimizers; p2p's own ``pix2pix`` is the default.
+    """
+
+
+@hookspec
 def p2p_recipes() -> Mapping[str, Path | Traversable]:
     """Return recipe YAML files by name, usable as ``p2p fit --config NAME`` and ``p2p describe recipe NAME``.
 

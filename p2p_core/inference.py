@@ -23,9 +23,9 @@ from p2p_core import checkpoint
 from p2p_core.errors import ConfigError, DataError, PluginError, UnknownComponentError
 from p2p_core.images import resize
 from p2p_core.interop import locate
-from p2p_core.networks import build_generator
+from p2p_core.networks import build_network
 from p2p_core.registry import Registry, default_registry
-from p2p_core.spec import Mode, TrainedSpec
+from p2p_core.spec import Mode, NetworkShape, TrainedSpec
 from p2p_core.test_time import set_mode
 
 PADDING_MODE = "reflect"
@@ -42,14 +42,21 @@ class TrainedGenerator:
     step: int
     path: Path
     """The checkpoint file (for a run folder, its newest checkpoint that loads)."""
+    direction: str = "AtoB"
+    """Which way it translates: AtoB, or BtoA for a method that trained both ways."""
+
+    @property
+    def shape(self) -> NetworkShape:
+        """Its kind and channels, as the method built it."""
+        return self.trained.networks[self.trained.generator_for(self.direction)]
 
     @property
     def in_channels(self) -> int:
-        return self.trained.shapes.in_channels
+        return self.shape.in_channels
 
     @property
     def out_channels(self) -> int:
-        return self.trained.shapes.out_channels
+        return self.shape.out_channels
 
     @property
     def image_size(self) -> int:
@@ -72,12 +79,13 @@ class TrainedGenerator:
 
 
 def load_generator(
-    ckpt: Path, *, mode: Mode, device: torch.device | str = "cpu", registry: Registry | None = None
+    ckpt: Path, *, mode: Mode, device: torch.device | str = "cpu", registry: Registry | None = None, direction: str = "AtoB"
 ) -> TrainedGenerator:
-    """The generator of a checkpoint file, a run folder (its newest checkpoint that loads) or ``pretrained:NAME``, in
-    ``mode``, on ``device``."""
+    """The generator of a checkpoint file, a run folder (its newest checkpoint that loads) or ``pretrained:NAME``
+    that translates ``direction``, in ``mode``, on ``device``."""
     loaded = checkpoint.read(locate(ckpt, registry=registry), map_location=device)
-    weights = loaded.state["models"]["generator"]
+    role = loaded.spec.generator_for(direction)
+    weights = loaded.state["models"][role]
     try:
         (registry or default_registry()).get("generator", loaded.spec.run.generator.name)
     except UnknownComponentError as error:
@@ -90,20 +98,25 @@ def load_generator(
             f"loaded here: install it (pip install '{distribution}=={version}'), or, if it is installed, let it load "
             f"(p2p -p {distribution} ..., P2P_PLUGINS). {error}"
         ) from None
-    _check_shapes(loaded.spec, weights, source=loaded.path, registry=registry)
-    module = build_generator(loaded.spec.run, loaded.spec.shapes, registry).to(device)
+    _check_shapes(loaded.spec, role, weights, source=loaded.path, registry=registry)
+    module = _build(loaded.spec, role, registry).to(device)
     module.load_state_dict(weights)
     set_mode(module, mode)
-    return TrainedGenerator(module=module, trained=loaded.spec, step=int(loaded.state["step"]), path=loaded.path)
+    return TrainedGenerator(module=module, trained=loaded.spec, step=int(loaded.state["step"]), path=loaded.path,
+                            direction=direction)
 
 
-def _check_shapes(trained: TrainedSpec, weights: dict[str, Any], *, source: Path, registry: Registry | None) -> None:
+def _build(trained: TrainedSpec, role: str, registry: Registry | None) -> nn.Module:
+    return build_network(trained.run, trained.networks[role], image_size=trained.shapes.image_size, registry=registry)
+
+
+def _check_shapes(trained: TrainedSpec, role: str, weights: dict[str, Any], *, source: Path, registry: Registry | None) -> None:
     """Compare the weights with the network the spec describes, built on the meta device (no memory), before
     building it for real: a spec that does not match its weights (ngf=600 beside ngf-8 weights) is a clear error,
     not gigabytes allocated and a traceback."""
     try:
         with torch.device("meta"):
-            skeleton = build_generator(trained.run, trained.shapes, registry).state_dict()
+            skeleton = _build(trained, role, registry).state_dict()
     except Exception:  # noqa: BLE001 - a component that cannot be built on meta is checked by load_state_dict alone
         return
     for name, tensor in skeleton.items():

@@ -1,6 +1,6 @@
 """Models trained by other programs, as p2p run folders: ``p2p import`` and ``--ckpt pretrained:NAME``.
 
-A state dict of the field's PyTorch reference (junyanz/pytorch-CycleGAN-and-pix2pix) becomes a folder like the
+A state dict of the field's PyTorch reference implementation becomes a folder like the
 ones ``p2p fit`` leaves: ``config.yaml`` and ``checkpoints/step_00000000.pt`` (format 2) holding the converted
 weights and where they came from (file, URL, SHA-256). So ``predict``, ``test``, ``export``, ``demo`` and
 ``fit --resume`` accept it as they accept any run, and ``fit --init_from`` fine-tunes from it. The conversion

@@ -1,6 +1,6 @@
 """The networks a spec names, built through the registry, and the paper's initialisation.
 
-Training (:mod:`p2p_core.model`) and inference (:mod:`p2p_core.inference`) both build their networks here, so
+Training (:mod:`p2p_core.training`) and inference (:mod:`p2p_core.inference`) both build their networks here, so
 a checkpoint always rebuilds exactly what was trained, and loading a model for inference needs nothing of training.
 """
 
@@ -10,26 +10,29 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from p2p_core.registry import Registry, default_registry
-from p2p_core.spec import RunSpec, Shapes
+from p2p_core.spec import NetworkShape, RunSpec, Shapes
+
+
+def build_network(run: RunSpec, shape: NetworkShape, *, image_size: int, registry: Registry | None = None) -> nn.Module:
+    """The component ``run`` chose for ``shape.kind`` (every generator role of a method is ``run.generator``, every
+    discriminator ``run.disc``), for ``shape``'s channels and the training crops' side ``image_size``."""
+    registry = registry or default_registry()
+    if shape.kind == "generator":
+        return registry.create("generator", run.generator.name, in_channels=shape.in_channels,
+                               out_channels=shape.out_channels, image_size=image_size, **run.generator.options)
+    return registry.create("discriminator", run.disc.name, in_channels=shape.in_channels, **run.disc.options)
 
 
 def build_generator(run: RunSpec, shapes: Shapes, registry: Registry | None = None) -> nn.Module:
     """The generator ``run`` names, for ``shapes``' channels and training size."""
-    registry = registry or default_registry()
-    return registry.create(
-        "generator",
-        run.generator.name,
-        in_channels=shapes.in_channels,
-        out_channels=shapes.out_channels,
-        image_size=shapes.image_size,
-        **run.generator.options,
-    )
+    shape = NetworkShape(kind="generator", in_channels=shapes.in_channels, out_channels=shapes.out_channels)
+    return build_network(run, shape, image_size=shapes.image_size, registry=registry)
 
 
 def build_discriminator(run: RunSpec, shapes: Shapes, registry: Registry | None = None) -> nn.Module:
     """The discriminator ``run`` names, seeing ``shapes.disc_in_channels`` channels."""
-    registry = registry or default_registry()
-    return registry.create("discriminator", run.disc.name, in_channels=shapes.disc_in_channels, **run.disc.options)
+    shape = NetworkShape(kind="discriminator", in_channels=shapes.disc_in_channels)
+    return build_network(run, shape, image_size=shapes.image_size, registry=registry)
 
 
 def init_weights(module: nn.Module, gain: float) -> None:

@@ -1,4 +1,4 @@
-"""The contracts of the four component kinds.
+"""The contracts of the five component kinds: four are parts of a model, the fifth (:class:`Method`) trains them.
 
 A plugin implements them structurally (no base class to inherit); `p2p_core.testing` checks them.
 Images are float tensors N x C x H x W with values in [-1, 1].
@@ -13,6 +13,7 @@ another parametrisation of one tensor) is initialised where it is stored, ``para
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, runtime_checkable
 
 import attrs
@@ -197,3 +198,41 @@ class Loss(Protocol):
     def discriminator_loss(
         self, *, x: Tensor, fake: Tensor, target: Tensor, d_fake: DiscriminatorOutput, d_real: DiscriminatorOutput
     ) -> Tensor: ...
+
+
+Direction = Literal["AtoB", "BtoA"]
+"""Which way a trained generator translates: a dataset's A images to B (its ``a`` to its ``b``), or back."""
+
+
+@runtime_checkable
+class Method(Protocol):
+    """A training procedure: which networks it trains, and one step of training them (pix2pix, or a plugin's).
+
+    A factory registered through ``p2p_methods`` receives ``training``, a :class:`p2p_core.training.Training`, and
+    the user's options (``--method.OPTION``). In its constructor the method asks ``training`` for its networks by
+    role (``training.network("generator", "generator", in_channels=3, out_channels=3)``: the component the run
+    chose for that kind, built through the registry), for its optimizers (``training.optimizer(...)``), and reads
+    ``training.spec`` (the loss, the components) as it needs. The core then does, once for every method, what a run
+    needs: the paper's initialisation, the device and memory layout, DistributedDataParallel and torch.compile
+    wrappers, bf16 autocast, the learning-rate schedule, non-finite checks, checkpoints of every network and
+    optimizer, and the logging.
+
+    ``directions`` names, for each way the trained model translates, the generator role that does it: pix2pix
+    ``{"AtoB": "generator"}``; a method trained both ways ``{"AtoB": "generator_ab", "BtoA": "generator_ba"}``. ``p2p predict``,
+    ``test``, ``export`` and ``demo`` take ``--direction`` and use that generator alone.
+
+    ``train_step(batch)`` performs one training step on a batch of the run's dataset (a :class:`Sample` of batched
+    tensors on the training device) through ``training.update`` (one call per optimizer step), and returns the
+    scalars to log, by name (``"D/cgan"``, ``"G/l1"``). ``images()`` returns the latest step's images to show side
+    by side in TensorBoard, by name in column order, each N x C x H x W in [-1, 1].
+
+    A method with state of its own beyond networks and optimizers (an image pool of past outputs) also defines
+    ``state_dict()`` and ``load_state_dict(state)``, plain tensors and data, so that a resumed run continues exactly.
+    """
+
+    directions: Mapping[str, str]
+
+    def train_step(self, batch: Sample) -> Mapping[str, float]: ...
+
+    def images(self) -> Mapping[str, Tensor]: ...
+

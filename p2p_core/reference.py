@@ -1,4 +1,4 @@
-"""Importing models saved by the field's PyTorch reference, junyanz/pytorch-CycleGAN-and-pix2pix.
+"""Importing models saved by the field's PyTorch reference implementation (Isola, Zhu et al.'s, in PyTorch).
 
 Its ``UnetGenerator``, ``NLayerDiscriminator`` and ``PixelDiscriminator`` compute what p2p's ``unet``,
 ``patch`` and ``pixel`` compute; only their state dicts are laid out differently. :func:`convert` reads the

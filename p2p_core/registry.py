@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 
 from p2p_core import hookspecs
 from p2p_core.errors import ConfigError, PluginError, UnknownComponentError
-from p2p_core.protocols import Discriminator, Generator, Loss, PairedDataset
+from p2p_core.protocols import Discriminator, Generator, Loss, Method, PairedDataset
 
 ENTRY_POINT_GROUP = "p2p"
 DISABLE_AUTOLOAD_ENV = "P2P_DISABLE_PLUGIN_AUTOLOAD"
@@ -45,24 +45,27 @@ HOOKS = {
     "discriminator": "p2p_discriminators",
     "loss": "p2p_losses",
     "dataset": "p2p_datasets",
+    "method": "p2p_methods",
 }
 KINDS = tuple(HOOKS)
 CATALOGUES = {"p2p_recipes": "recipes", "p2p_dataset_downloads": "dataset_downloads", "p2p_pretrained": "pretrained"}
 """Hooks that contribute named things other than components, and the registry property that lists each."""
-FLAGS = {"generator": "generator", "disc": "discriminator", "data": "dataset"}
+FLAGS = {"generator": "generator", "disc": "discriminator", "data": "dataset", "method": "method"}
 """How the command line and configs name each chosen kind: ``--disc patch70``, ``data: {name: aligned}``."""
 ALIASES = {flag: kind for flag, kind in FLAGS.items() if flag != kind}
-DEFAULTS = {"generator": "unet", "discriminator": "patch70", "dataset": "synthetic"}
-"""What ``p2p fit`` trains when a kind is not named: the paper's U-Net and 70x70 PatchGAN, on generated data."""
+DEFAULTS = {"generator": "unet", "discriminator": "patch70", "dataset": "synthetic", "method": "pix2pix"}
+"""What ``p2p fit`` trains when a kind is not named: pix2pix's U-Net and 70x70 PatchGAN, on generated data."""
 PROTOCOLS: dict[str, type] = {
     "generator": Generator,
     "discriminator": Discriminator,
     "loss": Loss,
     "dataset": PairedDataset,
+    "method": Method,
 }
 # What each kind's instances must also be: the engine trains modules and batches datasets, and the CLI
 # resolves factories by what they return.
-BASE_CLASSES: dict[str, type] = {"generator": nn.Module, "discriminator": nn.Module, "dataset": Dataset, "loss": object}
+BASE_CLASSES: dict[str, type] = {"generator": nn.Module, "discriminator": nn.Module, "dataset": Dataset, "loss": object,
+                                 "method": object}
 RESERVED_OPTION = "name"
 # Keywords the engine fills in from the data and the objective; they are not user options.
 ENGINE_ARGUMENTS: dict[str, frozenset[str]] = {
@@ -70,6 +73,7 @@ ENGINE_ARGUMENTS: dict[str, frozenset[str]] = {
     "discriminator": frozenset({"in_channels"}),
     "loss": frozenset(),
     "dataset": frozenset({"split"}),
+    "method": frozenset({"training"}),
 }
 
 
@@ -467,7 +471,7 @@ def default_registry() -> Registry:
 
 
 def available(kind: str) -> list[str]:
-    """Names of the registered components of ``kind`` (generator, discriminator, loss, dataset)."""
+    """Names of the registered components of ``kind`` (generator, discriminator, loss, dataset, method)."""
     return default_registry().available(kind)
 
 

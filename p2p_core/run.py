@@ -30,10 +30,10 @@ from p2p_core.devices import resolve_device
 from p2p_core.errors import ConfigError, DataError
 from p2p_core.files import write_atomically
 from p2p_core.images import displayable
-from p2p_core.model import Pix2Pix
 from p2p_core.progress import Progress, choose_style
 from p2p_core.registry import Registry, default_registry
 from p2p_core.spec import RunSpec, Shapes
+from p2p_core.training import Training
 from p2p_core.validation import Validator
 
 CONFIG = "config.yaml"
@@ -77,7 +77,8 @@ class Run:
         if resume is not None:
             self.run_dir = Path(resume)
         else:
-            default_name = f"{time.strftime('%Y%m%d-%H%M%S')}-{spec.generator.name}-{spec.disc.name}"
+            methods = "" if spec.method.name == "pix2pix" else f"{spec.method.name}-"
+            default_name = f"{time.strftime('%Y%m%d-%H%M%S')}-{methods}{spec.generator.name}-{spec.disc.name}"
             self.run_dir = Path(out_dir) / (name or distributed.broadcast(self.dist, default_name))
             if self.dist.is_main and self.run_dir.exists():
                 raise ConfigError(
@@ -101,7 +102,7 @@ class Run:
         if total_steps < 1:
             raise ConfigError("the run has no steps: set --trainer.n_epochs, --trainer.n_epochs_decay or --trainer.max_steps above 0")
         shapes = Shapes(in_channels=self.dataset.in_channels, out_channels=self.dataset.out_channels, image_size=self.dataset.image_size)
-        self.model = Pix2Pix.build(spec, shapes, total_steps=int(total_steps), device=self.device, registry=registry, dist=self.dist)
+        self.model = Training.build(spec, shapes, total_steps=int(total_steps), device=self.device, registry=registry, dist=self.dist)
         if init_from is not None:  # fine-tuning: the weights of another run, a fresh optimizer and schedule
             source = checkpoint.read(init_from, map_location=self.device)
             self.model.load_weights(source.state["models"], source=str(source.path))
@@ -195,11 +196,10 @@ class Run:
         try:
             with StopRequest() as stop:
                 for batch in self._batches():
-                    x, target = model.to_device(batch.a), model.to_device(batch.b)
-                    for name, value in model.train_step(x, target).items():
+                    for name, value in model.train_step(batch).items():
                         sums[name] += value
                     counted += 1
-                    images += x.shape[0] * self.dist.world_size
+                    images += batch.a.shape[0] * self.dist.world_size
                     step = self.step
                     progress.step()
                     if main and (step % cfg.log_every == 0 or step in (first, self.total_steps)):
@@ -210,7 +210,8 @@ class Run:
                         sums.clear()
                         counted, images, started = 0, 0, time.perf_counter()
                     if main and (step % cfg.image_every == 0 or step in (first, self.total_steps)):
-                        writer.add_image("train/input|output|target", self._grid(), step)
+                        tag, grid = self._grid()
+                        writer.add_image(tag, grid, step)
                     if self.validator and (step % cfg.validate_every == 0 or step == self.total_steps):
                         self._validate(writer)
                     if distributed.any_rank(self.dist, stop.signal is not None) or step >= self.total_steps:
@@ -247,7 +248,7 @@ class Run:
         )
 
     def _validate(self, writer: Any) -> None:
-        scores = self.validator(self.model.generator)
+        scores = self.validator(self.model.translator("AtoB"))
         for name, value in scores.items():
             writer.add_scalar(f"val/{name}", value, self.step)
         if self.validator.improved(scores, self.step):
@@ -257,16 +258,19 @@ class Run:
     def _log_scalars(self, writer: Any, means: Mapping[str, float], images_per_sec: float) -> None:
         for name, value in means.items():
             writer.add_scalar(f"loss/{name}", value, self.step)
-        writer.add_scalar("lr", self.model.optimizers["generator"].param_groups[0]["lr"], self.step)
+        # The rate the latest update used, of the method's first optimizer (pix2pix: the generator's).
+        writer.add_scalar("lr", next(iter(self.model.optimizers.values())).param_groups[0]["lr"], self.step)
         writer.add_scalar("perf/images_per_sec", images_per_sec, self.step)
 
-    def _grid(self, max_rows: int = 4) -> Tensor:
-        """Rows of input | output | target, values mapped to [0, 1]."""
+    def _grid(self, max_rows: int = 4) -> tuple[str, Tensor]:
+        """The latest step's images as rows of the method's columns (pix2pix: input | output | target), values
+        mapped to [0, 1], and the tag that names the columns."""
         import torchvision.utils
 
-        x, fake, target = (displayable(t[:max_rows]).cpu() for t in self.model.last)
-        rows = torch.stack([x, fake, target], dim=1).flatten(0, 1)
-        return torchvision.utils.make_grid(rows, nrow=3, normalize=True, value_range=(-1, 1), padding=2)
+        columns = self.model.method.images()
+        rows = torch.stack([displayable(t[:max_rows].detach().float()).cpu() for t in columns.values()], dim=1).flatten(0, 1)
+        grid = torchvision.utils.make_grid(rows, nrow=len(columns), normalize=True, value_range=(-1, 1), padding=2)
+        return f"train/{'|'.join(columns)}", grid
 
 
 def collate_samples(samples: list[Any]) -> Any:

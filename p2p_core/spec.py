@@ -21,6 +21,8 @@ from p2p_core.errors import ConfigError, DataError
 
 SPEC_VERSION = 2
 """Version 1 is the untyped ``components`` dict that checkpoints held before; it is still read."""
+DEFAULT_METHOD = "pix2pix"
+"""The method of runs whose spec names none: every run before methods were plugins."""
 SPEC_KEY = "p2p_spec"
 """The key that holds the version in ``config.yaml``."""
 Mode = Literal["paper", "eval"]
@@ -147,6 +149,8 @@ class RunSpec:
     generator: ComponentSpec
     disc: ComponentSpec
     data: ComponentSpec
+    method: ComponentSpec = ComponentSpec(DEFAULT_METHOD)
+    """The training procedure; every generator role it has is built from ``generator``, every discriminator from ``disc``."""
     loss: str = "cgan+l1"
     """Objective terms joined by '+'."""
     loss_options: Mapping[str, Mapping[str, Any]] = attrs.field(
@@ -161,6 +165,7 @@ class RunSpec:
             "generator": self.generator.to_dict(),
             "disc": self.disc.to_dict(),
             "data": self.data.to_dict(),
+            "method": self.method.to_dict(),
             "loss": self.loss,
             "loss_options": {k: dict(v) for k, v in self.loss_options.items()},
             "trainer": attrs.asdict(self.trainer),
@@ -171,6 +176,7 @@ class RunSpec:
         """The spec from its plain form, checked field by field; errors name ``source`` and the field."""
         content = _mapping(content, source, "the spec")
         components = {key: _component(content.get(key), source, key) for key in ("generator", "disc", "data")}
+        components["method"] = _component(content.get("method") or {"name": DEFAULT_METHOD}, source, "method")
         loss = content.get("loss", "cgan+l1")
         if not isinstance(loss, str):
             raise DataError(f"{source}: loss must be text such as 'cgan+l1', got {loss!r}")
@@ -202,6 +208,25 @@ class Shapes:
 
 
 @attrs.frozen(kw_only=True)
+class NetworkShape:
+    """One network of a trained method: its kind and the channels it was built for."""
+
+    kind: Literal["generator", "discriminator"]
+    in_channels: int = attrs.field(validator=_at_least(1, prefix=""))
+    out_channels: int | None = None
+    """Generators only."""
+
+
+def _pix2pix_networks(trained: TrainedSpec) -> dict[str, NetworkShape]:
+    """The networks of a checkpoint written before methods recorded theirs: pix2pix's generator and discriminator."""
+    shapes = trained.shapes
+    networks = {"generator": NetworkShape(kind="generator", in_channels=shapes.in_channels, out_channels=shapes.out_channels)}
+    if trained.adversarial and shapes.disc_in_channels is not None:
+        networks["discriminator"] = NetworkShape(kind="discriminator", in_channels=shapes.disc_in_channels)
+    return networks
+
+
+@attrs.frozen(kw_only=True)
 class TrainedSpec:
     """What a checkpoint says about the model in it: the run spec, the shapes, and who provided the components."""
 
@@ -214,11 +239,25 @@ class TrainedSpec:
     plugin can be named with what to install."""
     adversarial: bool = True
     """Whether a discriminator was trained (the objective had an adversarial term)."""
+    networks: Mapping[str, NetworkShape] = attrs.field(default=attrs.Factory(_pix2pix_networks, takes_self=True))
+    """Role -> kind and channels of every network the method trained (pix2pix's before methods recorded them)."""
+    directions: Mapping[str, str] = attrs.field(factory=lambda: {"AtoB": "generator"})
+    """Direction (AtoB, BtoA) -> the generator role that translates that way."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"spec": self.run.to_dict(), "shapes": attrs.asdict(self.shapes), "plugins": dict(self.plugins),
                 "providers": dict(self.providers),
-                "adversarial": self.adversarial}
+                "adversarial": self.adversarial,
+                "networks": {role: attrs.asdict(shape) for role, shape in self.networks.items()},
+                "directions": dict(self.directions)}
+
+    def generator_for(self, direction: str) -> str:
+        """The role of the generator that translates ``direction``; a DataError names the directions there are."""
+        role = self.directions.get(direction)
+        if role is None:
+            raise DataError(f"this model translates {' and '.join(self.directions)} only, not {direction}; "
+                            f"use --direction {next(iter(self.directions))}")
+        return role
 
 
 def read_checkpoint(state: Mapping[str, Any], *, source: str) -> TrainedSpec:
@@ -230,13 +269,17 @@ def read_checkpoint(state: Mapping[str, Any], *, source: str) -> TrainedSpec:
             typed_shapes = Shapes(**{k: _integer(v, source, f"shapes.{k}") if v is not None else None for k, v in shapes.items()})
         except (TypeError, ValueError) as error:
             raise DataError(f"{source}: shapes: {error}") from None
-        return TrainedSpec(
+        trained = TrainedSpec(
             run=RunSpec.from_dict(state.get("spec"), source=source),
             shapes=typed_shapes,
             plugins=dict(_mapping(state.get("plugins") or {}, source, "plugins")),
             providers=dict(_mapping(state.get("providers") or {}, source, "providers")),
             adversarial=bool(state.get("adversarial", True)),
         )
+        if "networks" not in state:  # written before methods were plugins: pix2pix's networks, derived above
+            return trained
+        return attrs.evolve(trained, networks=_networks(state["networks"], source),
+                            directions=_directions(state.get("directions"), source))
     if version == 1 or (version is None and "components" in state):
         return _read_version_1(_mapping(state.get("components"), source, "components"), source)
     raise DataError(f"{source}: unknown checkpoint format {version!r}; it was written by a newer p2p, or is not p2p's")
@@ -271,6 +314,26 @@ def _read_version_1(components: Mapping[str, Any], source: str) -> TrainedSpec:
         raise DataError(f"{source}: {error}") from None
     plugins = _mapping(components.get("plugins") or {}, source, "components.plugins")
     return TrainedSpec(run=run, shapes=shapes, plugins=dict(plugins), adversarial=disc is not None)
+
+
+def _networks(value: Any, source: str) -> dict[str, NetworkShape]:
+    networks = {}
+    for role, shape in _mapping(value, source, "networks").items():
+        shape = _mapping(shape, source, f"networks.{role}")
+        kind = shape.get("kind")
+        if kind not in ("generator", "discriminator"):
+            raise DataError(f"{source}: networks.{role}.kind must be generator or discriminator, got {kind!r:.60}")
+        out = shape.get("out_channels")
+        networks[str(role)] = NetworkShape(kind=kind, in_channels=_integer(shape.get("in_channels"), source, f"networks.{role}.in_channels"),
+                                           out_channels=None if out is None else _integer(out, source, f"networks.{role}.out_channels"))
+    return networks
+
+
+def _directions(value: Any, source: str) -> dict[str, str]:
+    directions = {str(k): _text(v, source, f"directions.{k}") for k, v in _mapping(value, source, "directions").items()}
+    if not directions or not set(directions) <= {"AtoB", "BtoA"}:
+        raise DataError(f"{source}: directions must map AtoB and/or BtoA to a generator, got {directions!r:.80}")
+    return directions
 
 
 def _component(value: Any, source: str, key: str) -> ComponentSpec:

@@ -11,11 +11,11 @@ from torch import Tensor, nn
 import p2p_core
 from conftest import make_spec
 from p2p_core.errors import ConfigError
-from p2p_core.model import Pix2Pix
 from p2p_core.objective import Objective
-from p2p_core.protocols import DiscriminatorOutput, per_scale
+from p2p_core.protocols import DiscriminatorOutput, Sample, per_scale
 from p2p_core.registry import Registry, default_registry
 from p2p_core.spec import Shapes
+from p2p_core.training import Training
 
 DATA = ("synthetic", {"length": 2, "load_size": 36, "crop_size": 32})
 SHAPES = Shapes(in_channels=3, out_channels=3, image_size=32)
@@ -135,44 +135,44 @@ def registry() -> Registry:
     return found
 
 
-def model(loss: str, disc: str = "two_scales", seed: int = 0) -> Pix2Pix:
+def model(loss: str, disc: str = "two_scales", seed: int = 0) -> Training:
     torch.manual_seed(seed)
     spec = make_spec(generator=("unet", {"ngf": 4, "dropout": 0.0}), disc=(disc, {} if disc != "patch16" else {"ndf": 4}),
                      data=DATA, loss=loss)
-    return Pix2Pix.build(spec, SHAPES, total_steps=4, registry=registry())
+    return Training.build(spec, SHAPES, total_steps=4, registry=registry())
 
 
-def batch() -> tuple[Tensor, Tensor]:
+def batch() -> Sample:
     generator = torch.Generator().manual_seed(1)
-    return tuple(torch.rand(2, 3, 32, 32, generator=generator) * 2 - 1 for _ in range(2))
+    return Sample(*(torch.rand(2, 3, 32, 32, generator=generator) * 2 - 1 for _ in range(2)), path="")
 
 
 def test_a_multiscale_discriminator_trains_with_the_builtin_terms_averaging_its_scales():
     pix2pix = model("cgan+l1")
-    losses = pix2pix.train_step(*batch())
+    losses = pix2pix.train_step(batch())
     assert set(losses) == {"D/cgan", "G/cgan", "G/l1"}
     # The cGAN term is the cross-entropy averaged over the scales: check G's against D as it now is.
-    x, target = batch()
+    x, target, _, _ = batch()
     with torch.no_grad():
-        output = pix2pix.discriminator(torch.cat([x, pix2pix.last[1]], 1))
+        output = pix2pix.networks["discriminator"](torch.cat([x, pix2pix.method.images()["output"]], 1))
     expected = sum(F.binary_cross_entropy_with_logits(l, torch.ones_like(l)) for l in output.logits) / 2
     assert losses["G/cgan"] == pytest.approx(expected.item(), rel=1e-4)
 
 
 def test_d_runs_once_on_real_and_once_on_fake_per_update_for_all_terms_together():
     pix2pix = model("cgan+matching+l1")
-    pix2pix.train_step(*batch())
+    pix2pix.train_step(batch())
     # D's step: real and fake; G's step: fake, and real for the feature-matching term, shared with cGAN.
-    assert pix2pix.discriminator.calls == 4
+    assert pix2pix.networks["discriminator"].calls == 4
     logits_only = model("cgan+l1")
-    logits_only.train_step(*batch())
-    assert logits_only.discriminator.calls == 3  # nothing in G's step reads D on the real pair
+    logits_only.train_step(batch())
+    assert logits_only.networks["discriminator"].calls == 3  # nothing in G's step reads D on the real pair
 
 
 def test_each_term_gets_only_what_it_declares():
     pix2pix = model("recording+matching")
-    pix2pix.train_step(*batch())
-    recording, matching = pix2pix.objective.terms["recording"], pix2pix.objective.terms["matching"]
+    pix2pix.train_step(batch())
+    recording, matching = pix2pix.method.objective.terms["recording"], pix2pix.method.objective.terms["matching"]
     for role, d_fake, d_real in recording.seen:
         assert len(d_fake.logits) == 2 and d_fake.features == ()
         assert (d_real is None) == (role == "generator")
@@ -184,7 +184,7 @@ def test_each_term_gets_only_what_it_declares():
 
 def test_a_feature_term_on_a_discriminator_without_features_stops_with_the_contract():
     with pytest.raises(ConfigError) as error:
-        model("cgan+matching", disc="patch16").train_step(*batch())
+        model("cgan+matching", disc="patch16").train_step(batch())
     headline, found, fix = str(error.value).splitlines()
     assert headline.startswith("loss 'matching' (plugin 'outputs' from p2p-fake-outputs 3.0) needs the discriminator's features")
     assert "discriminator 'patch16' (p2p 0.1.0)" in headline
@@ -193,7 +193,7 @@ def test_a_feature_term_on_a_discriminator_without_features_stops_with_the_contr
 
 def test_a_discriminator_returning_a_bare_list_is_told_to_wrap_it():
     with pytest.raises(ConfigError) as error:
-        model("cgan+l1", disc="listing").train_step(*batch())
+        model("cgan+l1", disc="listing").train_step(batch())
     headline, found, fix = str(error.value).splitlines()
     assert headline.startswith("discriminator 'listing' (p2p-fake-outputs 3.0) breaks the contract: a discriminator returns a Tensor")
     assert found == "  found: a list of 2 tensors"
@@ -209,7 +209,7 @@ def test_a_term_reading_d_without_showing_it_anything_is_refused():
 def test_output_size_and_receptive_field_per_scale_or_plain():
     assert per_scale(70) == (70,) and per_scale((70, 141)) == (70, 141)
     with pytest.raises(ConfigError, match="no output for 4x4 images"):  # the coarser scale has none
-        Pix2Pix.build(make_spec(generator=("unet", {"ngf": 4, "depth": 2}), disc=("two_scales", {}), data=DATA),
+        Training.build(make_spec(generator=("unet", {"ngf": 4, "depth": 2}), disc=("two_scales", {}), data=DATA),
                       Shapes(in_channels=3, out_channels=3, image_size=4),
                       total_steps=1, registry=registry())
 
@@ -219,8 +219,8 @@ def test_a_first_version_term_keeps_working_with_a_warning_and_the_same_numbers(
         old = model("first_cgan+l1", disc="patch16", seed=3)
     new = model("cgan+l1", disc="patch16", seed=3)
     for _ in range(2):
-        assert old.train_step(*batch()) == {key.replace("cgan", "first_cgan"): value
-                                             for key, value in new.train_step(*batch()).items()}
+        assert old.train_step(batch()) == {key.replace("cgan", "first_cgan"): value
+                                             for key, value in new.train_step(batch()).items()}
 
 
 def test_a_first_version_term_is_told_it_reads_one_scale_only():
@@ -228,7 +228,7 @@ def test_a_first_version_term_is_told_it_reads_one_scale_only():
         pix2pix = model("first_cgan")
     with pytest.raises(ConfigError, match=r"loss 'first_cgan' .* reads one tensor of logits\n  found: discriminator "
                                           r"'two_scales' \(p2p-fake-outputs 3.0\) returns 2 scales"):
-        pix2pix.train_step(*batch())
+        pix2pix.train_step(batch())
 
 
 def test_the_objective_check_names_the_plugin_and_the_distribution():

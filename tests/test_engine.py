@@ -10,6 +10,7 @@ import p2p_core
 from conftest import make_spec
 from p2p_core.errors import ConfigError
 from p2p_core.objective import Objective
+from p2p_core.protocols import Sample
 from p2p_core.registry import Registry, default_registry
 from p2p_core.run import Run
 
@@ -27,35 +28,36 @@ def test_discriminator_steps_first_on_half_the_objective_then_the_generator_on_t
     t = run.model
     sample = run.dataset[0]
     x, y = sample.a[None], sample.b[None]
-    t.generator.train()
+    generator, discriminator = t.networks["generator"], t.networks["discriminator"]
+    generator.train()
     torch.manual_seed(0)
     with torch.no_grad():
-        fake = t.generator(x)
-        real_logits = t.discriminator(torch.cat([x, y], 1))
-        fake_logits = t.discriminator(torch.cat([x, fake], 1))
+        fake = generator(x)
+        real_logits = discriminator(torch.cat([x, y], 1))
+        fake_logits = discriminator(torch.cat([x, fake], 1))
         expected_d = 0.5 * (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
                             + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
-    d_before = {k: v.clone() for k, v in t.discriminator.state_dict().items()}
+    d_before = {k: v.clone() for k, v in discriminator.state_dict().items()}
 
     torch.manual_seed(0)
-    losses = t.train_step(x, y)
+    losses = t.train_step(Sample(x, y, ""))
 
     assert losses["D/cgan"] == pytest.approx(expected_d.item(), rel=1e-5)
     # G's loss was measured with the discriminator as it was after its own step.
     with torch.no_grad():
-        updated_logits = t.discriminator(torch.cat([x, fake], 1))
+        updated_logits = discriminator(torch.cat([x, fake], 1))
     g_expected = F.binary_cross_entropy_with_logits(updated_logits, torch.ones_like(updated_logits))
     assert losses["G/cgan"] == pytest.approx(g_expected.item(), rel=1e-4)
-    assert any(not torch.equal(v, t.discriminator.state_dict()[k]) for k, v in d_before.items())
-    assert all(p.requires_grad is False for p in t.discriminator.parameters())  # frozen for G's step only
-    assert all(p.grad is None or p.grad.abs().sum() > 0 for p in t.generator.parameters())
+    assert any(not torch.equal(v, discriminator.state_dict()[k]) for k, v in d_before.items())
+    assert all(p.requires_grad for p in discriminator.parameters())  # frozen for G's step only
+    assert all(p.grad is None or p.grad.abs().sum() > 0 for p in generator.parameters())
 
 
 def test_l1_alone_trains_without_a_discriminator(tmp_path):
     run = trainer(tmp_path, loss="l1")
     t = run.model
-    assert t.discriminator is None and set(t.optimizers) == {"generator"}
-    losses = t.train_step(run.dataset[0].a[None], run.dataset[0].b[None])
+    assert set(t.networks) == {"generator"} and set(t.optimizers) == {"generator"}
+    losses = t.train_step(Sample(run.dataset[0].a[None], run.dataset[0].b[None], ""))
     assert set(losses) == {"G/l1"}
 
 
@@ -68,10 +70,10 @@ def test_adam_uses_the_papers_settings(tmp_path):
 
 def test_weights_start_from_normal_0_002(tmp_path):
     t = trainer(tmp_path).model
-    convs = [m.weight for m in t.generator.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    convs = [m.weight for m in t.networks["generator"].modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
     weights = torch.cat([w.detach().flatten() for w in convs])
     assert abs(weights.mean()) < 1e-3 and weights.std() == pytest.approx(0.02, rel=0.05)
-    norms = torch.cat([m.weight.detach() for m in t.generator.modules() if isinstance(m, torch.nn.BatchNorm2d)])
+    norms = torch.cat([m.weight.detach() for m in t.networks["generator"].modules() if isinstance(m, torch.nn.BatchNorm2d)])
     assert norms.mean() == pytest.approx(1.0, abs=0.01)
 
 
@@ -98,7 +100,7 @@ def test_the_model_applies_the_scheduled_rate_at_each_step(tmp_path):
     sample = run.dataset[0]
     rates = []
     for _ in range(4):
-        run.model.train_step(sample.a[None], sample.b[None])
+        run.model.train_step(Sample(sample.a[None], sample.b[None], ""))
         rates.append(run.model.optimizers["generator"].param_groups[0]["lr"])
     assert rates[:2] == [2e-4, 2e-4] and rates[2] > rates[3] > 0
 

@@ -9,20 +9,20 @@ import pytest
 import torch
 
 from conftest import make_spec, run
-from p2p_core.model import Pix2Pix
+from p2p_core.protocols import Sample
 from p2p_core.registry import default_registry
 from p2p_core.spec import Shapes
+from p2p_core.training import Training
 
 
 def one_step(tmp_path, **options) -> tuple[dict[str, float], torch.Tensor]:
     torch.manual_seed(0)
     spec = make_spec(generator=("unet", {"ngf": 8, "dropout": 0.0}), disc=("patch70", {"ndf": 8}), **options)
-    model = Pix2Pix.build(spec, Shapes(in_channels=3, out_channels=3, image_size=32), total_steps=1)
+    model = Training.build(spec, Shapes(in_channels=3, out_channels=3, image_size=32), total_steps=1)
     sample = default_registry().create("dataset", "synthetic", split="train", length=2, load_size=32, crop_size=32)[0]
-    x, y = model.to_device(sample.a[None]), model.to_device(sample.b[None])
-    losses = model.train_step(x, y)
+    losses = model.train_step(Sample(sample.a[None], sample.b[None], ""))
     with torch.no_grad():
-        output = model.generator.eval()(x)
+        output = model.networks["generator"].eval()(model.to_device(sample.a[None]))
     return losses, output
 
 

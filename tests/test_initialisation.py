@@ -12,7 +12,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 import p2p_core
 from conftest import make_spec
-from p2p_core.model import Pix2Pix
+from p2p_core.training import Training
 from p2p_core.networks import init_weights
 from p2p_core.registry import Registry
 from p2p_core.spec import Shapes
@@ -60,29 +60,29 @@ class Components:
         return {"spectral_patch": spectral_patch, "self_initialised": SelfInitialised}
 
 
-def build(disc: str, **options) -> Pix2Pix:
+def discriminator(disc: str, **options) -> torch.nn.Module:
     registry = Registry()
     registry.load_entry_points(allow=["p2p"])
     registry.register(Components(), name="init", distribution="p2p-fake-init", version="1.0")
     spec = make_spec(generator=("unet", {"ngf": 4}), disc=(disc, options), loss="cgan+l1")
-    return Pix2Pix.build(spec, SHAPES, total_steps=1, registry=registry)
+    return Training.build(spec, SHAPES, total_steps=1, registry=registry).networks["discriminator"]
 
 
 def test_the_engine_initialises_a_spectral_norm_discriminator_in_what_its_checkpoint_keeps():
-    d = build("spectral_patch").discriminator
+    d = discriminator("spectral_patch")
     stored = d.state_dict()["model.0.parametrizations.weight.original"]
     assert stored.std().item() == pytest.approx(0.02, rel=0.1) and abs(stored.mean().item()) < 0.005
 
 
 def test_a_part_that_initialises_itself_keeps_its_initialisation_and_the_rest_gets_the_papers():
-    d = build("self_initialised").discriminator
+    d = discriminator("self_initialised")
     assert torch.equal(d.first.weight, torch.full_like(d.first.weight, 0.5))
     second = d.model[2].weight
     assert second.std().item() == pytest.approx(0.02, rel=0.1)
 
 
 def test_a_component_that_initialises_itself_is_left_alone_entirely():
-    d = build("self_initialised", whole=True).discriminator
+    d = discriminator("self_initialised", whole=True)
     assert torch.equal(d.first.weight, torch.full_like(d.first.weight, 0.5))
     # PyTorch's own initialisation of the second convolution: uniform within 1/sqrt(fan_in), not N(0, 0.02).
     second = d.model[2].weight

@@ -44,12 +44,12 @@ def test_validation_does_not_change_training(tmp_path: Path):
     plain.fit()
     validated = trainer(tmp_path / "validated", validate_every=1, validate_samples=2, validate_mode="paper")
     validated.fit()
-    for (name, a), b in zip(plain.model.generator.state_dict().items(), validated.model.generator.state_dict().values()):
+    for (name, a), b in zip(plain.model.networks["generator"].state_dict().items(), validated.model.networks["generator"].state_dict().values()):
         assert torch.equal(a, b), name
 
 
 def test_validator_restores_mode_and_batchnorm_statistics(tmp_path: Path):
-    generator = trainer(tmp_path / "run").model.generator.eval()
+    generator = trainer(tmp_path / "run").model.networks["generator"].eval()
     before = {name: buffer.clone() for name, buffer in generator.named_buffers()}
     validator = Validator(dataset=validation_data(), samples=2, metric="l1", mode="paper", device=torch.device("cpu"))
     scores = validator(generator)

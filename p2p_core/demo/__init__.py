@@ -13,6 +13,7 @@ from typing import Literal
 
 from p2p_core.errors import ConfigError
 from p2p_core.registry import Registry
+from p2p_core.protocols import Direction
 from p2p_core.spec import Mode
 
 INSTALL_HINT = "pip install -e '.[demo]' in a checkout of p2p, or pip install 'p2p[demo]'"
@@ -31,6 +32,7 @@ def demo(
     max_busy: int = 4,
     timeout_s: float = 30.0,
     backend: Literal["auto", "torch", "onnxruntime"] = "auto",
+    direction: Direction = "AtoB",
     registry: Registry | None = None,
 ) -> None:
     """Serve a page to draw an input and watch the model translate it, and POST /translate for scripts.
@@ -53,6 +55,7 @@ def demo(
         timeout_s: Seconds a connection may send nothing, mid-request or idle, before it is closed.
         backend: torch, onnxruntime (eval mode only), or auto: onnxruntime on the CPU in eval mode when it is
             installed, else torch.
+        direction: AtoB, or BtoA for a model whose method trained both ways (a plugin's unpaired method); pix2pix models translate AtoB.
     """
     if importlib.util.find_spec("flask") is None:
         raise ConfigError(f"p2p demo needs Flask, which is not installed: {INSTALL_HINT}")
@@ -73,5 +76,6 @@ def demo(
             max_bytes=round(max_upload_mb * 1_000_000), max_pixels=max_pixels, max_busy=max_busy, timeout_s=timeout_s
         ),
         backend=backend,
+        direction=direction,
         registry=registry,
     )

@@ -282,11 +282,12 @@ def serve(
     seed: int,
     limits: Limits,
     backend: Backend = "auto",
+    direction: str = "AtoB",
     registry: Registry | None = None,
 ) -> None:
-    """Load the generator and serve it until Ctrl+C."""
+    """Load the generator that translates ``direction`` and serve it until Ctrl+C."""
     where = resolve_device(device)
-    trained = load_generator(ckpt, mode=mode, device=where, registry=registry)
+    trained = load_generator(ckpt, mode=mode, device=where, registry=registry, direction=direction)
     app = create_app(trained=trained, device=where, seed=seed, limits=limits, backend=backend)
     server = bind(app, host=host, port=port, timeout_s=limits.timeout_s)
     size = trained.image_size

@@ -1,0 +1,73 @@
+"""pix2pix's training method (Isola et al. 2017, section 3.3), p2p's default: ``--method pix2pix``.
+
+A generator and, when the objective has an adversarial term, a discriminator that sees the output (and, for a
+conditional term, the input beside it). Each step is one D step on half the adversarial terms, then one G step on
+all the terms; Adam 2e-4 (0.5, 0.999) for both. A built-in, registered through the same hook a plugin's method uses.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+import p2p_core
+from p2p_core.objective import Objective
+from p2p_core.protocols import Sample
+from p2p_core.training import Training
+
+
+class Pix2Pix:
+    """pix2pix: G translates A to B against a (conditional) discriminator; one D step, then one G step."""
+
+    directions = {"AtoB": "generator"}
+
+    def __init__(self, *, training: Training) -> None:
+        run, shapes = training.spec, training.shapes
+        self.training = training
+        self.objective = Objective.parse(
+            run.loss, run.loss_options, training.registry,
+            discriminator=f"discriminator {run.disc.name!r} ({training.registry.providers(run)['disc']})",
+        )
+        self.adversarial = self.objective.adversarial
+        training.network("generator", "generator", in_channels=shapes.in_channels, out_channels=shapes.out_channels)
+        if self.adversarial:
+            disc_channels = self.objective.discriminator_channels(shapes.in_channels, shapes.out_channels)
+            training.network("discriminator", "discriminator", in_channels=disc_channels)
+        training.optimizer("generator", ["generator"])
+        if self.adversarial:
+            training.optimizer("discriminator", ["discriminator"])
+        self._last: dict[str, Tensor] = {}
+
+    def train_step(self, batch: Sample) -> dict[str, float]:
+        """One D step on half the adversarial terms, then one G step on all terms; returns the losses.
+
+        The objective runs D once on the real pair and once on the fake one in each step, for all its terms."""
+        training, x, target = self.training, batch.a, batch.b
+        with training.autocast():
+            fake = training.module("generator")(x)
+        logged: dict[str, float] = {}
+        judged = ("discriminator",) if self.adversarial else ()
+        if self.adversarial:
+            with training.autocast():
+                d_losses = self.objective.discriminator_losses(
+                    x=x, fake=fake.detach(), target=target, disc=training.module("discriminator"))
+            if training.step == 0:
+                self.objective.check("discriminator", d_losses)
+            logged |= training.update("discriminator", {f"D/{name}": 0.5 * value for name, value in d_losses.items()})
+        with training.frozen(*judged):  # G's step needs gradients through D, not for D
+            with training.autocast():
+                g_losses = self.objective.generator_losses(
+                    x=x, fake=fake, target=target, disc=training.module("discriminator") if self.adversarial else None)
+            if training.step == 0:
+                self.objective.check("generator", g_losses)
+            logged |= training.update("generator", {f"G/{name}": value for name, value in g_losses.items()})
+        self._last = {"input": x, "output": fake.detach(), "target": target}
+        return logged
+
+    def images(self) -> dict[str, Tensor]:
+        """The latest step's input, output and target."""
+        return self._last
+
+
+@p2p_core.hookimpl
+def p2p_methods() -> dict[str, type]:
+    return {"pix2pix": Pix2Pix}

@@ -1,0 +1,176 @@
+"""Training methods as plugins: pix2pix is the built-in ``Method``, and the core trains, saves and serves any method."""
+
+from __future__ import annotations
+
+import copy
+
+import attrs
+import pytest
+import torch
+import torch.nn.functional as F
+
+import p2p_core
+from conftest import fit_smoke, make_spec
+from p2p_core import checkpoint
+from p2p_core.errors import DataError, PluginError
+from p2p_core.inference import load_generator
+from p2p_core.protocols import Sample
+from p2p_core.registry import Registry
+from p2p_core.spec import ComponentSpec, Shapes, read_checkpoint
+from p2p_core.training import Training
+
+SHAPES = Shapes(in_channels=3, out_channels=3, image_size=32)
+
+
+class Mirror:
+    """Two generators, A -> B and B -> A, each trained by L1 alone."""
+
+    directions = {"AtoB": "forward", "BtoA": "backward"}
+
+    def __init__(self, *, training: Training, weight: float = 1.0) -> None:
+        shapes = training.shapes
+        training.network("forward", "generator", in_channels=shapes.in_channels, out_channels=shapes.out_channels)
+        training.network("backward", "generator", in_channels=shapes.out_channels, out_channels=shapes.in_channels)
+        training.optimizer("both", ["forward", "backward"])
+        self.training, self.weight, self._last = training, weight, {}
+
+    def train_step(self, batch: Sample) -> dict[str, float]:
+        t = self.training
+        fake_b, fake_a = t.module("forward")(batch.a), t.module("backward")(batch.b)
+        self._last = {"a": batch.a, "fake_b": fake_b.detach()}
+        return t.update("both", {"L1/ab": self.weight * (fake_b - batch.b).abs().mean(),
+                                 "L1/ba": self.weight * (fake_a - batch.a).abs().mean()})
+
+    def images(self) -> dict[str, torch.Tensor]:
+        return self._last
+
+
+class TranslatesWithADiscriminator(Mirror):
+    """Names a discriminator as the network that translates."""
+
+    directions = {"AtoB": "judge"}
+
+    def __init__(self, *, training: Training) -> None:
+        training.network("judge", "discriminator", in_channels=3)
+        self.training = training
+
+
+class Methods:
+    @p2p_core.hookimpl
+    def p2p_methods(self):
+        return {"mirror": Mirror, "judging": TranslatesWithADiscriminator}
+
+
+def registry() -> Registry:
+    found = Registry()
+    found.load_entry_points(allow=["p2p", "p2p-plugin-example"])
+    found.register(Methods(), name="methods", distribution="p2p-fake-methods", version="2.0")
+    return found
+
+
+def batches(count: int) -> list[Sample]:
+    generator = torch.Generator().manual_seed(1)
+    return [Sample(*(torch.rand(2, 3, 32, 32, generator=generator) * 2 - 1 for _ in range(2)), path="") for _ in range(count)]
+
+
+@pytest.mark.parametrize(("loss", "disc"), [("cgan+l1", "patch70"), ("gan+l1", "patch16"), ("lsgan+l1", "patch70")])
+def test_pix2pix_is_the_papers_step_to_the_bit(loss, disc):
+    """The method's losses for 3 steps at seed 0 equal, exactly, the paper's step written out here in plain torch:
+    one D step on half the objective, then one G step through the updated D, each network with its own fused Adam."""
+    torch.manual_seed(0)
+    spec = make_spec(generator=("unet", {"ngf": 8}), disc=(disc, {"ndf": 8}), loss=loss)
+    training = Training.build(spec, SHAPES, total_steps=10, registry=registry())
+    g, d = (copy.deepcopy(training.networks[role]) for role in ("generator", "discriminator"))
+    g_adam, d_adam = (torch.optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999), fused=True) for m in (g, d))
+    term = loss.removesuffix("+l1")
+
+    def adversarial(logits: torch.Tensor, real: bool) -> torch.Tensor:
+        if term == "lsgan":
+            return (logits - float(real)).pow(2).mean()
+        return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, float(real)))
+
+    def judged(x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return d(image if term == "gan" else torch.cat([x, image], 1))
+
+    for batch in batches(3):
+        torch.manual_seed(7)  # the same dropout in both
+        logged = training.train_step(batch)
+        torch.manual_seed(7)
+        x, y = batch.a, batch.b
+        fake = g(x)
+        d_adam.zero_grad()
+        d_loss = 0.5 * (adversarial(judged(x, y), True) + adversarial(judged(x, fake.detach()), False))
+        d_loss.backward()
+        d_adam.step()
+        d.requires_grad_(False)
+        g_adam.zero_grad()
+        g_gan, g_l1 = adversarial(judged(x, fake), True), 100 * (fake - y).abs().mean()
+        torch.stack([g_gan, g_l1]).sum().backward()
+        g_adam.step()
+        d.requires_grad_(True)
+        assert logged == {f"D/{term}": d_loss.item(), f"G/{term}": g_gan.item(), "G/l1": g_l1.item()}
+
+
+def test_a_checkpoint_records_the_method_and_its_provider(tmp_path, capsys):
+    state = checkpoint.load(fit_smoke(tmp_path, capsys, "--trainer.max_steps", "1"))
+    assert state["spec"]["method"] == {"name": "pix2pix"}
+    assert state["providers"]["method"].startswith("p2p ")
+    assert state["directions"] == {"AtoB": "generator"}
+    assert {role: shape["kind"] for role, shape in state["networks"].items()} == {"generator": "generator",
+                                                                                 "discriminator": "discriminator"}
+
+
+def test_a_checkpoint_from_before_methods_is_a_pix2pix_one_that_resumes(tmp_path, capsys):
+    state = checkpoint.load(fit_smoke(tmp_path, capsys, "--trainer.max_steps", "1"))
+    del state["networks"], state["directions"], state["spec"]["method"]
+    trained = read_checkpoint(state, source="old")
+    assert trained.run.method.name == "pix2pix" and trained.directions == {"AtoB": "generator"}
+    assert trained.networks["discriminator"].in_channels == trained.shapes.disc_in_channels == 6
+    training = Training.build(trained.run, trained.shapes, total_steps=4)
+    training.load_state_dict(state)
+    assert training.step == 1
+    for role in ("generator", "discriminator"):
+        for name, tensor in training.networks[role].state_dict().items():
+            assert torch.equal(tensor, state["models"][role][name]), (role, name)
+
+
+def test_a_method_of_two_directions_serves_each_generator(tmp_path):
+    spec = attrs.evolve(make_spec(), method=ComponentSpec("mirror", {"weight": 2.0}), loss="l1")
+    found = registry()
+    training = Training.build(spec, SHAPES, total_steps=2, registry=found)
+    logged = training.train_step(batches(1)[0])
+    assert set(logged) == {"L1/ab", "L1/ba"} and set(training.optimizers) == {"both"}
+    saved = checkpoint.save(training.state_dict(), tmp_path / "run", training.step)
+    backward = load_generator(saved, mode="eval", direction="BtoA", registry=found)
+    for name, tensor in training.networks["backward"].state_dict().items():
+        assert torch.equal(backward.module.state_dict()[name], tensor), name
+    assert (backward.in_channels, backward.out_channels, backward.direction) == (3, 3, "BtoA")
+    assert read_checkpoint(checkpoint.load(saved), source="x").run.method.options == {"weight": 2.0}
+
+
+def test_a_pix2pix_model_asked_to_translate_backwards_says_what_it_translates(tmp_path, capsys):
+    with pytest.raises(DataError, match="translates AtoB only, not BtoA; use --direction AtoB"):
+        load_generator(fit_smoke(tmp_path, capsys, "--trainer.max_steps", "1"), mode="eval", direction="BtoA")
+
+
+def test_a_method_whose_direction_names_no_generator_breaks_the_contract():
+    spec = attrs.evolve(make_spec(), method=ComponentSpec("judging"))
+    with pytest.raises(PluginError) as error:
+        Training.build(spec, SHAPES, total_steps=1, registry=registry())
+    headline, found, fix = str(error.value).splitlines()
+    assert headline.startswith("method 'judging' breaks the contract: directions maps AtoB and/or BtoA to generator")
+    assert found == "  found: AtoB: 'judge' (built: judge (discriminator))"
+    assert fix.startswith("  fix: build the generator with training.network(ROLE, 'generator'")
+
+
+def test_frozen_networks_get_no_gradient_and_keep_what_the_plugin_froze_itself():
+    training = Training.build(make_spec(), SHAPES, total_steps=1, registry=registry())
+    disc = training.networks["discriminator"]
+    kept_frozen = next(disc.parameters())
+    kept_frozen.requires_grad_(False)
+    with training.frozen("discriminator"):
+        assert not any(p.requires_grad for p in disc.parameters())
+        fake = torch.zeros(1, 6, 32, 32, requires_grad=True)
+        training.module("discriminator")(fake).mean().backward()
+    assert fake.grad is not None and all(p.grad is None for p in disc.parameters())  # through D, not for D
+    assert not kept_frozen.requires_grad and all(p.requires_grad for p in list(disc.parameters())[1:])
