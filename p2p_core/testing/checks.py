@@ -483,6 +483,148 @@ def check_dataset_jitter_keeps_pairs_aligned(subject: Subject) -> None:
                       "draw the crop and flip once and apply them to both (p2p_core.images.PairedJitter does)")
 
 
+# -- methods --------------------------------------------------------------------------------------------------
+
+METHOD_SIZE = 32
+
+
+def _training(subject: Subject, *, seed: int = 0, total_steps: int = 8) -> Any:
+    """The method trained on tiny networks (p2p's U-Net and 16x16 PatchGAN, 4 filters) and its own default
+    objective, for 3 -> 3 channels at 32 x 32, from ``seed``."""
+    from p2p_core.config import default_objective
+    from p2p_core.spec import ComponentSpec, RunSpec, Shapes, TrainConfig
+    from p2p_core.training import Training
+
+    loss, loss_options = default_objective(subject.registry, subject.component.name)
+    spec = RunSpec(generator=ComponentSpec("p2p:unet", {"ngf": 4}), disc=ComponentSpec("p2p:patch16", {"ndf": 4}),
+                   data=ComponentSpec("p2p:synthetic"), method=ComponentSpec(subject.component.name, subject.options),
+                   loss=loss, loss_options=loss_options, trainer=TrainConfig(num_workers=0, progress=False, seed=seed))
+    torch.manual_seed(seed)
+    shapes = Shapes(in_channels=3, out_channels=3, image_size=METHOD_SIZE)
+    return Training.build(spec, shapes, total_steps=total_steps, registry=subject.registry)
+
+
+def _batches(count: int, seed: int = 1) -> list[Sample]:
+    random = torch.Generator().manual_seed(seed)
+    return [Sample(*(torch.rand(2, 3, METHOD_SIZE, METHOD_SIZE, generator=random) * 2 - 1 for _ in range(2)), path="")
+            for _ in range(count)]
+
+
+def check_method_steps_return_finite_scalars_and_images(subject: Subject) -> None:
+    """A step returns its logged values as finite scalars by name, and ``images()`` the step's images, each
+    N x C x H x W in [-1, 1]."""
+    training = _training(subject)
+    for step, batch in enumerate(_batches(2), start=1):
+        logged = training.train_step(batch)
+        bad = {name: value for name, value in dict(logged).items()
+               if not isinstance(name, str) or not isinstance(value, (int, float)) or not math.isfinite(value)}
+        if not logged or bad:
+            _fail(subject, "a step returns finite scalars by name", f"step {step} returned {dict(logged) if not logged else bad}",
+                  "return {name: value} of the losses as floats: the values training.update returns")
+    for name, image in dict(training.method.images()).items():
+        if not isinstance(image, Tensor) or image.dim() != 4 or not bool(image.isfinite().all()) or image.abs().max() > 1 + 1e-5:
+            found = type(image).__name__ if not isinstance(image, Tensor) else f"{tuple(image.shape)} in [{image.min():.6g}, {image.max():.6g}]"
+            _fail(subject, "images() gives N x C x H x W images in [-1, 1]", f"{name!r}: {found}",
+                  "return the latest step's inputs and outputs, detached, as batches")
+
+
+def check_method_directions_name_its_generators(subject: Subject) -> None:
+    """``directions`` maps AtoB and/or BtoA to generators the method built, and each translates a batch of its
+    direction's input channels into its output channels."""
+    from p2p_core.errors import PluginError
+
+    try:
+        training = _training(subject)
+    except PluginError as error:
+        if "directions" not in str(error):
+            raise
+        _fail(subject, "directions name the generators it built", str(error).splitlines()[1].strip().removeprefix("found: "),
+              "build each generator with training.network(ROLE, 'generator', ...) and map the direction to ROLE")
+    for direction, role in training.trained.directions.items():
+        shape = training.trained.networks[role]
+        x = torch.zeros(1, shape.in_channels, METHOD_SIZE, METHOD_SIZE)
+        with torch.no_grad():
+            output = training.translator(direction).eval()(x)
+        if tuple(output.shape) != (1, shape.out_channels, METHOD_SIZE, METHOD_SIZE):
+            _fail(subject, "each direction's generator translates its input channels to its output channels",
+                  f"{direction} ({role!r}) gave {tuple(output.shape)} for {tuple(x.shape)}",
+                  "build that generator with the channels of its direction (B's in and A's out for BtoA)")
+
+
+def check_method_state_round_trip(subject: Subject) -> None:
+    """Training continues bit-identically from a checkpoint on the CPU: ``state_dict()`` (networks, optimizers,
+    the method's own state) and the random state restore exactly what an uninterrupted run would do next."""
+    first, second = _batches(2), _batches(2, seed=2)
+    uninterrupted = _training(subject)
+    for batch in first:
+        uninterrupted.train_step(batch)
+    state, rng = _through_a_file(uninterrupted.state_dict()), torch.get_rng_state()
+    expected = [uninterrupted.train_step(batch) for batch in second]
+    resumed = _training(subject, seed=1)
+    resumed.load_state_dict(state)
+    torch.set_rng_state(rng)
+    found = [resumed.train_step(batch) for batch in second]
+    if found != expected:
+        _fail(subject, "a resumed run continues exactly", f"after resuming, the steps logged {found}, not {expected}",
+              "keep every piece of state that steps depend on (an image pool, a counter) in the method's "
+              "state_dict()/load_state_dict(), as plain tensors, and draw random numbers from torch's generator")
+    for role, network in uninterrupted.networks.items():
+        for name, tensor in network.state_dict().items():
+            if not torch.equal(tensor, resumed.networks[role].state_dict()[name]):
+                _fail(subject, "a resumed run continues exactly", f"network {role!r}: {name} differs after resuming",
+                      "keep every piece of state that steps depend on in the method's state_dict()")
+
+
+def _through_a_file(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` as a checkpoint holds it: written, and read back as plain tensors and data (weights only)."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def check_method_is_reproducible(subject: Subject) -> None:
+    """Two runs from one seed agree: the same logged values, step for step."""
+    runs = []
+    for _ in range(2):
+        training = _training(subject, seed=3)
+        runs.append([training.train_step(batch) for batch in _batches(2)])
+    if runs[0] != runs[1]:
+        _fail(subject, "two runs from one seed agree", f"{runs[0]} and then {runs[1]}",
+              "draw every random number from torch's generator (seeded by the run), not from time or os.urandom")
+
+
+def check_method_updates_only_the_networks_it_steps(subject: Subject) -> None:
+    """An update backpropagates into the networks of its own optimizer only: a network that judges another's
+    update is frozen for it (``with training.frozen(ROLE):``), so it gets no gradient there."""
+    training = _training(subject)
+    leaks: list[str] = []
+
+    def before_step(optimizer: torch.optim.Optimizer, *_: Any) -> None:
+        own = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        name = next(n for n, o in training.optimizers.items() if o is optimizer)
+        for role, network in training.networks.items():
+            if any(id(p) not in own and p.grad is not None for p in network.parameters()):
+                leaks.append(f"update {name!r} gave gradients to network {role!r}")
+
+    def after_step(optimizer: torch.optim.Optimizer, *_: Any) -> None:
+        for group in optimizer.param_groups:  # what it stepped is spent; whatever appears later is a leak
+            for p in group["params"]:
+                p.grad = None
+
+    for optimizer in training.optimizers.values():
+        optimizer.register_step_pre_hook(before_step)
+        optimizer.register_step_post_hook(after_step)
+    for batch in _batches(2):
+        training.train_step(batch)
+    if leaks:
+        _fail(subject, "an update gives gradients only to the networks it steps", sorted(set(leaks))[0],
+              "compute the judging network's part under `with training.frozen(ROLE):` and detach what another "
+              "network's update must not reach (fake.detach() in a discriminator step)")
+
+
 # -- every kind ------------------------------------------------------------------------------------------------
 
 
@@ -536,6 +678,14 @@ CHECKS: dict[str, tuple[Callable[[Subject], None], ...]] = {
         check_options_round_trip_through_config,
     ),
     "dataset": (check_dataset_samples, check_dataset_is_reproducible, check_options_round_trip_through_config),
+    "method": (
+        check_method_steps_return_finite_scalars_and_images,
+        check_method_directions_name_its_generators,
+        check_method_state_round_trip,
+        check_method_is_reproducible,
+        check_method_updates_only_the_networks_it_steps,
+        check_options_round_trip_through_config,
+    ),
 }
 """The checks every component of a kind must pass. ``check_dataset_jitter_keeps_pairs_aligned`` runs in
 addition for datasets given ``identical_pairs`` options (options under which A equals B)."""

@@ -1,0 +1,138 @@
+"""The kit's checks of training methods: each fails a method broken in its one way, with the contract and the fix,
+and passes the same method once repaired."""
+
+from __future__ import annotations
+
+import random
+from contextlib import nullcontext
+
+import pytest
+import torch
+from torch import Tensor
+
+import p2p_core
+from p2p_core.protocols import Sample
+from p2p_core.registry import OWN_DISTRIBUTION, Registry
+from p2p_core.testing import cases
+from p2p_core.testing.checks import (
+    check_method_directions_name_its_generators,
+    check_method_is_reproducible,
+    check_method_state_round_trip,
+    check_method_steps_return_finite_scalars_and_images,
+    check_method_updates_only_the_networks_it_steps,
+)
+from p2p_core.training import Training
+
+
+class Flawed:
+    """A generator trained by L1 plus a judged term, with one flaw that its option repairs."""
+
+    def __init__(self, *, training: Training, repaired: bool = False) -> None:
+        shapes = training.shapes
+        self.training, self.repaired, self.calls = training, repaired, 0
+        training.network("generator", "generator", in_channels=shapes.in_channels, out_channels=shapes.out_channels)
+        training.network("judge", "discriminator", in_channels=shapes.out_channels)
+        training.optimizer("generator", ["generator"])
+        self.directions = {"AtoB": "generator"}
+        self._last: dict[str, Tensor] = {}
+
+    def losses(self, fake: Tensor, target: Tensor) -> dict[str, Tensor]:
+        return {"G/l1": (fake - target).abs().mean(), "G/judged": 0.01 * self.training.module("judge")(fake).abs().mean()}
+
+    def train_step(self, batch: Sample) -> dict[str, float]:
+        with self.training.frozen("judge"):
+            fake = self.training.module("generator")(batch.a)
+            logged = self.training.update("generator", self.losses(fake, batch.b))
+        self._last = {"input": batch.a, "output": fake.detach()}
+        return logged
+
+    def images(self) -> dict[str, Tensor]:
+        return self._last
+
+
+class LogsTensors(Flawed):
+    def train_step(self, batch: Sample) -> dict:
+        logged = super().train_step(batch)
+        return logged if self.repaired else {name: torch.tensor(value) for name, value in logged.items()}
+
+
+class TranslatesWithItsJudge(Flawed):
+    def __init__(self, *, training: Training, repaired: bool = False) -> None:
+        super().__init__(training=training, repaired=repaired)
+        self.directions = {"AtoB": "generator" if repaired else "judge"}
+
+
+class ForgetsItsCounter(Flawed):
+    """Weighs its loss by how many steps it has taken: state that a checkpoint must keep."""
+
+    def losses(self, fake: Tensor, target: Tensor) -> dict[str, Tensor]:
+        self.calls += 1
+        return {name: value * self.calls for name, value in super().losses(fake, target).items()}
+
+    def state_dict(self) -> dict:
+        return {"calls": torch.tensor(self.calls)} if self.repaired else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.calls = int(state.get("calls", 0))
+
+
+class DrawsUnseededNoise(Flawed):
+    def losses(self, fake: Tensor, target: Tensor) -> dict[str, Tensor]:
+        noise = float(torch.rand(())) if self.repaired else random.SystemRandom().random()
+        return {name: value * (1 + noise) for name, value in super().losses(fake, target).items()}
+
+
+class LeaksIntoItsJudge(Flawed):
+    def train_step(self, batch: Sample) -> dict[str, float]:
+        with self.training.frozen("judge") if self.repaired else nullcontext():
+            fake = self.training.module("generator")(batch.a)
+            return self.training.update("generator", self.losses(fake, batch.b))
+
+
+class FlawedMethods:
+    @p2p_core.hookimpl
+    def p2p_methods(self):
+        return {"logs_tensors": LogsTensors, "judge_translates": TranslatesWithItsJudge, "forgetful": ForgetsItsCounter,
+                "unseeded": DrawsUnseededNoise, "leaky": LeaksIntoItsJudge}
+
+
+def flawed_registry() -> Registry:
+    registry = Registry()
+    registry.load_entry_points(allow=[OWN_DISTRIBUTION])
+    registry.register(FlawedMethods(), name="flawed", distribution="flawed-methods", version="0")
+    return registry
+
+
+def case(name: str, check, *, repaired: bool):
+    component = f"method:{name}"
+    found = cases([component], registry=flawed_registry(), options={component: {"repaired": repaired}})
+    (chosen,) = [c for c in found if c.check is check]
+    return chosen
+
+
+FLAWS = [
+    ("logs_tensors", check_method_steps_return_finite_scalars_and_images, "a step returns finite scalars by name",
+     "tensor(", "return {name: value} of the losses as floats"),
+    ("judge_translates", check_method_directions_name_its_generators, "directions name the generators it built",
+     "AtoB: 'judge'", "build each generator with training.network(ROLE, 'generator'"),
+    ("forgetful", check_method_state_round_trip, "a resumed run continues exactly", "after resuming, the steps logged",
+     "keep every piece of state that steps depend on"),
+    ("unseeded", check_method_is_reproducible, "two runs from one seed agree", "and then", "draw every random number from torch's"),
+    ("leaky", check_method_updates_only_the_networks_it_steps, "an update gives gradients only to the networks it steps",
+     "update 'generator' gave gradients to network 'judge'", "compute the judging network's part under"),
+]
+
+
+@pytest.mark.parametrize(("name", "check", "contract", "found", "fix"), FLAWS, ids=[flaw[0] for flaw in FLAWS])
+def test_a_flawed_method_fails_its_check_with_the_contract_and_the_fix(name, check, contract, found, fix):
+    with pytest.raises(AssertionError) as failure:
+        case(name, check, repaired=False).run()
+    headline, found_line, fix_line = str(failure.value).splitlines()
+    assert headline == f"method {name!r} (flawed-methods) breaks the contract: {contract}"
+    assert found_line.startswith("  found: ") and found in found_line
+    assert fix_line.startswith(f"  fix: {fix}")
+
+
+@pytest.mark.parametrize(("name", "check"), [flaw[:2] for flaw in FLAWS], ids=[flaw[0] for flaw in FLAWS])
+def test_the_same_check_passes_the_repaired_method(name, check):
+    case(name, check, repaired=True).run()
