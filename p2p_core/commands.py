@@ -309,8 +309,8 @@ def data_download(name: str, *, to: Path = Path("datasets"), url: str | None = N
     Args:
         name: facades, maps, edges2shoes, edges2handbags, night2day (cityscapes: how to get it), or a plugin's.
         to: Folder the dataset folder goes in; the recipes read datasets/NAME relative to where p2p runs.
-        url: Base URL of a mirror holding NAME.tar.gz (http(s)://, file:// or a folder); default $P2P_DATASETS_URL,
-            then the authors' server.
+        url: Base URL of a mirror holding NAME.tar.gz, or the archive a plugin's entry names (http(s)://, file:// or a
+            folder); default $P2P_DATASETS_URL, then the authors' server.
     """
     from p2p_core.downloads import download_dataset
 

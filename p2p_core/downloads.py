@@ -3,9 +3,10 @@
 Everything fetched goes through a cache, ``$P2P_CACHE`` (default ``~/.cache/p2p``): archives in
 ``datasets/``, generators in ``pretrained/``. A file appears there under its own name only once all of it has
 arrived (it is written to a hidden ``.part`` file, checked against the announced length, then renamed), so an
-interrupted transfer never looks complete and the next run simply starts again. A dataset is unpacked into a
-hidden folder next to its destination, with tarfile's ``data`` filter, and renamed into place with a completion
-marker inside, so a failed unpacking leaves nothing behind and a finished one is never fetched or unpacked again.
+interrupted transfer never looks complete and the next run simply starts again. A dataset (a ``.tar.gz`` or a
+``.zip``) is unpacked into a hidden folder next to its destination, with tarfile's ``data`` filter or the same
+refusals for a zip's members, and renamed into place with a completion marker inside, so a failed unpacking leaves
+nothing behind and a finished one is never fetched or unpacked again.
 
 Mirrors and air-gapped copies: ``url=`` (``--url``), or ``$P2P_DATASETS_URL`` / ``$P2P_PRETRAINED_URL``, replace the
 authors' server by another base (http(s)://, file:// or a plain folder) that holds the same file names.
@@ -23,6 +24,7 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 import zlib
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
@@ -42,16 +44,21 @@ CHUNK = 1 << 20
 
 @attrs.frozen(kw_only=True)
 class DatasetEntry:
-    """A dataset ``p2p data download`` knows: an archive holding NAME/{train,val,test}/*.jpg of A|B pairs."""
+    """A dataset ``p2p data download`` knows: an archive holding NAME/{train,val,test}/*.jpg of A|B pairs, or the
+    folders ``holds`` names."""
 
     name: str
     url: str | None
-    """The archive; None where it cannot be downloaded (see licence_note)."""
+    """The archive, ``.tar.gz`` or ``.zip``; None where it cannot be downloaded (see licence_note). Its dataset folder
+    is named as the archive is (``facades/`` in ``facades.zip``), and unpacked to NAME."""
     description: str
     recipes: tuple[str, ...] = ()
     """Names of the recipes that train on it (`p2p fit --config NAME`); they read datasets/NAME."""
     licence_note: str | None = None
     """Set where the licence forbids fetching it for the user: how to get and prepare it instead."""
+    holds: tuple[str, ...] = ("train",)
+    """Folders its dataset folder holds (``trainA``, ``trainB`` for an unpaired one): an archive without them is
+    refused as not this dataset."""
 
 
 @attrs.frozen(kw_only=True)
@@ -67,6 +74,9 @@ class PretrainedEntry:
     """The dataset it was trained on (a DatasetEntry name)."""
     direction: Literal["AtoB", "BtoA"]
     """Which half of that dataset's A|B images is its input."""
+    dataset_reader: str = "aligned"
+    """The registered dataset that reads that dataset once downloaded (given ``root``, ``direction``, ``load_size``
+    and ``crop_size``): what ``p2p test`` of the imported generator reads."""
     in_channels: int = 3
     out_channels: int = 3
     recommended_mode: Mode = "paper"
@@ -107,8 +117,8 @@ def download_dataset(
     Args:
         name: The dataset: facades, maps, edges2shoes, edges2handbags, night2day (cityscapes says how to get it).
         to: Folder the dataset folder goes in; the recipes expect datasets/NAME relative to where you run p2p.
-        url: Base URL of a mirror holding NAME.tar.gz (http(s)://, file:// or a folder); default
-            $P2P_DATASETS_URL, then the authors' server.
+        url: Base URL of a mirror holding NAME.tar.gz, or the archive a plugin's entry names (http(s)://, file:// or
+            a folder); default $P2P_DATASETS_URL, then the authors' server.
         entries: The catalogue to look NAME up in; default every plugin's (the built-in p2p_reference's and others').
     """
     entry = _lookup(name, _catalogue("dataset_downloads") if entries is None else entries, kind="dataset to download",
@@ -127,7 +137,7 @@ def download_dataset(
     if not archive.is_file():
         source = _source(entry.url, url, env="P2P_DATASETS_URL")
         _fetch(source, archive, hint=f"pass --url BASE (or set P2P_DATASETS_URL) to a mirror holding {archive.name}")
-    _unpack(archive, folder=entry.name, target=target)
+    _unpack(archive, folder=_archive_stem(archive.name), target=target, holds=entry.holds)
     return target
 
 
@@ -173,6 +183,11 @@ def _file_name(url: str) -> str:
     return posixpath.basename(urllib.parse.urlsplit(url).path)
 
 
+def _archive_stem(name: str) -> str:
+    """``facades`` of ``facades.tar.gz`` or ``facades.zip``."""
+    return next((name.removesuffix(suffix) for suffix in (".tar.gz", ".tgz", ".zip") if name.endswith(suffix)), name)
+
+
 def _source(default: str, base: str | None, *, env: str) -> str:
     """``default``, or the file of the same name under the base URL given as an argument or in ``env``."""
     base = base or os.environ.get(env)
@@ -213,23 +228,45 @@ def _fetch(url: str, dest: Path, *, hint: str) -> str:
     return digest.hexdigest()
 
 
-def _unpack(archive: Path, *, folder: str, target: Path) -> None:
+def _unpack(archive: Path, *, folder: str, target: Path, holds: tuple[str, ...] = ("train",)) -> None:
     """Unpack ``folder``/ of ``archive`` to ``target``, all or nothing; a bad archive is removed from the cache."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as scratch:
         try:
-            with tarfile.open(archive) as tar:
-                members = tqdm(tar, desc=f"unpacking {archive.name}", unit=" files")
-                tar.extractall(scratch, members=members, filter=_safe_member)
+            if archive.suffix == ".zip":
+                _unzip(archive, scratch)
+            else:
+                with tarfile.open(archive) as tar:
+                    members = tqdm(tar, desc=f"unpacking {archive.name}", unit=" files")
+                    tar.extractall(scratch, members=members, filter=_safe_member)
         except tarfile.FilterError as error:
-            raise _discard(archive, f"holds {error.tarinfo.name!r}, which would land outside the dataset folder") from None
-        except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as error:
+            raise _outside(archive, error.tarinfo.name) from None
+        except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, gzip.BadGzipFile) as error:
             raise _discard(archive, f"is truncated or damaged ({error})") from None
         unpacked = Path(scratch) / folder
-        if not (unpacked / "train").is_dir():
-            raise _discard(archive, f"does not hold {folder}/train/, so it is not the {folder} dataset")
+        for held in holds:
+            if not (unpacked / held).is_dir():
+                raise _discard(archive, f"does not hold {folder}/{held}/, so it is not the {folder} dataset")
         (unpacked / COMPLETE).write_text(f"unpacked from {archive}\n")
         unpacked.rename(target)
+
+
+def _unzip(archive: Path, scratch: str) -> None:
+    """Extract a zip, refused as tar's ``data`` filter refuses a tar if a name is absolute or climbs out.
+
+    ZipFile.extract would quietly rewrite such names instead; it writes a link as a plain file holding its target.
+    """
+    with zipfile.ZipFile(archive) as bundle:
+        for member in bundle.infolist():
+            name = PurePosixPath(member.filename.replace("\\", "/"))
+            if name.is_absolute() or ".." in name.parts or ":" in member.filename:
+                raise _outside(archive, member.filename)
+        for member in tqdm(bundle.infolist(), desc=f"unpacking {archive.name}", unit=" files"):
+            bundle.extract(member, scratch)
+
+
+def _outside(archive: Path, member: str) -> DataError:
+    return _discard(archive, f"holds {member!r}, which would land outside the dataset folder")
 
 
 def _safe_member(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo:

@@ -16,8 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pluggy
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from p2p_core.reference import Converted
 
 hookspec = pluggy.HookspecMarker("p2p")
 hookimpl = pluggy.HookimplMarker("p2p")
@@ -87,3 +93,19 @@ def p2p_dataset_downloads() -> Mapping[str, object]:
 def p2p_pretrained() -> Mapping[str, object]:
     """Return released generators by name (:class:`p2p_core.downloads.PretrainedEntry`): ``p2p pretrained list``
     shows them, and ``--ckpt pretrained:NAME`` downloads, imports and uses one."""
+
+
+@hookspec
+def p2p_import_layouts() -> Mapping[str, Callable[[Mapping[str, Tensor]], Converted | None]]:
+    """Return state-dict layouts ``p2p import`` (and ``--ckpt pretrained:NAME``) can read, by name: each a converter
+    from a state dict of tensors to a :class:`p2p_core.reference.Converted`, or None when the state dict is not in
+    its layout.
+
+    Name a layout after the class whose state dicts it reads (``UnetGenerator``); p2p lists the names when no layout
+    reads a file. A converter gets the tensors with any ``module.`` prefix (DataParallel's) removed, and is asked
+    only once p2p's own layouts (the reference's UnetGenerator, NLayerDiscriminator and PixelDiscriminator) have
+    declined. It reads the architecture off the names and shapes and renames the tensors into the keys of a
+    registered component; p2p then builds that component and checks every key and shape before anything is written.
+    A state dict in its layout that is damaged (a tensor missing or unexplained) raises a
+    :class:`p2p_core.DataError` naming the tensor; p2p adds the file's name.
+    """

@@ -173,7 +173,7 @@ def displayable(image: Tensor) -> Tensor:
 
 @attrs.frozen(kw_only=True)
 class PairedJitter:
-    """The paper's random jitter, identical on both images of a pair.
+    """The paper's random jitter, identical on both images of a pair (``single`` jitters one image alone).
 
     ``resize_and_crop``: resize to ``load_size``, then (train) a random ``crop_size`` crop and a coin-flip
     mirror, or (otherwise) a plain resize to ``crop_size``. ``crop``: crop at the native size (centre when
@@ -195,11 +195,15 @@ class PairedJitter:
     def __call__(self, a: Tensor, b: Tensor, *, train: bool, path: str) -> tuple[Tensor, Tensor]:
         if a.shape[-2:] != b.shape[-2:]:
             raise DataError(f"{path}: A is {tuple(a.shape[-2:])} but B is {tuple(b.shape[-2:])}; a pair must align")
-        pair = torch.cat([a, b])  # one tensor, so every geometric step is the same for both halves
-        pair = self._geometry(pair, train=train, path=path)
-        if train and self.flip and torch.rand(()) < 0.5:
-            pair = pair.flip(-1)
+        pair = self.single(torch.cat([a, b]), train=train, path=path)  # one tensor: the same steps for both halves
         return pair[: a.shape[0]], pair[a.shape[0] :]
+
+    def single(self, image: Tensor, *, train: bool, path: str) -> Tensor:
+        """The jitter of one image, with draws of its own: for unpaired data, where A and B are jittered apart."""
+        image = self._geometry(image, train=train, path=path)
+        if train and self.flip and torch.rand(()) < 0.5:
+            image = image.flip(-1)
+        return image
 
     def _geometry(self, pair: Tensor, *, train: bool, path: str) -> Tensor:
         crop = self.crop_size

@@ -42,8 +42,8 @@ def import_reference(
     out = Path(out)
     if out.exists():
         raise DataError(f"{out} already exists; choose another --out (an import never overwrites)")
-    g = _converted(generator, "generator")
-    d = _converted(discriminator, "discriminator") if discriminator is not None else None
+    g = _converted(generator, "generator", registry)
+    d = _converted(discriminator, "discriminator", registry) if discriminator is not None else None
     shapes = Shapes(in_channels=g.in_channels, out_channels=g.out_channels, image_size=g.image_size,
                     disc_in_channels=d.in_channels if d else None)
     if d is not None and d.in_channels not in (g.out_channels, g.in_channels + g.out_channels):
@@ -108,12 +108,12 @@ def locate(ckpt: Path | str, *, registry: Registry | None = None) -> Path:
 
 def dataset_of(entry: PretrainedEntry) -> ComponentSpec:
     """The dataset a released generator was trained on, as ``p2p data download`` unpacks it: what ``p2p test`` reads."""
-    return ComponentSpec("aligned", {"root": f"datasets/{entry.dataset}", "direction": entry.direction,
+    return ComponentSpec(entry.dataset_reader, {"root": f"datasets/{entry.dataset}", "direction": entry.direction,
                                      "load_size": round(entry.image_size * 286 / 256), "crop_size": entry.image_size})
 
 
-def _converted(path: Path, role: str) -> Converted:
-    converted = load_reference(path)
+def _converted(path: Path, role: str, registry: Registry) -> Converted:
+    converted = load_reference(path, registry=registry)
     if converted.role != role:
         hint = " pass it with --disc" if converted.role == "discriminator" else " pass it as the generator"
         raise DataError(f"{path} holds a {converted.role} ({converted.name}), not a {role};{hint}")

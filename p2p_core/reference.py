@@ -23,6 +23,10 @@ The reference's layout, from its ``models/networks.py``:
 The reference gives dropout to other decoder blocks than the paper (see the U-Net's ``dropout_placement``),
 and a state dict cannot say whether dropout was on at all: converted U-Nets use the reference's placement
 and pix2pix's default rate, 0.5.
+
+Other layouts (the reference's ResnetGenerator, say, whose p2p counterpart is a plugin's) come from plugins, through
+the ``p2p_import_layouts`` hook: a converter returns a :class:`Converted` for a state dict in its layout, which is
+checked here as p2p's own are. They are tried after p2p's own, in the order the plugins loaded.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ Role = Literal["generator", "discriminator"]
 DATA_PARALLEL_PREFIX = "module."
 REFERENCE_DROPOUT = "reference"
 """The U-Net's ``dropout_placement`` that matches the reference."""
+OWN_LAYOUTS = ("UnetGenerator", "NLayerDiscriminator", "PixelDiscriminator")
+"""The reference's classes whose state dicts p2p converts itself."""
 UNUSED_INSTANCE_STATISTICS = frozenset({"running_mean", "running_var"})
 """Before PyTorch 0.4 instance norm kept running statistics; the reference drops them from such files on loading,
 since its instance norm does not use them."""
@@ -53,18 +59,22 @@ since its instance norm does not use them."""
 
 @attrs.frozen(kw_only=True)
 class Converted:
-    """A reference model as a p2p component: what to build and the state dict to load into it."""
+    """A reference model as a p2p component: what to build and the state dict to load into it.
+
+    What an import layout's converter (the ``p2p_import_layouts`` hook) returns, too.
+    """
 
     role: Role
     name: str
-    """The registered name: ``unet``, ``patch`` or ``pixel``."""
+    """The registered name: ``unet``, ``patch`` or ``pixel``, or a plugin's (best qualified, ``DIST:NAME``)."""
     options: dict[str, Any]
     """The factory's options (ngf or ndf, norm, depth or n_layers, ...), without the channels and image size."""
     in_channels: int
     out_channels: int | None
     """Generators only."""
     image_size: int | None
-    """Generators only: the size the U-Net's depth halves down to 1x1 (256 for the released models)."""
+    """Generators only: the training crop side, which the U-Net's depth halves down to 1x1 (256 for the released
+    models); a fully convolutional generator takes the size its layout was trained at."""
     state_dict: dict[str, Tensor]
 
     def build(self, registry: Registry | None = None) -> nn.Module:
@@ -74,7 +84,7 @@ class Converted:
         return module
 
 
-def load_reference(path: Path) -> Converted:
+def load_reference(path: Path, *, registry: Registry | None = None) -> Converted:
     """Convert a reference ``.pth`` file: a state dict, or a dict holding one state dict among plain values."""
     path = Path(path)
     if not path.is_file():
@@ -89,15 +99,16 @@ def load_reference(path: Path) -> Converted:
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         raise DataError(f"{path} is truncated or not a PyTorch file: {str(error).splitlines()[0]}") from None
-    return convert(_state_dict_in(content, path), source=str(path))
+    return convert(_state_dict_in(content, path), source=str(path), registry=registry)
 
 
-def convert(state_dict: Mapping[str, Tensor], *, source: str = "state dict") -> Converted:
+def convert(state_dict: Mapping[str, Tensor], *, source: str = "state dict", registry: Registry | None = None) -> Converted:
     """The p2p component that computes what the reference model ``state_dict`` computes.
 
     Keys saved from DataParallel (``module.`` prefixed) and state dicts older than PyTorch 0.4 (no
     ``num_batches_tracked``; instance norms with running statistics, which are dropped as the reference
-    drops them) are accepted. ``source`` names the state dict in error messages.
+    drops them) are accepted. ``source`` names the state dict in error messages. Layouts p2p does not read
+    itself are the installed plugins' (``registry``'s, default every installed plugin's).
     """
     state = dict(state_dict)
     if state and all(key.startswith(DATA_PARALLEL_PREFIX) for key in state):
@@ -106,12 +117,21 @@ def convert(state_dict: Mapping[str, Tensor], *, source: str = "state dict") -> 
         return _unet(state, source)
     if state and all(key.startswith("net.") for key in state):
         return _sequential(state, source, name="pixel", prefix="net")
-    if state and all(key.startswith("model.") for key in state):
+    if state and all(re.fullmatch(r"model\.\d+\.\w+", key) for key in state):
         return _sequential(state, source, name="patch", prefix="model")
+    registry = registry or default_registry()
+    for converter in registry.import_layouts.values():
+        try:
+            converted = converter(state)
+        except DataError as error:
+            raise DataError(f"{source}: {error}") from None
+        if converted is not None:
+            return _checked(converted, {}, source, registry=registry)
     first = next(iter(state), "(no tensors)")
+    known = [*OWN_LAYOUTS, *(f"{name} ({registry.origin('import_layouts', name)})" for name in registry.import_layouts)]
     raise DataError(
-        f"{source} is not a reference UnetGenerator, NLayerDiscriminator or PixelDiscriminator state dict "
-        f"(its first tensor is {first!r}); other reference architectures have no p2p counterpart to import into"
+        f"{source} is in none of the layouts p2p can import: the state dicts of {', '.join(known)} (its first tensor "
+        f"is {first!r}); a plugin can teach p2p another layout through the p2p_import_layouts hook"
     )
 
 
@@ -221,7 +241,12 @@ def _renamed(state: Mapping[str, Tensor], origin: Mapping[str, str], source: str
 
 
 def _checked(
-    converted: Converted, origin: Mapping[str, str], source: str, *, swap_input_halves: Collection[str] = ()
+    converted: Converted,
+    origin: Mapping[str, str],
+    source: str,
+    *,
+    swap_input_halves: Collection[str] = (),
+    registry: Registry | None = None,
 ) -> Converted:
     """``converted`` once its state dict matches the module the registry builds key for key and shape for shape."""
 
@@ -229,7 +254,7 @@ def _checked(
         module, _, leaf = key.rpartition(".")
         return f"{origin.get(module, module)}.{leaf}"
 
-    module = _create(converted)
+    module = _create(converted, registry)
     expected = module.state_dict()
     state = dict(converted.state_dict)
     for key, tensor in expected.items():

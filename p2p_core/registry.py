@@ -48,7 +48,12 @@ HOOKS = {
     "method": "p2p_methods",
 }
 KINDS = tuple(HOOKS)
-CATALOGUES = {"p2p_recipes": "recipes", "p2p_dataset_downloads": "dataset_downloads", "p2p_pretrained": "pretrained"}
+CATALOGUES = {
+    "p2p_recipes": "recipes",
+    "p2p_dataset_downloads": "dataset_downloads",
+    "p2p_pretrained": "pretrained",
+    "p2p_import_layouts": "import_layouts",
+}
 """Hooks that contribute named things other than components, and the registry property that lists each."""
 FLAGS = {"generator": "generator", "disc": "discriminator", "data": "dataset", "method": "method"}
 """How the command line and configs name each chosen kind: ``--disc patch70``, ``data: {name: aligned}``."""
@@ -275,10 +280,12 @@ class Registry:
                 warnings.warn(_shadowed_note(component), stacklevel=2)
 
     def _add_to_catalogue(self, attribute: str, name: str, value: Any, origin: str) -> str | None:
-        """Add a recipe, dataset or pretrained entry; the first of a name stays, a second is a problem."""
+        """Add a recipe, dataset, pretrained entry or import layout; the first of a name stays, a second is a problem."""
         existing = self._catalogues[attribute].get(name)
         if existing is not None:
             return f"{attribute} entry {name!r} is already provided by {existing[1]}; this one is ignored"
+        if attribute == "import_layouts" and not callable(value):
+            return f"import layout {name!r}: {value!r} is not callable; give a function from a state dict to a Converted"
         if attribute == "recipes" and not isinstance(value, Traversable):
             value = Path(value)
         self._catalogues[attribute][name] = (value, origin)
@@ -413,8 +420,14 @@ class Registry:
         """Released generators ``pretrained:NAME`` can use, by name."""
         return {name: value for name, (value, _) in self._catalogues["pretrained"].items()}
 
+    @property
+    def import_layouts(self) -> dict[str, Callable[[Mapping[str, Any]], Any]]:
+        """Plugins' converters of other programs' state dicts, by layout name, as ``p2p import`` tries them."""
+        return {name: value for name, (value, _) in self._catalogues["import_layouts"].items()}
+
     def origin(self, attribute: str, name: str) -> str:
-        """Which distribution contributed catalogue entry ``name`` (a recipe, dataset download or pretrained model)."""
+        """Which distribution contributed catalogue entry ``name`` (a recipe, dataset download, pretrained model or
+        import layout)."""
         return self._catalogues[attribute][name][1]
 
     @property

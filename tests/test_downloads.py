@@ -9,6 +9,7 @@ import hashlib
 import io
 import tarfile
 import threading
+import zipfile
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -252,6 +253,54 @@ def test_a_plugin_catalogue_is_used(server, tmp_path):
     entries = {"tiny": DatasetEntry(name="tiny", url="http://example.invalid/tiny.tar.gz", description="tiny")}
     assert (download_dataset(name="tiny", to=tmp_path, entries=entries) / "train" / "1.jpg").is_file()
     assert server.requests == Counter({"/env/tiny.tar.gz": 1})
+
+
+def zip_bytes(members: Mapping[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        for name, data in members.items():
+            bundle.writestr(name, data)
+    return buffer.getvalue()
+
+
+UNPAIRED = {"shoes_unpaired": DatasetEntry(name="shoes_unpaired", url="http://example.invalid/shoes.zip", description="shoes",
+                                           holds=("trainA", "trainB"))}
+
+
+def test_a_zip_unpacks_its_folder_to_the_entrys_name_and_must_hold_what_the_entry_says(server, tmp_path):
+    """The reference's unpaired datasets are zips of NAME/{trainA,trainB,testA,testB}; a plugin may rename one whose
+    name p2p's catalogue already uses, and the archive's folder still unpacks to where its entry says."""
+    members = {f"shoes/{split}/{i}.jpg": jpeg(i) for split in ("trainA", "trainB", "testA") for i in (1, 2)}
+    server.bodies["/env/shoes.zip"] = zip_bytes(members)
+    root = download_dataset(name="shoes_unpaired", to=tmp_path / "datasets", entries=UNPAIRED)
+    assert root == tmp_path / "datasets" / "shoes_unpaired"
+    assert files_under(root) == {name.removeprefix("shoes/") for name in members} | {COMPLETE}
+
+    server.bodies["/env/shoes.zip"] = zip_bytes({"shoes/trainA/1.jpg": jpeg(1)})
+    (tmp_path / "cache" / "datasets" / "shoes.zip").unlink()
+    with pytest.raises(DataError, match="shoes/trainB/"):
+        download_dataset(name="shoes_unpaired", to=tmp_path / "elsewhere", entries=UNPAIRED)
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+@pytest.mark.parametrize("bad_member", ["../escaped.txt", "shoes/../../escaped.txt", "/tmp/escaped-absolute.txt", "C:/escaped.txt"])
+def test_a_zip_reaching_outside_the_target_is_refused(server, tmp_path, bad_member):
+    server.bodies["/env/shoes.zip"] = zip_bytes({"shoes/trainA/1.jpg": jpeg(1), "shoes/trainB/1.jpg": jpeg(2), bad_member: b"out"})
+    (tmp_path / "work" / "datasets").mkdir(parents=True)
+    before = files_under(tmp_path)
+    with pytest.raises(DataError, match="shoes.zip") as caught:
+        download_dataset(name="shoes_unpaired", to=tmp_path / "work" / "datasets", entries=UNPAIRED)
+    assert bad_member in str(caught.value)
+    assert files_under(tmp_path) == before  # nothing unpacked, and the archive left the cache
+    assert not Path("/tmp/escaped-absolute.txt").exists()
+
+
+def test_a_truncated_zip_is_named_and_removed(server, tmp_path):
+    whole = zip_bytes({"shoes/trainA/1.jpg": jpeg(1), "shoes/trainB/1.jpg": jpeg(2)})
+    server.bodies["/env/shoes.zip"] = whole[: len(whole) // 2]
+    with pytest.raises(DataError, match="shoes.zip is truncated or damaged"):
+        download_dataset(name="shoes_unpaired", to=tmp_path / "datasets", entries=UNPAIRED)
+    assert not (tmp_path / "cache" / "datasets" / "shoes.zip").exists()
 
 
 @pytest.mark.parametrize("entry", [e for e in DATASETS.values() if e.recipes], ids=lambda e: e.name)

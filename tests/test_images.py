@@ -48,6 +48,18 @@ def test_jitter_crops_and_flips_at_random_only_when_training():
     assert len(views) == 1
 
 
+def test_single_jitters_one_image_as_a_pair_would_be_and_takes_any_shape():
+    """Unpaired data jitters A and B apart: one image gets the pair's steps, from the same draws, at any aspect."""
+    a = torch.rand(3, 12, 12) * 2 - 1
+    jitter = PairedJitter(load_size=12, crop_size=8)
+    for seed in range(5):
+        torch.manual_seed(seed)
+        paired, _ = jitter(a, a, train=True, path="x")
+        torch.manual_seed(seed)
+        assert torch.equal(jitter.single(a, train=True, path="x"), paired)
+    assert jitter.single(torch.zeros(1, 30, 50), train=True, path="x").shape == (1, 8, 8)
+
+
 def test_preprocess_none_rounds_sides_to_a_multiple_of_the_crop():
     a = torch.zeros(1, 250, 530)
     out, _ = PairedJitter(crop_size=256, preprocess="none")(a, a, train=True, path="x")

@@ -17,7 +17,8 @@ from torch import nn
 
 import p2p_core
 from p2p_core.errors import DataError
-from p2p_core.reference import convert, load_reference
+from p2p_core.reference import Converted, convert, load_reference
+from p2p_core.registry import Registry
 
 SHARED = Path(os.environ.get("P2P_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 WEIGHTS = SHARED / "data" / "reference-weights"
@@ -236,3 +237,73 @@ def test_reference_dropout_placement_keeps_the_papers_parameters():
     paper, reference = (unet(image_size=256, dropout_placement=p) for p in ("paper", "reference"))
     assert [p.shape for p in paper.parameters()] == [p.shape for p in reference.parameters()]
     assert (dropout_blocks(paper), dropout_blocks(reference)) == ([0, 1, 2], [1, 2, 3])
+
+
+# -- layouts from plugins (the p2p_import_layouts hook) ----------------------------------------------------------
+
+
+class Layouts:
+    """A plugin that reads p2p PixelGAN weights saved under ``wrapped.`` (and records what it was asked)."""
+
+    def __init__(self) -> None:
+        self.asked: list[list[str]] = []
+
+    @p2p_core.hookimpl
+    def p2p_import_layouts(self):
+        return {"WrappedPixel": self.wrapped, "NotCallable": 3}
+
+    def wrapped(self, state):
+        self.asked.append(list(state))
+        if not all(key.startswith("wrapped.") for key in state):
+            return None
+        if "wrapped.model.0.weight" not in state:
+            raise DataError("missing tensor 'wrapped.model.0.weight', the first convolution of a wrapped PixelGAN")
+        first = state["wrapped.model.0.weight"]
+        return Converted(role="discriminator", name="pixel", options={"ndf": first.shape[0], "norm": "batch"},
+                         in_channels=first.shape[1], out_channels=None, image_size=None,
+                         state_dict={key.removeprefix("wrapped."): t for key, t in state.items()})
+
+
+def layouts_registry() -> tuple[Registry, Layouts]:
+    plugin = Layouts()
+    found = Registry()
+    found.load_entry_points(allow=["p2p"])
+    found.register(plugin, name="layouts", distribution="p2p-fake-layouts", version="1.0")
+    return found, plugin
+
+
+def test_a_plugins_layout_converts_what_p2ps_own_do_not_read():
+    registry, plugin = layouts_registry()
+    original = randomised(p2p_core.create("discriminator", "pixel", in_channels=4, ndf=4))
+    state = {f"module.wrapped.{key}": t for key, t in original.state_dict().items()}
+    converted = convert(state, registry=registry)
+    assert (converted.role, converted.name, converted.in_channels, converted.options) == ("discriminator", "pixel", 4, {"ndf": 4, "norm": "batch"})
+    x = torch.rand(1, 4, 16, 16)
+    assert torch.equal(outputs(converted.build(registry), x)["eval"], outputs(original, x)["eval"])
+    assert all(key.startswith("wrapped.") for key in plugin.asked[-1])  # DataParallel's prefix went first
+    # p2p's own layouts come first: a reference PatchGAN never reaches the plugin.
+    asked = len(plugin.asked)
+    convert(p2p_core.create("discriminator", "patch", in_channels=4, ndf=4).state_dict(), registry=registry)
+    assert len(plugin.asked) == asked
+
+
+def test_a_plugins_conversion_is_checked_and_its_errors_name_the_file():
+    registry, _ = layouts_registry()
+    state = {f"wrapped.{key}": t for key, t in p2p_core.create("discriminator", "pixel", in_channels=4, ndf=4).state_dict().items()}
+    state["wrapped.model.3.weight"] = torch.ones(5)
+    with pytest.raises(DataError, match=r"odd\.pth: tensor 'model\.3\.weight' has shape \(5,\)"):
+        convert(state, source="odd.pth", registry=registry)
+    with pytest.raises(DataError, match=r"^odd\.pth: missing tensor 'wrapped\.model\.0\.weight'"):
+        convert({"wrapped.model.9.weight": torch.ones(1)}, source="odd.pth", registry=registry)
+
+
+def test_an_unknown_layout_lists_p2ps_and_the_plugins_layouts():
+    registry, _ = layouts_registry()
+    with pytest.raises(DataError) as caught:
+        convert({"encoder.0.weight": torch.zeros(1)}, source="other.pth", registry=registry)
+    message = str(caught.value)
+    assert "other.pth" in message and "'encoder.0.weight'" in message and "p2p_import_layouts" in message
+    assert "UnetGenerator, NLayerDiscriminator, PixelDiscriminator, WrappedPixel (p2p-fake-layouts 1.0" in message
+    # A layout that is not a function is the plugin's problem, reported, not a layout.
+    assert "NotCallable" not in registry.import_layouts
+    assert any("import layout 'NotCallable'" in problem for problem in registry.problems)

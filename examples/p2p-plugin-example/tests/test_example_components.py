@@ -56,6 +56,22 @@ def test_resnet9_options_set_width_blocks_and_norm():
     assert all(m.bias is not None for m in plain.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)))
 
 
+def test_resnet9_options_give_the_reference_its_dropout_and_biases():
+    """use_dropout puts Dropout(0.5) between each block's ReLU and second padding; under instance norm the reference
+    gives every convolution a bias."""
+    g = resnet9(in_channels=3, out_channels=3, image_size=64, ngf=4, n_blocks=2, norm="instance", dropout=0.5, conv_bias="all")
+    for block in (m for m in g.modules() if isinstance(m, ResidualBlock)):
+        assert [type(m).__name__ for m in block.body] == [
+            "ReflectionPad2d", "Conv2d", "InstanceNorm2d", "ReLU", "Dropout", "ReflectionPad2d", "Conv2d", "InstanceNorm2d"
+        ]
+        assert block.body[4].p == 0.5
+    assert all(m.bias is not None for m in g.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)))
+    # The defaults stay: no dropout, and no bias where a norm follows.
+    default = resnet9(in_channels=3, out_channels=3, image_size=64, ngf=4, n_blocks=2, norm="instance")
+    assert not any(isinstance(m, nn.Dropout) for m in default.modules())
+    assert [m.bias is not None for m in default.modules() if isinstance(m, nn.Conv2d)][:-1] == [False] * 7
+
+
 def test_resnet9_accepts_multiples_of_4_from_8_and_says_what_else_to_do():
     g = resnet9(in_channels=3, out_channels=3, image_size=64, ngf=4, n_blocks=1).eval()
     with torch.no_grad():
