@@ -52,6 +52,7 @@ def expand(argv: list[str], registry: Registry, *, flags: Mapping[str, str] = FL
     """Inline every ``--config``, check names against the registry, and drop options a later choice replaced."""
     items: list[_Item] = []
     names: dict[str, str] = {}
+    roles: dict[str, dict[str, Any]] = {}
     loss: str | None = None
     tokens = list(argv)
     position = 0
@@ -71,6 +72,10 @@ def expand(argv: list[str], registry: Registry, *, flags: Mapping[str, str] = FL
         option, equals, value = token.partition("=")
         if option in CONFIG_FLAGS:
             content = read_config(value_of(option, equals, value), registry, flags=flags)
+            for role, options in (content.pop("roles", None) or {}).items():
+                if not isinstance(options, dict):
+                    raise ConfigError(f"config {value}: roles.{role} must be a mapping of options, e.g. {{ngf: 16}}")
+                roles.setdefault(str(role), {}).update(options)
             for flag in flags:
                 if isinstance(content.get(flag), dict) and "name" in content[flag]:
                     _choose(items, names, flag, content[flag]["name"])
@@ -85,6 +90,13 @@ def expand(argv: list[str], registry: Registry, *, flags: Mapping[str, str] = FL
         elif option == "--loss":
             loss = _checked_loss(value_of(option, equals, value), registry)
             items.append(_Item(tokens=["--loss", loss]))
+        elif _role_option(option, flags):
+            role, _, name = option[2:].partition(".")
+            raw = value_of(option, equals, value)
+            try:
+                roles.setdefault(role, {})[name] = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                roles.setdefault(role, {})[name] = raw
         else:
             owner = next((flag for flag in flags if option.startswith(f"--{flag}.")), None)
             item = _Item(tokens=[token], flag=owner)
@@ -93,7 +105,19 @@ def expand(argv: list[str], registry: Registry, *, flags: Mapping[str, str] = FL
                 item.tokens.append(tokens[position])
                 position += 1
             items.append(item)
-    return Expanded(tokens=[token for item in items for token in item.tokens], names=names, loss=loss)
+    tokens = [token for item in items for token in item.tokens]
+    if roles:  # after every config, so that the command line's role options win
+        tokens += ["--roles", yaml.safe_dump(roles, default_flow_style=True).strip()]
+    return Expanded(tokens=tokens, names=names, loss=loss)
+
+
+GROUPS = ("trainer", "loss_options", "roles")
+"""The parser's own groups of dotted options; any other ``--ROLE.OPTION`` sets an option of one network of the method."""
+
+
+def _role_option(option: str, flags: Mapping[str, str]) -> bool:
+    head, dot, _ = option.removeprefix("--").partition(".")
+    return option.startswith("--") and bool(dot) and head.isidentifier() and head not in flags and head not in GROUPS
 
 
 @attrs.define
@@ -208,6 +232,9 @@ def spec_parser(
         for term, options in own_options.items():
             parser.set_defaults({f"loss_options.{term}.{option}": value for option, value in options.items()})
     parser.add_class_arguments(TrainConfig, "trainer", instantiate=False)
+    parser.add_argument("--roles", type=dict[str, dict[str, Any]], default={},
+                        help="Options of one network of the method over its kind's, by role: --generator_ab.ngf 16, or "
+                             "in YAML roles: {generator_ab: {ngf: 16}}. The roles: p2p describe method NAME.")
     _describe_group_options(parser, flags)
     return parser
 
@@ -296,6 +323,7 @@ def spec_from(namespace: Namespace, registry: Registry, *, flags: Mapping[str, s
         loss=namespace.loss,
         loss_options=loss_options,
         trainer=check_trainer(namespace.trainer.as_dict()),
+        roles=namespace.get("roles") or {},
     )
 
 

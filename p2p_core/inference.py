@@ -107,7 +107,7 @@ def load_generator(
 
 
 def _build(trained: TrainedSpec, role: str, registry: Registry | None) -> nn.Module:
-    return build_network(trained.run, trained.networks[role], image_size=trained.shapes.image_size, registry=registry)
+    return build_network(trained.run, trained.networks[role], image_size=trained.shapes.image_size, registry=registry, role=role)
 
 
 def _check_shapes(trained: TrainedSpec, role: str, weights: dict[str, Any], *, source: Path, registry: Registry | None) -> None:

@@ -13,14 +13,18 @@ from p2p_core.registry import Registry, default_registry
 from p2p_core.spec import NetworkShape, RunSpec, Shapes
 
 
-def build_network(run: RunSpec, shape: NetworkShape, *, image_size: int, registry: Registry | None = None) -> nn.Module:
+def build_network(
+    run: RunSpec, shape: NetworkShape, *, image_size: int, registry: Registry | None = None, role: str | None = None
+) -> nn.Module:
     """The component ``run`` chose for ``shape.kind`` (every generator role of a method is ``run.generator``, every
-    discriminator ``run.disc``), for ``shape``'s channels and the training crops' side ``image_size``."""
+    discriminator ``run.disc``, with ``run.roles``' options for ``role`` over the kind's), for ``shape``'s channels
+    and the training crops' side ``image_size``."""
     registry = registry or default_registry()
+    own = dict(run.roles.get(role, {})) if role is not None else {}
     if shape.kind == "generator":
         return registry.create("generator", run.generator.name, in_channels=shape.in_channels,
-                               out_channels=shape.out_channels, image_size=image_size, **run.generator.options)
-    return registry.create("discriminator", run.disc.name, in_channels=shape.in_channels, **run.disc.options)
+                               out_channels=shape.out_channels, image_size=image_size, **{**run.generator.options, **own})
+    return registry.create("discriminator", run.disc.name, in_channels=shape.in_channels, **{**run.disc.options, **own})
 
 
 def build_generator(run: RunSpec, shapes: Shapes, registry: Registry | None = None) -> nn.Module:

@@ -157,6 +157,10 @@ class RunSpec:
         factory=dict, converter=lambda terms: {str(k): _plain_options(v) for k, v in dict(terms or {}).items()}
     )
     trainer: TrainConfig = attrs.field(factory=TrainConfig)
+    roles: Mapping[str, Mapping[str, Any]] = attrs.field(
+        factory=dict, converter=lambda roles: {str(k): _plain_options(v) for k, v in dict(roles or {}).items()}
+    )
+    """Options of one network of the method, by its role, over its kind's (``--generator_ab.ngf 16``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, as config.yaml and checkpoints hold it."""
@@ -169,6 +173,7 @@ class RunSpec:
             "loss": self.loss,
             "loss_options": {k: dict(v) for k, v in self.loss_options.items()},
             "trainer": attrs.asdict(self.trainer),
+            **({"roles": {role: dict(options) for role, options in self.roles.items()}} if self.roles else {}),
         }
 
     @classmethod
@@ -192,7 +197,10 @@ class RunSpec:
             train = TrainConfig(**trainer)
         except (TypeError, ValueError) as error:
             raise DataError(f"{source}: {error}") from None
-        return cls(**components, loss=loss, loss_options=loss_options, trainer=train)
+        roles = _mapping(content.get("roles") or {}, source, "roles")
+        for role, options in roles.items():
+            _mapping(options, source, f"roles.{role}")
+        return cls(**components, loss=loss, loss_options=loss_options, trainer=train, roles=roles)
 
 
 @attrs.frozen(kw_only=True)

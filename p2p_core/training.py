@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from p2p_core import distributed
-from p2p_core.errors import ConfigError, DataError, NumericalError, PluginError
+from p2p_core.errors import ConfigError, DataError, NumericalError, PluginError, did_you_mean
 from p2p_core.networks import build_network, init_weights
 from p2p_core.protocols import Method, Sample, per_scale
 from p2p_core.registry import Registry, default_registry
@@ -61,6 +61,12 @@ class Training:
         self._judges: dict[str, nn.Module] = {}
         self.method: Method = registry.create("method", run.method.name, training=self, **run.method.options)
         self._check_directions()
+        for role in run.roles:
+            if role not in self.networks:
+                raise ConfigError(
+                    f"--{role}.OPTION: method {run.method.name!r} has no network {role!r}{did_you_mean(role, self.networks)} "
+                    f"its networks: {', '.join(self.networks)} (--ROLE.OPTION sets an option of one of them)"
+                )
         for role, network in self.networks.items():
             init_weights(network, self.config.init_gain)
             network.to(device)
@@ -116,7 +122,7 @@ class Training:
         if kind not in ("generator", "discriminator"):
             raise PluginError(f"network {role!r}: kind must be 'generator' or 'discriminator', got {kind!r}")
         shape = NetworkShape(kind=kind, in_channels=in_channels, out_channels=out_channels)
-        module = build_network(self.spec, shape, image_size=self.shapes.image_size, registry=self.registry)
+        module = build_network(self.spec, shape, image_size=self.shapes.image_size, registry=self.registry, role=role)
         size = self.shapes.image_size
         if kind == "generator":
             multiple = getattr(module, "size_multiple", 1)

@@ -174,3 +174,26 @@ def test_frozen_networks_get_no_gradient_and_keep_what_the_plugin_froze_itself()
         training.module("discriminator")(fake).mean().backward()
     assert fake.grad is not None and all(p.grad is None for p in disc.parameters())  # through D, not for D
     assert not kept_frozen.requires_grad and all(p.requires_grad for p in list(disc.parameters())[1:])
+
+
+def test_an_option_of_one_network_overrides_its_kinds_and_survives_the_checkpoint(tmp_path):
+    from p2p_core.config import parse_spec
+
+    found = registry()
+    spec, _ = parse_spec(["--method", "mirror", "--loss", "l1", "--generator.ngf", "4", "--backward.ngf", "8"], found)
+    assert spec.roles == {"backward": {"ngf": 8}}
+    training = Training.build(spec, SHAPES, total_steps=1, registry=found)
+    widths = {role: next(net.parameters()).shape[0] for role, net in training.networks.items()}
+    assert widths == {"forward": 4, "backward": 8}
+    saved = checkpoint.save(training.state_dict(), tmp_path / "run", 0)
+    assert next(load_generator(saved, mode="eval", direction="BtoA", registry=found).module.parameters()).shape[0] == 8
+
+
+def test_an_option_for_a_network_the_method_lacks_names_the_ones_it_has():
+    from p2p_core.config import parse_spec
+
+    found = registry()
+    spec, _ = parse_spec(["--method", "mirror", "--loss", "l1", "--backwards.ngf", "8"], found)
+    with pytest.raises(p2p_core.ConfigError, match=r"method 'mirror' has no network 'backwards'; did you mean 'backward'.*\? "
+                                                   r"its networks: forward, backward"):
+        Training.build(spec, SHAPES, total_steps=1, registry=found)
