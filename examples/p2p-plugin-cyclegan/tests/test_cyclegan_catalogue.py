@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -67,7 +68,7 @@ def test_pretrained_horse2zebra_downloads_imports_through_the_layout_and_predict
     capsys.readouterr()
 
 
-def test_data_download_unpacks_the_reference_zip_where_unaligned_reads_it(mirror, tmp_path, monkeypatch):
+def test_data_download_unpacks_the_reference_zip_where_unaligned_and_the_released_model_read_it(mirror, tmp_path, monkeypatch):
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as bundle:
         for folder in ("trainA", "trainB", "testA", "testB"):
@@ -84,6 +85,11 @@ def test_data_download_unpacks_the_reference_zip_where_unaligned_reads_it(mirror
         dataset = p2p_core.create("dataset", "unaligned", root=Path("datasets/horse2zebra"), split=split,
                                   load_size=36, crop_size=32)
         assert len(dataset) == 2 and dataset[1].a.shape == dataset[1].b.shape == (3, 32, 32)
+
+    # The released generator's import reads its dataset where the download put it: its test split gets a page.
+    torch.save(reference(ngf=4, n_blocks=9).state_dict(), mirror / "horse2zebra.pth")
+    main(["test", "--ckpt", "pretrained:horse2zebra", "--split", "test", "--out", "pages", "--data", "{crop_size: 32}"])
+    assert json.loads(Path("pages/metrics.json").read_text())["count"] == 2
 
 
 def test_every_generator_names_a_dataset_of_the_catalogue_and_no_entry_clashes():
