@@ -146,7 +146,7 @@ def test_the_catalogues_parameter_count_is_the_released_architectures():
 @pytest.mark.parametrize(
     ("change", "named"),
     [
-        (lambda s: s.pop("model.23.weight"), r"missing tensor 'model\.23\.weight', the last convolution of 6 blocks"),
+        (lambda s: s.pop("model.23.weight"), r"missing tensor 'model\.23\.weight', the last convolution \(after 6 blocks\)"),
         (lambda s: s.update({"model.12.conv_block.9.weight": torch.zeros(16, 16, 3, 3)}), r"conv_block\.1, conv_block\.5, conv_block\.9"),
         (lambda s: [s.pop(k) for k in list(s) if k.startswith("model.11.")], r"model\.10, model\.12"),
         (lambda s: s.update({"model.16.weight": torch.zeros(16, 9, 3, 3)}), r"model\.16\.weight.*\(16, 9, 3, 3\)"),
