@@ -128,7 +128,7 @@ def convert(state_dict: Mapping[str, Tensor], *, source: str = "state dict", reg
         if converted is not None:
             return _checked(converted, {}, source, registry=registry)
     first = next(iter(state), "(no tensors)")
-    known = [*OWN_LAYOUTS, *(f"{name} ({registry.origin('import_layouts', name)})" for name in registry.import_layouts)]
+    known = [*OWN_LAYOUTS, *(f"{name} from {registry.origin('import_layouts', name)}" for name in registry.import_layouts)]
     raise DataError(
         f"{source} is in none of the layouts p2p can import: the state dicts of {', '.join(known)} (its first tensor "
         f"is {first!r}); a plugin can teach p2p another layout through the p2p_import_layouts hook"

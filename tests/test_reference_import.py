@@ -303,7 +303,7 @@ def test_an_unknown_layout_lists_p2ps_and_the_plugins_layouts():
         convert({"encoder.0.weight": torch.zeros(1)}, source="other.pth", registry=registry)
     message = str(caught.value)
     assert "other.pth" in message and "'encoder.0.weight'" in message and "p2p_import_layouts" in message
-    assert "UnetGenerator, NLayerDiscriminator, PixelDiscriminator, WrappedPixel (p2p-fake-layouts 1.0" in message
+    assert "UnetGenerator, NLayerDiscriminator, PixelDiscriminator, WrappedPixel from p2p-fake-layouts 1.0" in message
     # A layout that is not a function is the plugin's problem, reported, not a layout.
     assert "NotCallable" not in registry.import_layouts
     assert any("import layout 'NotCallable'" in problem for problem in registry.problems)

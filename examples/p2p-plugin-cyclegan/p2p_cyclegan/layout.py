@@ -51,7 +51,7 @@ def resnet_generator(state: Mapping[str, Tensor]) -> Converted | None:
         )
     first = _convolution(state, "model.1.weight", "the first convolution")
     # After the blocks: transposed convolution, norm, ReLU, the same again, padding, the last convolution.
-    last = _convolution(state, f"model.{FIRST_BLOCK + len(blocks) + 7}.weight", f"the last convolution of {len(blocks)} blocks")
+    last = _convolution(state, f"model.{FIRST_BLOCK + len(blocks) + 7}.weight", f"the last convolution (after {len(blocks)} blocks)")
     norm = "batch" if "model.2.weight" in state else "instance"
     if norm == "instance" and "model.1.bias" not in state:
         raise DataError(
@@ -96,5 +96,5 @@ def _convolution(state: Mapping[str, Tensor], key: str, what: str) -> Tensor:
     if key not in state:
         raise DataError(f"missing tensor {key!r}, {what} of a ResnetGenerator")
     if state[key].dim() != 4:
-        raise DataError(f"tensor {key!r} has shape {tuple(state[key].shape)}; {what}'s weight is 4-d")
+        raise DataError(f"tensor {key!r} has shape {tuple(state[key].shape)}; the weight of {what} is 4-d")
     return state[key]
