@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from p2p_core import checkpoint
+from p2p_core import checkpoint, hub
 from p2p_core.errors import ConfigError, DataError, PluginError, UnknownComponentError
 from p2p_core.images import resize
 from p2p_core.interop import locate
@@ -42,6 +42,13 @@ class TrainedGenerator:
     step: int
     path: Path
     """The checkpoint file (for a run folder, its newest checkpoint that loads)."""
+    source: str | None = None
+    """What to record as where it came from: ``hf:OWNER/NAME@COMMIT`` for a Hub model; None means ``path``."""
+
+    @property
+    def origin(self) -> str:
+        """Where the weights came from, pinned: the Hub commit, or the file."""
+        return self.source or str(self.path)
 
     @property
     def in_channels(self) -> int:
@@ -74,10 +81,20 @@ class TrainedGenerator:
 def load_generator(
     ckpt: Path, *, mode: Mode, device: torch.device | str = "cpu", registry: Registry | None = None
 ) -> TrainedGenerator:
-    """The generator of a checkpoint file, a run folder (its newest checkpoint that loads) or ``pretrained:NAME``, in
-    ``mode``, on ``device``."""
+    """The generator of a checkpoint file, a run folder (its newest checkpoint that loads), a safetensors file,
+    ``pretrained:NAME`` or ``hf:OWNER/NAME[@REVISION]``, in ``mode``, on ``device``."""
     loaded = checkpoint.read(locate(ckpt, registry=registry), map_location=device)
-    weights = loaded.state["models"]["generator"]
+    check_generator(loaded, registry=registry)
+    module = build_generator(loaded.spec.run, loaded.spec.shapes, registry).to(device)
+    module.load_state_dict(loaded.state["models"]["generator"])
+    set_mode(module, mode)
+    return TrainedGenerator(module=module, trained=loaded.spec, step=int(loaded.state["step"]), path=loaded.path,
+                            source=hub.pinned(ckpt, loaded.path))
+
+
+def check_generator(loaded: checkpoint.Checkpoint, *, registry: Registry | None = None) -> None:
+    """That the generator a checkpoint names is loaded here (else what to install) and that its weights fit the
+    network its spec describes, checked without allocating it: what must hold before the network is built."""
     try:
         (registry or default_registry()).get("generator", loaded.spec.run.generator.name)
     except UnknownComponentError as error:
@@ -90,11 +107,7 @@ def load_generator(
             f"loaded here: install it (pip install '{distribution}=={version}'), or, if it is installed, let it load "
             f"(p2p -p {distribution} ..., P2P_PLUGINS). {error}"
         ) from None
-    _check_shapes(loaded.spec, weights, source=loaded.path, registry=registry)
-    module = build_generator(loaded.spec.run, loaded.spec.shapes, registry).to(device)
-    module.load_state_dict(weights)
-    set_mode(module, mode)
-    return TrainedGenerator(module=module, trained=loaded.spec, step=int(loaded.state["step"]), path=loaded.path)
+    _check_shapes(loaded.spec, loaded.state["models"]["generator"], source=loaded.path, registry=registry)
 
 
 def _check_shapes(trained: TrainedSpec, weights: dict[str, Any], *, source: Path, registry: Registry | None) -> None:

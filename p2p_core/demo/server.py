@@ -123,7 +123,7 @@ def create_app(*, trained: TrainedGenerator, device: torch.device, seed: int, li
     @app.get("/info")
     def info() -> Response:
         return jsonify(
-            checkpoint=_label(trained.path),
+            checkpoint=trained.source or _label(trained.path),
             step=trained.step,
             image_size=trained.image_size,
             in_channels=trained.in_channels,
@@ -291,7 +291,7 @@ def serve(
     server = bind(app, host=host, port=port, timeout_s=limits.timeout_s)
     size = trained.image_size
     print(
-        f"p2p demo: {trained.path} (step {trained.step}, {size} x {size}, {mode} mode) on {where}\n"
+        f"p2p demo: {trained.origin} (step {trained.step}, {size} x {size}, {mode} mode) on {where}\n"
         f"open {url(host=server.host, port=server.port)} in a browser; Ctrl+C stops the server",
         flush=True,
     )
