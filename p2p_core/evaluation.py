@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import html
 import json
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 import torch
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 from torch import Tensor
 
 from p2p_core import checkpoint, hub
@@ -266,6 +268,25 @@ def write_results(
     if page:
         (out_dir / "index.html").write_text(results_page(content))
     return content
+
+
+def write_grid_image(columns: Sequence[tuple[str, Path]], names: Sequence[str], path: Path, *, cell: int = 128) -> None:
+    """Columns of ``FOLDER/NAME.png`` side by side under their labels, one row per name: a results grid."""
+    font = ImageFont.load_default(size=12)
+    header = 34
+    grid = Image.new("RGB", (len(columns) * (cell + 2), header + len(names) * (cell + 2)), "white")
+    draw = ImageDraw.Draw(grid)
+    for column, (label, folder) in enumerate(columns):
+        left = column * (cell + 2)
+        text = "\n".join(textwrap.wrap(label, width=cell // 7)[:2])
+        draw.multiline_text((left + cell // 2, header // 2), text, fill="black", font=font, anchor="mm", align="center")
+        for row, name in enumerate(names):
+            with Image.open(folder / f"{name}.png") as image:
+                # Small test images are enlarged with visible pixels rather than smoothed over.
+                tile = ImageOps.contain(image.convert("RGB"), (cell, cell), Image.Resampling.NEAREST)
+            grid.paste(tile, (left + (cell - tile.width) // 2, header + row * (cell + 2) + (cell - tile.height) // 2))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(path, optimize=True)
 
 
 def summary_text(summary: Mapping[str, float]) -> str:

@@ -94,7 +94,7 @@ def export(
             "or --format exported-program"
         )
     if format == "onnx":
-        _require_onnx_exporter()
+        require_onnx_exporter()
     if format == "torchscript":
         warnings.warn(
             "--format torchscript is deprecated: torch.jit is deprecated by PyTorch, and the trace takes only sizes "
@@ -305,7 +305,7 @@ WRITERS: dict[str, Callable[[nn.Module, Tensor, Path], None]] = {
 }
 
 
-def _require_onnx_exporter() -> None:
+def require_onnx_exporter() -> None:
     try:
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401

@@ -94,10 +94,10 @@ def download(text: str) -> Path:
             f"or HF_ENDPOINT for a mirror"
         ) from None
     except HfHubHTTPError as error:
-        raise DataError(f"{where}: the Hub answered {_first_line(error)}") from None
+        raise DataError(f"{where}: the Hub answered {first_line(error)}") from None
     except (HTTPError, OSError) as error:
         raise DataError(
-            f"downloading {where} failed ({_first_line(error)}); run the command again: the download resumes where it stopped"
+            f"downloading {where} failed ({first_line(error)}); run the command again: the download resumes where it stopped"
         ) from None
 
 
@@ -109,13 +109,13 @@ def _listing(reference: Reference) -> str:
     try:
         siblings = HfApi().model_info(reference.repo_id, revision=reference.revision).siblings or []
     except (HfHubHTTPError, HTTPError, OSError) as error:
-        return f"its file list could not be read ({_first_line(error)})"
+        return f"its file list could not be read ({first_line(error)})"
     names = sorted(sibling.rfilename for sibling in siblings)
     shown = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
     return f"it holds {shown}" if names else "it holds no files"
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     lines = [line for line in str(error).splitlines() if line.strip()]
     return lines[0] if lines else type(error).__name__
 
