@@ -4,8 +4,8 @@ A Hub model repository of p2p holds ``model.safetensors`` (:mod:`p2p_core.weight
 generator; ``p2p push`` (:mod:`p2p_core.publish`) makes such repositories. Only that file is fetched, through
 ``huggingface_hub``, so its cache (``HF_HOME``, ``HF_HUB_CACHE``), offline mode (``HF_HUB_OFFLINE``), mirror
 (``HF_ENDPOINT``), token (``HF_TOKEN`` or ``hf auth login``, for private repositories) and progress bar behave as
-in every other library that loads from the Hub; an interrupted download resumes on the next run. A revision is
-a branch, a tag or a commit; what is written from a Hub model records the commit it resolved to
+in every other library that loads from the Hub, and an interrupted download leaves nothing that looks complete.
+A revision is a branch, a tag or a commit; what is written from a Hub model records the commit it resolved to
 (:func:`pinned`), so results name the exact weights even when the branch moves on.
 """
 
@@ -97,7 +97,7 @@ def download(text: str) -> Path:
         raise DataError(f"{where}: the Hub answered {first_line(error)}") from None
     except (HTTPError, OSError) as error:
         raise DataError(
-            f"downloading {where} failed ({first_line(error)}); run the command again: the download resumes where it stopped"
+            f"downloading {where} failed ({first_line(error)}); run the command again"
         ) from None
 
 
