@@ -2,12 +2,15 @@
 
 The server speaks the part of the Hub's HTTP API that huggingface_hub uses to resolve and download a file: a
 HEAD and a GET of ``/OWNER/NAME/resolve/REVISION/FILE`` (with X-Repo-Commit, ETag, Content-Length and ranges),
-and ``/api/models/OWNER/NAME[/revision/REVISION]`` for a repository's file list. huggingface_hub reads HF_ENDPOINT
-and HF_HUB_OFFLINE when it is imported, so the commands that reach it run in a child process.
+and ``/api/models/OWNER/NAME[/revision/REVISION]`` for a repository's file list; and the commit API an upload
+without hf_xet goes through (create the repository and a branch, validate the card, preupload, commit files
+inline). huggingface_hub reads HF_ENDPOINT, HF_HUB_OFFLINE and HF_HUB_DISABLE_XET when it is imported, so the
+commands that reach it run in a child process.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -38,6 +41,7 @@ TOKEN = "hf_notARealTokenButSecret0123456789"
 
 @attrs.define
 class Repository:
+    private: bool = False
     branches: dict[str, str] = attrs.Factory(dict)
     """Branch -> commit."""
     commits: dict[str, dict[str, bytes]] = attrs.Factory(dict)
@@ -52,6 +56,10 @@ class Hub:
     repositories: dict[str, Repository] = attrs.Factory(dict)
     requests: list[tuple[str, str, str | None]] = attrs.Factory(list)
     """(method, path, Range header) of every request, in order."""
+    authorizations: set[str] = attrs.Factory(set)
+    """The Authorization headers the uploads came with."""
+    messages: list[str] = attrs.Factory(list)
+    """The commit messages received."""
     cut_short: dict[str, int] = attrs.Factory(dict)
 
     def publish(self, repo_id: str, files: dict[str, bytes], *, branch: str = "main") -> str:
@@ -82,6 +90,50 @@ def hub() -> Iterator[Hub]:
 
         def do_GET(self) -> None:
             self.answer(body=True)
+
+        def do_POST(self) -> None:
+            path = unquote(urlsplit(self.path).path)
+            served.requests.append(("POST", path, None))
+            served.authorizations.add(self.headers.get("Authorization", ""))
+            data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            parts = path.strip("/").split("/")
+            if path == "/api/repos/create":
+                request = json.loads(data)
+                repo_id = f"{request['organization']}/{request['name']}"
+                if repo_id in served.repositories:
+                    self.fail(409, "RepoExists")
+                    return
+                served.repositories[repo_id] = Repository(private=request.get("visibility") == "private")
+                served.publish(repo_id, {".gitattributes": b""})
+                self.send(json.dumps({"url": f"{served.endpoint}/{repo_id}"}).encode(), body=True, headers={})
+            elif path == "/api/validate-yaml":
+                self.send(b'{"errors": [], "warnings": []}', body=True, headers={})
+            elif parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] in ("branch", "preupload", "commit"):
+                self.change("/".join(parts[2:4]), parts[4], "/".join(parts[5:]), data)
+            else:
+                self.fail(404, "RepoNotFound")
+
+        def change(self, repo_id: str, action: str, revision: str, data: bytes) -> None:
+            repository = served.repositories.get(repo_id)
+            if repository is None:
+                self.fail(404, "RepoNotFound")
+            elif action == "branch":
+                if revision in repository.branches:
+                    self.fail(409, "BranchExists")
+                    return
+                repository.branches[revision] = repository.branches["main"]
+                self.send(b"{}", body=True, headers={})
+            elif action == "preupload":
+                files = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in json.loads(data)["files"]]
+                self.send(json.dumps({"files": files}).encode(), body=True, headers={})
+            else:
+                lines = [json.loads(line) for line in data.splitlines() if line.strip()]
+                served.messages.append(lines[0]["value"]["summary"])
+                files = dict(repository.commits[repository.branches[revision]])
+                files |= {line["value"]["path"]: base64.b64decode(line["value"]["content"]) for line in lines if line["key"] == "file"}
+                commit = served.publish(repo_id, files, branch=revision)
+                self.send(json.dumps({"commitUrl": f"{served.endpoint}/{repo_id}/commit/{commit}", "commitOid": commit}).encode(),
+                          body=True, headers={})
 
         def answer(self, *, body: bool) -> None:
             path = unquote(urlsplit(self.path).path)
@@ -360,3 +412,23 @@ def test_an_interrupted_download_fails_clearly_and_the_next_run_loads(published,
     # The second run fetched the whole file again: the cut one was not kept as if it were complete.
     assert len(hub.gets("model.safetensors")) == 7
     assert load_file(tmp_path / "m.safetensors").keys() == load_file(published["repo"] / "model.safetensors").keys()
+
+
+def test_push_uploads_through_the_commit_api_and_the_model_loads_from_its_branch(published, hub: Hub, tmp_path: Path):
+    hub.authorizations.clear()
+    pushed, loaded = cli(hub, tmp_path / "hf", [
+        "push", str(published["run"]), "--repo", "me/pushed", "--private", "--revision", "dev", "--commit_message", "first",
+    ], [
+        "predict", "--ckpt", "hf:me/pushed@dev", "--input", str(published["inputs"]), "--output", str(tmp_path / "out"),
+        "--mode", "eval", "--backend", "torch",
+    ], HF_TOKEN=TOKEN, HF_HUB_DISABLE_XET="1")  # fmt: skip
+    assert pushed["code"] == 0 and loaded["code"] == 0, pushed["err"] + loaded["err"]
+    repository = hub.repositories["me/pushed"]
+    assert repository.private and hub.messages[-1] == "first"
+    assert set(repository.commits[repository.branches["dev"]]) >= {"model.safetensors", "config.yaml", "README.md", "test_grid.png"}
+    assert repository.branches["main"] != repository.branches["dev"]  # the branch got the commit, main did not
+    assert f"hf:me/pushed@{repository.branches['dev']}" in pushed["out"]
+    assert hub.authorizations == {f"Bearer {TOKEN}"}  # the token was used, and shown nowhere
+    assert TOKEN not in pushed["out"] + pushed["err"] + loaded["out"] + loaded["err"]
+    assert all(np.array_equal(a, b) for a, b in
+               zip(pixels(tmp_path / "out").values(), pixels(published["root"] / "expected").values(), strict=True))
