@@ -33,6 +33,8 @@ from safetensors.torch import load_file, save_file
 
 from conftest import TINY_GENERATOR, fit_tiny, run, write_ab_folder
 from p2p_core.cli import main
+from p2p_core.evaluation import default_folder
+from p2p_core.inference import load_generator
 from p2p_core.registry import DISABLE_AUTOLOAD_ENV, default_registry
 
 REPO = "me/tiny"
@@ -341,6 +343,13 @@ def test_a_pushed_model_loads_by_name_and_translates_as_the_run(published, hub: 
     assert metrics["checkpoint"] == f"hf:{REPO}@{published['commit']}"  # the branch, pinned to its commit
     expected = json.loads(next(published["run"].glob("test_*/metrics.json")).read_text())
     assert metrics["metrics"] == expected["metrics"]
+
+
+def test_p2p_test_writes_beside_a_model_file_and_here_for_a_hub_model(published):
+    trained = load_generator(published["repo"], mode="eval")
+    assert default_folder(trained, split="val", mode="eval") == published["repo"] / "test_val_eval_model"
+    from_hub = attrs.evolve(trained, source=f"hf:{REPO}@{published['commit']}")  # not inside the Hub's cache
+    assert default_folder(from_hub, split="val", mode="eval") == Path(f"test_val_eval_tiny-{published['commit'][:12]}")
 
 
 def test_the_cache_serves_a_commit_without_a_request_and_offline(published, hub: Hub, tmp_path: Path):
