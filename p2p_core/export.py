@@ -293,7 +293,7 @@ def _safetensors(trained: TrainedGenerator) -> Callable[[nn.Module, Tensor, Path
 
     def write(module: nn.Module, example: Tensor, path: Path) -> None:
         weights.save(path, weights=module.state_dict(), trained=trained.trained, step=trained.step, mode=mode,
-                     source=trained.origin)
+                     source=trained.label)
 
     return write
 

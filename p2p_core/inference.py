@@ -51,6 +51,13 @@ class TrainedGenerator:
         return self.source or str(self.path)
 
     @property
+    def label(self) -> str:
+        """:attr:`origin` without this machine's folders, to show or publish: the Hub commit, RUN/step_N.pt for a
+        run's checkpoint, else the file's name."""
+        path = self.path
+        return self.source or (f"{path.parent.parent.name}/{path.name}" if path.parent.name == checkpoint.FOLDER else path.name)
+
+    @property
     def in_channels(self) -> int:
         return self.trained.shapes.in_channels
 

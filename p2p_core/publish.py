@@ -81,7 +81,7 @@ def push(
             written = build_folder(trained, Path(scratch) / "repo", repo=reference.repo_id, test=test, onnx=onnx,
                                    license=license, datasets=datasets)
             commit = upload(written, repo=reference.repo_id, private=private, revision=revision,
-                            commit_message=commit_message or f"p2p push of {trained.origin} (step {trained.step})")
+                            commit_message=commit_message or f"p2p push of {trained.label} (step {trained.step})")
         print(f"pushed {trained.origin} to {reference.repo_id} (commit {commit})\n"
               f"load it with: p2p predict --ckpt hf:{reference.repo_id}@{commit} --input IMAGES --output OUT --mode {chosen}")
         return
@@ -129,7 +129,7 @@ def _fill(
 ) -> None:
     mode: Mode = "paper" if trained.module.training else "eval"
     save_weights(folder / MODEL_FILE, weights=trained.module.state_dict(), trained=trained.trained, step=trained.step,
-                 mode=mode, source=trained.origin)
+                 mode=mode, source=trained.label)
     (folder / CONFIG).write_text(yaml.safe_dump(trained.trained.run.to_dict(), sort_keys=False))
     if onnx:
         _write_onnx(trained, folder)
@@ -144,7 +144,7 @@ def _write_onnx(trained: TrainedGenerator, folder: Path) -> None:
     # The exporter narrates each of its steps on stdout, which belongs to the command's own output.
     with contextlib.redirect_stdout(io.StringIO()):
         result = write_checked(evaluating, format="onnx", out=folder / ONNX)
-    description = describe(evaluating, result, format="onnx", mode="eval") | {"checkpoint": trained.origin}
+    description = describe(evaluating, result, format="onnx", mode="eval") | {"checkpoint": trained.label}
     (folder / f"{ONNX}.json").write_text(json.dumps(description, indent=2) + "\n")
 
 

@@ -283,6 +283,8 @@ def test_the_card_metadata_carries_the_latest_test(published):
     assert {name: result.metric_value for name, result in results.items()} == metrics["metrics"]
     assert {(r.dataset_split, r.metric_config, r.task_type) for r in results.values()} == {("val", "eval", "image-to-image")}
     assert data.to_dict()["p2p"]["providers"]["generator"].startswith("p2p ")
+    with safe_open(published["repo"] / "model.safetensors", framework="pt") as handle:
+        assert json.loads(handle.metadata()["p2p"])["source"] == "run/step_00000001.pt"  # no folder of this machine
     for heading in ("## Use it", "## How it was trained", "## Evaluation", "p2p predict --ckpt hf:me/tiny", "onnxruntime",
                     "load_file(hf_hub_download", "![input | output | target on the val split](test_grid.png)"):
         assert heading in card.text
