@@ -295,6 +295,16 @@ def test_no_token_reaches_the_folder(published):
         assert TOKEN.encode() not in path.read_bytes()
 
 
+def test_push_onnx_adds_a_file_that_onnxruntime_runs_as_the_model(published, tmp_path):
+    for module in ("onnx", "onnxscript", "onnxruntime"):
+        pytest.importorskip(module, reason="pip install 'p2p[export]' for ONNX export")
+    main(["push", str(published["run"]), "--repo", REPO, "--out", str(tmp_path / "repo"), "--onnx"])
+    described = json.loads((tmp_path / "repo" / "model.onnx.json").read_text())
+    assert described["mode"] == "eval" and described["checkpoint"] == "run/step_00000001.pt"
+    assert described["checked"]["max_abs_difference"] < 1e-3  # checked against the model at odd sizes
+    assert 'onnxruntime.InferenceSession(hf_hub_download("me/tiny", "model.onnx"))' in (tmp_path / "repo" / "README.md").read_text()
+
+
 def test_push_refuses_an_existing_folder_and_a_malformed_name(published, capsys):
     code, _, err = run(["push", str(published["run"]), "--repo", REPO, "--out", str(published["repo"])], capsys)
     assert code == 2 and "already holds files" in err
