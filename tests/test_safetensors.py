@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from conftest import fit_tiny, run
 from p2p_core.cli import main
 from p2p_core.inference import load_generator
+from p2p_core.model import Pix2Pix
 from p2p_core.weights import METADATA_KEY
 
 SEED_INPUT = torch.Generator().manual_seed(1)
@@ -137,3 +138,15 @@ def test_a_truncated_file_is_a_clear_error(trained, tmp_path: Path, capsys):
     cut.write_bytes(trained[1].read_bytes()[:-100])
     code, _, err = run(["test", "--ckpt", str(cut)], capsys)
     assert code == 2 and str(cut) in err and "Traceback" not in err
+
+
+def test_fit_init_from_a_hostile_file_fails_before_building_anything(trained, tmp_path: Path, capsys, monkeypatch):
+    hostile = hand_built(tmp_path, trained[1], edit_spec=huge_ngf)
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the networks were built before the spec was checked against the weights")
+
+    monkeypatch.setattr(Pix2Pix, "build", no_build)
+    code, _, err = run(["fit", "--init_from", str(hostile), "--data.length", "2", "--data.load_size", "18", "--data.crop_size", "16",
+                        "--out_dir", str(tmp_path / "runs")], capsys)  # fmt: skip
+    assert code == 2 and "needs encoder.0.1.weight of shape (1048576, 3, 4, 4)" in err and "Traceback" not in err
