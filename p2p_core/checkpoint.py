@@ -3,6 +3,9 @@
 Each ``step_N.pt`` is written to a temporary file, fsynced and renamed into place, after a ``step_N.sha256``
 beside it; so a kill at any moment leaves either the old set or the new one, and a file damaged later is
 caught by its checksum. Loading a run folder falls back from a damaged newest checkpoint to the one before.
+
+Wherever a checkpoint is read, a shared ``.safetensors`` file (:mod:`p2p_core.weights`) is read too, or a model
+folder holding ``model.safetensors`` as ``p2p push`` writes one: the generator alone, never unpickled.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any, BinaryIO
 import attrs
 import torch
 
+from p2p_core import weights
 from p2p_core.errors import DataError, P2PError
 from p2p_core.files import write_atomically
 from p2p_core.spec import TrainedSpec, read_checkpoint
@@ -112,12 +116,17 @@ def checkpoints(run_dir: Path) -> list[Path]:
 
 
 def resolve(path: Path) -> Path:
-    """A checkpoint file, or a run folder meaning its newest checkpoint."""
+    """A checkpoint file, or a run folder meaning its newest checkpoint, or a model folder its model.safetensors."""
     path = Path(path)
     if path.is_dir():
         found = checkpoints(path)
+        if not found and (path / weights.MODEL_FILE).is_file():
+            return path / weights.MODEL_FILE
         if not found:
-            raise DataError(f"{path} holds no checkpoints ({FOLDER}/step_*.pt); is it a run folder of `p2p fit`?")
+            raise DataError(
+                f"{path} holds no checkpoints ({FOLDER}/step_*.pt) and no {weights.MODEL_FILE}; is it a run folder of "
+                f"`p2p fit` or a model folder of `p2p push`?"
+            )
         return found[-1]
     if not path.is_file():
         raise DataError(f"checkpoint {path} does not exist")
@@ -161,14 +170,14 @@ def _checked(state: dict[str, Any], path: Path) -> None:
 
 
 def _newest_good(path: Path, map_location: str | torch.device, check: Callable[[dict[str, Any], Path], None]) -> tuple[dict[str, Any], Path]:
-    if not path.is_dir():
+    found = checkpoints(path)
+    if not found:  # a file, a model folder's model.safetensors, or a clear error
         file = resolve(path)
         state = _load_file(file, map_location)
         check(state, file)
         return state, file
-    resolve(path)  # a clear error when there is nothing at all
     problems = []
-    for candidate in reversed(checkpoints(path)):
+    for candidate in reversed(found):
         try:
             state = _load_file(candidate, map_location)
             check(state, candidate)
@@ -182,6 +191,8 @@ def _newest_good(path: Path, map_location: str | torch.device, check: Callable[[
 
 
 def _load_file(path: Path, map_location: str | torch.device) -> dict[str, Any]:
+    if weights.is_safetensors(path):
+        return weights.load(path, map_location)
     expected = _checksum_path(path)
     if expected.is_file():
         with open(path, "rb") as handle:

@@ -50,6 +50,7 @@ COMMANDS = (
     Command("sweep", "p2p_core.commands:sweep", "Run a set of recipes (e.g. recipes/ablations/...) and compare them."),
     Command("export", "p2p_core.export:export", "Save a trained generator for use without p2p."),
     Command("demo", "p2p_core.demo:demo", "Draw in the browser and watch a trained model translate it."),
+    Command("push", "p2p_core.publish:push", "Publish a trained model on the Hugging Face Hub, with its model card."),
     Command("import", "p2p_core.commands:import_model", "Turn a pix2pix reference .pth into a p2p run folder."),
     Command("pretrained", "", "The released pix2pix generators: list, download (or --ckpt pretrained:NAME).", subcommands=(
         Command("list", "p2p_core.commands:pretrained_list", "List them, with what they translate and their source."),

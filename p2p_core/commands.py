@@ -57,7 +57,8 @@ def fit_arguments(argv: list[str], registry: Registry) -> dict[str, Any]:
             parser.add_argument("--resume", type=Path | None, default=None,
                                 help="A run folder to continue from its newest good checkpoint.")
             parser.add_argument("--init_from", type=str | None, default=None,
-                                help="Fine-tune: start from the weights of a checkpoint, run folder or pretrained:NAME "
+                                help="Fine-tune: start from the weights of a checkpoint, run folder, safetensors file, pretrained:NAME "
+                                     "or hf:OWNER/NAME[@REVISION] "
                                      "(its generator and discriminator, unless chosen otherwise), with a fresh optimizer and schedule.")
 
         spec, namespace = parse_spec(
@@ -74,10 +75,13 @@ def _with_source_components(argv: list[str], init_from: str, scratch: Path, regi
     import yaml
 
     from p2p_core import checkpoint
+    from p2p_core.inference import check_generator
     from p2p_core.interop import locate
 
     source = locate(init_from, registry=registry)
-    trained = checkpoint.read(source).spec
+    loaded = checkpoint.read(source)
+    check_generator(loaded, registry=registry)  # a spec that does not fit its weights fails here, before the build
+    trained = loaded.spec
     components = {"generator": trained.run.generator.to_dict()}
     if trained.adversarial:
         components["disc"] = trained.run.disc.to_dict()
@@ -189,14 +193,16 @@ def test(
     """Translate a split with a trained model; write images, metrics, baselines and an HTML page.
 
     Args:
-        ckpt: Checkpoint file, or a run folder (its newest checkpoint that loads).
+        ckpt: Checkpoint file, run folder (its newest checkpoint that loads), model.safetensors (or its folder),
+            pretrained:NAME, or hf:OWNER/NAME[@REVISION] (a p2p model on the Hugging Face Hub).
         split: Which split of the checkpoint's dataset.
         data: Dataset options replacing the stored ones, e.g. '{root: DIR}'.
         mode: Test-time behaviour. paper: dropout on and batch statistics, as in the paper (the paper's setting
             for models trained at batch 1; outputs vary with --seed); eval: dropout off and running statistics,
             deterministic. For models trained at batch > 1, eval scored better than paper for every model in
             docs/results, with the same ranking; report the mode with the numbers.
-        out: Results folder (default: RUN/test_SPLIT_MODE_CKPT).
+        out: Results folder (default: RUN/test_SPLIT_MODE_CKPT; beside a model file; for a Hub model
+            test_SPLIT_MODE_NAME-COMMIT in the current folder).
         seed: Seeds the dropout that paper mode samples.
         fid_weights: Local FID Inception weights; FID is skipped without them.
         scorer: A scorer from `p2p scorer fit`: adds the paper's FCN-score (per-pixel and per-class accuracy, class

@@ -13,21 +13,24 @@ from __future__ import annotations
 
 import html
 import json
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 import torch
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 from torch import Tensor
 
+from p2p_core import checkpoint, hub
 from p2p_core.backends import Backend, open_backend
 from p2p_core.devices import resolve_device
 from p2p_core.errors import ConfigError, DataError, P2PError
 from p2p_core.files import pair_by_name
 from p2p_core.images import list_images, read_image, write_image
 from p2p_core.metrics import HISTOGRAM_METRICS, IMAGE_METRICS, Evaluation, SegmentationScores, plot_histograms
-from p2p_core.inference import load_generator
+from p2p_core.inference import TrainedGenerator, load_generator
 from p2p_core.registry import Registry, default_registry
 from p2p_core.scoring import LoadedScorer, check_compatible, load_scorer, read_labels, write_labels
 from p2p_core.spec import MODES, Mode, TrainedSpec
@@ -81,14 +84,13 @@ def run_test(
     registry = registry or default_registry()
     torch_device = resolve_device(device)
     trained = load_generator(ckpt, mode=mode, device=torch_device, registry=registry, direction=direction)
-    path = trained.path
     runner = open_backend(trained, backend=backend, device=torch_device)
     stored = trained.trained.run.data
     options = {**stored.options, **(data or {})}
     try:
         dataset = registry.create("dataset", stored.name, split=split, **options)
     except P2PError as error:
-        raise ConfigError(f"{path}'s dataset {stored.name!r} cannot be rebuilt: {error}; pass its options, e.g. --data '{{root: DIR}}'") from None
+        raise ConfigError(f"{trained.origin}'s dataset {stored.name!r} cannot be rebuilt: {error}; pass its options, e.g. --data '{{root: DIR}}'") from None
 
     loaded = load_scorer(scorer, device=torch_device, registry=registry) if scorer else None
     if loaded is not None:
@@ -97,7 +99,7 @@ def run_test(
                          channels=dataset.out_channels, what=f"dataset {stored.name!r}")
     segmentation = SegmentationScores(num_classes=len(loaded.classes)) if loaded is not None else None
 
-    out_dir = Path(out) if out else path.parent.parent / f"test_{split}_{mode}_{path.stem}"
+    out_dir = Path(out) if out else default_folder(trained, split=split, mode=mode)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise DataError(f"{out_dir} already holds results; pass --overwrite to replace them, or choose another --out")
     evaluation = Evaluation(fid_weights=fid_weights, device=torch_device)
@@ -131,7 +133,7 @@ def run_test(
                 write_labels(sample.labels, out_dir / LABELS / f"{name}.png")
 
     facts = {
-        "checkpoint": str(path),
+        "checkpoint": trained.origin,
         "step": trained.step,
         "split": split,
         "mode": mode,
@@ -222,6 +224,17 @@ def report_text(result: TestResult) -> str:
     return "\n".join([*lines, *result.warnings, *result.evaluation.notes])
 
 
+def default_folder(trained: TrainedGenerator, *, split: str, mode: Mode) -> Path:
+    """Where ``p2p test`` writes without ``--out``: RUN/test_SPLIT_MODE_CKPT for a run's checkpoint, beside any other
+    model file, and for a Hub model (whose file lies in the Hub's cache) test_SPLIT_MODE_NAME-COMMIT here."""
+    path = trained.path
+    if trained.source is not None:
+        reference = hub.parse(trained.source)
+        return Path(f"test_{split}_{mode}_{reference.repo_id.rpartition('/')[2]}-{(reference.revision or '')[:12]}")
+    folder = path.parent.parent if path.parent.name == checkpoint.FOLDER else path.parent
+    return folder / f"test_{split}_{mode}_{path.stem}"
+
+
 def write_results(
     out_dir: Path,
     *,
@@ -258,6 +271,25 @@ def write_results(
     if page:
         (out_dir / "index.html").write_text(results_page(content))
     return content
+
+
+def write_grid_image(columns: Sequence[tuple[str, Path]], names: Sequence[str], path: Path, *, cell: int = 128) -> None:
+    """Columns of ``FOLDER/NAME.png`` side by side under their labels, one row per name: a results grid."""
+    font = ImageFont.load_default(size=12)
+    header = 34
+    grid = Image.new("RGB", (len(columns) * (cell + 2), header + len(names) * (cell + 2)), "white")
+    draw = ImageDraw.Draw(grid)
+    for column, (label, folder) in enumerate(columns):
+        left = column * (cell + 2)
+        text = "\n".join(textwrap.wrap(label, width=cell // 7)[:2])
+        draw.multiline_text((left + cell // 2, header // 2), text, fill="black", font=font, anchor="mm", align="center")
+        for row, name in enumerate(names):
+            with Image.open(folder / f"{name}.png") as image:
+                # Small test images are enlarged with visible pixels rather than smoothed over.
+                tile = ImageOps.contain(image.convert("RGB"), (cell, cell), Image.Resampling.NEAREST)
+            grid.paste(tile, (left + (cell - tile.width) // 2, header + row * (cell + 2) + (cell - tile.height) // 2))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(path, optimize=True)
 
 
 def summary_text(summary: Mapping[str, float]) -> str:

@@ -5,7 +5,8 @@ return the translation at the same H x W: the reflect-padding to the generator's
 crop back (:class:`p2p_core.inference.AnySize`) are inside the graph, exactly as
 :func:`p2p_core.inference.translate` does them, so a program without p2p feeds it images as they are.
 TorchScript (deprecated by PyTorch: ``torch.jit`` warns on load) holds the bare generator, which needs H and W
-to be multiples of ``size_multiple``; its JSON says how to pad. Every export is loaded back and checked
+to be multiples of ``size_multiple``; its JSON says how to pad. safetensors holds the weights and the spec that
+rebuilds the generator (:mod:`p2p_core.weights`), the format models are shared in; every ``--ckpt`` reads it. Every export is loaded back and checked
 against the model at odd sizes (37 x 100, 1 x 1, 300 x 257, and a multiple), so a graph that does not
 generalise fails here, not in production.
 """
@@ -26,6 +27,7 @@ import torch.fx.experimental._config
 from torch import Tensor, nn
 from torch.export import Dim
 
+from p2p_core import weights
 from p2p_core.errors import ConfigError, DataError
 from p2p_core.files import replacing
 from p2p_core.inference import PADDING_MODE, AnySize, TrainedGenerator, load_generator, translate
@@ -33,8 +35,10 @@ from p2p_core.registry import Registry
 from p2p_core.protocols import Direction
 from p2p_core.spec import Mode
 
-Format = Literal["torchscript", "onnx", "exported-program"]
+Format = Literal["torchscript", "onnx", "exported-program", "safetensors"]
 INPUT_NAME, OUTPUT_NAME = "image", "translated"
+CALLER_PADS = ("torchscript", "safetensors")
+"""Formats that hold the bare generator, so the caller pads H and W to multiples of its ``size_multiple``."""
 CHANNELS = {1: "grayscale (ITU-R 601 luma)", 3: "RGB", 4: "RGBA"}
 CHECKED_SIZES = ((37, 100), (1, 1), (300, 257))
 """Sizes every any-size export is run at before it is kept, besides one multiple: not multiples, not square,
@@ -68,13 +72,16 @@ def export(
     *, ckpt: Path, format: Format, out: Path, mode: Mode = "eval", overwrite: bool = False, direction: Direction = "AtoB",
     registry: Registry | None = None
 ) -> Exported:
-    """Write a checkpoint's generator as a TorchScript, ONNX or torch.export file, and OUT.json describing it.
+    """Write a checkpoint's generator as a TorchScript, ONNX, torch.export or safetensors file, and OUT.json describing it.
 
     Args:
-        ckpt: Checkpoint file, a run folder (its newest checkpoint that loads) or pretrained:NAME.
+        ckpt: Checkpoint file, run folder (its newest checkpoint that loads), model.safetensors (or its folder),
+            pretrained:NAME, or hf:OWNER/NAME[@REVISION] (a p2p model on the Hugging Face Hub).
         format: onnx (any ONNX runtime) or exported-program (torch.export; load with torch.export.load): both
             take any batch, height and width and pad inside the graph. torchscript is deprecated (torch.jit is
-            deprecated by PyTorch): a trace taking only multiples of size_multiple, the caller pads.
+            deprecated by PyTorch): a trace taking only multiples of size_multiple, the caller pads. safetensors:
+            the weights with the spec that rebuilds the generator in its metadata, never unpickled; every --ckpt
+            reads it, and `p2p push` shares it on the Hugging Face Hub.
         out: The file to write (conventionally .pt, .onnx or .pt2); its description goes to OUT.json.
         mode: eval: dropout off and batch norm with its running statistics, so outputs are deterministic.
             paper: dropout on and batch statistics, as `p2p predict` does by default (not for onnx, which
@@ -90,7 +97,7 @@ def export(
             "or --format exported-program"
         )
     if format == "onnx":
-        _require_onnx_exporter()
+        require_onnx_exporter()
     if format == "torchscript":
         warnings.warn(
             "--format torchscript is deprecated: torch.jit is deprecated by PyTorch, and the trace takes only sizes "
@@ -113,7 +120,7 @@ def write_checked(trained: TrainedGenerator, *, format: Format, out: Path) -> Ex
     module, multiple = trained.module, trained.module.size_multiple
     # Sizes of 0 or 1 would be specialised by torch.export, and equal sizes could be taken for one dimension.
     example = _example(trained, batch=2, height=2 * multiple, width=3 * multiple)
-    if format == "torchscript":
+    if format in CALLER_PADS:
         exported_module, sizes = module, [(3 * multiple, multiple)]
     else:
         exported_module, sizes = AnySize(module, multiple), [*CHECKED_SIZES, (multiple, 2 * multiple)]
@@ -124,12 +131,13 @@ def write_checked(trained: TrainedGenerator, *, format: Format, out: Path) -> Ex
     checked = [_example(trained, batch=1, height=height, width=width) for height, width in sizes]
     out.parent.mkdir(parents=True, exist_ok=True)
     with replacing(out, durable=False) as temporary:
-        WRITERS[format](exported_module, example, temporary)
+        writer = _safetensors(trained) if format == "safetensors" else WRITERS[format]
+        writer(exported_module, example, temporary)
         differences = _differences(module, temporary, format, checked)
         difference = max(differences, default=None)
         if difference is not None and difference > TOLERANCE:
             worst = checked[differences.index(difference)]
-            fix = "try --format exported-program" if format == "torchscript" else "the generator must not compute Python values from shapes"
+            fix = "try --format exported-program" if format in CALLER_PADS else "the generator must not compute Python values from shapes"
             raise ConfigError(
                 f"the {format} export of generator {trained.name!r} differs from the model by up to "
                 f"{difference:.3g} at {' x '.join(map(str, worst.shape))}, so its graph does not generalise from "
@@ -142,7 +150,7 @@ def write_checked(trained: TrainedGenerator, *, format: Format, out: Path) -> Ex
 def describe(trained: TrainedGenerator, exported: Exported, *, format: Format, mode: Mode) -> dict[str, Any]:
     """The JSON written beside an export: what goes in and out, and how to prepare images for it."""
     multiple = trained.module.size_multiple
-    caller_pads = format == "torchscript"
+    caller_pads = format in CALLER_PADS
 
     def tensor(name: str, channels: int) -> dict[str, Any]:
         return {
@@ -183,7 +191,7 @@ def describe(trained: TrainedGenerator, exported: Exported, *, format: Format, m
         },
         "training_image_size": trained.image_size,
         "generator": {"name": trained.name, "options": dict(trained.trained.run.generator.options)},
-        "checkpoint": str(trained.path),
+        "checkpoint": trained.origin,
         "step": trained.step,
         "checked": None
         if exported.difference is None
@@ -202,6 +210,8 @@ def load(path: Path, format: Format) -> Callable[[Tensor], Tensor]:
     if format == "exported-program":
         with open(path, "rb") as handle:
             return torch.export.load(handle).module()
+    if format == "safetensors":
+        return load_generator(path, mode=weights.description(path).get("mode", "eval")).module
     try:
         import onnxruntime
     except ImportError:
@@ -284,6 +294,17 @@ def _onnx(module: nn.Module, example: Tensor, path: Path) -> None:
         )
 
 
+def _safetensors(trained: TrainedGenerator) -> Callable[[nn.Module, Tensor, Path], None]:
+    """A writer of ``trained``'s weights with its spec, the step and the mode it is in: what rebuilds it."""
+    mode: Mode = "paper" if trained.module.training else "eval"  # what set_mode made it
+
+    def write(module: nn.Module, example: Tensor, path: Path) -> None:
+        weights.save(path, weights=module.state_dict(), trained=trained.trained, step=trained.step, mode=mode,
+                     source=trained.label)
+
+    return write
+
+
 WRITERS: dict[str, Callable[[nn.Module, Tensor, Path], None]] = {
     "torchscript": _torchscript,
     "exported-program": _exported_program,
@@ -291,7 +312,7 @@ WRITERS: dict[str, Callable[[nn.Module, Tensor, Path], None]] = {
 }
 
 
-def _require_onnx_exporter() -> None:
+def require_onnx_exporter() -> None:
     try:
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401

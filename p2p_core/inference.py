@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from p2p_core import checkpoint
+from p2p_core import checkpoint, hub
 from p2p_core.errors import ConfigError, DataError, PluginError, UnknownComponentError
 from p2p_core.images import resize
 from p2p_core.interop import locate
@@ -44,11 +44,25 @@ class TrainedGenerator:
     """The checkpoint file (for a run folder, its newest checkpoint that loads)."""
     direction: str = "AtoB"
     """Which way it translates: AtoB, or BtoA for a method that trained both ways."""
+    source: str | None = None
+    """What to record as where it came from: ``hf:OWNER/NAME@COMMIT`` for a Hub model; None means ``path``."""
 
     @property
     def shape(self) -> NetworkShape:
         """Its kind and channels, as the method built it."""
         return self.trained.networks[self.trained.generator_for(self.direction)]
+
+    @property
+    def origin(self) -> str:
+        """Where the weights came from, pinned: the Hub commit, or the file."""
+        return self.source or str(self.path)
+
+    @property
+    def label(self) -> str:
+        """:attr:`origin` without this machine's folders, to show or publish: the Hub commit, RUN/step_N.pt for a
+        run's checkpoint, else the file's name."""
+        path = self.path
+        return self.source or (f"{path.parent.parent.name}/{path.name}" if path.parent.name == checkpoint.FOLDER else path.name)
 
     @property
     def in_channels(self) -> int:
@@ -81,11 +95,22 @@ class TrainedGenerator:
 def load_generator(
     ckpt: Path, *, mode: Mode, device: torch.device | str = "cpu", registry: Registry | None = None, direction: str = "AtoB"
 ) -> TrainedGenerator:
-    """The generator of a checkpoint file, a run folder (its newest checkpoint that loads) or ``pretrained:NAME``
-    that translates ``direction``, in ``mode``, on ``device``."""
+    """The generator of a checkpoint file, a run folder (its newest checkpoint that loads), a safetensors file,
+    ``pretrained:NAME`` or ``hf:OWNER/NAME[@REVISION]`` that translates ``direction``, in ``mode``, on ``device``."""
     loaded = checkpoint.read(locate(ckpt, registry=registry), map_location=device)
+    role = check_generator(loaded, registry=registry, direction=direction)
+    module = _build(loaded.spec, role, registry).to(device)
+    module.load_state_dict(loaded.state["models"][role])
+    set_mode(module, mode)
+    return TrainedGenerator(module=module, trained=loaded.spec, step=int(loaded.state["step"]), path=loaded.path,
+                            direction=direction, source=hub.pinned(ckpt, loaded.path))
+
+
+def check_generator(loaded: checkpoint.Checkpoint, *, registry: Registry | None = None, direction: str = "AtoB") -> str:
+    """That the generator a checkpoint names for ``direction`` is loaded here (else what to install) and that its
+    weights fit the network its spec describes, checked without allocating it: what must hold before the network is
+    built. Returns that generator's role."""
     role = loaded.spec.generator_for(direction)
-    weights = loaded.state["models"][role]
     try:
         (registry or default_registry()).get("generator", loaded.spec.run.generator.name)
     except UnknownComponentError as error:
@@ -98,12 +123,8 @@ def load_generator(
             f"loaded here: install it (pip install '{distribution}=={version}'), or, if it is installed, let it load "
             f"(p2p -p {distribution} ..., P2P_PLUGINS). {error}"
         ) from None
-    _check_shapes(loaded.spec, role, weights, source=loaded.path, registry=registry)
-    module = _build(loaded.spec, role, registry).to(device)
-    module.load_state_dict(weights)
-    set_mode(module, mode)
-    return TrainedGenerator(module=module, trained=loaded.spec, step=int(loaded.state["step"]), path=loaded.path,
-                            direction=direction)
+    _check_shapes(loaded.spec, role, loaded.state["models"][role], source=loaded.path, registry=registry)
+    return role
 
 
 def _build(trained: TrainedSpec, role: str, registry: Registry | None) -> nn.Module:

@@ -1,4 +1,5 @@
-"""Models trained by other programs, as p2p run folders: ``p2p import`` and ``--ckpt pretrained:NAME``.
+"""Models trained by other programs, as p2p run folders: ``p2p import`` and ``--ckpt pretrained:NAME``; and where
+``--ckpt`` finds a model (:func:`locate`), ``hf:OWNER/NAME`` (:mod:`p2p_core.hub`) included.
 
 A state dict of the field's PyTorch reference implementation becomes a folder like the
 ones ``p2p fit`` leaves: ``config.yaml`` and ``checkpoints/step_00000000.pt`` (format 2) holding the converted
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from p2p_core import checkpoint
+from p2p_core import checkpoint, hub
 from p2p_core.downloads import PretrainedEntry, cache_dir, download_pretrained
 from p2p_core.errors import DataError, UnknownComponentError
 from p2p_core.files import write_atomically
@@ -81,9 +82,12 @@ def import_reference(
 
 
 def locate(ckpt: Path | str, *, registry: Registry | None = None) -> Path:
-    """What ``--ckpt`` names: a checkpoint or run folder as given, or for ``pretrained:NAME`` the run folder of that
-    released generator, downloaded and imported into the cache the first time (again if the file changed)."""
+    """What ``--ckpt`` names: a checkpoint, run folder or safetensors file as given; for ``pretrained:NAME`` the run
+    folder of that released generator, downloaded and imported into the cache the first time (again if the file
+    changed); for ``hf:OWNER/NAME[@REVISION]`` the model's safetensors file, fetched into the Hub cache."""
     text = str(ckpt)
+    if hub.is_reference(text):
+        return hub.download(text)
     if not text.startswith(PRETRAINED):
         return Path(ckpt)
     registry = registry or default_registry()

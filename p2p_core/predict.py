@@ -70,7 +70,8 @@ def predict(
     """Translate a folder of images with a trained generator; each output is OUTPUT/STEM.png at its input's size.
 
     Args:
-        ckpt: Checkpoint file, a run folder (its newest checkpoint that loads) or pretrained:NAME.
+        ckpt: Checkpoint file, run folder (its newest checkpoint that loads), model.safetensors (or its folder),
+            pretrained:NAME, or hf:OWNER/NAME[@REVISION] (a p2p model on the Hugging Face Hub).
         input: Folder of input images (never written to).
         output: Folder for the translated images (PNG); must not be the input folder, nor inside it or around it.
         device: auto (cuda when available), cpu or cuda.

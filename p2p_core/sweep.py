@@ -20,7 +20,6 @@ import csv
 import multiprocessing
 import os
 import statistics
-import textwrap
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
@@ -28,12 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from PIL import Image, ImageDraw, ImageFont, ImageOps
 from tqdm.auto import tqdm
 
 from p2p_core.config import parse_spec
 from p2p_core.errors import ConfigError, P2PError
-from p2p_core.evaluation import CONSTANT, FOLDERS, TestResult, run_test
+from p2p_core.evaluation import CONSTANT, FOLDERS, TestResult, run_test, write_grid_image
 from p2p_core.metrics import HIGHER_IS_BETTER, SEGMENTATION_METRICS, plot_histograms
 from p2p_core.registry import Registry, default_registry, load_registry
 from p2p_core.run import Run
@@ -331,18 +329,4 @@ def write_grid(runs: Sequence[SweepRun], path: Path, *, rows: int, cell: int = 1
     columns = [("input", runs[0].result.out_dir / FOLDERS[0])]
     columns += [(run.name, run.result.out_dir / FOLDERS[1]) for run in runs]
     columns += [("target", runs[0].result.out_dir / FOLDERS[2])]
-    font = ImageFont.load_default(size=12)
-    header = 34
-    grid = Image.new("RGB", (len(columns) * (cell + 2), header + len(names) * (cell + 2)), "white")
-    draw = ImageDraw.Draw(grid)
-    for column, (label, folder) in enumerate(columns):
-        left = column * (cell + 2)
-        text = "\n".join(textwrap.wrap(label, width=cell // 7)[:2])
-        draw.multiline_text((left + cell // 2, header // 2), text, fill="black", font=font, anchor="mm", align="center")
-        for row, name in enumerate(names):
-            with Image.open(folder / f"{name}.png") as image:
-                # Small test images are enlarged with visible pixels rather than smoothed over.
-                tile = ImageOps.contain(image.convert("RGB"), (cell, cell), Image.Resampling.NEAREST)
-            grid.paste(tile, (left + (cell - tile.width) // 2, header + row * (cell + 2) + (cell - tile.height) // 2))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    grid.save(path, optimize=True)
+    write_grid_image(columns, names, path, cell=cell)

@@ -38,7 +38,8 @@ def demo(
     """Serve a page to draw an input and watch the model translate it, and POST /translate for scripts.
 
     Args:
-        ckpt: Checkpoint file, or a run folder (its newest checkpoint that loads).
+        ckpt: Checkpoint file, run folder (its newest checkpoint that loads), model.safetensors (or its folder),
+            pretrained:NAME, or hf:OWNER/NAME[@REVISION] (a p2p model on the Hugging Face Hub).
         host: Address to listen on. The default serves this machine only; 0.0.0.0 serves the whole network,
             without any authentication.
         port: Port to listen on; 0 picks a free one.

@@ -48,7 +48,6 @@ from werkzeug.exceptions import (
 )
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from p2p_core import checkpoint
 from p2p_core.backends import Backend, open_backend
 from p2p_core.devices import resolve_device
 from p2p_core.errors import ConfigError
@@ -123,7 +122,7 @@ def create_app(*, trained: TrainedGenerator, device: torch.device, seed: int, li
     @app.get("/info")
     def info() -> Response:
         return jsonify(
-            checkpoint=_label(trained.path),
+            checkpoint=trained.label,
             step=trained.step,
             image_size=trained.image_size,
             in_channels=trained.in_channels,
@@ -190,11 +189,6 @@ def create_app(*, trained: TrainedGenerator, device: torch.device, seed: int, li
         return response
 
     return app
-
-
-def _label(path: Path) -> str:
-    """A checkpoint as RUN/step_N.pt when it sits in a run folder, else its file name."""
-    return f"{path.parent.parent.name}/{path.name}" if path.parent.name == checkpoint.FOLDER else path.name
 
 
 def _shorter_side(value: str | None) -> int | None:
@@ -292,7 +286,7 @@ def serve(
     server = bind(app, host=host, port=port, timeout_s=limits.timeout_s)
     size = trained.image_size
     print(
-        f"p2p demo: {trained.path} (step {trained.step}, {size} x {size}, {mode} mode) on {where}\n"
+        f"p2p demo: {trained.origin} (step {trained.step}, {size} x {size}, {mode} mode) on {where}\n"
         f"open {url(host=server.host, port=server.port)} in a browser; Ctrl+C stops the server",
         flush=True,
     )
