@@ -138,6 +138,7 @@ def run_test(
         "split": split,
         "mode": mode,
         "mode_description": MODES[mode],
+        "direction": direction,
         "seed": seed,
         "dataset": {"name": stored.name, "options": options},
         "generator": {"name": trained.name, "options": dict(trained.trained.run.generator.options)},
@@ -232,7 +233,8 @@ def default_folder(trained: TrainedGenerator, *, split: str, mode: Mode) -> Path
         reference = hub.parse(trained.source)
         return Path(f"test_{split}_{mode}_{reference.repo_id.rpartition('/')[2]}-{(reference.revision or '')[:12]}")
     folder = path.parent.parent if path.parent.name == checkpoint.FOLDER else path.parent
-    return folder / f"test_{split}_{mode}_{path.stem}"
+    backwards = "_BtoA" if trained.direction == "BtoA" else ""
+    return folder / f"test_{split}_{mode}{backwards}_{path.stem}"
 
 
 def write_results(

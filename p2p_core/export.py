@@ -211,7 +211,9 @@ def load(path: Path, format: Format) -> Callable[[Tensor], Tensor]:
         with open(path, "rb") as handle:
             return torch.export.load(handle).module()
     if format == "safetensors":
-        return load_generator(path, mode=weights.description(path).get("mode", "eval")).module
+        description = weights.description(path)
+        (direction,) = description["directions"]  # the file holds one generator
+        return load_generator(path, mode=description.get("mode", "eval"), direction=direction).module
     try:
         import onnxruntime
     except ImportError:
@@ -300,7 +302,7 @@ def _safetensors(trained: TrainedGenerator) -> Callable[[nn.Module, Tensor, Path
 
     def write(module: nn.Module, example: Tensor, path: Path) -> None:
         weights.save(path, weights=module.state_dict(), trained=trained.trained, step=trained.step, mode=mode,
-                     source=trained.label)
+                     source=trained.label, direction=trained.direction)
 
     return write
 

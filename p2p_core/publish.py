@@ -28,6 +28,7 @@ from p2p_core.errors import ConfigError, DataError
 from p2p_core.evaluation import FOLDERS, write_grid_image
 from p2p_core.export import CHANNELS, INPUT_NAME, OUTPUT_NAME, describe, require_onnx_exporter, write_checked
 from p2p_core.inference import TrainedGenerator, load_generator
+from p2p_core.protocols import Direction
 from p2p_core.registry import Registry
 from p2p_core.spec import MODES, Mode
 from p2p_core.weights import MODEL_FILE
@@ -51,6 +52,7 @@ def push(
     mode: Mode | None = None,
     license: str = "other",
     datasets: list[str] | None = None,
+    direction: Direction = "AtoB",
     registry: Registry,
 ) -> None:
     """Publish a trained model on the Hugging Face Hub: model.safetensors, config.yaml, a model card with the metrics
@@ -70,11 +72,12 @@ def push(
         license: The weights' licence, as a Hub licence id (mit, apache-2.0, cc-by-4.0, ...); other by default.
             State it: the training data's licence may bind it.
         datasets: Hub dataset ids it was trained on, for the card's metadata (default: the dataset folder's name).
+        direction: The generator to publish: AtoB, or BtoA for a model whose method trained both ways.
     """
     reference = hub.parse(f"{hub.PREFIX}{repo}")
-    test = latest_test(Path(run))
+    test = latest_test(Path(run), direction=direction)
     chosen: Mode = mode or (test["mode"] if test else "eval")
-    trained = load_generator(run, mode=chosen, registry=registry)
+    trained = load_generator(run, mode=chosen, registry=registry, direction=direction)
     folder = Path(out) if out is not None else (Path(reference.repo_id.rpartition("/")[2]) if dry_run else None)
     if folder is None:
         with tempfile.TemporaryDirectory(prefix="p2p-push-") as scratch:
@@ -90,18 +93,18 @@ def push(
     print(f"wrote {written}: {', '.join(files)}\nnothing was uploaded; upload it with: p2p push {run} --repo {reference.repo_id}")
 
 
-def latest_test(run: Path) -> dict[str, Any] | None:
-    """The metrics.json (with its folder as ``folder``) of the run folder's newest ``p2p test``, or None."""
+def latest_test(run: Path, *, direction: str = "AtoB") -> dict[str, Any] | None:
+    """The metrics.json (with its folder as ``folder``) of the run folder's newest ``p2p test`` of ``direction``, or None."""
     if not run.is_dir():
         return None
-    found = sorted(run.glob("test_*/metrics.json"), key=lambda path: path.stat().st_mtime)
-    if not found:
-        return None
-    try:
-        content = json.loads(found[-1].read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise DataError(f"{found[-1]} cannot be read ({error}); run p2p test again or remove it") from None
-    return content | {"folder": str(found[-1].parent)}
+    for found in sorted(run.glob("test_*/metrics.json"), key=lambda path: path.stat().st_mtime, reverse=True):
+        try:
+            content = json.loads(found.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise DataError(f"{found} cannot be read ({error}); run p2p test again or remove it") from None
+        if content.get("direction", "AtoB") == direction:
+            return content | {"folder": str(found.parent)}
+    return None
 
 
 def build_folder(
@@ -129,7 +132,7 @@ def _fill(
 ) -> None:
     mode: Mode = "paper" if trained.module.training else "eval"
     save_weights(folder / MODEL_FILE, weights=trained.module.state_dict(), trained=trained.trained, step=trained.step,
-                 mode=mode, source=trained.label)
+                 mode=mode, source=trained.label, direction=trained.direction)
     (folder / CONFIG).write_text(yaml.safe_dump(trained.trained.run.to_dict(), sort_keys=False))
     if onnx:
         _write_onnx(trained, folder)

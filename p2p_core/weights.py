@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
@@ -30,12 +31,15 @@ METADATA_KEY = "p2p"
 
 
 def save(
-    path: Path, *, weights: Mapping[str, torch.Tensor], trained: TrainedSpec, step: int, mode: Mode, source: str
+    path: Path, *, weights: Mapping[str, torch.Tensor], trained: TrainedSpec, step: int, mode: Mode, source: str,
+    direction: str = "AtoB",
 ) -> Path:
-    """Write the generator ``weights`` with ``trained`` in the metadata; ``source`` says where they came from (a
-    checkpoint, or ``hf:OWNER/NAME@COMMIT``)."""
+    """Write the generator ``weights`` that translates ``direction`` with ``trained`` in the metadata, narrowed to that
+    one generator; ``source`` says where they came from (a checkpoint, or ``hf:OWNER/NAME@COMMIT``)."""
     path = Path(path)
-    description = {"format": 2, "step": step, **trained.to_dict(), "mode": mode, "source": source}
+    role = trained.generator_for(direction)
+    alone = attrs.evolve(trained, networks={role: trained.networks[role]}, directions={direction: role})
+    description = {"format": 2, "step": step, **alone.to_dict(), "mode": mode, "source": source}
     # Copies, so that tensors sharing storage (which safetensors refuses) are stored once each.
     tensors = {name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in weights.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,10 +81,12 @@ def description(path: Path) -> dict[str, Any]:
 
 
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """A checkpoint-shaped dict (``models.generator`` holds the tensors), its spec checked before the tensors are read."""
+    """A checkpoint-shaped dict (``models.ROLE`` holds the tensors of its one generator), its spec checked before the
+    tensors are read."""
     state = description(path)
+    (role,) = set(read_checkpoint(state, source=str(path)).directions.values())
     try:
-        state["models"] = {"generator": load_file(path, device=str(map_location))}
+        state["models"] = {role: load_file(path, device=str(map_location))}
     except (SafetensorError, OSError) as error:
         raise DataError(f"{path} is truncated or damaged ({error})") from None
     return state

@@ -54,7 +54,9 @@ def test_the_file_alone_rebuilds_the_generator_and_translates_as_the_run(trained
     rebuilt = load_generator(file, mode="eval")
     with torch.no_grad():
         assert torch.equal(rebuilt.module(IMAGE), expected.module(IMAGE))
-    assert rebuilt.trained == expected.trained and rebuilt.step == expected.step
+    # The file holds the one generator: the run's spec and shapes, and that network alone.
+    assert (rebuilt.trained.run, rebuilt.trained.shapes, rebuilt.step) == (expected.trained.run, expected.trained.shapes, expected.step)
+    assert rebuilt.trained.networks == {"generator": expected.shape} and rebuilt.trained.directions == {"AtoB": "generator"}
 
 
 def test_the_metadata_holds_the_spec_mode_plugins_and_providers(trained):

@@ -147,3 +147,13 @@ def test_cyclegan_trains_in_two_processes(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     state = checkpoint.load(tmp_path / "ddp")
     assert state["step"] == 2 and set(state["models"]) == {"generator_ab", "generator_ba", "disc_a", "disc_b"}
+
+
+def test_a_safetensors_export_holds_one_direction_and_says_so(run_dir, tmp_path, capsys):
+    main(["export", "--ckpt", str(run_dir), "--direction", "BtoA", "--format", "safetensors", "--out", str(tmp_path / "ba.safetensors")])
+    alone = load_generator(tmp_path / "ba.safetensors", mode="eval", direction="BtoA")
+    stored = checkpoint.load(run_dir)["models"]["generator_ba"]
+    assert all(torch.equal(alone.module.state_dict()[name], tensor) for name, tensor in stored.items())
+    with pytest.raises(Exception, match="translates BtoA only, not AtoB; use --direction BtoA"):
+        load_generator(tmp_path / "ba.safetensors", mode="eval")
+    capsys.readouterr()
