@@ -12,10 +12,9 @@ another parametrisation of one tensor) is initialised where it is stored, ``para
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, runtime_checkable
-
-import attrs
 
 from p2p_core.errors import ConfigError
 
@@ -73,8 +72,10 @@ def _tuples(features: object) -> tuple[tuple[Tensor, ...], ...]:
     return tuple(tuple(scale) for scale in features)  # type: ignore[attr-defined]
 
 
-# Tensors have no truth value, so outputs compare by identity.
-@attrs.frozen(kw_only=True, eq=False)
+# A dataclass rather than attrs: torch.compile traces a frozen dataclass's __init__, but not the attrs-generated one
+# (its cached object.__setattr__), and a compiled discriminator builds this object. Tensors have no truth value, so
+# outputs compare by identity.
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
 class DiscriminatorOutput:
     """What a discriminator returns when one logit tensor is not enough: several scales, or features too.
 
@@ -84,8 +85,13 @@ class DiscriminatorOutput:
     A plain tensor returned by a discriminator means one scale without features; :meth:`of` reads both.
     """
 
-    logits: tuple[Tensor, ...] = attrs.field(converter=tuple)
-    features: tuple[tuple[Tensor, ...], ...] = attrs.field(default=(), converter=_tuples)
+    logits: tuple[Tensor, ...]
+    features: tuple[tuple[Tensor, ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        # Any sequences are accepted and stored as tuples, as the fields say.
+        object.__setattr__(self, "logits", tuple(self.logits))
+        object.__setattr__(self, "features", _tuples(self.features))
 
     @classmethod
     def of(cls, value: object, *, source: str = "the discriminator") -> DiscriminatorOutput:

@@ -235,3 +235,22 @@ def test_the_objective_check_names_the_plugin_and_the_distribution():
     objective = Objective.parse("l1", {}, default_registry())
     with pytest.raises(ConfigError, match=r"loss 'l1' \(plugin 'gan_losses' from p2p 0.1.0\) breaks the contract"):
         objective.check("generator", {"l1": torch.zeros(2)})
+
+
+def test_a_discriminator_returning_discriminator_output_compiles_forward_and_backward():
+    # --trainer.compile builds the output inside the compiled graph; fullgraph: no graph break either.
+    torch.manual_seed(0)
+    eager = TwoScales(in_channels=3)
+    copy = TwoScales(in_channels=3)
+    copy.load_state_dict(eager.state_dict())
+    compiled = torch.compile(copy, fullgraph=True)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    results = []
+    for module in (eager, compiled):
+        output = DiscriminatorOutput.of(module(x))
+        sum(logits.mean() for logits in output.logits).backward()
+        results.append((output, [p.grad for p in module.parameters()]))
+    (expected, expected_grads), (found, found_grads) = results
+    assert isinstance(found, DiscriminatorOutput) and len(found.logits) == len(found.features) == 2
+    assert all(torch.allclose(f, e, atol=1e-6) for f, e in zip(found.logits, expected.logits))
+    assert all(torch.allclose(f, e, atol=1e-6) for f, e in zip(found_grads, expected_grads))
