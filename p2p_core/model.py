@@ -17,9 +17,8 @@ from torch import Tensor, nn
 
 from p2p_core import distributed
 from p2p_core.errors import ConfigError, DataError, NumericalError
-from p2p_core.networks import build_discriminator, build_generator, init_weights
+from p2p_core.networks import build_discriminator, build_generator, check_discriminator, init_weights
 from p2p_core.objective import Objective
-from p2p_core.protocols import per_scale
 from p2p_core.registry import Registry, default_registry
 from p2p_core.spec import RunSpec, Shapes, TrainedSpec
 
@@ -102,13 +101,7 @@ class Pix2Pix:
         discriminator = None
         if objective.adversarial:
             discriminator = build_discriminator(run, shapes, registry)
-            size = shapes.image_size
-            if min(per_scale(discriminator.output_size(size))) < 1:  # otherwise a convolution fails mid-step, far from the cause
-                raise ConfigError(
-                    f"discriminator {run.disc.name!r} (receptive field {discriminator.receptive_field}) has no "
-                    f"output for {size}x{size} images; use larger images (--data.crop_size) or a smaller receptive field"
-                    " (or fewer scales)"
-                )
+            check_discriminator(discriminator, objective, size=shapes.image_size, batch=run.trainer.batch_size)
         return cls(trained=trained, generator=generator, discriminator=discriminator, objective=objective,
                    total_steps=total_steps, device=device, dist=dist)
 

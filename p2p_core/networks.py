@@ -6,11 +6,20 @@ a checkpoint always rebuilds exactly what was trained, and loading a model for i
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
+import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from p2p_core.errors import ConfigError
+from p2p_core.objective import Objective
+from p2p_core.protocols import DiscriminatorOutput, per_scale
 from p2p_core.registry import Registry, default_registry
 from p2p_core.spec import RunSpec, Shapes
+
+LARGEST_SUGGESTED_CROP = 2048
 
 
 def build_generator(run: RunSpec, shapes: Shapes, registry: Registry | None = None) -> nn.Module:
@@ -30,6 +39,61 @@ def build_discriminator(run: RunSpec, shapes: Shapes, registry: Registry | None 
     """The discriminator ``run`` names, seeing ``shapes.disc_in_channels`` channels."""
     registry = registry or default_registry()
     return registry.create("discriminator", run.disc.name, in_channels=shapes.disc_in_channels, **run.disc.options)
+
+
+def check_discriminator(discriminator: nn.Module, objective: Objective, *, size: int, batch: int) -> None:
+    """Refuse, before a run folder exists, a discriminator that cannot train on ``size`` x ``size`` crops in
+    batches of ``batch`` with ``objective``'s terms: one without logits at that size, one too deep for it (a
+    normalisation over a 1 x 1 map), one whose output breaks the contract or lacks what a term reads.
+
+    D runs dry on the meta device (neither memory nor compute), on a copy (its state and counters untouched).
+    """
+    label = objective.discriminator
+    if min(per_scale(discriminator.output_size(size))) < 1:  # otherwise a convolution fails mid-step, far from the cause
+        raise ConfigError(
+            f"{label} has no output for {size}x{size} images (receptive field {discriminator.receptive_field}); "
+            "use larger images (--data.crop_size) or a smaller receptive field (or fewer scales)"
+        )
+    # Batch 2 fails wherever any larger batch does, and batch 1 is the stricter case for batch norm.
+    shape = (discriminator.in_channels, size, size)
+    try:
+        output = _dry_run(discriminator, (min(batch, 2), *shape))
+    except Exception as error:
+        larger = next((side for side in _doubled(size) if _runs(discriminator, (min(batch, 2), shape[0], side, side))), None)
+        if larger is None:
+            raise  # not about the size: a bug in D, reported with its traceback
+        reason = next(iter(str(error).strip().splitlines()), "")
+        raise ConfigError(
+            f"{label} is too deep for {size}x{size} training crops ({type(error).__name__}: {reason}); use "
+            f"--data.crop_size {larger} (the crop doubled until it works), or fewer layers or scales in the discriminator"
+        ) from None
+    objective.check_output(DiscriminatorOutput.of(output, source=label))
+
+
+def _doubled(size: int) -> list[int]:
+    sides = []
+    while size * 2 <= LARGEST_SUGGESTED_CROP:
+        size *= 2
+        sides.append(size)
+    return sides
+
+
+def _runs(module: nn.Module, shape: tuple[int, ...]) -> bool:
+    try:
+        _dry_run(module, shape)
+    except Exception:  # noqa: BLE001 - any failure means this size does not work
+        return False
+    return True
+
+
+def _dry_run(module: nn.Module, shape: tuple[int, ...]) -> Any:
+    """``module``'s output for zeros of ``shape`` in its current mode, without gradients, on a copy: on the meta
+    device, or on the CPU for a module that cannot run there (one that reads values, e.g. with ``.item()``)."""
+    with torch.no_grad():
+        try:
+            return copy.deepcopy(module).to("meta")(torch.zeros(shape, device="meta"))
+        except Exception:  # noqa: BLE001 - the CPU run below is the judge, with the module's own error
+            return copy.deepcopy(module)(torch.zeros(shape))
 
 
 def init_weights(module: nn.Module, gain: float) -> None:

@@ -193,6 +193,16 @@ class Objective:
             )
         return output
 
+    def check_output(self, output: DiscriminatorOutput) -> None:
+        """Every term can read ``output`` as it declares (features where it needs them, one scale for a term of the
+        first version): the model checks a dry run of D with this, so a mismatch stops the run before it starts."""
+        for name, term in self.terms.items():
+            if name in self._first_version:
+                if term.discriminator_input != "none":
+                    self._check_one_scale(name, output)
+            else:
+                self._view(name, output)
+
     def _one_scale(self, name: str, disc: Disc | None) -> Callable[[Tensor], Tensor] | None:
         """``disc`` as a first-version term calls it: one tensor of logits."""
         if disc is None:
@@ -200,12 +210,15 @@ class Objective:
 
         def logits(pair: Tensor) -> Tensor:
             output = DiscriminatorOutput.of(disc(pair), source=self.discriminator)
-            if len(output.logits) != 1:
-                raise ConfigError(
-                    f"loss {name!r}{self._origin(name)} uses the first Loss protocol, which reads one tensor of logits\n"
-                    f"  found: {self.discriminator} returns {len(output.logits)} scales\n"
-                    "  fix: port the term to d_fake and d_real (see p2p_core.protocols.Loss), or use a one-scale discriminator"
-                )
+            self._check_one_scale(name, output)
             return output.logits[0]
 
         return logits
+
+    def _check_one_scale(self, name: str, output: DiscriminatorOutput) -> None:
+        if len(output.logits) != 1:
+            raise ConfigError(
+                f"loss {name!r}{self._origin(name)} uses the first Loss protocol, which reads one tensor of logits\n"
+                f"  found: {self.discriminator} returns {len(output.logits)} scales\n"
+                "  fix: port the term to d_fake and d_real (see p2p_core.protocols.Loss), or use a one-scale discriminator"
+            )

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 import p2p_core
 from conftest import make_spec
+from p2p_core.commands import fit, fit_arguments
 from p2p_core.errors import ConfigError
 from p2p_core.model import Pix2Pix
 from p2p_core.objective import Objective
@@ -118,14 +119,45 @@ class NeedsEverything:
         return fake.new_zeros(())
 
 
+class Deep(nn.Module):
+    """Three stride-2 convolutions, instance norm and a 1x1 head: logits for any 8x8 crop by output_size, but
+    instance norm needs more than the 1x1 map that 8x8 leaves it."""
+
+    receptive_field = 22
+
+    def __init__(self, *, in_channels: int) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.net = nn.Sequential(*(nn.Conv2d(c, 4, 4, 2, 1) for c in (in_channels, 4, 4)), nn.InstanceNorm2d(4), nn.Conv2d(4, 1, 1))
+
+    def output_size(self, input_size: int) -> int:
+        return input_size // 8
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class Unreduced:
+    """L1 without the mean: a tensor, not the scalar the contract asks for."""
+
+    discriminator_input = "none"
+
+    def generator_loss(self, *, x, fake, target, d_fake, d_real):
+        return (fake - target).abs()
+
+    def discriminator_loss(self, *, x, fake, target, d_fake, d_real):
+        return fake.new_zeros(())
+
+
 class Components:
     @p2p_core.hookimpl
     def p2p_discriminators(self):
-        return {"two_scales": TwoScales, "listing": listing}
+        return {"two_scales": TwoScales, "listing": listing, "deep": Deep}
 
     @p2p_core.hookimpl
     def p2p_losses(self):
-        return {"matching": Matching, "recording": Recording, "first_cgan": FirstVersionCGAN, "needs_everything": NeedsEverything}
+        return {"matching": Matching, "recording": Recording, "first_cgan": FirstVersionCGAN, "needs_everything": NeedsEverything,
+                "unreduced": Unreduced}
 
 
 def registry() -> Registry:
@@ -223,12 +255,11 @@ def test_a_first_version_term_keeps_working_with_a_warning_and_the_same_numbers(
                                              for key, value in new.train_step(*batch()).items()}
 
 
-def test_a_first_version_term_is_told_it_reads_one_scale_only():
-    with pytest.warns(DeprecationWarning):
-        pix2pix = model("first_cgan")
-    with pytest.raises(ConfigError, match=r"loss 'first_cgan' .* reads one tensor of logits\n  found: discriminator "
-                                          r"'two_scales' \(p2p-fake-outputs 3.0\) returns 2 scales"):
-        pix2pix.train_step(*batch())
+def test_a_first_version_term_is_told_it_reads_one_scale_only_when_the_model_is_built():
+    with pytest.warns(DeprecationWarning), pytest.raises(
+        ConfigError, match=r"loss 'first_cgan' .* reads one tensor of logits\n  found: discriminator "
+                           r"'two_scales' \(p2p-fake-outputs 3.0\) returns 2 scales"):
+        model("first_cgan")
 
 
 def test_the_objective_check_names_the_plugin_and_the_distribution():
@@ -254,3 +285,35 @@ def test_a_discriminator_returning_discriminator_output_compiles_forward_and_bac
     assert isinstance(found, DiscriminatorOutput) and len(found.logits) == len(found.features) == 2
     assert all(torch.allclose(f, e, atol=1e-6) for f, e in zip(found.logits, expected.logits))
     assert all(torch.allclose(f, e, atol=1e-6) for f, e in zip(found_grads, expected_grads))
+
+
+def fit_refused(tmp_path, *options: str) -> str:
+    """The ConfigError of `p2p fit` with ``options`` on tiny synthetic data; no run folder may exist after it."""
+    arguments = fit_arguments(["--generator.ngf", "4", "--data", "synthetic", "--data.length", "2", "--data.load_size", "8",
+                               "--data.crop_size", "8", "--out_dir", str(tmp_path), *options], registry())
+    with pytest.raises(ConfigError) as error:
+        fit(**arguments, registry=registry(), argv=[])
+    assert not any(tmp_path.iterdir())
+    return str(error.value)
+
+
+def test_a_discriminator_too_deep_for_the_crop_is_refused_before_the_run_folder_exists(tmp_path):
+    message = fit_refused(tmp_path, "--disc", "deep")
+    assert message.startswith("discriminator 'deep' (p2p-fake-outputs 3.0) is too deep for 8x8 training crops")
+    assert "use --data.crop_size 16" in message
+
+
+def test_a_term_needing_features_of_a_discriminator_without_is_refused_before_the_run_folder_exists(tmp_path):
+    message = fit_refused(tmp_path, "--disc", "patch16", "--loss", "cgan+matching")
+    assert message.startswith("loss 'matching' (plugin 'outputs' from p2p-fake-outputs 3.0) needs the discriminator's features")
+
+
+def test_the_dry_run_leaves_the_discriminator_as_it_was():
+    pix2pix = model("cgan+matching+l1")
+    assert pix2pix.discriminator.calls == 0
+    assert all(p.device.type == "cpu" for p in pix2pix.discriminator.parameters())
+
+
+def test_a_run_failing_in_its_first_step_leaves_no_run_folder(tmp_path):
+    message = fit_refused(tmp_path, "--disc", "patch16", "--loss", "cgan+unreduced")
+    assert message.startswith("loss 'unreduced' (plugin 'outputs' from p2p-fake-outputs 3.0) breaks the contract")
