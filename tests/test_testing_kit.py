@@ -19,6 +19,7 @@ from p2p_core.registry import OWN_DISTRIBUTION, Registry
 from p2p_core.testing import CHECKS, ContractViolation, cases, parametrize_with_checks
 from p2p_core.testing.checks import (
     check_dataset_jitter_keeps_pairs_aligned,
+    check_dataset_samples,
     check_discriminator_output_grid,
     check_generator_output_shape_and_range,
     check_generator_size_multiple,
@@ -125,6 +126,24 @@ class NegativeLoss:
         return (disc(fake) - disc(target)).abs().mean()
 
 
+class OvershootingDataset(torch.utils.data.Dataset):
+    """Black pairs one float step below -1 unless ``exact``: what a resize used to leave."""
+
+    in_channels = out_channels = 3
+    image_size = 8
+    root = None
+
+    def __init__(self, *, split: str, exact: bool = False) -> None:
+        self.value = -1.0 if exact else float(torch.nextafter(torch.tensor(-1.0), torch.tensor(-2.0)))
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> p2p_core.Sample:
+        image = torch.full((3, 8, 8), self.value)
+        return p2p_core.Sample(image, image.clone(), "black")
+
+
 class BrokenPlugin:
     @p2p_core.hookimpl
     def p2p_generators(self):
@@ -138,6 +157,10 @@ class BrokenPlugin:
     @p2p_core.hookimpl
     def p2p_losses(self):
         return {"negative": NegativeLoss}
+
+    @p2p_core.hookimpl
+    def p2p_datasets(self):
+        return {"overshooting": OvershootingDataset}
 
 
 def broken_registry() -> Registry:
@@ -163,6 +186,8 @@ def _case(component: str, check, options: dict | None = None):
          "compute receptive_field from the layers"),
         ("loss:negative", check_loss_finite_non_negative_and_differentiable, "generator_loss is a finite scalar >= 0", "tensor(-",
          "reduce with mean(); use a loss bounded below by 0"),
+        ("dataset:overshooting", check_dataset_samples, "float32 values in [-1, 1]", "torch.float32 in [-1.00000012, -1.00000012]",
+         "use p2p_core.images.read_image / to_signed"),
     ],
 )
 def test_a_broken_component_fails_with_the_contract_and_the_fix(component, check, contract, found, fix):
@@ -181,6 +206,7 @@ def test_a_broken_component_fails_with_the_contract_and_the_fix(component, check
         ("generator:unbounded", check_generator_output_shape_and_range, {"squash": True}),
         ("discriminator:misdeclared", check_receptive_field, {"receptive_field": 4}),
         ("loss:negative", check_loss_finite_non_negative_and_differentiable, {"shift": 1000.0}),
+        ("dataset:overshooting", check_dataset_samples, {"exact": True}),
     ],
 )
 def test_the_same_check_passes_once_the_component_is_repaired(component, check, repair):

@@ -93,7 +93,7 @@ def check_generator_output_shape_and_range(subject: Subject) -> None:
             _fail(subject, "output shape N x out_channels x H x W", f"{tuple(y.shape)} for input {tuple(x.shape)}, expected {expected}",
                   "keep the spatial size (stride-2 downs matched by stride-2 ups) and end with out_channels channels")
         if not torch.isfinite(y).all() or y.abs().max() > 1:
-            _fail(subject, "outputs in [-1, 1]", f"range [{y.min():.3g}, {y.max():.3g}] for input {tuple(x.shape)}",
+            _fail(subject, "outputs in [-1, 1]", f"range {_range(y)} for input {tuple(x.shape)}",
                   "end the network with Tanh")
 
     run()
@@ -129,6 +129,11 @@ def _translates_at(g: nn.Module, side: int) -> bool:
     except Exception:  # noqa: BLE001 - any failure means this size does not work
         return False
     return True
+
+
+def _range(values: Tensor) -> str:
+    """``[min, max]`` with the digits that tell a float32 from its neighbours: -1.00000012 is not -1."""
+    return f"[{float(values.min()):.9g}, {float(values.max()):.9g}]"
 
 
 def _first_line(error: BaseException) -> str:
@@ -454,7 +459,7 @@ def check_dataset_samples(subject: Subject) -> None:
                       "crop or resize to image_size, and report the channels the samples really have")
             for half in (sample.a, sample.b):
                 if half.dtype != torch.float32 or half.min() < -1 or half.max() > 1:
-                    _fail(subject, "float32 values in [-1, 1]", f"{half.dtype} in [{half.min():.3g}, {half.max():.3g}]",
+                    _fail(subject, "float32 values in [-1, 1]", f"{half.dtype} in {_range(half)}",
                           "use p2p_core.images.read_image / to_signed")
 
 
