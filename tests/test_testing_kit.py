@@ -24,6 +24,7 @@ from p2p_core.testing.checks import (
     check_generator_output_shape_and_range,
     check_generator_size_multiple,
     check_loss_finite_non_negative_and_differentiable,
+    check_options_round_trip_through_config,
     check_receptive_field,
     contract_of,
 )
@@ -127,13 +128,14 @@ class NegativeLoss:
 
 
 class OvershootingDataset(torch.utils.data.Dataset):
-    """Black pairs one float step below -1 unless ``exact``: what a resize used to leave."""
+    """Black pairs one float step below -1 unless ``exact``: what a resize used to leave. ``root`` is a Path
+    option with a default, which the config turns into text."""
 
     in_channels = out_channels = 3
     image_size = 8
-    root = None
 
-    def __init__(self, *, split: str, exact: bool = False) -> None:
+    def __init__(self, *, split: str, exact: bool = False, root: Path = Path("black")) -> None:
+        self.root = root
         self.value = -1.0 if exact else float(torch.nextafter(torch.tensor(-1.0), torch.tensor(-2.0)))
 
     def __len__(self) -> int:
@@ -211,6 +213,11 @@ def test_a_broken_component_fails_with_the_contract_and_the_fix(component, check
 )
 def test_the_same_check_passes_once_the_component_is_repaired(component, check, repair):
     _case(component, check, repair).run()
+
+
+@pytest.mark.parametrize("options", [{}, {"root": Path("elsewhere")}])
+def test_a_path_option_with_a_default_survives_the_config(options):
+    _case("dataset:overshooting", check_options_round_trip_through_config, options).run()
 
 
 def test_expected_failures_become_strict_xfails():

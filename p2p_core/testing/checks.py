@@ -22,6 +22,7 @@ from p2p_core.errors import ConfigError
 from p2p_core.objective import Objective, first_version, needs
 from p2p_core.protocols import DiscriminatorOutput, Sample, per_scale
 from p2p_core.registry import Component, Registry
+from p2p_core.spec import ComponentSpec
 from p2p_core.testing import strategies
 
 # One bug per failure (several distinct ones would come as an exception group, each with its own example), and no
@@ -506,15 +507,13 @@ def check_options_round_trip_through_config(subject: Subject) -> None:
     if foreign:
         _fail(subject, "a component gets only its own options", f"options {foreign} that its factory does not take",
               "report this to p2p: the parser mixed in another component's options")
-    expected = {option.name: option.default for option in component.options if not option.required} | _plain(subject.options)
+    defaults = {option.name: option.default for option in component.options if not option.required}
+    # As the spec holds them (a Path as its text), which is what the parser gives.
+    expected = ComponentSpec(name=component.name, options=defaults | subject.options).options
     wrong = {name: parsed[name] for name, value in expected.items() if name in parsed and parsed[name] != value}
     if wrong:
         _fail(subject, "defaults come from the component's own signature", f"{wrong} instead of the defaults and given options",
               "report this to p2p: the parser took a default from elsewhere")
-
-
-def _plain(options: dict[str, Any]) -> dict[str, Any]:
-    return {k: str(v) if hasattr(v, "__fspath__") else v for k, v in options.items()}
 
 
 CHECKS: dict[str, tuple[Callable[[Subject], None], ...]] = {
