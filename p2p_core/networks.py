@@ -100,7 +100,8 @@ def init_weights(module: nn.Module, gain: float) -> None:
     """The paper's N(0, 0.02) initialisation; norm scales N(1, 0.02); biases 0.
 
     A module with ``initialises_itself = True`` keeps its own initialisation, its submodules too. A parametrised
-    weight (spectral norm) is initialised where it lives, so that the next forward pass does not recompute it away.
+    weight (spectral norm) is initialised where it lives, so that the next forward pass does not recompute it away,
+    and its parametrisation then re-estimates its state from the new tensor (spectral norm's singular vectors).
     """
     own = {id(m) for owner in module.modules() if getattr(owner, "initialises_itself", False) for m in owner.modules()}
     for layer in module.modules():
@@ -110,12 +111,35 @@ def init_weights(module: nn.Module, gain: float) -> None:
             weight = _stored_weight(layer)
             if weight is not None:
                 nn.init.normal_(weight, 0.0, gain)
+                _settle(layer)
         elif isinstance(layer, nn.modules.batchnorm._BatchNorm) and layer.weight is not None:
             nn.init.normal_(layer.weight, 1.0, gain)
         else:
             continue
         if layer.bias is not None:
             nn.init.zeros_(layer.bias)
+
+
+POWER_ITERATIONS = 15
+"""What torch's spectral_norm runs when it is registered, to estimate the singular vectors of the weight it finds."""
+
+
+def _settle(layer: nn.Module) -> None:
+    """Bring a parametrised weight's state up to date with the tensor just written: spectral norm's u and v still
+    estimate the singular vectors of the weight it was registered on, so the first training step would normalise
+    by a stale norm (the largest singular value about 1.3, not 1). Running each parametrisation in training mode
+    runs its power iteration; stateless ones compute and forget."""
+    if not parametrize.is_parametrized(layer, "weight"):
+        return
+    value = layer.parametrizations.weight.original
+    with torch.no_grad():
+        for parametrization in layer.parametrizations.weight:
+            training = parametrization.training
+            parametrization.train()
+            for _ in range(POWER_ITERATIONS):
+                output = parametrization(value)
+            parametrization.train(training)
+            value = output
 
 
 def _stored_weight(layer: nn.Module) -> Tensor | None:
