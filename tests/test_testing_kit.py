@@ -107,6 +107,13 @@ class MisdeclaredDiscriminator(nn.Module):
         return self.conv(x)
 
 
+class FunctionallyNormedDiscriminator(MisdeclaredDiscriminator):
+    """Normalises its logits over the whole map in forward, where the kit cannot swap the normalisation out."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.nn.functional.instance_norm(self.conv(x))
+
+
 class ExplodingDiscriminator(MisdeclaredDiscriminator):
     def forward(self, x: Tensor) -> Tensor:
         raise ValueError(f"cannot score {x.shape[1]} channels")
@@ -154,7 +161,8 @@ class BrokenPlugin:
 
     @p2p_core.hookimpl
     def p2p_discriminators(self):
-        return {"misdeclared": MisdeclaredDiscriminator, "exploding": ExplodingDiscriminator}
+        return {"misdeclared": MisdeclaredDiscriminator, "exploding": ExplodingDiscriminator,
+                "functionally_normed": FunctionallyNormedDiscriminator}
 
     @p2p_core.hookimpl
     def p2p_losses(self):
@@ -188,6 +196,8 @@ def _case(component: str, check, options: dict | None = None):
          "compute receptive_field from the layers"),
         ("loss:negative", check_loss_finite_non_negative_and_differentiable, "generator_loss is a finite scalar >= 0", "tensor(-",
          "reduce with mean(); use a loss bounded below by 0"),
+        ("discriminator:functionally_normed", check_receptive_field, "receptive_field matches the network",
+         "declared 70, measured 112 pixels", "every logit sees the whole input: make anything that spans the map"),
         ("dataset:overshooting", check_dataset_samples, "float32 values in [-1, 1]", "torch.float32 in [-1.00000012, -1.00000012]",
          "use p2p_core.images.read_image / to_signed"),
     ],
@@ -213,6 +223,13 @@ def test_a_broken_component_fails_with_the_contract_and_the_fix(component, check
 )
 def test_the_same_check_passes_once_the_component_is_repaired(component, check, repair):
     _case(component, check, repair).run()
+
+
+@pytest.mark.parametrize("norm", ["instance", "batch", "none"])
+def test_the_receptive_field_of_a_normalised_patchgan_is_that_of_its_convolutions(norm):
+    (case,) = [c for c in cases(["discriminator:patch"], registry=broken_registry(), options={"discriminator:patch": {"ndf": 4, "norm": norm}})
+               if c.check is check_receptive_field]
+    case.run()
 
 
 @pytest.mark.parametrize("options", [{}, {"root": Path("elsewhere")}])

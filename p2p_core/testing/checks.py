@@ -254,10 +254,18 @@ def check_discriminator_output_grid(subject: Subject) -> None:
     run()
 
 
+MAP_NORMS = (nn.modules.instancenorm._InstanceNorm, nn.GroupNorm, nn.LayerNorm)
+"""Normalisations whose statistics span the whole feature map, so that every logit depends on every pixel
+through them: the receptive-field check measures with them as identities (batch norm, in eval mode, is
+per-pixel already)."""
+
+
 def check_receptive_field(subject: Subject) -> None:
-    """The declared receptive_field is the width of input that one central logit depends on, at each scale."""
+    """The declared receptive_field is the width of input that one central logit depends on through the
+    convolutions, at each scale (measured by gradient in eval mode, with instance, group and layer norm as
+    identities: their statistics over the whole map would make it the whole input)."""
     torch.manual_seed(0)
-    d = subject.build(in_channels=3).eval()
+    d = _without_map_norms(subject.build(in_channels=3).eval())
     fields = per_scale(d.receptive_field)
     size = 16 * math.ceil((max(fields) + 32) / 16)
     x = (torch.rand(1, 3, size, size) * 2 - 1).requires_grad_(True)
@@ -273,8 +281,22 @@ def check_receptive_field(subject: Subject) -> None:
         measured = int(rows.max() - rows.min() + 1) if len(rows) else 0
         if measured != field:
             where = f" at scale {scale}" if len(fields) > 1 else ""
-            _fail(subject, "receptive_field matches the network", f"declared {field}, measured {measured} pixels{where}",
-                  "compute receptive_field from the layers: rf = rf * stride + (kernel - stride), innermost first")
+            how = "by gradient, with instance, group and layer norm modules as identities"
+            fix = "compute receptive_field from the layers: rf = rf * stride + (kernel - stride), innermost first"
+            if measured == size:
+                fix = ("every logit sees the whole input: make anything that spans the map (a normalisation computed "
+                       "in forward, attention, global pooling) an nn.InstanceNorm2d/GroupNorm/LayerNorm module or "
+                       f"remove it, or, if that is the design, declare receptive_field as the input size; else {fix}")
+            _fail(subject, "receptive_field matches the network", f"declared {field}, measured {measured} pixels{where} ({how})", fix)
+
+
+def _without_map_norms(module: nn.Module) -> nn.Module:
+    """``module`` with every :data:`MAP_NORMS` layer in it replaced by an identity (in place)."""
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, MAP_NORMS):
+                setattr(parent, name, nn.Identity())
+    return module
 
 
 def check_discriminator_every_scale_sees_the_input(subject: Subject) -> None:
