@@ -158,7 +158,8 @@ class Pix2Pix:
                 d_losses = self.objective.discriminator_losses(x=x, fake=fake.detach(), target=target, disc=self._discriminator)
             if self.step == 0:
                 self.objective.check("discriminator", d_losses)
-            logged |= self._update("discriminator", {f"D/{name}": 0.5 * value for name, value in d_losses.items()})
+            if d_losses:  # none when every term only reads D (feature matching alone)
+                logged |= self._update("discriminator", {f"D/{name}": 0.5 * value for name, value in d_losses.items()})
             disc.requires_grad_(False)  # G's step needs gradients through D, not for D
         with self._autocast():
             g_losses = self.objective.generator_losses(x=x, fake=fake, target=target, disc=self._judge)

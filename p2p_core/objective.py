@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from p2p_core.errors import ConfigError
-from p2p_core.protocols import DiscriminatorOutput, Loss, Needs
+from p2p_core.protocols import AdversarialLoss, DiscriminatorOutput, Loss, Needs
 from p2p_core.registry import Registry
 
 DISCRIMINATOR_INPUTS = ("none", "output", "input+output")
@@ -30,6 +30,11 @@ def needs(term: Loss) -> Needs:
     if first_version(term):
         return "nothing"
     return getattr(term, "needs", "nothing" if term.discriminator_input == "none" else "logits")
+
+
+def has_discriminator_side(term: Loss) -> bool:
+    """Whether ``term`` trains the discriminator too: it shows it something and has a ``discriminator_loss``."""
+    return term.discriminator_input != "none" and isinstance(term, AdversarialLoss)
 
 
 def first_version(term: Loss) -> bool:
@@ -159,8 +164,9 @@ class Objective:
         return losses
 
     def discriminator_losses(self, *, x: Tensor, fake: Tensor, target: Tensor, disc: Disc) -> dict[str, Tensor]:
-        """The adversarial terms' discriminator losses; ``disc`` is run once on the real pair, once on the fake."""
-        terms = {name: term for name, term in self.terms.items() if term.discriminator_input != "none"}
+        """The discriminator losses of the adversarial terms that have one (feature matching has none); ``disc``
+        is run once on the real pair, once on the fake."""
+        terms = {name: term for name, term in self.terms.items() if has_discriminator_side(term)}
         d_real = d_fake = None
         if any(self.needs[name] != "nothing" for name in terms):
             d_real, d_fake = self._judge(disc, x, target), self._judge(disc, x, fake)

@@ -130,6 +130,10 @@ class DiscriminatorOutput:
 class Sample(NamedTuple):
     """One aligned pair: ``a`` is the generator's input, ``b`` its target (after any direction swap).
 
+    ``path`` names the pair: the file it came from, or any string whose stem (the last part, without folders or
+    suffix) tells the pairs of a split apart. ``p2p test`` names its output images after that stem (STEM.png; a
+    stem seen twice gets _INDEX appended), and errors quote ``path``.
+
     ``labels``, where a dataset knows them, is the scene's class map: an H x W LongTensor aligned with both
     images (jittered with them), its values indices into the dataset's ``classes``. It is what an FCN-score
     scorer (``p2p_core.scoring``) learns and is measured against; datasets without labels leave it None.
@@ -147,7 +151,9 @@ class PairedDataset(Protocol):
 
     Implementations are ``torch.utils.data.Dataset``s.
     Factories receive ``split`` ("train", "val" or "test") from the engine; random jitter applies to
-    "train" only, and the same crop and flip always apply to both halves of a pair.
+    "train" only, and the same crop and flip always apply to both halves of a pair. ``root`` is the folder
+    the dataset reads (p2p never writes into it), or None for data without one (generated, or held in memory).
+    Each item is a :class:`Sample`; its ``path`` names the outputs of ``p2p test``.
     """
 
     in_channels: int
@@ -190,6 +196,10 @@ class Loss(Protocol):
     - ``generator_needs_real`` (default False): ``generator_loss`` also reads ``d_real`` (feature matching,
       relativistic GANs); the engine computes it without gradients. Otherwise ``d_real`` is None there.
 
+    ``discriminator_loss`` (see :class:`AdversarialLoss`) is D's side of an adversarial term. A term with no
+    discriminator side (feature matching, which only reads D) leaves it out (or sets it to None): the engine then
+    neither calls it nor logs ``D/NAME``.
+
     A term of the first version (``generator_loss(*, x, fake, target, disc)``, calling ``disc`` itself)
     keeps working, with a DeprecationWarning, on discriminators of one scale.
     """
@@ -199,6 +209,11 @@ class Loss(Protocol):
     def generator_loss(
         self, *, x: Tensor, fake: Tensor, target: Tensor, d_fake: DiscriminatorOutput | None, d_real: DiscriminatorOutput | None
     ) -> Tensor: ...
+
+
+@runtime_checkable
+class AdversarialLoss(Loss, Protocol):
+    """A term that trains the discriminator too (cGAN, hinge): D minimises half the sum of these."""
 
     def discriminator_loss(
         self, *, x: Tensor, fake: Tensor, target: Tensor, d_fake: DiscriminatorOutput, d_real: DiscriminatorOutput

@@ -75,6 +75,12 @@ class Matching:
         return fake.new_zeros(())
 
 
+class MatchingOnly(Matching):
+    """Feature matching without a discriminator side."""
+
+    discriminator_loss = None
+
+
 class Recording:
     """A cGAN-like term on logits that records what it was handed."""
 
@@ -157,7 +163,7 @@ class Components:
     @p2p_core.hookimpl
     def p2p_losses(self):
         return {"matching": Matching, "recording": Recording, "first_cgan": FirstVersionCGAN, "needs_everything": NeedsEverything,
-                "unreduced": Unreduced}
+                "unreduced": Unreduced, "matching_only": MatchingOnly}
 
 
 def registry() -> Registry:
@@ -317,3 +323,8 @@ def test_the_dry_run_leaves_the_discriminator_as_it_was():
 def test_a_run_failing_in_its_first_step_leaves_no_run_folder(tmp_path):
     message = fit_refused(tmp_path, "--disc", "patch16", "--loss", "cgan+unreduced")
     assert message.startswith("loss 'unreduced' (plugin 'outputs' from p2p-fake-outputs 3.0) breaks the contract")
+
+
+def test_a_term_without_a_discriminator_side_is_not_logged_for_d():
+    assert set(model("cgan+matching_only+l1").train_step(*batch())) == {"D/cgan", "G/cgan", "G/matching_only", "G/l1"}
+    assert set(model("matching_only").train_step(*batch())) == {"G/matching_only"}  # D then has nothing to learn

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from p2p_core.errors import ConfigError
-from p2p_core.objective import Objective, first_version, needs
+from p2p_core.objective import Objective, first_version, has_discriminator_side, needs
 from p2p_core.protocols import DiscriminatorOutput, Sample, per_scale
 from p2p_core.registry import Component, Registry
 from p2p_core.spec import ComponentSpec
@@ -404,7 +404,7 @@ def _check_loss_values(subject: Subject, seed: int, *, scales: int) -> None:
         g_loss.backward()
     if inputs["fake"].grad is None or not torch.isfinite(inputs["fake"].grad).all():
         _fail(subject, "generator_loss is differentiable in G(x)", "no finite gradient reaches fake", "do not detach fake")
-    if inputs["disc"] is not None:
+    if has_discriminator_side(term):
         d_loss = _engine_loss(subject, term, "discriminator", inputs | {"fake": inputs["fake"].detach()})
         if not _non_negative_scalar(d_loss):
             _fail(subject, "discriminator_loss is a finite scalar >= 0", repr(d_loss), "reduce with mean()")
