@@ -20,6 +20,7 @@ from p2p_core.registry import Registry, default_registry
 from p2p_core.spec import RunSpec, Shapes
 
 LARGEST_SUGGESTED_CROP = 2048
+"""The largest crop a discriminator too deep for the training crops is tried at, for the fix its error suggests."""
 
 
 def build_generator(run: RunSpec, shapes: Shapes, registry: Registry | None = None) -> nn.Module:
@@ -46,7 +47,8 @@ def check_discriminator(discriminator: nn.Module, objective: Objective, *, size:
     batches of ``batch`` with ``objective``'s terms: one without logits at that size, one too deep for it (a
     normalisation over a 1 x 1 map), one whose output breaks the contract or lacks what a term reads.
 
-    D runs dry on the meta device (neither memory nor compute), on a copy (its state and counters untouched).
+    D runs dry on a copy (its state and counters untouched) on the meta device, which takes neither memory nor
+    compute, or, for a D that reads values (``.item()``) and so cannot run there, on the CPU.
     """
     label = objective.discriminator
     if min(per_scale(discriminator.output_size(size))) < 1:  # otherwise a convolution fails mid-step, far from the cause
@@ -55,11 +57,22 @@ def check_discriminator(discriminator: nn.Module, objective: Objective, *, size:
             "use larger images (--data.crop_size) or a smaller receptive field (or fewer scales)"
         )
     # Batch 2 fails wherever any larger batch does, and batch 1 is the stricter case for batch norm.
-    shape = (discriminator.in_channels, size, size)
+    batch, channels = min(batch, 2), discriminator.in_channels
     try:
-        output = _dry_run(discriminator, (min(batch, 2), *shape))
+        output = _dry_run(discriminator, (batch, channels, size, size), "meta")
+    except Exception:  # noqa: BLE001 - the CPU decides, with D's own error
+        output = _dry_run_on_cpu(discriminator, label, batch=batch, size=size)
+    objective.check_output(DiscriminatorOutput.of(output, source=label))
+
+
+def _dry_run_on_cpu(discriminator: nn.Module, label: str, *, batch: int, size: int) -> Any:
+    """D's output where it fails on the meta device: on the CPU, which tells a D that reads values (and so cannot
+    run on meta) from one too deep for the size, which fails there too and is a ConfigError with the fix."""
+    channels = discriminator.in_channels
+    try:
+        return _dry_run(discriminator, (batch, channels, size, size), "cpu")
     except Exception as error:
-        larger = next((side for side in _doubled(size) if _runs(discriminator, (min(batch, 2), shape[0], side, side))), None)
+        larger = next((side for side in _doubled(size) if _runs(discriminator, (batch, channels, side, side))), None)
         if larger is None:
             raise  # not about the size: a bug in D, reported with its traceback
         reason = next(iter(str(error).strip().splitlines()), "")
@@ -67,7 +80,6 @@ def check_discriminator(discriminator: nn.Module, objective: Objective, *, size:
             f"{label} is too deep for {size}x{size} training crops ({type(error).__name__}: {reason}); use "
             f"--data.crop_size {larger} (the crop doubled until it works), or fewer layers or scales in the discriminator"
         ) from None
-    objective.check_output(DiscriminatorOutput.of(output, source=label))
 
 
 def _doubled(size: int) -> list[int]:
@@ -79,21 +91,18 @@ def _doubled(size: int) -> list[int]:
 
 
 def _runs(module: nn.Module, shape: tuple[int, ...]) -> bool:
+    """Whether ``module`` runs on the meta device at ``shape`` (free to try at any size)."""
     try:
-        _dry_run(module, shape)
+        _dry_run(module, shape, "meta")
     except Exception:  # noqa: BLE001 - any failure means this size does not work
         return False
     return True
 
 
-def _dry_run(module: nn.Module, shape: tuple[int, ...]) -> Any:
-    """``module``'s output for zeros of ``shape`` in its current mode, without gradients, on a copy: on the meta
-    device, or on the CPU for a module that cannot run there (one that reads values, e.g. with ``.item()``)."""
+def _dry_run(module: nn.Module, shape: tuple[int, ...], device: str) -> Any:
+    """A copy of ``module`` on ``device``, in its mode, without gradients: its output for zeros of ``shape``."""
     with torch.no_grad():
-        try:
-            return copy.deepcopy(module).to("meta")(torch.zeros(shape, device="meta"))
-        except Exception:  # noqa: BLE001 - the CPU run below is the judge, with the module's own error
-            return copy.deepcopy(module)(torch.zeros(shape))
+        return copy.deepcopy(module).to(device)(torch.zeros(shape, device=device))
 
 
 def init_weights(module: nn.Module, gain: float) -> None:
@@ -127,7 +136,7 @@ POWER_ITERATIONS = 15
 def _settle(layer: nn.Module) -> None:
     """Bring a parametrised weight's state up to date with the tensor just written: spectral norm's u and v still
     estimate the singular vectors of the weight it was registered on, so the first training step would normalise
-    by a stale norm (the largest singular value about 1.3, not 1). Running each parametrisation in training mode
+    by a stale norm (the largest singular value 1.1 to 1.3, not 1). Running each parametrisation in training mode
     runs its power iteration; stateless ones compute and forget."""
     if not parametrize.is_parametrized(layer, "weight"):
         return

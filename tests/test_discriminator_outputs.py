@@ -143,6 +143,23 @@ class Deep(nn.Module):
         return self.net(x)
 
 
+class Reading(nn.Module):
+    """Reads a value of its input (.item()), which the meta device cannot give: its dry run is on the CPU."""
+
+    receptive_field = 4
+
+    def __init__(self, *, in_channels: int) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.conv = nn.Conv2d(in_channels, 1, 4)
+
+    def output_size(self, input_size: int) -> int:
+        return input_size - 3
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x) / max(1.0, x.abs().max().item())
+
+
 class Unreduced:
     """L1 without the mean: a tensor, not the scalar the contract asks for."""
 
@@ -158,7 +175,7 @@ class Unreduced:
 class Components:
     @p2p_core.hookimpl
     def p2p_discriminators(self):
-        return {"two_scales": TwoScales, "listing": listing, "deep": Deep}
+        return {"two_scales": TwoScales, "listing": listing, "deep": Deep, "reading": Reading}
 
     @p2p_core.hookimpl
     def p2p_losses(self):
@@ -312,6 +329,10 @@ def test_a_discriminator_too_deep_for_the_crop_is_refused_before_the_run_folder_
 def test_a_term_needing_features_of_a_discriminator_without_is_refused_before_the_run_folder_exists(tmp_path):
     message = fit_refused(tmp_path, "--disc", "patch16", "--loss", "cgan+matching")
     assert message.startswith("loss 'matching' (plugin 'outputs' from p2p-fake-outputs 3.0) needs the discriminator's features")
+
+
+def test_a_discriminator_that_reads_values_is_checked_on_the_cpu_and_trains():
+    assert set(model("cgan+l1", disc="reading").train_step(*batch())) == {"D/cgan", "G/cgan", "G/l1"}
 
 
 def test_the_dry_run_leaves_the_discriminator_as_it_was():
