@@ -133,7 +133,17 @@ def write_checked(trained: TrainedGenerator, *, format: Format, out: Path) -> Ex
     with replacing(out, durable=False) as temporary:
         writer = _safetensors(trained) if format == "safetensors" else WRITERS[format]
         writer(exported_module, example, temporary)
-        differences = _differences(module, temporary, format, checked)
+        try:
+            differences = _differences(module, temporary, format, checked)
+        except AssertionError as error:  # what an exported program raises for an input its guards refuse
+            if format != "exported-program":
+                raise
+            guard = next(iter(str(error).strip().splitlines()), "")
+            raise ConfigError(
+                f"the exported-program export of generator {trained.name!r} does not take every size: torch.export "
+                f"kept a condition on the sizes it traced ({guard}), e.g. from a convolution to one channel at the "
+                "bottleneck, which it lays out by size; use --format onnx, which exports the same graph without it"
+            ) from None
         difference = max(differences, default=None)
         if difference is not None and difference > TOLERANCE:
             worst = checked[differences.index(difference)]

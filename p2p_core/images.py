@@ -151,9 +151,14 @@ def to_pil(image: Tensor) -> Image.Image:
 
 def resize(images: Tensor, size: Sequence[int]) -> Tensor:
     """Float images (... x C x H x W) resized to ``size`` (height, width): bilinear with antialiasing, as
-    torchvision's resize does for float tensors (here without importing torchvision, which takes seconds)."""
+    torchvision's resize does for float tensors (here without importing torchvision, which takes seconds).
+
+    The values stay within the input's range: each output is a weighted mean of inputs, which rounding when
+    downscaling can push one float step beyond it (-1.0000001 from an all -1 image), outside [-1, 1]."""
     batch = images.reshape(-1, *images.shape[-3:])
     resized = F.interpolate(batch, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+    if resized.numel():
+        resized = resized.clamp_(batch.min(), batch.max())
     return resized.reshape(*images.shape[:-2], *resized.shape[-2:])
 
 

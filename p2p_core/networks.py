@@ -6,9 +6,16 @@ a checkpoint always rebuilds exactly what was trained, and loading a model for i
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
+import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from p2p_core.errors import ConfigError
+from p2p_core.objective import Objective
+from p2p_core.protocols import DiscriminatorOutput, per_scale
 from p2p_core.registry import Registry, default_registry
 from p2p_core.spec import NetworkShape, RunSpec, Shapes
 
@@ -26,6 +33,9 @@ def build_network(
                                out_channels=shape.out_channels, image_size=image_size, **{**run.generator.options, **own})
     return registry.create("discriminator", run.disc.name, in_channels=shape.in_channels, **{**run.disc.options, **own})
 
+LARGEST_SUGGESTED_CROP = 2048
+"""The largest crop a discriminator too deep for the training crops is tried at, for the fix its error suggests."""
+
 
 def build_generator(run: RunSpec, shapes: Shapes, registry: Registry | None = None) -> nn.Module:
     """The generator ``run`` names, for ``shapes``' channels and training size."""
@@ -39,11 +49,79 @@ def build_discriminator(run: RunSpec, shapes: Shapes, registry: Registry | None 
     return build_network(run, shape, image_size=shapes.image_size, registry=registry)
 
 
+def check_discriminator(
+    discriminator: nn.Module, objective: Objective | None = None, *, size: int, batch: int, label: str | None = None
+) -> None:
+    """Refuse, before a run folder exists, a discriminator that cannot train on ``size`` x ``size`` crops in
+    batches of ``batch`` with ``objective``'s terms: one without logits at that size, one too deep for it (a
+    normalisation over a 1 x 1 map), one whose output breaks the contract or lacks what a term reads.
+
+    D runs dry on a copy (its state and counters untouched) on the meta device, which takes neither memory nor
+    compute, or, for a D that reads values (``.item()``) and so cannot run there, on the CPU.
+    """
+    label = label or (objective.discriminator if objective is not None else "the discriminator")
+    if min(per_scale(discriminator.output_size(size))) < 1:  # otherwise a convolution fails mid-step, far from the cause
+        raise ConfigError(
+            f"{label} has no output for {size}x{size} images (receptive field {discriminator.receptive_field}); "
+            "use larger images (--data.crop_size) or a smaller receptive field (or fewer scales)"
+        )
+    # Batch 2 fails wherever any larger batch does, and batch 1 is the stricter case for batch norm.
+    batch, channels = min(batch, 2), discriminator.in_channels
+    try:
+        output = _dry_run(discriminator, (batch, channels, size, size), "meta")
+    except Exception:  # noqa: BLE001 - the CPU decides, with D's own error
+        output = _dry_run_on_cpu(discriminator, label, batch=batch, size=size)
+    checked = DiscriminatorOutput.of(output, source=label)
+    if objective is not None:
+        objective.check_output(checked)
+
+
+def _dry_run_on_cpu(discriminator: nn.Module, label: str, *, batch: int, size: int) -> Any:
+    """D's output where it fails on the meta device: on the CPU, which tells a D that reads values (and so cannot
+    run on meta) from one too deep for the size, which fails there too and is a ConfigError with the fix."""
+    channels = discriminator.in_channels
+    try:
+        return _dry_run(discriminator, (batch, channels, size, size), "cpu")
+    except Exception as error:
+        larger = next((side for side in _doubled(size) if _runs(discriminator, (batch, channels, side, side))), None)
+        if larger is None:
+            raise  # not about the size: a bug in D, reported with its traceback
+        reason = next(iter(str(error).strip().splitlines()), "")
+        raise ConfigError(
+            f"{label} is too deep for {size}x{size} training crops ({type(error).__name__}: {reason}); use "
+            f"--data.crop_size {larger} (the crop doubled until it works), or fewer layers or scales in the discriminator"
+        ) from None
+
+
+def _doubled(size: int) -> list[int]:
+    sides = []
+    while size * 2 <= LARGEST_SUGGESTED_CROP:
+        size *= 2
+        sides.append(size)
+    return sides
+
+
+def _runs(module: nn.Module, shape: tuple[int, ...]) -> bool:
+    """Whether ``module`` runs on the meta device at ``shape`` (free to try at any size)."""
+    try:
+        _dry_run(module, shape, "meta")
+    except Exception:  # noqa: BLE001 - any failure means this size does not work
+        return False
+    return True
+
+
+def _dry_run(module: nn.Module, shape: tuple[int, ...], device: str) -> Any:
+    """A copy of ``module`` on ``device``, in its mode, without gradients: its output for zeros of ``shape``."""
+    with torch.no_grad():
+        return copy.deepcopy(module).to(device)(torch.zeros(shape, device=device))
+
+
 def init_weights(module: nn.Module, gain: float) -> None:
     """The paper's N(0, 0.02) initialisation; norm scales N(1, 0.02); biases 0.
 
     A module with ``initialises_itself = True`` keeps its own initialisation, its submodules too. A parametrised
-    weight (spectral norm) is initialised where it lives, so that the next forward pass does not recompute it away.
+    weight (spectral norm) is initialised where it lives, so that the next forward pass does not recompute it away,
+    and its parametrisation then re-estimates its state from the new tensor (spectral norm's singular vectors).
     """
     own = {id(m) for owner in module.modules() if getattr(owner, "initialises_itself", False) for m in owner.modules()}
     for layer in module.modules():
@@ -53,12 +131,35 @@ def init_weights(module: nn.Module, gain: float) -> None:
             weight = _stored_weight(layer)
             if weight is not None:
                 nn.init.normal_(weight, 0.0, gain)
+                _settle(layer)
         elif isinstance(layer, nn.modules.batchnorm._BatchNorm) and layer.weight is not None:
             nn.init.normal_(layer.weight, 1.0, gain)
         else:
             continue
         if layer.bias is not None:
             nn.init.zeros_(layer.bias)
+
+
+POWER_ITERATIONS = 15
+"""What torch's spectral_norm runs when it is registered, to estimate the singular vectors of the weight it finds."""
+
+
+def _settle(layer: nn.Module) -> None:
+    """Bring a parametrised weight's state up to date with the tensor just written: spectral norm's u and v still
+    estimate the singular vectors of the weight it was registered on, so the first training step would normalise
+    by a stale norm (the largest singular value 1.1 to 1.3, not 1). Running each parametrisation in training mode
+    runs its power iteration; stateless ones compute and forget."""
+    if not parametrize.is_parametrized(layer, "weight"):
+        return
+    value = layer.parametrizations.weight.original
+    with torch.no_grad():
+        for parametrization in layer.parametrizations.weight:
+            training = parametrization.training
+            parametrization.train()
+            for _ in range(POWER_ITERATIONS):
+                output = parametrization(value)
+            parametrization.train(training)
+            value = output
 
 
 def _stored_weight(layer: nn.Module) -> Tensor | None:

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from p2p_core.errors import ConfigError
-from p2p_core.protocols import DiscriminatorOutput, Loss, Needs
+from p2p_core.protocols import AdversarialLoss, DiscriminatorOutput, Loss, Needs
 from p2p_core.registry import Registry
 
 DISCRIMINATOR_INPUTS = ("none", "output", "input+output")
@@ -30,6 +30,11 @@ def needs(term: Loss) -> Needs:
     if first_version(term):
         return "nothing"
     return getattr(term, "needs", "nothing" if term.discriminator_input == "none" else "logits")
+
+
+def has_discriminator_side(term: Loss) -> bool:
+    """Whether ``term`` trains the discriminator too: it shows it something and has a ``discriminator_loss``."""
+    return term.discriminator_input != "none" and isinstance(term, AdversarialLoss)
 
 
 def first_version(term: Loss) -> bool:
@@ -159,8 +164,9 @@ class Objective:
         return losses
 
     def discriminator_losses(self, *, x: Tensor, fake: Tensor, target: Tensor, disc: Disc) -> dict[str, Tensor]:
-        """The adversarial terms' discriminator losses; ``disc`` is run once on the real pair, once on the fake."""
-        terms = {name: term for name, term in self.terms.items() if term.discriminator_input != "none"}
+        """The discriminator losses of the adversarial terms that have one (feature matching has none); ``disc``
+        is run once on the real pair, once on the fake."""
+        terms = {name: term for name, term in self.terms.items() if has_discriminator_side(term)}
         d_real = d_fake = None
         if any(self.needs[name] != "nothing" for name in terms):
             d_real, d_fake = self._judge(disc, x, target), self._judge(disc, x, fake)
@@ -193,6 +199,16 @@ class Objective:
             )
         return output
 
+    def check_output(self, output: DiscriminatorOutput) -> None:
+        """Every term can read ``output`` as it declares (features where it needs them, one scale for a term of the
+        first version): the model checks a dry run of D with this, so a mismatch stops the run before it starts."""
+        for name, term in self.terms.items():
+            if name in self._first_version:
+                if term.discriminator_input != "none":
+                    self._check_one_scale(name, output)
+            else:
+                self._view(name, output)
+
     def _one_scale(self, name: str, disc: Disc | None) -> Callable[[Tensor], Tensor] | None:
         """``disc`` as a first-version term calls it: one tensor of logits."""
         if disc is None:
@@ -200,12 +216,15 @@ class Objective:
 
         def logits(pair: Tensor) -> Tensor:
             output = DiscriminatorOutput.of(disc(pair), source=self.discriminator)
-            if len(output.logits) != 1:
-                raise ConfigError(
-                    f"loss {name!r}{self._origin(name)} uses the first Loss protocol, which reads one tensor of logits\n"
-                    f"  found: {self.discriminator} returns {len(output.logits)} scales\n"
-                    "  fix: port the term to d_fake and d_real (see p2p_core.protocols.Loss), or use a one-scale discriminator"
-                )
+            self._check_one_scale(name, output)
             return output.logits[0]
 
         return logits
+
+    def _check_one_scale(self, name: str, output: DiscriminatorOutput) -> None:
+        if len(output.logits) != 1:
+            raise ConfigError(
+                f"loss {name!r}{self._origin(name)} uses the first Loss protocol, which reads one tensor of logits\n"
+                f"  found: {self.discriminator} returns {len(output.logits)} scales\n"
+                "  fix: port the term to d_fake and d_real (see p2p_core.protocols.Loss), or use a one-scale discriminator"
+            )

@@ -12,11 +12,10 @@ another parametrisation of one tensor) is initialised where it is stored, ``para
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, runtime_checkable
-
-import attrs
 
 from p2p_core.errors import ConfigError
 
@@ -74,8 +73,10 @@ def _tuples(features: object) -> tuple[tuple[Tensor, ...], ...]:
     return tuple(tuple(scale) for scale in features)  # type: ignore[attr-defined]
 
 
-# Tensors have no truth value, so outputs compare by identity.
-@attrs.frozen(kw_only=True, eq=False)
+# A dataclass rather than attrs: torch.compile traces a frozen dataclass's __init__, but not the attrs-generated one
+# (its cached object.__setattr__), and a compiled discriminator builds this object. Tensors have no truth value, so
+# outputs compare by identity.
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
 class DiscriminatorOutput:
     """What a discriminator returns when one logit tensor is not enough: several scales, or features too.
 
@@ -85,8 +86,13 @@ class DiscriminatorOutput:
     A plain tensor returned by a discriminator means one scale without features; :meth:`of` reads both.
     """
 
-    logits: tuple[Tensor, ...] = attrs.field(converter=tuple)
-    features: tuple[tuple[Tensor, ...], ...] = attrs.field(default=(), converter=_tuples)
+    logits: tuple[Tensor, ...]
+    features: tuple[tuple[Tensor, ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        # Any sequences are accepted and stored as tuples, as the fields say.
+        object.__setattr__(self, "logits", tuple(self.logits))
+        object.__setattr__(self, "features", _tuples(self.features))
 
     @classmethod
     def of(cls, value: object, *, source: str = "the discriminator") -> DiscriminatorOutput:
@@ -125,6 +131,10 @@ class DiscriminatorOutput:
 class Sample(NamedTuple):
     """One aligned pair: ``a`` is the generator's input, ``b`` its target (after any direction swap).
 
+    ``path`` names the pair: the file it came from, or any string whose stem (the last part, without folders or
+    suffix) tells the pairs of a split apart. ``p2p test`` names its output images after that stem (STEM.png; a
+    stem seen twice gets _INDEX appended), and errors quote ``path``.
+
     ``labels``, where a dataset knows them, is the scene's class map: an H x W LongTensor aligned with both
     images (jittered with them), its values indices into the dataset's ``classes``. It is what an FCN-score
     scorer (``p2p_core.scoring``) learns and is measured against; datasets without labels leave it None.
@@ -142,7 +152,9 @@ class PairedDataset(Protocol):
 
     Implementations are ``torch.utils.data.Dataset``s.
     Factories receive ``split`` ("train", "val" or "test") from the engine; random jitter applies to
-    "train" only, and the same crop and flip always apply to both halves of a pair.
+    "train" only, and the same crop and flip always apply to both halves of a pair. ``root`` is the folder
+    the dataset reads (p2p never writes into it), or None for data without one (generated, or held in memory).
+    Each item is a :class:`Sample`; its ``path`` names the outputs of ``p2p test``.
     """
 
     in_channels: int
@@ -185,6 +197,10 @@ class Loss(Protocol):
     - ``generator_needs_real`` (default False): ``generator_loss`` also reads ``d_real`` (feature matching,
       relativistic GANs); the engine computes it without gradients. Otherwise ``d_real`` is None there.
 
+    ``discriminator_loss`` (see :class:`AdversarialLoss`) is D's side of an adversarial term. A term with no
+    discriminator side (feature matching, which only reads D) leaves it out (or sets it to None): the engine then
+    neither calls it nor logs ``D/NAME``.
+
     A term of the first version (``generator_loss(*, x, fake, target, disc)``, calling ``disc`` itself)
     keeps working, with a DeprecationWarning, on discriminators of one scale.
     """
@@ -194,6 +210,11 @@ class Loss(Protocol):
     def generator_loss(
         self, *, x: Tensor, fake: Tensor, target: Tensor, d_fake: DiscriminatorOutput | None, d_real: DiscriminatorOutput | None
     ) -> Tensor: ...
+
+
+@runtime_checkable
+class AdversarialLoss(Loss, Protocol):
+    """A term that trains the discriminator too (cGAN, hinge): D minimises half the sum of these."""
 
     def discriminator_loss(
         self, *, x: Tensor, fake: Tensor, target: Tensor, d_fake: DiscriminatorOutput, d_real: DiscriminatorOutput

@@ -2,13 +2,15 @@
 
 ``p2p fit`` parses a :class:`~p2p_core.spec.RunSpec` and hands it here; :class:`Run` does the rest, once, in
 this order: join the processes (torchrun's), name and check the folder, build the data and the model, write
-``config.yaml``, resume from the newest good checkpoint if asked, then train to the end or to a signal.
+``config.yaml``, resume from the newest good checkpoint if asked, then train to the end or to a signal. A new
+run whose first step fails removes its folder again.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import shutil
 import signal
 import sys
 import threading
@@ -137,18 +139,26 @@ class Run:
     def __call__(self) -> Outcome:
         """Prepare the folder (or resume it), train, and say how it ended."""
         main = self.dist.is_main
+        made = main and not self.resuming
         if main:
             checkpoint.check_writable(self.run_dir, needed_bytes=2 * self.model.checkpoint_bytes)
-            if not self.resuming:
-                self.run_dir.mkdir(parents=True)
-                write_atomically(self.run_dir / CONFIG, self.config_text().encode())
+        if made:
+            self.run_dir.mkdir(parents=True)
+            write_atomically(self.run_dir / CONFIG, self.config_text().encode())
         distributed.barrier(self.dist)
         if self.resuming and checkpoint.checkpoints(self.run_dir):
             self.load_state_dict(checkpoint.load(self.run_dir, map_location=self.device))
             self._say(f"resuming {self.run_dir} at step {self.step} of {self.total_steps}")
         elif self.resuming:  # stopped before its first checkpoint: start over with the saved config
             self._say(f"{self.run_dir} has no checkpoint yet; starting it from step 0")
-        last = self.fit()
+        try:
+            last = self.fit()
+        except Exception:
+            # A first step that fails (a term breaking its contract, torch.compile refusing a network) is a
+            # configuration that cannot train: no half-made folder, with a config.yaml and events, is left of it.
+            if made and self.step == 0:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
         distributed.shutdown()
         return Outcome(run_dir=self.run_dir, checkpoint=last, step=self.step, total_steps=self.total_steps,
                        stopped_by=self.stopped_by, is_main=self.dist.is_main)

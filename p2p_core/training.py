@@ -22,8 +22,8 @@ from torch import Tensor, nn
 
 from p2p_core import distributed
 from p2p_core.errors import ConfigError, DataError, NumericalError, PluginError, did_you_mean
-from p2p_core.networks import build_network, init_weights
-from p2p_core.protocols import Method, Sample, per_scale
+from p2p_core.networks import build_network, check_discriminator, init_weights
+from p2p_core.protocols import Method, Sample
 from p2p_core.registry import Registry, default_registry
 from p2p_core.spec import NetworkShape, RunSpec, Shapes, TrainedSpec
 
@@ -133,11 +133,8 @@ class Training:
                     f"training crops are {size}x{size}; use --data.crop_size {fits} (or a generator option such as "
                     "--generator.depth that fits the size)"
                 )
-        elif min(per_scale(module.output_size(size))) < 1:  # otherwise a convolution fails mid-step, far from the cause
-            raise ConfigError(
-                f"discriminator {self.spec.disc.name!r} (receptive field {module.receptive_field}) has no output for "
-                f"{size}x{size} images; use larger images (--data.crop_size) or a smaller receptive field (or fewer scales)"
-            )
+        else:  # fits the crops, and its output keeps the contract: checked here, not mid-step far from the cause
+            check_discriminator(module, size=size, batch=self.config.batch_size, label=f"discriminator {self.spec.disc.name!r}")
         self.networks[role], self._shapes[role] = module, shape
         return module
 

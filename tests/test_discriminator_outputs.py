@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 import p2p_core
 from conftest import make_spec
+from p2p_core.commands import fit, fit_arguments
 from p2p_core.errors import ConfigError
 from p2p_core.objective import Objective
 from p2p_core.protocols import DiscriminatorOutput, Sample, per_scale
@@ -74,6 +75,12 @@ class Matching:
         return fake.new_zeros(())
 
 
+class MatchingOnly(Matching):
+    """Feature matching without a discriminator side."""
+
+    discriminator_loss = None
+
+
 class Recording:
     """A cGAN-like term on logits that records what it was handed."""
 
@@ -118,14 +125,62 @@ class NeedsEverything:
         return fake.new_zeros(())
 
 
+class Deep(nn.Module):
+    """Three stride-2 convolutions, instance norm and a 1x1 head: logits for any 8x8 crop by output_size, but
+    instance norm needs more than the 1x1 map that 8x8 leaves it."""
+
+    receptive_field = 22
+
+    def __init__(self, *, in_channels: int) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.net = nn.Sequential(*(nn.Conv2d(c, 4, 4, 2, 1) for c in (in_channels, 4, 4)), nn.InstanceNorm2d(4), nn.Conv2d(4, 1, 1))
+
+    def output_size(self, input_size: int) -> int:
+        return input_size // 8
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class Reading(nn.Module):
+    """Reads a value of its input (.item()), which the meta device cannot give: its dry run is on the CPU."""
+
+    receptive_field = 4
+
+    def __init__(self, *, in_channels: int) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.conv = nn.Conv2d(in_channels, 1, 4)
+
+    def output_size(self, input_size: int) -> int:
+        return input_size - 3
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x) / max(1.0, x.abs().max().item())
+
+
+class Unreduced:
+    """L1 without the mean: a tensor, not the scalar the contract asks for."""
+
+    discriminator_input = "none"
+
+    def generator_loss(self, *, x, fake, target, d_fake, d_real):
+        return (fake - target).abs()
+
+    def discriminator_loss(self, *, x, fake, target, d_fake, d_real):
+        return fake.new_zeros(())
+
+
 class Components:
     @p2p_core.hookimpl
     def p2p_discriminators(self):
-        return {"two_scales": TwoScales, "listing": listing}
+        return {"two_scales": TwoScales, "listing": listing, "deep": Deep, "reading": Reading}
 
     @p2p_core.hookimpl
     def p2p_losses(self):
-        return {"matching": Matching, "recording": Recording, "first_cgan": FirstVersionCGAN, "needs_everything": NeedsEverything}
+        return {"matching": Matching, "recording": Recording, "first_cgan": FirstVersionCGAN, "needs_everything": NeedsEverything,
+                "unreduced": Unreduced, "matching_only": MatchingOnly}
 
 
 def registry() -> Registry:
@@ -223,15 +278,74 @@ def test_a_first_version_term_keeps_working_with_a_warning_and_the_same_numbers(
                                              for key, value in new.train_step(batch()).items()}
 
 
-def test_a_first_version_term_is_told_it_reads_one_scale_only():
-    with pytest.warns(DeprecationWarning):
-        pix2pix = model("first_cgan")
-    with pytest.raises(ConfigError, match=r"loss 'first_cgan' .* reads one tensor of logits\n  found: discriminator "
-                                          r"'two_scales' \(p2p-fake-outputs 3.0\) returns 2 scales"):
-        pix2pix.train_step(batch())
+def test_a_first_version_term_is_told_it_reads_one_scale_only_when_the_model_is_built():
+    with pytest.warns(DeprecationWarning), pytest.raises(
+        ConfigError, match=r"loss 'first_cgan' .* reads one tensor of logits\n  found: discriminator "
+                           r"'two_scales' \(p2p-fake-outputs 3.0\) returns 2 scales"):
+        model("first_cgan")
 
 
 def test_the_objective_check_names_the_plugin_and_the_distribution():
     objective = Objective.parse("l1", {}, default_registry())
     with pytest.raises(ConfigError, match=r"loss 'l1' \(plugin 'gan_losses' from p2p 0.1.0\) breaks the contract"):
         objective.check("generator", {"l1": torch.zeros(2)})
+
+
+def test_a_discriminator_returning_discriminator_output_compiles_forward_and_backward():
+    # --trainer.compile builds the output inside the compiled graph; fullgraph: no graph break either.
+    torch.manual_seed(0)
+    eager = TwoScales(in_channels=3)
+    copy = TwoScales(in_channels=3)
+    copy.load_state_dict(eager.state_dict())
+    compiled = torch.compile(copy, fullgraph=True)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    results = []
+    for module in (eager, compiled):
+        output = DiscriminatorOutput.of(module(x))
+        sum(logits.mean() for logits in output.logits).backward()
+        results.append((output, [p.grad for p in module.parameters()]))
+    (expected, expected_grads), (found, found_grads) = results
+    assert isinstance(found, DiscriminatorOutput) and len(found.logits) == len(found.features) == 2
+    assert all(torch.allclose(f, e, atol=1e-6) for f, e in zip(found.logits, expected.logits))
+    assert all(torch.allclose(f, e, atol=1e-6) for f, e in zip(found_grads, expected_grads))
+
+
+def fit_refused(tmp_path, *options: str) -> str:
+    """The ConfigError of `p2p fit` with ``options`` on tiny synthetic data; no run folder may exist after it."""
+    arguments = fit_arguments(["--generator.ngf", "4", "--data", "synthetic", "--data.length", "2", "--data.load_size", "8",
+                               "--data.crop_size", "8", "--out_dir", str(tmp_path), *options], registry())
+    with pytest.raises(ConfigError) as error:
+        fit(**arguments, registry=registry(), argv=[])
+    assert not any(tmp_path.iterdir())
+    return str(error.value)
+
+
+def test_a_discriminator_too_deep_for_the_crop_is_refused_before_the_run_folder_exists(tmp_path):
+    message = fit_refused(tmp_path, "--disc", "deep")
+    assert message.startswith("discriminator 'deep' (p2p-fake-outputs 3.0) is too deep for 8x8 training crops")
+    assert "use --data.crop_size 16" in message
+
+
+def test_a_term_needing_features_of_a_discriminator_without_is_refused_before_the_run_folder_exists(tmp_path):
+    message = fit_refused(tmp_path, "--disc", "patch16", "--loss", "cgan+matching")
+    assert message.startswith("loss 'matching' (plugin 'outputs' from p2p-fake-outputs 3.0) needs the discriminator's features")
+
+
+def test_a_discriminator_that_reads_values_is_checked_on_the_cpu_and_trains():
+    assert set(model("cgan+l1", disc="reading").train_step(*batch())) == {"D/cgan", "G/cgan", "G/l1"}
+
+
+def test_the_dry_run_leaves_the_discriminator_as_it_was():
+    pix2pix = model("cgan+matching+l1")
+    assert pix2pix.discriminator.calls == 0
+    assert all(p.device.type == "cpu" for p in pix2pix.discriminator.parameters())
+
+
+def test_a_run_failing_in_its_first_step_leaves_no_run_folder(tmp_path):
+    message = fit_refused(tmp_path, "--disc", "patch16", "--loss", "cgan+unreduced")
+    assert message.startswith("loss 'unreduced' (plugin 'outputs' from p2p-fake-outputs 3.0) breaks the contract")
+
+
+def test_a_term_without_a_discriminator_side_is_not_logged_for_d():
+    assert set(model("cgan+matching_only+l1").train_step(*batch())) == {"D/cgan", "G/cgan", "G/matching_only", "G/l1"}
+    assert set(model("matching_only").train_step(*batch())) == {"G/matching_only"}  # D then has nothing to learn

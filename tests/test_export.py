@@ -6,6 +6,7 @@ import copy
 import json
 from pathlib import Path
 
+import attrs
 import pytest
 import torch
 
@@ -115,3 +116,35 @@ def test_an_export_that_differs_from_the_model_is_refused_and_removed(run: Path,
 def test_torchscript_is_deprecated_when_chosen(run: Path, tmp_path: Path):
     with pytest.warns(FutureWarning, match="deprecated.*exported-program"):
         exporting.export(ckpt=run, format="torchscript", out=tmp_path / "g.pt")
+
+
+class GatedBottleneck(torch.nn.Module):
+    """Two stride-2 levels whose bottleneck an attention gate scales: a convolution to one channel (its psi)."""
+
+    size_multiple = 4
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.down = nn.Sequential(nn.Conv2d(3, 4, 4, 2, 1), nn.ReLU(), nn.Conv2d(4, 4, 4, 2, 1))
+        self.psi = nn.Sequential(nn.Conv2d(4, 1, 1), nn.Sigmoid())
+        self.up = nn.Sequential(nn.ConvTranspose2d(4, 4, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(4, 3, 4, 2, 1), nn.Tanh())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bottleneck = self.down(x)
+        return self.up(bottleneck * self.psi(bottleneck))
+
+
+@pytest.mark.parametrize("format", ["exported-program", "onnx"])
+def test_a_one_channel_convolution_at_the_bottleneck_exports_or_says_why(run: Path, tmp_path: Path, format: str):
+    torch.manual_seed(0)
+    trained = attrs.evolve(load_generator(run, mode="eval"), module=GatedBottleneck().eval())
+    if format == "onnx":  # the way out the error names works
+        onnx_available()
+        assert exporting.write_checked(trained, format=format, out=tmp_path / "g").difference <= TOLERANCE
+        return
+    with pytest.raises(ConfigError) as error:
+        exporting.write_checked(trained, format=format, out=tmp_path / "g")
+    assert str(error.value).startswith("the exported-program export of generator 'unet' does not take every size")
+    assert str(error.value).endswith("use --format onnx, which exports the same graph without it")
+    assert not (tmp_path / "g").exists()

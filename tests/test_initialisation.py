@@ -74,6 +74,15 @@ def test_the_engine_initialises_a_spectral_norm_discriminator_in_what_its_checkp
     assert stored.std().item() == pytest.approx(0.02, rel=0.1) and abs(stored.mean().item()) < 0.005
 
 
+def test_after_the_engines_initialisation_spectral_norm_normalises_to_one_from_the_first_step():
+    d = build("spectral_patch").discriminator.train()
+    with torch.no_grad():
+        d(torch.rand(1, 6, 32, 32) * 2 - 1)  # one training forward: one power iteration, as in the first step
+    for conv in [m for m in d.modules() if isinstance(m, nn.Conv2d)]:
+        largest = torch.linalg.matrix_norm(conv.weight.flatten(1), ord=2).item()
+        assert largest == pytest.approx(1.0, abs=0.05)
+
+
 def test_a_part_that_initialises_itself_keeps_its_initialisation_and_the_rest_gets_the_papers():
     d = discriminator("self_initialised")
     assert torch.equal(d.first.weight, torch.full_like(d.first.weight, 0.5))

@@ -19,10 +19,12 @@ from p2p_core.registry import OWN_DISTRIBUTION, Registry
 from p2p_core.testing import CHECKS, ContractViolation, cases, parametrize_with_checks
 from p2p_core.testing.checks import (
     check_dataset_jitter_keeps_pairs_aligned,
+    check_dataset_samples,
     check_discriminator_output_grid,
     check_generator_output_shape_and_range,
     check_generator_size_multiple,
     check_loss_finite_non_negative_and_differentiable,
+    check_options_round_trip_through_config,
     check_receptive_field,
     contract_of,
 )
@@ -105,6 +107,13 @@ class MisdeclaredDiscriminator(nn.Module):
         return self.conv(x)
 
 
+class FunctionallyNormedDiscriminator(MisdeclaredDiscriminator):
+    """Normalises its logits over the whole map in forward, where the kit cannot swap the normalisation out."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.nn.functional.instance_norm(self.conv(x))
+
+
 class ExplodingDiscriminator(MisdeclaredDiscriminator):
     def forward(self, x: Tensor) -> Tensor:
         raise ValueError(f"cannot score {x.shape[1]} channels")
@@ -125,6 +134,25 @@ class NegativeLoss:
         return (disc(fake) - disc(target)).abs().mean()
 
 
+class OvershootingDataset(torch.utils.data.Dataset):
+    """Black pairs one float step below -1 unless ``exact``: what a resize used to leave. ``root`` is a Path
+    option with a default, which the config turns into text."""
+
+    in_channels = out_channels = 3
+    image_size = 8
+
+    def __init__(self, *, split: str, exact: bool = False, root: Path = Path("black")) -> None:
+        self.root = root
+        self.value = -1.0 if exact else float(torch.nextafter(torch.tensor(-1.0), torch.tensor(-2.0)))
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> p2p_core.Sample:
+        image = torch.full((3, 8, 8), self.value)
+        return p2p_core.Sample(image, image.clone(), "black")
+
+
 class BrokenPlugin:
     @p2p_core.hookimpl
     def p2p_generators(self):
@@ -133,11 +161,16 @@ class BrokenPlugin:
 
     @p2p_core.hookimpl
     def p2p_discriminators(self):
-        return {"misdeclared": MisdeclaredDiscriminator, "exploding": ExplodingDiscriminator}
+        return {"misdeclared": MisdeclaredDiscriminator, "exploding": ExplodingDiscriminator,
+                "functionally_normed": FunctionallyNormedDiscriminator}
 
     @p2p_core.hookimpl
     def p2p_losses(self):
         return {"negative": NegativeLoss}
+
+    @p2p_core.hookimpl
+    def p2p_datasets(self):
+        return {"overshooting": OvershootingDataset}
 
 
 def broken_registry() -> Registry:
@@ -163,6 +196,10 @@ def _case(component: str, check, options: dict | None = None):
          "compute receptive_field from the layers"),
         ("loss:negative", check_loss_finite_non_negative_and_differentiable, "generator_loss is a finite scalar >= 0", "tensor(-",
          "reduce with mean(); use a loss bounded below by 0"),
+        ("discriminator:functionally_normed", check_receptive_field, "receptive_field matches the network",
+         "declared 70, measured 112 pixels", "every logit sees the whole input: make anything that spans the map"),
+        ("dataset:overshooting", check_dataset_samples, "float32 values in [-1, 1]", "torch.float32 in [-1.00000012, -1.00000012]",
+         "use p2p_core.images.read_image / to_signed"),
     ],
 )
 def test_a_broken_component_fails_with_the_contract_and_the_fix(component, check, contract, found, fix):
@@ -181,10 +218,23 @@ def test_a_broken_component_fails_with_the_contract_and_the_fix(component, check
         ("generator:unbounded", check_generator_output_shape_and_range, {"squash": True}),
         ("discriminator:misdeclared", check_receptive_field, {"receptive_field": 4}),
         ("loss:negative", check_loss_finite_non_negative_and_differentiable, {"shift": 1000.0}),
+        ("dataset:overshooting", check_dataset_samples, {"exact": True}),
     ],
 )
 def test_the_same_check_passes_once_the_component_is_repaired(component, check, repair):
     _case(component, check, repair).run()
+
+
+@pytest.mark.parametrize("norm", ["instance", "batch", "none"])
+def test_the_receptive_field_of_a_normalised_patchgan_is_that_of_its_convolutions(norm):
+    (case,) = [c for c in cases(["discriminator:patch"], registry=broken_registry(), options={"discriminator:patch": {"ndf": 4, "norm": norm}})
+               if c.check is check_receptive_field]
+    case.run()
+
+
+@pytest.mark.parametrize("options", [{}, {"root": Path("elsewhere")}])
+def test_a_path_option_with_a_default_survives_the_config(options):
+    _case("dataset:overshooting", check_options_round_trip_through_config, options).run()
 
 
 def test_expected_failures_become_strict_xfails():

@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from p2p_core.errors import ConfigError
-from p2p_core.objective import Objective, first_version, needs
+from p2p_core.objective import Objective, first_version, has_discriminator_side, needs
 from p2p_core.protocols import DiscriminatorOutput, Sample, per_scale
 from p2p_core.registry import Component, Registry
+from p2p_core.spec import ComponentSpec
 from p2p_core.testing import strategies
 
 # One bug per failure (several distinct ones would come as an exception group, each with its own example), and no
@@ -93,7 +94,7 @@ def check_generator_output_shape_and_range(subject: Subject) -> None:
             _fail(subject, "output shape N x out_channels x H x W", f"{tuple(y.shape)} for input {tuple(x.shape)}, expected {expected}",
                   "keep the spatial size (stride-2 downs matched by stride-2 ups) and end with out_channels channels")
         if not torch.isfinite(y).all() or y.abs().max() > 1:
-            _fail(subject, "outputs in [-1, 1]", f"range [{y.min():.3g}, {y.max():.3g}] for input {tuple(x.shape)}",
+            _fail(subject, "outputs in [-1, 1]", f"range {_range(y)} for input {tuple(x.shape)}",
                   "end the network with Tanh")
 
     run()
@@ -129,6 +130,11 @@ def _translates_at(g: nn.Module, side: int) -> bool:
     except Exception:  # noqa: BLE001 - any failure means this size does not work
         return False
     return True
+
+
+def _range(values: Tensor) -> str:
+    """``[min, max]`` with the digits that tell a float32 from its neighbours: -1.00000012 is not -1."""
+    return f"[{float(values.min()):.9g}, {float(values.max()):.9g}]"
 
 
 def _first_line(error: BaseException) -> str:
@@ -248,10 +254,18 @@ def check_discriminator_output_grid(subject: Subject) -> None:
     run()
 
 
+MAP_NORMS = (nn.modules.instancenorm._InstanceNorm, nn.GroupNorm, nn.LayerNorm)
+"""Normalisations whose statistics span the whole feature map, so that every logit depends on every pixel
+through them: the receptive-field check measures with them as identities (batch norm, in eval mode, is
+per-pixel already)."""
+
+
 def check_receptive_field(subject: Subject) -> None:
-    """The declared receptive_field is the width of input that one central logit depends on, at each scale."""
+    """The declared receptive_field is the width of input that one central logit depends on through the
+    convolutions, at each scale (measured by gradient in eval mode, with instance, group and layer norm as
+    identities: their statistics over the whole map would make it the whole input)."""
     torch.manual_seed(0)
-    d = subject.build(in_channels=3).eval()
+    d = _without_map_norms(subject.build(in_channels=3).eval())
     fields = per_scale(d.receptive_field)
     size = 16 * math.ceil((max(fields) + 32) / 16)
     x = (torch.rand(1, 3, size, size) * 2 - 1).requires_grad_(True)
@@ -267,8 +281,22 @@ def check_receptive_field(subject: Subject) -> None:
         measured = int(rows.max() - rows.min() + 1) if len(rows) else 0
         if measured != field:
             where = f" at scale {scale}" if len(fields) > 1 else ""
-            _fail(subject, "receptive_field matches the network", f"declared {field}, measured {measured} pixels{where}",
-                  "compute receptive_field from the layers: rf = rf * stride + (kernel - stride), innermost first")
+            how = "by gradient, with instance, group and layer norm modules as identities"
+            fix = "compute receptive_field from the layers: rf = rf * stride + (kernel - stride), innermost first"
+            if measured == size:
+                fix = ("every logit sees the whole input: make anything that spans the map (a normalisation computed "
+                       "in forward, attention, global pooling) an nn.InstanceNorm2d/GroupNorm/LayerNorm module or "
+                       f"remove it, or, if that is the design, declare receptive_field as the input size; else {fix}")
+            _fail(subject, "receptive_field matches the network", f"declared {field}, measured {measured} pixels{where} ({how})", fix)
+
+
+def _without_map_norms(module: nn.Module) -> nn.Module:
+    """``module`` with every :data:`MAP_NORMS` layer in it replaced by an identity (in place)."""
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, MAP_NORMS):
+                setattr(parent, name, nn.Identity())
+    return module
 
 
 def check_discriminator_every_scale_sees_the_input(subject: Subject) -> None:
@@ -376,7 +404,7 @@ def _check_loss_values(subject: Subject, seed: int, *, scales: int) -> None:
         g_loss.backward()
     if inputs["fake"].grad is None or not torch.isfinite(inputs["fake"].grad).all():
         _fail(subject, "generator_loss is differentiable in G(x)", "no finite gradient reaches fake", "do not detach fake")
-    if inputs["disc"] is not None:
+    if has_discriminator_side(term):
         d_loss = _engine_loss(subject, term, "discriminator", inputs | {"fake": inputs["fake"].detach()})
         if not _non_negative_scalar(d_loss):
             _fail(subject, "discriminator_loss is a finite scalar >= 0", repr(d_loss), "reduce with mean()")
@@ -454,7 +482,7 @@ def check_dataset_samples(subject: Subject) -> None:
                       "crop or resize to image_size, and report the channels the samples really have")
             for half in (sample.a, sample.b):
                 if half.dtype != torch.float32 or half.min() < -1 or half.max() > 1:
-                    _fail(subject, "float32 values in [-1, 1]", f"{half.dtype} in [{half.min():.3g}, {half.max():.3g}]",
+                    _fail(subject, "float32 values in [-1, 1]", f"{half.dtype} in {_range(half)}",
                           "use p2p_core.images.read_image / to_signed")
 
 
@@ -643,15 +671,13 @@ def check_options_round_trip_through_config(subject: Subject) -> None:
     if foreign:
         _fail(subject, "a component gets only its own options", f"options {foreign} that its factory does not take",
               "report this to p2p: the parser mixed in another component's options")
-    expected = {option.name: option.default for option in component.options if not option.required} | _plain(subject.options)
+    defaults = {option.name: option.default for option in component.options if not option.required}
+    # As the spec holds them (a Path as its text), which is what the parser gives.
+    expected = ComponentSpec(name=component.name, options=defaults | subject.options).options
     wrong = {name: parsed[name] for name, value in expected.items() if name in parsed and parsed[name] != value}
     if wrong:
         _fail(subject, "defaults come from the component's own signature", f"{wrong} instead of the defaults and given options",
               "report this to p2p: the parser took a default from elsewhere")
-
-
-def _plain(options: dict[str, Any]) -> dict[str, Any]:
-    return {k: str(v) if hasattr(v, "__fspath__") else v for k, v in options.items()}
 
 
 CHECKS: dict[str, tuple[Callable[[Subject], None], ...]] = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 from torch import Tensor
 
 import p2p_core
+from p2p_core.networks import check_discriminator
 from p2p_core.objective import Objective
 from p2p_core.protocols import Sample
 from p2p_core.training import Training
@@ -31,7 +32,9 @@ class Pix2Pix:
         training.network("generator", "generator", in_channels=shapes.in_channels, out_channels=shapes.out_channels)
         if self.adversarial:
             disc_channels = self.objective.discriminator_channels(shapes.in_channels, shapes.out_channels)
-            training.network("discriminator", "discriminator", in_channels=disc_channels)
+            discriminator = training.network("discriminator", "discriminator", in_channels=disc_channels)
+            # What each term reads of D's output (features, scales): refused now, before the run folder exists.
+            check_discriminator(discriminator, self.objective, size=shapes.image_size, batch=run.trainer.batch_size)
         training.optimizer("generator", ["generator"])
         if self.adversarial:
             training.optimizer("discriminator", ["discriminator"])
@@ -52,7 +55,8 @@ class Pix2Pix:
                     x=x, fake=fake.detach(), target=target, disc=training.module("discriminator"))
             if training.step == 0:
                 self.objective.check("discriminator", d_losses)
-            logged |= training.update("discriminator", {f"D/{name}": 0.5 * value for name, value in d_losses.items()})
+            if d_losses:  # none when every adversarial term only reads D (feature matching alone)
+                logged |= training.update("discriminator", {f"D/{name}": 0.5 * value for name, value in d_losses.items()})
         with training.frozen(*judged):  # G's step needs gradients through D, not for D
             with training.autocast():
                 g_losses = self.objective.generator_losses(

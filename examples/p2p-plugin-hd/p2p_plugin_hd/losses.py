@@ -35,8 +35,5 @@ class FeatureMatchingLoss:
         ]
         return self.weight * torch.stack(per_scale).mean()
 
-    def discriminator_loss(
-        self, *, x: Tensor, fake: Tensor, target: Tensor, d_fake: DiscriminatorOutput, d_real: DiscriminatorOutput
-    ) -> Tensor:
-        # The features are the discriminator's to learn through its GAN term; matching them is the generator's goal.
-        return fake.new_zeros(())
+    # No discriminator_loss: the features are the discriminator's to learn through its GAN term; matching them is
+    # the generator's goal. p2p then neither calls nor logs a discriminator side of this term.

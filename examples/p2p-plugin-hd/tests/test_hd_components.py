@@ -102,6 +102,7 @@ def test_feature_matching_with_a_discriminator_without_features_stops_with_the_c
     assert "discriminator 'patch70'" in headline
     assert found == "  found: logits only (no DiscriminatorOutput.features)"
     assert fix.startswith("  fix: choose a discriminator that returns its features")
+    assert not any(tmp_path.iterdir())  # refused before the run folder was made
 
 
 @pytest.mark.skipif(not OUTLINES.is_dir(), reason="needs the outlines data at ../shared/data/outlines")
