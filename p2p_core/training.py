@@ -134,7 +134,9 @@ class Training:
                     "--generator.depth that fits the size)"
                 )
         else:  # fits the crops, and its output keeps the contract: checked here, not mid-step far from the cause
-            check_discriminator(module, size=size, batch=self.config.batch_size, label=f"discriminator {self.spec.disc.name!r}")
+            chosen = self.registry.get("discriminator", self.spec.disc.name)
+            label = f"discriminator {chosen.name!r} ({chosen.distribution} {chosen.version})"
+            check_discriminator(module, size=size, batch=self.config.batch_size, label=label)
         self.networks[role], self._shapes[role] = module, shape
         return module
 

@@ -332,13 +332,13 @@ def test_a_term_needing_features_of_a_discriminator_without_is_refused_before_th
 
 
 def test_a_discriminator_that_reads_values_is_checked_on_the_cpu_and_trains():
-    assert set(model("cgan+l1", disc="reading").train_step(*batch())) == {"D/cgan", "G/cgan", "G/l1"}
+    assert set(model("cgan+l1", disc="reading").train_step(batch())) == {"D/cgan", "G/cgan", "G/l1"}
 
 
 def test_the_dry_run_leaves_the_discriminator_as_it_was():
     pix2pix = model("cgan+matching+l1")
-    assert pix2pix.discriminator.calls == 0
-    assert all(p.device.type == "cpu" for p in pix2pix.discriminator.parameters())
+    assert pix2pix.networks["discriminator"].calls == 0
+    assert all(p.device.type == "cpu" for p in pix2pix.networks["discriminator"].parameters())
 
 
 def test_a_run_failing_in_its_first_step_leaves_no_run_folder(tmp_path):
@@ -347,5 +347,5 @@ def test_a_run_failing_in_its_first_step_leaves_no_run_folder(tmp_path):
 
 
 def test_a_term_without_a_discriminator_side_is_not_logged_for_d():
-    assert set(model("cgan+matching_only+l1").train_step(*batch())) == {"D/cgan", "G/cgan", "G/matching_only", "G/l1"}
-    assert set(model("matching_only").train_step(*batch())) == {"G/matching_only"}  # D then has nothing to learn
+    assert set(model("cgan+matching_only+l1").train_step(batch())) == {"D/cgan", "G/cgan", "G/matching_only", "G/l1"}
+    assert set(model("matching_only").train_step(batch())) == {"G/matching_only"}  # D then has nothing to learn

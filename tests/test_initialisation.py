@@ -75,7 +75,7 @@ def test_the_engine_initialises_a_spectral_norm_discriminator_in_what_its_checkp
 
 
 def test_after_the_engines_initialisation_spectral_norm_normalises_to_one_from_the_first_step():
-    d = build("spectral_patch").discriminator.train()
+    d = discriminator("spectral_patch").train()
     with torch.no_grad():
         d(torch.rand(1, 6, 32, 32) * 2 - 1)  # one training forward: one power iteration, as in the first step
     for conv in [m for m in d.modules() if isinstance(m, nn.Conv2d)]:
