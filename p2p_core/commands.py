@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from p2p_core.errors import ConfigError
 from p2p_core.registry import Registry
-from p2p_core.spec import Mode, RunSpec
+from p2p_core.spec import MAX_MEMORY_GB, Mode, RunSpec
 
 if TYPE_CHECKING:
     from jsonargparse import ArgumentParser
@@ -281,7 +281,15 @@ def sweep(
 # -- models and data from elsewhere ---------------------------------------------------------------------------
 
 
-def import_model(path: Path, *, out: Path, disc: Path | None = None, url: str | None = None, registry: Registry) -> None:
+def import_model(
+    path: Path,
+    *,
+    out: Path,
+    disc: Path | None = None,
+    url: str | None = None,
+    max_memory_gb: float = MAX_MEMORY_GB,
+    registry: Registry,
+) -> None:
     """Turn a pix2pix reference state dict (junyanz/pytorch-CycleGAN-and-pix2pix .pth) into a p2p run folder.
 
     Args:
@@ -289,10 +297,13 @@ def import_model(path: Path, *, out: Path, disc: Path | None = None, url: str | 
         out: The run folder to write (it must not exist); predict, test, export, demo and fit --init_from take it.
         disc: The discriminator's state dict trained with it (latest_net_D.pth), for fine-tuning with it.
         url: Where the file came from, recorded with its SHA-256 in the checkpoint.
+        max_memory_gb: Refuse a network whose weights and one image at its size need more memory than this (a
+            file of kilobytes can describe one of terabytes); predict and export take the same option.
     """
     from p2p_core.interop import import_reference
 
-    folder = import_reference(generator=path, out=out, discriminator=disc, source_url=url, registry=registry)
+    folder = import_reference(generator=path, out=out, discriminator=disc, source_url=url, registry=registry,
+                              max_memory_gb=max_memory_gb)
     print(f"imported {path} into {folder}; try: p2p predict --ckpt {folder} --input IMAGES --output OUT")
 
 

@@ -30,7 +30,7 @@ from p2p_core.errors import ConfigError, DataError
 from p2p_core.files import replacing
 from p2p_core.inference import PADDING_MODE, AnySize, TrainedGenerator, load_generator, translate
 from p2p_core.registry import Registry
-from p2p_core.spec import Mode
+from p2p_core.spec import MAX_MEMORY_GB, Mode
 
 Format = Literal["torchscript", "onnx", "exported-program"]
 INPUT_NAME, OUTPUT_NAME = "image", "translated"
@@ -64,7 +64,14 @@ class Exported:
 
 
 def export(
-    *, ckpt: Path, format: Format, out: Path, mode: Mode = "eval", overwrite: bool = False, registry: Registry | None = None
+    *,
+    ckpt: Path,
+    format: Format,
+    out: Path,
+    mode: Mode = "eval",
+    overwrite: bool = False,
+    max_memory_gb: float = MAX_MEMORY_GB,
+    registry: Registry | None = None,
 ) -> Exported:
     """Write a checkpoint's generator as a TorchScript, ONNX or torch.export file, and OUT.json describing it.
 
@@ -78,6 +85,8 @@ def export(
             paper: dropout on and batch statistics, as `p2p predict` does by default (not for onnx, which
             fixes both at export).
         overwrite: Replace existing files at OUT and OUT.json.
+        max_memory_gb: Refuse a model whose weights and one image at its training size need more memory than this
+            (a small file can describe a network of terabytes).
     """
     out = Path(out)
     description = out.with_name(f"{out.name}.json")
@@ -99,7 +108,7 @@ def export(
     if existing and not overwrite:
         raise DataError(f"{existing[0]} already exists; pass --overwrite to replace it, or choose another --out")
 
-    trained = load_generator(ckpt, mode=mode, registry=registry)
+    trained = load_generator(ckpt, mode=mode, registry=registry, max_memory_gb=max_memory_gb)
     result = write_checked(trained, format=format, out=out)
     description.write_text(json.dumps(describe(trained, result, format=format, mode=mode), indent=2) + "\n")
     return result

@@ -23,9 +23,9 @@ from p2p_core import checkpoint
 from p2p_core.errors import ConfigError, DataError, PluginError, UnknownComponentError
 from p2p_core.images import resize
 from p2p_core.interop import locate
-from p2p_core.networks import build_generator
+from p2p_core.networks import build_generator, check_memory
 from p2p_core.registry import Registry, default_registry
-from p2p_core.spec import Mode, TrainedSpec
+from p2p_core.spec import MAX_MEMORY_GB, Mode, TrainedSpec
 from p2p_core.test_time import set_mode
 
 PADDING_MODE = "reflect"
@@ -72,10 +72,15 @@ class TrainedGenerator:
 
 
 def load_generator(
-    ckpt: Path, *, mode: Mode, device: torch.device | str = "cpu", registry: Registry | None = None
+    ckpt: Path,
+    *,
+    mode: Mode,
+    device: torch.device | str = "cpu",
+    registry: Registry | None = None,
+    max_memory_gb: float = MAX_MEMORY_GB,
 ) -> TrainedGenerator:
     """The generator of a checkpoint file, a run folder (its newest checkpoint that loads) or ``pretrained:NAME``, in
-    ``mode``, on ``device``."""
+    ``mode``, on ``device``; refused if its weights and one image at its training size need over ``max_memory_gb``."""
     loaded = checkpoint.read(locate(ckpt, registry=registry), map_location=device)
     weights = loaded.state["models"]["generator"]
     try:
@@ -91,6 +96,9 @@ def load_generator(
             f"(p2p -p {distribution} ..., P2P_PLUGINS). {error}"
         ) from None
     _check_shapes(loaded.spec, weights, source=loaded.path, registry=registry)
+    shapes = loaded.spec.shapes
+    check_memory(lambda: build_generator(loaded.spec.run, shapes, registry),
+                 (1, shapes.in_channels, shapes.image_size, shapes.image_size), limit_gb=max_memory_gb, source=str(loaded.path))
     module = build_generator(loaded.spec.run, loaded.spec.shapes, registry).to(device)
     module.load_state_dict(weights)
     set_mode(module, mode)

@@ -22,7 +22,7 @@ from p2p_core.errors import DataError, UnknownComponentError
 from p2p_core.files import write_atomically
 from p2p_core.reference import Converted, load_reference
 from p2p_core.registry import Registry, default_registry
-from p2p_core.spec import ComponentSpec, RunSpec, Shapes, TrainedSpec
+from p2p_core.spec import MAX_MEMORY_GB, ComponentSpec, RunSpec, Shapes, TrainedSpec
 
 PRETRAINED = "pretrained:"
 """``--ckpt pretrained:NAME``: a released generator, downloaded and imported into the cache on first use."""
@@ -36,14 +36,16 @@ def import_reference(
     data: ComponentSpec | None = None,
     source_url: str | None = None,
     registry: Registry | None = None,
+    max_memory_gb: float = MAX_MEMORY_GB,
 ) -> Path:
-    """Write the run folder ``out`` from a reference generator (and discriminator) state dict; returns it."""
+    """Write the run folder ``out`` from a reference generator (and discriminator) state dict; returns it. Networks
+    whose weights and one image need more than ``max_memory_gb`` are refused before they are built."""
     registry = registry or default_registry()
     out = Path(out)
     if out.exists():
         raise DataError(f"{out} already exists; choose another --out (an import never overwrites)")
-    g = _converted(generator, "generator")
-    d = _converted(discriminator, "discriminator") if discriminator is not None else None
+    g = _converted(generator, "generator", max_memory_gb)
+    d = _converted(discriminator, "discriminator", max_memory_gb) if discriminator is not None else None
     shapes = Shapes(in_channels=g.in_channels, out_channels=g.out_channels, image_size=g.image_size,
                     disc_in_channels=d.in_channels if d else None)
     if d is not None and d.in_channels not in (g.out_channels, g.in_channels + g.out_channels):
@@ -112,8 +114,8 @@ def dataset_of(entry: PretrainedEntry) -> ComponentSpec:
                                      "load_size": round(entry.image_size * 286 / 256), "crop_size": entry.image_size})
 
 
-def _converted(path: Path, role: str) -> Converted:
-    converted = load_reference(path)
+def _converted(path: Path, role: str, max_memory_gb: float) -> Converted:
+    converted = load_reference(path, max_memory_gb=max_memory_gb)
     if converted.role != role:
         hint = " pass it with --disc" if converted.role == "discriminator" else " pass it as the generator"
         raise DataError(f"{path} holds a {converted.role} ({converted.name}), not a {role};{hint}")

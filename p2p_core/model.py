@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from p2p_core import distributed
+from p2p_core.checkpoint import check_weights
 from p2p_core.errors import ConfigError, DataError, NumericalError
 from p2p_core.networks import build_discriminator, build_generator, init_weights
 from p2p_core.objective import Objective
@@ -246,6 +247,7 @@ class Pix2Pix:
                 continue
             if role not in models:
                 raise DataError(f"{source} holds no {role} weights")
+            check_weights(models[role], source=f"{source}, {role}")
             try:
                 model.load_state_dict(models[role])
             except RuntimeError as error:

@@ -188,6 +188,9 @@ class RunSpec:
             raise DataError(f"{source}: {error}") from None
         return cls(**components, loss=loss, loss_options=loss_options, trainer=train)
 
+MAX_MEMORY_GB = 16.0
+"""Default of ``--max_memory_gb``: the most a model may need for its weights and one image at its training size."""
+
 
 @attrs.frozen(kw_only=True)
 class Shapes:
