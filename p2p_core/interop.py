@@ -10,16 +10,19 @@ itself (architecture inferred from the tensors, every key and shape checked) is 
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
+import torch
 import yaml
 
 from p2p_core import checkpoint
-from p2p_core.downloads import PretrainedEntry, cache_dir, download_pretrained
+from p2p_core.downloads import DownloadedFile, Limits, PretrainedEntry, cache_dir, download_pretrained, locked
 from p2p_core.errors import DataError, UnknownComponentError
 from p2p_core.files import write_atomically
+from p2p_core.networks import build_generator
 from p2p_core.reference import Converted, load_reference
 from p2p_core.registry import Registry, default_registry
 from p2p_core.spec import MAX_MEMORY_GB, ComponentSpec, RunSpec, Shapes, TrainedSpec
@@ -82,9 +85,19 @@ def import_reference(
     return out
 
 
-def locate(ckpt: Path | str, *, registry: Registry | None = None) -> Path:
+def locate(
+    ckpt: Path | str,
+    *,
+    registry: Registry | None = None,
+    sha256: str | None = None,
+    trust_unpinned: bool = False,
+    limits: Limits = Limits(),
+) -> Path:
     """What ``--ckpt`` names: a checkpoint or run folder as given, or for ``pretrained:NAME`` the run folder of that
-    released generator, downloaded and imported into the cache the first time (again if the file changed)."""
+    released generator, downloaded (verified: see :mod:`p2p_core.downloads`, whose ``sha256``, ``trust_unpinned`` and
+    ``limits`` these are) and imported into the cache the first time (again if the file changed). An imported network
+    that is not the catalogue's (parameters, channels, image size) is refused unless the user vouched for the file
+    with their own ``sha256``."""
     text = str(ckpt)
     if not text.startswith(PRETRAINED):
         return Path(ckpt)
@@ -93,19 +106,46 @@ def locate(ckpt: Path | str, *, registry: Registry | None = None) -> Path:
     entries = registry.pretrained
     if name not in entries:
         raise UnknownComponentError("pretrained model", name, entries, hint=". `p2p pretrained list` shows them.")
-    downloaded = download_pretrained(name=name, entries=entries)
     folder = cache_dir() / "pretrained" / name
-    if folder.is_dir() and _imported_sha256(folder) == downloaded.sha256:
-        return folder
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent)) / name
-    try:
-        import_reference(generator=downloaded.path, out=staging, data=dataset_of(entries[name]),
-                         source_url=downloaded.url, registry=registry)
-        shutil.rmtree(folder, ignore_errors=True)
-        staging.rename(folder)
-    finally:
-        shutil.rmtree(staging.parent, ignore_errors=True)
+    with locked(text, f"importing {text}"):
+        downloaded = download_pretrained(name=name, entries=entries, sha256=sha256, trust_unpinned=trust_unpinned, limits=limits)
+        if folder.is_dir() and _imported_sha256(folder) == downloaded.sha256:
+            return folder
+        scratch = re.compile(re.escape(f".{name}-") + r"[a-z0-9_]{8}")
+        for stale in folder.parent.iterdir():  # staging folders of killed imports: the lock says none is in progress
+            if scratch.fullmatch(stale.name) and stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent)) / name
+        try:
+            import_reference(generator=downloaded.path, out=staging, data=dataset_of(entries[name]),
+                             source_url=downloaded.url, registry=registry)
+            if downloaded.verified != "--sha256":
+                _check_architecture(staging, entries[name], downloaded, registry)
+            shutil.rmtree(folder, ignore_errors=True)
+            staging.rename(folder)
+        finally:
+            shutil.rmtree(staging.parent, ignore_errors=True)
     return folder
+
+
+def _check_architecture(run: Path, entry: PretrainedEntry, downloaded: DownloadedFile, registry: Registry) -> None:
+    """Refuse an imported generator that is not the network the catalogue describes (a file that hashes as expected
+    but was pinned wrongly, or trusted on first use from a mirror that serves another model)."""
+    spec = checkpoint.read(run).spec
+    with torch.device("meta"):
+        parameters = sum(p.numel() for p in build_generator(spec.run, spec.shapes, registry).parameters())
+    shapes = spec.shapes
+    found = (parameters, shapes.in_channels, shapes.out_channels, shapes.image_size)
+    wanted = (entry.parameters or parameters, entry.in_channels, entry.out_channels, entry.image_size)
+    if found != wanted:
+        def describe(parameters: int, in_channels: int, out_channels: int, size: int) -> str:
+            return f"{parameters:,} parameters, {in_channels} -> {out_channels} channels, {size} px"
+
+        raise DataError(
+            f"{downloaded.url} holds a generator of {describe(*found)}, but the catalogue's {entry.name} has "
+            f"{describe(*wanted)}: it is another model; nothing was imported. If you trust this file, pass "
+            f"--sha256 {downloaded.sha256} to `p2p pretrained download {entry.name}`"
+        )
 
 
 def dataset_of(entry: PretrainedEntry) -> ComponentSpec:
