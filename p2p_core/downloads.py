@@ -83,14 +83,14 @@ class Limits:
         for name, option, value in [("max_bytes", "--max_gb", self.max_bytes), ("max_files", "--max_files", self.max_files),
                                     ("max_ratio", "--max_ratio", self.max_ratio), ("deadline_s", "--deadline_min", self.deadline_s)]:
             if not 0 < value < math.inf:
-                raise ConfigError(f"{option} must be a positive number, got {value} ({name})")
+                raise ConfigError(f"{option} must be a positive number, got {value}")
 
     @classmethod
     def from_options(
         cls, *, max_gb: float, deadline_min: float, max_files: int | None = None, max_ratio: float | None = None
     ) -> Limits:
         """The limits the command-line options give, in their units; archive limits left out keep their defaults."""
-        if not 0 < max_gb < math.inf or not 0 < deadline_min < math.inf:
+        if not 0 < max_gb * 2**30 < math.inf or not 0 < deadline_min * 60 < math.inf:
             raise ConfigError(f"--max_gb and --deadline_min must be positive numbers, got {max_gb} and {deadline_min}")
         archives = {"max_files": max_files, "max_ratio": max_ratio}
         return cls(max_bytes=round(max_gb * 2**30), deadline_s=deadline_min * 60,
