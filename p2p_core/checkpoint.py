@@ -16,7 +16,7 @@ import pickle
 import re
 import shutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -188,6 +188,25 @@ def _newest_good(path: Path, map_location: str | torch.device, check: Callable[[
             warnings.warn(f"{problem}; using {candidate.name} instead", stacklevel=3)
         return state, candidate
     raise DataError("no usable checkpoint: " + "; ".join(problems))
+
+
+def check_weights(tensors: Mapping[str, Any], *, source: str) -> None:
+    """Refuse weights no trained network has, naming the first such tensor: a tensor that claims more elements than
+    its storage holds (a crafted file's zero strides: a few bytes that the first copy would expand to terabytes),
+    a complex one, or a floating one holding NaN or infinity (every image it translates comes out blank)."""
+    for name, tensor in tensors.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise DataError(f"{source}: {name!r} is a {type(tensor).__name__}, not a tensor")
+        if tensor.numel() * tensor.element_size() > tensor.untyped_storage().nbytes():
+            raise DataError(
+                f"{source}: tensor {name!r} claims shape {tuple(tensor.shape)} ({tensor.numel():,} elements) over "
+                f"{tensor.untyped_storage().nbytes():,} bytes of data; the file was crafted or damaged"
+            )
+        if tensor.is_complex():
+            raise DataError(f"{source}: tensor {name!r} is {tensor.dtype}; network weights are real numbers")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            bad = "NaN" if tensor.isnan().any() else "infinity"
+            raise DataError(f"{source}: tensor {name!r} holds {bad}; the model it comes from diverged or the file is damaged")
 
 
 def _load_file(path: Path, map_location: str | torch.device) -> dict[str, Any]:

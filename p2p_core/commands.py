@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from p2p_core.errors import ConfigError
 from p2p_core.protocols import Direction
 from p2p_core.registry import Registry
-from p2p_core.spec import Mode, RunSpec
+from p2p_core.spec import MAX_MEMORY_GB, Mode, RunSpec
 
 if TYPE_CHECKING:
     from jsonargparse import ArgumentParser
@@ -294,7 +294,15 @@ def sweep(
 # -- models and data from elsewhere ---------------------------------------------------------------------------
 
 
-def import_model(path: Path, *, out: Path, disc: Path | None = None, url: str | None = None, registry: Registry) -> None:
+def import_model(
+    path: Path,
+    *,
+    out: Path,
+    disc: Path | None = None,
+    url: str | None = None,
+    max_memory_gb: float = MAX_MEMORY_GB,
+    registry: Registry,
+) -> None:
     """Turn a pix2pix reference state dict (the reference PyTorch implementation's .pth) into a p2p run folder.
 
     Args:
@@ -302,14 +310,29 @@ def import_model(path: Path, *, out: Path, disc: Path | None = None, url: str | 
         out: The run folder to write (it must not exist); predict, test, export, demo and fit --init_from take it.
         disc: The discriminator's state dict trained with it (latest_net_D.pth), for fine-tuning with it.
         url: Where the file came from, recorded with its SHA-256 in the checkpoint.
+        max_memory_gb: Refuse a network whose weights and one image at its size need more memory than this (a
+            file of kilobytes can describe one of terabytes); predict and export take the same option.
     """
     from p2p_core.interop import import_reference
 
-    folder = import_reference(generator=path, out=out, discriminator=disc, source_url=url, registry=registry)
+    folder = import_reference(generator=path, out=out, discriminator=disc, source_url=url, registry=registry,
+                              max_memory_gb=max_memory_gb)
     print(f"imported {path} into {folder}; try: p2p predict --ckpt {folder} --input IMAGES --output OUT")
 
 
-def data_download(name: str, *, to: Path = Path("datasets"), url: str | None = None, registry: Registry) -> None:
+def data_download(
+    name: str,
+    *,
+    to: Path = Path("datasets"),
+    url: str | None = None,
+    sha256: str | None = None,
+    trust_unpinned: bool = False,
+    max_gb: float = 16.0,
+    max_files: int = 150_000,
+    max_ratio: float = 20.0,
+    deadline_min: float = 360.0,
+    registry: Registry,
+) -> None:
     """Download one of the pix2pix datasets (p2p pretrained list names them) to TO/NAME, the folder its recipes read.
 
     Args:
@@ -317,10 +340,20 @@ def data_download(name: str, *, to: Path = Path("datasets"), url: str | None = N
         to: Folder the dataset folder goes in; the recipes read datasets/NAME relative to where p2p runs.
         url: Base URL of a mirror holding NAME.tar.gz, or the archive a plugin's entry names (http(s)://, file:// or a
             folder); default $P2P_DATASETS_URL, then the authors' server.
+        sha256: The archive's SHA-256, which it must match; needed where the catalogue pins none (the built-in
+            datasets: their hashes were not published), and wins over the catalogue's (for a mirror's own file).
+        trust_unpinned: Without --sha256, accept the archive as it comes, print its SHA-256 and keep checking the
+            cached file against it (trust on first use).
+        max_gb: Refuse a download, or an archive unpacking to, more than this many GiB.
+        max_files: Refuse an archive of more members.
+        max_ratio: Refuse an archive unpacking to more than this many times its own size.
+        deadline_min: Give up a download that takes longer than this many minutes in all.
     """
-    from p2p_core.downloads import download_dataset
+    from p2p_core.downloads import Limits, download_dataset
 
-    folder = download_dataset(name=name, to=to, url=url, entries=registry.dataset_downloads)
+    limits = Limits.from_options(max_gb=max_gb, max_files=max_files, max_ratio=max_ratio, deadline_min=deadline_min)
+    folder = download_dataset(name=name, to=to, url=url, entries=registry.dataset_downloads, sha256=sha256,
+                              trust_unpinned=trust_unpinned, limits=limits)
     recipes = registry.dataset_downloads[name].recipes
     print(f"{folder} is ready" + (f"; train with: p2p fit --config {recipes[0]}" if recipes else ""))
 
@@ -335,15 +368,32 @@ def pretrained_list(*, registry: Registry) -> None:
           "use one with: p2p predict --ckpt pretrained:NAME --input IMAGES --output OUT")
 
 
-def pretrained_download(name: str, *, registry: Registry) -> None:
+def pretrained_download(
+    name: str,
+    *,
+    sha256: str | None = None,
+    trust_unpinned: bool = False,
+    max_gb: float = 16.0,
+    deadline_min: float = 360.0,
+    registry: Registry,
+) -> None:
     """Download a released generator into the cache and import it (what --ckpt pretrained:NAME does on first use).
 
     Args:
         name: The generator, as `p2p pretrained list` shows them.
+        sha256: The file's SHA-256, which it must match; needed where the catalogue pins none (the built-in
+            generators: their hashes were not published), and wins over the catalogue's (for a mirror's own file,
+            whose network then need not be the catalogue's). Later uses of --ckpt pretrained:NAME check against it.
+        trust_unpinned: Without --sha256, accept the file as it comes, print its SHA-256 and keep checking the
+            cached file against it (trust on first use).
+        max_gb: Refuse a file of more than this many GiB.
+        deadline_min: Give up a download that takes longer than this many minutes in all.
     """
+    from p2p_core.downloads import Limits
     from p2p_core.interop import PRETRAINED, locate
 
-    folder = locate(f"{PRETRAINED}{name}", registry=registry)
+    limits = Limits.from_options(max_gb=max_gb, deadline_min=deadline_min)
+    folder = locate(f"{PRETRAINED}{name}", registry=registry, sha256=sha256, trust_unpinned=trust_unpinned, limits=limits)
     print(f"{folder}\nuse it as --ckpt {PRETRAINED}{name} (or --ckpt {folder})")
 
 

@@ -33,7 +33,7 @@ from p2p_core.files import replacing
 from p2p_core.inference import PADDING_MODE, AnySize, TrainedGenerator, load_generator, translate
 from p2p_core.registry import Registry
 from p2p_core.protocols import Direction
-from p2p_core.spec import Mode
+from p2p_core.spec import MAX_MEMORY_GB, Mode
 
 Format = Literal["torchscript", "onnx", "exported-program", "safetensors"]
 INPUT_NAME, OUTPUT_NAME = "image", "translated"
@@ -69,8 +69,15 @@ class Exported:
 
 
 def export(
-    *, ckpt: Path, format: Format, out: Path, mode: Mode = "eval", overwrite: bool = False, direction: Direction = "AtoB",
-    registry: Registry | None = None
+    *,
+    ckpt: Path,
+    format: Format,
+    out: Path,
+    mode: Mode = "eval",
+    overwrite: bool = False,
+    direction: Direction = "AtoB",
+    max_memory_gb: float = MAX_MEMORY_GB,
+    registry: Registry | None = None,
 ) -> Exported:
     """Write a checkpoint's generator as a TorchScript, ONNX, torch.export or safetensors file, and OUT.json describing it.
 
@@ -88,6 +95,8 @@ def export(
             fixes both at export).
         overwrite: Replace existing files at OUT and OUT.json.
         direction: AtoB, or BtoA for a model whose method trained both ways (a plugin's unpaired method); pix2pix models translate AtoB.
+        max_memory_gb: Refuse a model whose weights and one image at its training size need more memory than this
+            (a small file can describe a network of terabytes).
     """
     out = Path(out)
     description = out.with_name(f"{out.name}.json")
@@ -109,7 +118,7 @@ def export(
     if existing and not overwrite:
         raise DataError(f"{existing[0]} already exists; pass --overwrite to replace it, or choose another --out")
 
-    trained = load_generator(ckpt, mode=mode, registry=registry, direction=direction)
+    trained = load_generator(ckpt, mode=mode, registry=registry, direction=direction, max_memory_gb=max_memory_gb)
     result = write_checked(trained, format=format, out=out)
     description.write_text(json.dumps(describe(trained, result, format=format, mode=mode), indent=2) + "\n")
     return result

@@ -23,9 +23,9 @@ from p2p_core import checkpoint, hub
 from p2p_core.errors import ConfigError, DataError, PluginError, UnknownComponentError
 from p2p_core.images import resize
 from p2p_core.interop import locate
-from p2p_core.networks import build_network
+from p2p_core.networks import build_network, check_memory
 from p2p_core.registry import Registry, default_registry
-from p2p_core.spec import Mode, NetworkShape, TrainedSpec
+from p2p_core.spec import MAX_MEMORY_GB, Mode, NetworkShape, TrainedSpec
 from p2p_core.test_time import set_mode
 
 PADDING_MODE = "reflect"
@@ -93,12 +93,22 @@ class TrainedGenerator:
 
 
 def load_generator(
-    ckpt: Path, *, mode: Mode, device: torch.device | str = "cpu", registry: Registry | None = None, direction: str = "AtoB"
+    ckpt: Path,
+    *,
+    mode: Mode,
+    device: torch.device | str = "cpu",
+    registry: Registry | None = None,
+    direction: str = "AtoB",
+    max_memory_gb: float = MAX_MEMORY_GB,
 ) -> TrainedGenerator:
     """The generator of a checkpoint file, a run folder (its newest checkpoint that loads), a safetensors file,
-    ``pretrained:NAME`` or ``hf:OWNER/NAME[@REVISION]`` that translates ``direction``, in ``mode``, on ``device``."""
+    ``pretrained:NAME`` or ``hf:OWNER/NAME[@REVISION]`` that translates ``direction``, in ``mode``, on ``device``;
+    refused if its weights and one image at its training size need over ``max_memory_gb``."""
     loaded = checkpoint.read(locate(ckpt, registry=registry), map_location=device)
     role = check_generator(loaded, registry=registry, direction=direction)
+    shape, size = loaded.spec.networks[role], loaded.spec.shapes.image_size
+    check_memory(lambda: _build(loaded.spec, role, registry), (1, shape.in_channels, size, size), limit_gb=max_memory_gb,
+                 source=str(loaded.path))
     module = _build(loaded.spec, role, registry).to(device)
     module.load_state_dict(loaded.state["models"][role])
     set_mode(module, mode)

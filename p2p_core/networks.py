@@ -7,13 +7,15 @@ a checkpoint always rebuilds exactly what was trained, and loading a model for i
 from __future__ import annotations
 
 import copy
+import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from p2p_core.errors import ConfigError
+from p2p_core.errors import ConfigError, DataError
 from p2p_core.objective import Objective
 from p2p_core.protocols import DiscriminatorOutput, per_scale
 from p2p_core.registry import Registry, default_registry
@@ -114,6 +116,43 @@ def _dry_run(module: nn.Module, shape: tuple[int, ...], device: str) -> Any:
     """A copy of ``module`` on ``device``, in its mode, without gradients: its output for zeros of ``shape``."""
     with torch.no_grad():
         return copy.deepcopy(module).to(device)(torch.zeros(shape, device=device))
+
+
+def check_memory(build: Callable[[], nn.Module], input_shape: tuple[int, ...], *, limit_gb: float, source: str) -> None:
+    """Refuse a network whose weights plus the activations of one ``input_shape`` input exceed ``limit_gb``, before
+    any of it is allocated: both are measured on the meta device, where a forward pass computes shapes only.
+
+    A file of a few hundred kilobytes can describe a network that needs terabytes (a U-Net 20 levels deep pads
+    every image to 2**20 pixels a side); this says so instead of trying to allocate them. A network that cannot
+    run on the meta device is measured by its weights alone.
+    """
+    if not 0 < limit_gb < math.inf:
+        raise ConfigError(f"--max_memory_gb must be a positive number of GiB, got {limit_gb}")
+    with torch.device("meta"):
+        module = build()
+    weights = sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
+    outputs: list[int] = []
+
+    def record(_module: nn.Module, _inputs: object, output: object) -> None:
+        if isinstance(output, Tensor):
+            outputs.append(output.numel() * output.element_size())
+
+    handles = [m.register_forward_hook(record) for m in module.modules() if not any(m.children())]
+    try:
+        with torch.no_grad():
+            module.eval()(torch.empty(input_shape, device="meta"))
+    except Exception:  # noqa: BLE001 - a plugin's module may not run on meta; its weights are still measured
+        outputs.clear()
+    finally:
+        for handle in handles:
+            handle.remove()
+    needed = weights + sum(outputs)
+    if needed > limit_gb * 2**30:
+        raise DataError(
+            f"{source} describes a network that needs about {needed / 2**30:,.1f} GiB ({weights / 2**30:,.2f} GiB of "
+            f"weights, the rest for one {'x'.join(map(str, input_shape[1:]))} input), over the limit of "
+            f"{limit_gb:g} GiB; if you trust it and have the memory, pass --max_memory_gb {needed / 2**30 * 1.1:.0f}"
+        )
 
 
 def init_weights(module: nn.Module, gain: float) -> None:

@@ -28,7 +28,7 @@ from p2p_core.images import image_header, list_images, read_image, resize as res
 from p2p_core.inference import load_generator, scale_note, scaled_size
 from p2p_core.registry import Registry
 from p2p_core.protocols import Direction
-from p2p_core.spec import Mode
+from p2p_core.spec import MAX_MEMORY_GB, Mode
 
 
 @attrs.frozen(kw_only=True)
@@ -65,6 +65,7 @@ def predict(
     overwrite: bool = False,
     progress: bool = True,
     direction: Direction = "AtoB",
+    max_memory_gb: float = MAX_MEMORY_GB,
     registry: Registry | None = None,
 ) -> PredictResult:
     """Translate a folder of images with a trained generator; each output is OUTPUT/STEM.png at its input's size.
@@ -94,6 +95,8 @@ def predict(
         overwrite: Replace output files that already exist (otherwise the run refuses before writing anything).
         progress: Show a progress bar.
         direction: AtoB, or BtoA for a model whose method trained both ways (a plugin's unpaired method); pix2pix models translate AtoB.
+        max_memory_gb: Refuse a model whose weights and one image at its training size need more memory than this
+            (a small file can describe a network of terabytes).
     """
     if batch_size < 1:
         raise ConfigError(f"--batch_size must be at least 1, got {batch_size}")
@@ -101,7 +104,7 @@ def predict(
     files = list_images(input)
     targets = _plan_outputs(files, input=input, output=output, overwrite=overwrite)
     where = resolve_device(device, option="--device")
-    trained = load_generator(ckpt, mode=mode, device=where, registry=registry, direction=direction)
+    trained = load_generator(ckpt, mode=mode, device=where, registry=registry, direction=direction, max_memory_gb=max_memory_gb)
     sizes = [image_header(path)[:2] for path in files]
     _warn_about_scale(files, sizes, image_size=trained.image_size, resize=resize)
     runner = open_backend(trained, backend=backend, device=where, precision=precision)

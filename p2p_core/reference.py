@@ -4,8 +4,10 @@ Its ``UnetGenerator``, ``NLayerDiscriminator`` and ``PixelDiscriminator`` comput
 ``patch`` and ``pixel`` compute; only their state dicts are laid out differently. :func:`convert` reads the
 architecture off the tensors (their names give the nesting, their shapes the widths and channels, the
 presence of norm tensors and biases the norm) and renames them into the p2p module's keys, checking every
-name and shape against a module the registry builds: what does not map exactly is a DataError naming the
-tensor, never a partial load.
+name and shape against a module the registry builds on the meta device: what does not map exactly is a DataError
+naming the tensor, never a partial load. A file is small, the network it describes need not be: before anything
+is built for real, tensors claiming more data than they hold, non-finite or non-real weights, and networks whose
+weights and activations for one image exceed ``max_memory_gb`` are refused.
 
 The reference's layout, from its ``models/networks.py``:
 
@@ -41,9 +43,12 @@ import attrs
 import torch
 from torch import Tensor, nn
 
+from p2p_core.checkpoint import check_weights
 from p2p_core.errors import DataError
 from p2p_core.layers import Norm
+from p2p_core.networks import check_memory
 from p2p_core.registry import Registry, default_registry
+from p2p_core.spec import MAX_MEMORY_GB
 
 Role = Literal["generator", "discriminator"]
 
@@ -55,6 +60,10 @@ OWN_LAYOUTS = ("UnetGenerator", "NLayerDiscriminator", "PixelDiscriminator")
 UNUSED_INSTANCE_STATISTICS = frozenset({"running_mean", "running_var"})
 """Before PyTorch 0.4 instance norm kept running statistics; the reference drops them from such files on loading,
 since its instance norm does not use them."""
+COUNTER = "num_batches_tracked"
+"""Batch norm's count of batches, the one integer tensor of the reference's models."""
+DISCRIMINATOR_PROBE = 256
+"""The side of the image a discriminator's memory is estimated for (it has no training size of its own)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -84,13 +93,13 @@ class Converted:
         return module
 
 
-def load_reference(path: Path, *, registry: Registry | None = None) -> Converted:
+def load_reference(path: Path, *, registry: Registry | None = None, max_memory_gb: float = MAX_MEMORY_GB) -> Converted:
     """Convert a reference ``.pth`` file: a state dict, or a dict holding one state dict among plain values."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"reference model {path} does not exist")
     try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
+        content = _load(path)
     except pickle.UnpicklingError as error:
         reason = str(error).splitlines()[0]
         raise DataError(
@@ -99,18 +108,41 @@ def load_reference(path: Path, *, registry: Registry | None = None) -> Converted
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         raise DataError(f"{path} is truncated or not a PyTorch file: {str(error).splitlines()[0]}") from None
-    return convert(_state_dict_in(content, path), source=str(path), registry=registry)
+    return convert(_state_dict_in(content, path), source=str(path), registry=registry, max_memory_gb=max_memory_gb)
 
 
-def convert(state_dict: Mapping[str, Tensor], *, source: str = "state dict", registry: Registry | None = None) -> Converted:
+def _load(path: Path) -> object:
+    """The file's content, memory-mapped where its format allows (PyTorch 1.6's zip files): a tensor is then read
+    only when used, so the checks below run before a large file is in memory."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # the legacy format, which cannot be mapped; an unreadable file fails again below
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def convert(
+    state_dict: Mapping[str, Tensor], *, source: str = "state dict", registry: Registry | None = None,
+    max_memory_gb: float = MAX_MEMORY_GB,
+) -> Converted:
     """The p2p component that computes what the reference model ``state_dict`` computes.
 
     Keys saved from DataParallel (``module.`` prefixed) and state dicts older than PyTorch 0.4 (no
     ``num_batches_tracked``; instance norms with running statistics, which are dropped as the reference
     drops them) are accepted. ``source`` names the state dict in error messages. Layouts p2p does not read
-    itself are the installed plugins' (``registry``'s, default every installed plugin's).
+    itself are the installed plugins' (``registry``'s, default every installed plugin's). A network whose weights
+    and activations for one image at its size need more than ``max_memory_gb`` is refused before it is built.
     """
-    state = dict(state_dict)
+    check_weights(state_dict, source=source)
+    for key, tensor in state_dict.items():
+        if not tensor.is_floating_point() and not key.endswith(f".{COUNTER}"):
+            raise DataError(f"{source}: tensor {key!r} is {tensor.dtype}; the reference's weights are floating point")
+    converted = _converted(dict(state_dict), source, registry)
+    size = converted.image_size or DISCRIMINATOR_PROBE
+    check_memory(lambda: _create(converted, registry), (1, converted.in_channels, size, size), limit_gb=max_memory_gb, source=source)
+    return converted
+
+
+def _converted(state: dict[str, Tensor], source: str, registry: Registry | None) -> Converted:
     if state and all(key.startswith(DATA_PARALLEL_PREFIX) for key in state):
         state = {key.removeprefix(DATA_PARALLEL_PREFIX): tensor for key, tensor in state.items()}
     if any(key.startswith("model.model.") for key in state):
@@ -248,20 +280,21 @@ def _checked(
     swap_input_halves: Collection[str] = (),
     registry: Registry | None = None,
 ) -> Converted:
-    """``converted`` once its state dict matches the module the registry builds key for key and shape for shape."""
+    """``converted`` once its state dict matches the module the registry builds (on the meta device: no memory) key
+    for key and shape for shape."""
 
     def reference_name(key: str) -> str:
         module, _, leaf = key.rpartition(".")
         return f"{origin.get(module, module)}.{leaf}"
 
-    module = _create(converted, registry)
-    expected = module.state_dict()
+    with torch.device("meta"):
+        expected = _create(converted, registry).state_dict()
     state = dict(converted.state_dict)
     for key, tensor in expected.items():
         # PyTorch before 0.4 kept no count of batches; 0 is what it loads such files with.
         owner, _, leaf = key.rpartition(".")
-        if leaf == "num_batches_tracked" and key not in state and f"{owner}.running_mean" in state:
-            state[key] = torch.zeros_like(tensor)
+        if leaf == COUNTER and key not in state and f"{owner}.running_mean" in state:
+            state[key] = torch.zeros_like(tensor, device="cpu")
     summary = f"{converted.role} {converted.name!r} with {converted.options}"
     unexpected, missing = sorted(state.keys() - expected.keys()), sorted(expected.keys() - state.keys())
     if unexpected:
@@ -278,7 +311,6 @@ def _checked(
             )
     for key in swap_input_halves:
         state[key] = torch.cat(state[key].chunk(2, dim=0)[::-1])
-    module.load_state_dict(state, strict=True)
     return attrs.evolve(converted, state_dict=state)
 
 

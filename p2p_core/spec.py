@@ -202,6 +202,9 @@ class RunSpec:
             _mapping(options, source, f"roles.{role}")
         return cls(**components, loss=loss, loss_options=loss_options, trainer=train, roles=roles)
 
+MAX_MEMORY_GB = 16.0
+"""Default of ``--max_memory_gb``: the most a model may need for its weights and one image at its training size."""
+
 
 @attrs.frozen(kw_only=True)
 class Shapes:

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from p2p_core import distributed
+from p2p_core.checkpoint import check_weights
 from p2p_core.errors import ConfigError, DataError, NumericalError, PluginError, did_you_mean
 from p2p_core.networks import build_network, check_discriminator, init_weights
 from p2p_core.protocols import Method, Sample
@@ -309,6 +310,7 @@ class Training:
                 if role in required:
                     raise DataError(f"{source} holds no {role} weights")
                 continue
+            check_weights(models[role], source=f"{source}, {role}")
             try:
                 network.load_state_dict(models[role])
             except RuntimeError as error:

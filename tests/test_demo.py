@@ -34,7 +34,6 @@ from p2p_core.inference import load_generator, translate
 pytest.importorskip("flask", reason="p2p demo needs the demo extra: pip install -e '.[demo]'")
 requests = pytest.importorskip("requests", reason="the HTTP tests need the test extra: pip install -e '.[test]'")
 from p2p_core.demo import server  # noqa: E402  (imports Flask)
-from werkzeug.serving import BaseWSGIServer  # noqa: E402
 
 SIZE = 64  # the smoke recipe's crop size, so the model's resolution
 SEED = 0
@@ -55,7 +54,7 @@ def base_url(run_dir: Path) -> Iterator[str]:
     """The demo served from a thread on a free port, by the functions `p2p demo` serves it with."""
     trained = load_generator(run_dir, mode="paper")
     app = server.create_app(trained=trained, device=torch.device("cpu"), seed=SEED, limits=LIMITS)
-    httpd = server.bind(app, host="127.0.0.1", port=0, timeout_s=LIMITS.timeout_s)
+    httpd = server.bind(app, host="127.0.0.1", port=0, limits=LIMITS)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield server.url(host=httpd.host, port=httpd.port)
@@ -240,7 +239,7 @@ def test_a_taken_port_is_an_error_that_names_it_and_the_fix(run_dir: Path):
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         with pytest.raises(ConfigError, match=rf"cannot listen on 127\.0\.0\.1:{port}: .*pick another --port"):
-            server.bind(app, host="127.0.0.1", port=port, timeout_s=LIMITS.timeout_s)
+            server.bind(app, host="127.0.0.1", port=port, limits=LIMITS)
 
 
 def half_sent(host: str, port: int) -> socket.socket:
@@ -280,13 +279,13 @@ class Gate(torch.nn.Module):
 
 
 @pytest.fixture
-def gated_server(run_dir: Path) -> Iterator[tuple[str, BaseWSGIServer, Gate]]:
+def gated_server(run_dir: Path) -> Iterator[tuple[str, server.Server, Gate]]:
     """The demo with a gated generator, room for one upload at a time and a 1 s timeout."""
     limits = attrs.evolve(LIMITS, max_busy=1, timeout_s=1.0)
     trained = load_generator(run_dir, mode="eval")
     gate = Gate(trained.module)
     app = server.create_app(trained=attrs.evolve(trained, module=gate), device=torch.device("cpu"), seed=SEED, limits=limits)
-    httpd = server.bind(app, host="127.0.0.1", port=0, timeout_s=limits.timeout_s)
+    httpd = server.bind(app, host="127.0.0.1", port=0, limits=limits)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield server.url(host=httpd.host, port=httpd.port), httpd, gate
@@ -295,7 +294,7 @@ def gated_server(run_dir: Path) -> Iterator[tuple[str, BaseWSGIServer, Gate]]:
     thread.join()
 
 
-def test_an_upload_beyond_max_busy_gets_a_503_and_a_silent_request_is_dropped(gated_server: tuple[str, BaseWSGIServer, Gate]):
+def test_an_upload_beyond_max_busy_gets_a_503_and_a_silent_request_is_dropped(gated_server: tuple[str, server.Server, Gate]):
     base_url, httpd, gate = gated_server
     with ThreadPoolExecutor(max_workers=1) as pool:
         first = pool.submit(post, base_url, png(pattern("RGB")))
@@ -308,6 +307,57 @@ def test_an_upload_beyond_max_busy_gets_a_503_and_a_silent_request_is_dropped(ga
         gate.open.set()
         assert first.result().status_code == 200
     assert post(base_url, png(pattern("RGB"))).status_code == 200  # the slot is free again
+
+
+def test_idle_connections_cost_no_thread(base_url: str):
+    """Connections that send nothing: each used to get a thread of its own (500 sockets, 502 threads)."""
+    before = threading.active_count()
+    host, port = base_url.removeprefix("http://").rstrip("/").split(":")
+    idle = [socket.create_connection((host, int(port)), timeout=30) for _ in range(60)]
+    try:
+        # Answered after the server accepted every idle connection before it (the listen queue is in order).
+        assert requests.get(f"{base_url}info", timeout=30).status_code == 200
+        assert threading.active_count() - before < 5
+    finally:
+        for connection in idle:
+            connection.close()
+
+
+def test_a_request_trickling_in_is_cut_off_at_the_deadline(run_dir: Path):
+    """A header byte every 0.2 s: never silent for timeout_s, so only a deadline for the whole request ends it."""
+    limits = attrs.evolve(LIMITS, timeout_s=5.0, deadline_s=1.0)
+    app = server.create_app(trained=load_generator(run_dir, mode="eval"), device=torch.device("cpu"), seed=SEED, limits=limits)
+    httpd = server.bind(app, host="127.0.0.1", port=0, limits=limits)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        connection = socket.create_connection((httpd.host, httpd.port), timeout=30)
+        connection.sendall(b"GET /info HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        closed = False
+        for _ in range(150):  # 30 s of trickling at most
+            try:
+                connection.sendall(b"X")
+            except OSError:  # reset: the server closed the connection
+                closed = True
+                break
+            time.sleep(0.2)
+        connection.close()
+        assert closed
+    finally:
+        httpd.shutdown()
+        thread.join(timeout=30)
+
+
+def test_a_foreign_host_is_refused_on_loopback_and_never_copied_into_a_redirect(base_url: str, run_dir: Path):
+    rebound = requests.post(f"{base_url}translate", files={"image": ("a.png", png(pattern("RGB")))},
+                            headers={"Host": "attacker.example:7860"}, timeout=60)
+    assert rebound.status_code == 400 and "attacker.example" in rebound.json()["error"]
+    port = base_url.rstrip("/").rsplit(":", 1)[1]
+    assert requests.get(f"{base_url}info", headers={"Host": f"localhost:{port}"}, timeout=30).status_code == 200
+    # Served on every interface (no Host check), a redirect still names no Host.
+    app = server.create_app(trained=load_generator(run_dir, mode="eval"), device=torch.device("cpu"), seed=SEED, limits=LIMITS)
+    redirect = app.test_client().get("/", environ_overrides={"PATH_INFO": "/static//index.html"}, headers={"Host": "attacker.example"})
+    assert redirect.status_code == 308 and redirect.headers["Location"] == "/static/index.html"
 
 
 def peak_rss(pid: int) -> int:

@@ -3,6 +3,7 @@ pretrained:NAME`, `p2p data download`, and everything p2p adds on top (predict, 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -129,7 +130,10 @@ def test_an_imported_model_predicts_tests_exports_serves_and_fine_tunes(tmp_path
 
 @needs_weights
 def test_pretrained_name_downloads_imports_once_and_predicts(server, tmp_path, capsys):  # noqa: F811
-    server.bodies["/env/facades_label2photo.pth"] = (WEIGHTS / "unet256_ngf8_batch.pth").read_bytes()
+    weights = (WEIGHTS / "unet256_ngf8_batch.pth").read_bytes()  # ngf 8: the user's own model, vouched for by its hash
+    server.bodies["/env/facades_label2photo.pth"] = weights
+    code, _, err = run(["pretrained", "download", "facades_label2photo", "--sha256", hashlib.sha256(weights).hexdigest()], capsys)
+    assert code == 0, err
     images = tmp_path / "images"
     images.mkdir()
     Image.new("RGB", (64, 48), "blue").save(images / "a.png")
@@ -141,6 +145,10 @@ def test_pretrained_name_downloads_imports_once_and_predicts(server, tmp_path, c
     assert torch.equal(torch.tensor(list(Image.open(tmp_path / "out0" / "a.png").getdata())),
                        torch.tensor(list(Image.open(tmp_path / "out1" / "a.png").getdata())))
     folder = tmp_path / "cache" / "pretrained" / "facades_label2photo"
+    (next((tmp_path / "cache" / "pretrained").rglob("facades_label2photo.pth"))).write_bytes(weights[:-1] + b"x")
+    code, _, err = run(["predict", "--ckpt", "pretrained:facades_label2photo", "--input", str(images),
+                        "--output", str(tmp_path / "out2")], capsys)
+    assert code != 0 and "changed after it was downloaded" in err  # a file swapped in the cache is caught on use
     loaded = checkpoint.read(folder)
     assert loaded.state["source"]["generator"]["url"] == f"{server.base}/env/facades_label2photo.pth"
     assert loaded.spec.run.data.options == {"root": "datasets/facades", "direction": "BtoA", "load_size": 286, "crop_size": 256}
@@ -162,7 +170,7 @@ def test_an_unknown_pretrained_name_suggests_the_closest(server, tmp_path, capsy
 def test_data_download_then_fit_with_its_recipe(server, tmp_path, capsys, monkeypatch):  # noqa: F811
     server.bodies["/env/facades.tar.gz"] = dataset_archive("facades")
     monkeypatch.chdir(tmp_path)
-    code, out, err = run(["data", "download", "facades"], capsys)
+    code, out, err = run(["data", "download", "facades", "--trust_unpinned"], capsys)
     assert code == 0, err
     assert "datasets/facades is ready" in out and "p2p fit --config facades" in out
     # The recipe by name, from a folder outside the checkout: it is installed with p2p.
@@ -171,3 +179,39 @@ def test_data_download_then_fit_with_its_recipe(server, tmp_path, capsys, monkey
                         "--trainer.progress", "false"], capsys)
     assert code == 0, err
     assert checkpoint.read(tmp_path / "runs" / "facades").spec.run.data.options["root"] == "datasets/facades"
+
+
+def _reference_file(path: Path, **options) -> Path:
+    from test_reference_import import reference_layout, unet
+
+    torch.save(reference_layout(unet(in_channels=3, out_channels=3, **options)), path)
+    return path
+
+
+def test_import_predict_and_export_refuse_a_network_that_needs_more_memory_than_the_limit(tmp_path, capsys):
+    """284 KB describing a U-Net 16 levels deep: each image is padded to 65536 pixels a side before it runs."""
+    deep = _reference_file(tmp_path / "deep.pth", depth=16, image_size=2**16, ngf=1)
+    code, _, err = run(["import", str(deep), "--out", str(tmp_path / "deep")], capsys)
+    assert code != 0 and "p2p: error:" in err and "--max_memory_gb" in err and "Traceback" not in err
+    assert not (tmp_path / "deep").exists()
+    code, _, err = run(["import", str(deep), "--out", str(tmp_path / "deep"), "--max_memory_gb", "100000"], capsys)
+    assert code == 0, err
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (64, 64)).save(tmp_path / "in" / "a.png")
+    code, _, err = run(["predict", "--ckpt", str(tmp_path / "deep"), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")], capsys)
+    assert code != 0 and "--max_memory_gb" in err and not (tmp_path / "out").exists()
+    code, _, err = run(["export", "--ckpt", str(tmp_path / "deep"), "--format", "exported-program", "--out", str(tmp_path / "g.pt2")], capsys)
+    assert code != 0 and "--max_memory_gb" in err and not (tmp_path / "g.pt2").exists()
+
+
+def test_fine_tuning_from_a_model_with_nan_weights_is_refused_naming_the_tensor(tmp_path, capsys):
+    code, _, err = run(["import", str(_reference_file(tmp_path / "g.pth", depth=5, image_size=32)), "--out", str(tmp_path / "g")], capsys)
+    assert code == 0, err
+    state = checkpoint.read(tmp_path / "g").state
+    state["models"]["generator"]["decoder.2.1.weight"][0, 0, 0, 0] = float("nan")
+    checkpoint.save(state, tmp_path / "diverged", 0)
+    data = write_ab_folder(tmp_path / "ab", count=2, size=(32, 32))
+    code, _, err = run(["fit", "--init_from", str(tmp_path / "diverged"), "--data", "aligned", "--data.root", str(data),
+                        "--data.load_size", "32", "--data.crop_size", "32", "--trainer.max_steps", "1", "--trainer.num_workers", "0",
+                        "--trainer.progress", "false", "--out_dir", str(tmp_path), "--name", "tuned"], capsys)
+    assert code != 0 and "decoder.2.1.weight" in err and "NaN" in err and "Traceback" not in err

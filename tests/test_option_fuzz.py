@@ -57,6 +57,13 @@ CASES: list[tuple[list[str], str, st.SearchStrategy[str]]] = [
     (["data", "edges", "--photos", "inputs", "--out", "edges"], "--min_fragment", NON_NEGATIVE_INT),
     (["data", "edges", "--photos", "inputs", "--out", "edges"], "--val_fraction", FRACTION),
     (["data", "combine", "--a", "inputs", "--b", "inputs2", "--out", "ab"], "--val_fraction", FRACTION),
+    (["predict", "--ckpt", str(FORMAT_1), "--input", "inputs", "--output", "out"], "--max_memory_gb", POSITIVE_FLOAT),
+    (["export", "--ckpt", str(FORMAT_1), "--format", "exported-program", "--out", "g.pt2"], "--max_memory_gb", POSITIVE_FLOAT),
+    *((["data", "download", "facades"], f"--{name}", POSITIVE_FLOAT) for name in ("max_gb", "max_ratio", "deadline_min")),
+    (["data", "download", "facades"], "--max_files", POSITIVE_INT),
+    *((["pretrained", "download", "sat2map"], f"--{name}", POSITIVE_FLOAT) for name in ("max_gb", "deadline_min")),
+    (["demo", "--ckpt", str(FORMAT_1)], "--deadline_s", POSITIVE_FLOAT),
+    (["demo", "--ckpt", str(FORMAT_1)], "--max_connections", POSITIVE_INT),
 ]
 
 

@@ -307,3 +307,47 @@ def test_an_unknown_layout_lists_p2ps_and_the_plugins_layouts():
     # A layout that is not a function is the plugin's problem, reported, not a layout.
     assert "NotCallable" not in registry.import_layouts
     assert any("import layout 'NotCallable'" in problem for problem in registry.problems)
+# -- files that claim more than they hold ---------------------------------------------------------------
+
+
+def test_a_tensor_claiming_more_elements_than_its_storage_holds_is_refused_by_name(tmp_path):
+    """A zero-stride tensor: a few bytes on disk that the first copy expands to its whole shape."""
+    state = reference_layout(unet(depth=5))
+    key = "model.model.1.model.1.weight"
+    state[key] = torch.zeros(1).expand(state[key].shape)
+    torch.save(state, tmp_path / "expanded.pth")
+    with pytest.raises(DataError, match=re.escape(key)):
+        load_reference(tmp_path / "expanded.pth")
+
+
+def test_a_crafted_file_declaring_a_huge_network_is_refused_before_anything_is_allocated(tmp_path):
+    """Every tensor expanded to the shapes of ngf 200000: a small file that would otherwise ask for terabytes."""
+    ngf = 200_000
+    shapes = {key: (t.shape[0] * ngf // 4, *t.shape[1:]) if t.dim() else () for key, t in reference_layout(unet(depth=5)).items()}
+    torch.save({key: torch.zeros(1).expand(shape) if shape else torch.zeros(()) for key, shape in shapes.items()},
+               tmp_path / "huge.pth")
+    assert (tmp_path / "huge.pth").stat().st_size < 100_000
+    with pytest.raises(DataError, match="claims shape"):
+        load_reference(tmp_path / "huge.pth")
+
+
+def test_a_network_too_large_for_one_image_is_refused_unless_the_limit_is_raised():
+    """Well formed and small on disk, but 16 levels deep: every image is padded to 65536 pixels a side."""
+    state = reference_layout(unet(depth=16, image_size=2**16, ngf=1))
+    with pytest.raises(DataError, match="--max_memory_gb"):
+        convert(state)
+    assert convert(state, max_memory_gb=10_000).options["depth"] == 16
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [(float("nan"), "NaN"), (float("inf"), "infinity"), (1j, "complex"), (3, "int8")],
+)
+def test_non_finite_and_non_float_weights_are_refused_naming_the_tensor(value, problem):
+    state = reference_layout(unet(depth=5))
+    key = "model.model.1.model.3.model.1.weight"
+    bad = state[key].to(torch.complex64 if isinstance(value, complex) else torch.int8 if isinstance(value, int) else torch.float32)
+    bad.view(-1)[0] = value
+    state[key] = bad
+    with pytest.raises(DataError, match=f"{re.escape(key)}.*{problem}"):
+        convert(state)

@@ -1,6 +1,6 @@
 """``p2p demo``: draw an input in the browser and watch a trained generator translate it.
 
-The web server needs Flask (the ``demo`` extra). This module only checks for it, so that the CLI can list
+The web server needs Flask and waitress (the ``demo`` extra). This module only checks for it, so that the CLI can list
 and describe the command without Flask, and saying how to install it is the first thing a run without it does.
 """
 
@@ -31,6 +31,8 @@ def demo(
     max_pixels: int = 2048 * 2048,
     max_busy: int = 4,
     timeout_s: float = 30.0,
+    deadline_s: float = 120.0,
+    max_connections: int = 100,
     backend: Literal["auto", "torch", "onnxruntime"] = "auto",
     direction: Direction = "AtoB",
     registry: Registry | None = None,
@@ -54,12 +56,17 @@ def demo(
         max_busy: Uploads decoded or translated at once; more get a 503 (busy) at once instead of waiting in
             memory.
         timeout_s: Seconds a connection may send nothing, mid-request or idle, before it is closed.
+        deadline_s: Seconds a request may take to arrive in full, however steadily it trickles in, before its
+            connection is closed.
+        max_connections: Connections held open at once (idle ones cost a socket, not a thread); more wait until
+            one closes.
         backend: torch, onnxruntime (eval mode only), or auto: onnxruntime on the CPU in eval mode when it is
             installed, else torch.
         direction: AtoB, or BtoA for a model whose method trained both ways (a plugin's unpaired method); pix2pix models translate AtoB.
     """
-    if importlib.util.find_spec("flask") is None:
-        raise ConfigError(f"p2p demo needs Flask, which is not installed: {INSTALL_HINT}")
+    missing = [name for name, module in (("Flask", "flask"), ("waitress", "waitress")) if importlib.util.find_spec(module) is None]
+    if missing:
+        raise ConfigError(f"p2p demo needs {' and '.join(missing)}, which is not installed: {INSTALL_HINT}")
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port must be between 0 (any free port) and 65535, got {port}")
     if not math.isfinite(max_upload_mb) or max_upload_mb <= 0:
@@ -74,7 +81,8 @@ def demo(
         mode=mode,
         seed=seed,
         limits=server.Limits(
-            max_bytes=round(max_upload_mb * 1_000_000), max_pixels=max_pixels, max_busy=max_busy, timeout_s=timeout_s
+            max_bytes=round(max_upload_mb * 1_000_000), max_pixels=max_pixels, max_busy=max_busy, timeout_s=timeout_s,
+            deadline_s=deadline_s, max_connections=max_connections,
         ),
         backend=backend,
         direction=direction,

@@ -1,4 +1,4 @@
-"""The web side of ``p2p demo``: a drawing page and ``POST /translate``, served by Flask.
+"""The web side of ``p2p demo``: a drawing page and ``POST /translate``, a Flask application served by waitress.
 
 The page's HTML, JavaScript and CSS ship in ``static/`` inside the package and load nothing from anywhere
 else, so the demo works offline and no drawing leaves the machine. Every translation goes through
@@ -16,19 +16,28 @@ and the size the generator will compute, after ``?resize=`` and the padding to i
 the image's header and checked against ``max_pixels``. The answer has the upload's size, so ``?resize=``
 does not let a larger upload in: an image over the limit is refused even when it asks to be scaled down.
 At most ``max_busy`` uploads are decoded or translated at once, and the rest get a 503 at once rather than
-queueing in memory; a connection that sends nothing for ``timeout_s`` seconds is closed, so half-sent
-requests do not hold threads.
+queueing in memory.
+
+Connections cost no thread: waitress reads requests on one event loop and hands only complete ones to a fixed
+pool of ``max_busy + 2`` threads (the page and /info load while uploads are translated); it holds at most
+``max_connections`` sockets, and the rest wait in the listen queue. A connection that sends nothing for
+``timeout_s`` seconds is closed, and so is one whose request has not fully arrived ``deadline_s`` seconds after it
+began, however steadily it trickles in. Bound to a loopback address, the server answers only requests that name it
+in their Host (localhost, 127.0.0.1, ::1): a page elsewhere that points its own name at 127.0.0.1 (DNS rebinding)
+gets a 400. Redirects carry a relative Location, never the Host a client sent.
 """
 
 from __future__ import annotations
 
 import io
 import ipaddress
+import math
 import re
 import socket
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Literal
 
@@ -37,16 +46,21 @@ import torch
 from flask import Flask, Response, jsonify, request
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
+from waitress import wasyncore
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
+from waitress.server import TcpWSGIServer
+from waitress.task import ThreadedTaskDispatcher
 from werkzeug.exceptions import (
     BadRequest,
     HTTPException,
     MethodNotAllowed,
     RequestEntityTooLarge,
-    RequestTimeout,
+    SecurityError,
     ServiceUnavailable,
     UnsupportedMediaType,
 )
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from p2p_core.backends import Backend, open_backend
 from p2p_core.devices import resolve_device
@@ -62,6 +76,10 @@ SCALE_WARNING = "X-P2P-Scale-Warning"
 """Response header holding advice when an upload is far from the scale the model trained at."""
 MAX_RESIZE = 65536
 """Largest ?resize= read; any value above the square root of max_pixels is refused by the pixel limit anyway."""
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
+"""The Host names a server bound to loopback answers to."""
+SPARE_THREADS = 2
+"""Threads beyond max_busy, so the page and /info load while every upload slot translates."""
 
 
 @attrs.frozen(kw_only=True)
@@ -75,6 +93,10 @@ class Limits:
     """Uploads decoded or translated at once; more get a 503."""
     timeout_s: float = 30.0
     """Seconds a connection may stay silent (mid-request or idle) before it is closed."""
+    deadline_s: float = 120.0
+    """Seconds a request may take to arrive in full, however steadily it trickles in."""
+    max_connections: int = 100
+    """Connections held open at once; more wait in the listen queue until one closes."""
 
     def __attrs_post_init__(self) -> None:
         if self.max_bytes < 1:
@@ -83,8 +105,12 @@ class Limits:
             raise ConfigError(f"the pixel limit must be positive, got {self.max_pixels}; raise --max_pixels")
         if self.max_busy < 1:
             raise ConfigError(f"the number of uploads served at once must be positive, got {self.max_busy}; raise --max_busy")
-        if not self.timeout_s > 0:
+        if not 0 < self.timeout_s < math.inf:
             raise ConfigError(f"the request timeout must be positive, got {self.timeout_s} s; raise --timeout_s")
+        if not 0 < self.deadline_s < math.inf:
+            raise ConfigError(f"the request deadline must be positive, got {self.deadline_s} s; raise --deadline_s")
+        if self.max_connections < 1:
+            raise ConfigError(f"the number of connections must be positive, got {self.max_connections}; raise --max_connections")
 
 
 class Translator:
@@ -136,11 +162,8 @@ def create_app(*, trained: TrainedGenerator, device: torch.device, seed: int, li
     @app.post("/translate")
     def translate_upload() -> Response:
         shorter_side = _shorter_side(request.args.get("resize"))
-        try:
-            # werkzeug spools a large file part to disk, so a slow upload holds little memory while it arrives.
-            upload = request.files.get("image")
-        except TimeoutError:
-            raise RequestTimeout(f"the upload stopped arriving for {limits.timeout_s:g} s; send it again") from None
+        # The server has the whole body before the application runs (spooled to disk when large).
+        upload = request.files.get("image")
         if upload is None:
             raise BadRequest(
                 "send the image as the multipart form field 'image', e.g. curl -F image=@drawing.png URL/translate"
@@ -172,9 +195,22 @@ def create_app(*, trained: TrainedGenerator, device: torch.device, seed: int, li
             headers[SCALE_WARNING] = note.replace("--resize ", "?resize=")
         return Response(encoded.getvalue(), mimetype="image/png", headers=headers)
 
+    @app.after_request
+    def relative_location(response: Response) -> Response:
+        # Flask builds redirects from the Host the client sent; a relative Location needs none of it.
+        if response.location:
+            parts = urllib.parse.urlsplit(response.location)
+            response.location = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, parts.fragment))
+        return response
+
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
         message = error.description
+        if isinstance(error, SecurityError):
+            message = (
+                f"this demo answers requests for {', '.join(app.config['TRUSTED_HOSTS'])} only, not for the Host "
+                f"{request.headers.get('Host', '')[:100]!r}; open it at the address p2p demo printed"
+            )
         # Flask refuses a body over MAX_CONTENT_LENGTH by itself, with a message that names no limit.
         if isinstance(error, RequestEntityTooLarge) and (request.content_length or 0) > limits.max_bytes:
             message = (
@@ -239,25 +275,88 @@ def _check_pixels(width: int, height: int, *, shorter_side: int | None, multiple
         )
 
 
-def bind(app: Flask, *, host: str, port: int, timeout_s: float) -> BaseWSGIServer:
-    """A threaded server for ``app`` listening on host:port (0: a free port), not yet serving.
+class _TimedParser(HTTPRequestParser):
+    """waitress's request parser, noting when the request began to arrive."""
 
-    Threaded, so the page and its files load while a translation runs. A connection on which nothing
-    arrives for ``timeout_s`` seconds is closed (socketserver sets the timeout on each connection's socket),
-    so a request sent half-way does not hold its thread forever.
+    def __init__(self, adj: Adjustments) -> None:
+        super().__init__(adj)
+        self.started = time.monotonic()
+
+
+class _Channel(HTTPChannel):
+    parser_class = _TimedParser
+
+
+class Server(TcpWSGIServer):
+    """waitress's server, which also closes a connection whose request has not arrived in full within
+    ``deadline_s`` (its own timeout measures silence only), and serves until Ctrl+C or :meth:`shutdown`."""
+
+    channel_class = _Channel
+
+    def __init__(self, app: Flask, *, listening: socket.socket, limits: Limits) -> None:
+        adjustments = Adjustments(
+            threads=limits.max_busy + SPARE_THREADS,
+            connection_limit=limits.max_connections,
+            channel_timeout=math.ceil(limits.timeout_s),
+            cleanup_interval=1,
+            # Flask answers an upload over max_bytes with a 413 that says so; this stops a larger one at the door.
+            max_request_body_size=2 * limits.max_bytes + 2**16,
+            expose_tracebacks=False,
+        )
+        dispatcher = ThreadedTaskDispatcher()
+        dispatcher.set_thread_count(adjustments.threads)
+        super().__init__(app, {}, True, listening, dispatcher=dispatcher, adj=adjustments, bind_socket=False,
+                         sockinfo=(listening.family, listening.type, listening.proto, listening.getsockname()))
+        self.deadline_s = limits.deadline_s
+        self.stopping = threading.Event()
+
+    @property
+    def host(self) -> str:
+        return self.effective_host
+
+    @property
+    def port(self) -> int:
+        return self.effective_port
+
+    def maintenance(self, now: float) -> None:
+        super().maintenance(now)
+        for channel in list(self.active_channels.values()):
+            arriving = channel.request
+            if arriving is not None and time.monotonic() - arriving.started > self.deadline_s:
+                channel.will_close = True
+
+    def serve_forever(self) -> None:
+        """Serve until Ctrl+C (KeyboardInterrupt) or :meth:`shutdown`; then close every connection."""
+        try:
+            while not self.stopping.is_set():
+                wasyncore.loop(timeout=0.5, map=self._map, count=1)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.task_dispatcher.shutdown(timeout=1)
+            wasyncore.close_all(self._map)
+
+    def shutdown(self) -> None:
+        """Stop :meth:`serve_forever`, from another thread."""
+        self.stopping.set()
+
+
+def bind(app: Flask, *, host: str, port: int, limits: Limits) -> Server:
+    """A server for ``app`` listening on host:port (0: a free port), within ``limits``, not yet serving.
+
+    Bound to a loopback address, it answers only requests whose Host names loopback.
     """
-    handler = type("TimedRequestHandler", (WSGIRequestHandler,), {"timeout": timeout_s})
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        # Bound here rather than by werkzeug, which exits the process when the port is taken.
         listening = socket.create_server((host, port), family=family)
     except OSError as error:
         raise ConfigError(
             f"cannot listen on {host}:{port}: {error.strerror or error}; pick another --port (0 picks a free one) "
             "or another --host"
         ) from None
-    with listening:  # werkzeug serves a duplicate of the descriptor
-        return make_server(host, port, app, threaded=True, request_handler=handler, fd=listening.fileno())
+    if _is_loopback(host):
+        app.config["TRUSTED_HOSTS"] = list(LOOPBACK_NAMES)
+    return Server(app, listening=listening, limits=limits)
 
 
 def url(*, host: str, port: int) -> str:
@@ -283,7 +382,7 @@ def serve(
     where = resolve_device(device)
     trained = load_generator(ckpt, mode=mode, device=where, registry=registry, direction=direction)
     app = create_app(trained=trained, device=where, seed=seed, limits=limits, backend=backend)
-    server = bind(app, host=host, port=port, timeout_s=limits.timeout_s)
+    server = bind(app, host=host, port=port, limits=limits)
     size = trained.image_size
     print(
         f"p2p demo: {trained.origin} (step {trained.step}, {size} x {size}, {mode} mode) on {where}\n"
