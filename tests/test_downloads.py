@@ -133,7 +133,8 @@ def dataset_archive(name: str) -> bytes:
 
 
 def files_under(folder: Path) -> set[str]:
-    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+    """The files below ``folder``, but for the downloads' locks (which stay, as lock files do)."""
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.parent.name != "locks"}
 
 
 def cached(tmp_path: Path) -> set[str]:
@@ -308,14 +309,15 @@ def test_a_zip_unpacks_its_folder_to_the_entrys_name_and_must_hold_what_the_entr
     name p2p's catalogue already uses, and the archive's folder still unpacks to where its entry says."""
     members = {f"shoes/{split}/{i}.jpg": jpeg(i) for split in ("trainA", "trainB", "testA") for i in (1, 2)}
     server.bodies["/env/shoes.zip"] = zip_bytes(members)
-    root = download_dataset(name="shoes_unpaired", to=tmp_path / "datasets", entries=UNPAIRED)
+    root = download_dataset(name="shoes_unpaired", to=tmp_path / "datasets", entries=UNPAIRED, trust_unpinned=True)
     assert root == tmp_path / "datasets" / "shoes_unpaired"
     assert files_under(root) == {name.removeprefix("shoes/") for name in members} | {COMPLETE}
 
     server.bodies["/env/shoes.zip"] = zip_bytes({"shoes/trainA/1.jpg": jpeg(1)})
-    (tmp_path / "cache" / "datasets" / "shoes.zip").unlink()
+    for cached in (tmp_path / "cache" / "datasets").rglob("shoes.zip*"):  # the archive and the hash it was trusted with
+        cached.unlink()
     with pytest.raises(DataError, match="shoes/trainB/"):
-        download_dataset(name="shoes_unpaired", to=tmp_path / "elsewhere", entries=UNPAIRED)
+        download_dataset(name="shoes_unpaired", to=tmp_path / "elsewhere", entries=UNPAIRED, trust_unpinned=True)
     assert list((tmp_path / "elsewhere").iterdir()) == []
 
 
@@ -325,7 +327,7 @@ def test_a_zip_reaching_outside_the_target_is_refused(server, tmp_path, bad_memb
     (tmp_path / "work" / "datasets").mkdir(parents=True)
     before = files_under(tmp_path)
     with pytest.raises(DataError, match="shoes.zip") as caught:
-        download_dataset(name="shoes_unpaired", to=tmp_path / "work" / "datasets", entries=UNPAIRED)
+        download_dataset(name="shoes_unpaired", to=tmp_path / "work" / "datasets", entries=UNPAIRED, trust_unpinned=True)
     assert bad_member in str(caught.value)
     assert files_under(tmp_path) == before  # nothing unpacked, and the archive left the cache
     assert not Path("/tmp/escaped-absolute.txt").exists()
@@ -335,8 +337,8 @@ def test_a_truncated_zip_is_named_and_removed(server, tmp_path):
     whole = zip_bytes({"shoes/trainA/1.jpg": jpeg(1), "shoes/trainB/1.jpg": jpeg(2)})
     server.bodies["/env/shoes.zip"] = whole[: len(whole) // 2]
     with pytest.raises(DataError, match="shoes.zip is truncated or damaged"):
-        download_dataset(name="shoes_unpaired", to=tmp_path / "datasets", entries=UNPAIRED)
-    assert not (tmp_path / "cache" / "datasets" / "shoes.zip").exists()
+        download_dataset(name="shoes_unpaired", to=tmp_path / "datasets", entries=UNPAIRED, trust_unpinned=True)
+    assert not list((tmp_path / "cache" / "datasets").rglob("shoes.zip"))
 
 
 @pytest.mark.parametrize("entry", [e for e in DATASETS.values() if e.recipes], ids=lambda e: e.name)
