@@ -14,9 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import yaml
-
 from p2p_core import checkpoint
+from p2p_core.config import dump_yaml
 from p2p_core.downloads import PretrainedEntry, cache_dir, download_pretrained
 from p2p_core.errors import DataError, UnknownComponentError
 from p2p_core.files import write_atomically
@@ -76,7 +75,7 @@ def import_reference(
     }
     checkpoint.save(state, out, 0)
     config = run.to_dict() | {"out_dir": str(out.parent), "name": out.name}
-    write_atomically(out / "config.yaml", yaml.safe_dump(config, sort_keys=False).encode())
+    write_atomically(out / "config.yaml", dump_yaml(config).encode())
     return out
 
 

@@ -129,8 +129,8 @@ def synthetic(
     flip: bool = True,
 ) -> SyntheticDataset:
     """Generated labels -> photo pairs (rectangles and ellipses); needs no data. The default dataset."""
-    if length < 1:
-        raise ValueError(f"length (pairs per split) must be at least 1, got {length}")
+    if not 1 <= length <= 10**9:
+        raise ValueError(f"length (pairs per split) must be from 1 to 10**9, got {str(length)[:40]}")
     return SyntheticDataset(
         split=split,
         length=length,
