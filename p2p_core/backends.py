@@ -102,7 +102,11 @@ def cached_onnx(trained: TrainedGenerator, *, precision: Literal["float32", "flo
     path = stem.with_name(f"{stem.name}-{precision}.onnx")
     if path.is_file():
         return path
-    stem.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"cannot keep ONNX exports in {stem.parent} ({error.strerror}); point $P2P_CACHE at a "
+                          "writable folder, or use --backend torch") from None
     # One process builds an entry; another that wants it meanwhile waits, then takes the file it built.
     with locked(stem.with_name(f"{stem.name}.lock"), what=f"ONNX cache entry {stem}", wait=True):
         if path.is_file():

@@ -48,10 +48,10 @@ def save_best(state: dict[str, Any], run_dir: Path) -> Path:
 
 
 def _write(state: dict[str, Any], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     checksum = _checksum_path(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         # A moment with no checksum (the file then loads unverified) beats one with another file's checksum.
         checksum.unlink(missing_ok=True)
         write_atomically(path, lambda handle: torch.save(state, _Hashing(handle, digest)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import re
 import sys
 import types
@@ -98,6 +99,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("p2p: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    except BrokenPipeError:  # `p2p --help | head` closed the pipe: what was read is all that was wanted
+        # Python would complain again when it flushes stdout at exit; point stdout where writes are dropped.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(141) from None
 
 
 def _find(commands: Sequence[Command], argv: list[str], prog: str) -> tuple[Command | None, list[str], str]:

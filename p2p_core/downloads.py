@@ -32,6 +32,7 @@ import attrs
 from tqdm.auto import tqdm
 
 from p2p_core.errors import DataError, UnknownComponentError
+from p2p_core.files import new_temporary
 from p2p_core.test_time import Mode
 
 COMPLETE = ".p2p-download-complete"
@@ -186,11 +187,10 @@ def _source(default: str, base: str | None, *, env: str) -> str:
 def _fetch(url: str, dest: Path, *, hint: str) -> str:
     """Download ``url`` to ``dest`` with a progress bar; return its SHA-256. ``dest`` appears only when complete."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    handle, part_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    part, digest = Path(part_name), hashlib.sha256()
+    part, digest = new_temporary(dest, suffix=".part"), hashlib.sha256()
     try:
         try:
-            with os.fdopen(handle, "wb") as file, urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+            with open(part, "wb") as file, urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
                 expected = response.headers.get("Content-Length")
                 total = int(expected) if expected else None
                 with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name) as bar:
@@ -221,6 +221,8 @@ def _unpack(archive: Path, *, folder: str, target: Path) -> None:
             with tarfile.open(archive) as tar:
                 members = tqdm(tar, desc=f"unpacking {archive.name}", unit=" files")
                 tar.extractall(scratch, members=members, filter=_safe_member)
+        except tarfile.SpecialFileError as error:
+            raise _discard(archive, f"holds {error.tarinfo.name!r}, a device or fifo, which has no place in a dataset") from None
         except tarfile.FilterError as error:
             raise _discard(archive, f"holds {error.tarinfo.name!r}, which would land outside the dataset folder") from None
         except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as error:

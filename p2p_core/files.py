@@ -50,7 +50,7 @@ def replacing(path: Path, *, durable: bool = True) -> Iterator[Path]:
     The temporary's name is unique (:data:`TEMPORARY`) and it is created exclusively, never through a link, so
     a file planted under a predictable name cannot redirect the write, and concurrent writers of one path
     never share a temporary."""
-    temporary = _new_temporary(Path(path))
+    temporary = new_temporary(Path(path))
     try:
         yield temporary
         os.replace(temporary, path)
@@ -68,11 +68,12 @@ TEMPORARY = re.compile(r"\..+\.[0-9a-f]{16}\.tmp")
 """The names of :func:`replacing`'s temporaries: ``.NAME.<16 hex digits>.tmp``."""
 
 
-def _new_temporary(path: Path) -> Path:
+def new_temporary(path: Path, *, suffix: str = ".tmp") -> Path:
+    """A new empty file beside ``path``, ``.NAME.<16 hex digits>SUFFIX``, made exclusively and readable as the
+    umask allows (not mkstemp's 0600: it becomes a file others may read)."""
     while True:
-        temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}{suffix}")
         try:
-            # 0o666 less the umask, as open() would make it (mkstemp's 0o600 would hide outputs from others).
             os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666))
         except FileExistsError:
             continue

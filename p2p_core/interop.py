@@ -41,6 +41,7 @@ def import_reference(
     out = Path(out)
     if out.exists():
         raise DataError(f"{out} already exists; choose another --out (an import never overwrites)")
+    checkpoint.check_writable(out, needed_bytes=0)  # a file on the way, or a read-only folder: say so before converting
     g = _converted(generator, "generator")
     d = _converted(discriminator, "discriminator") if discriminator is not None else None
     shapes = Shapes(in_channels=g.in_channels, out_channels=g.out_channels, image_size=g.image_size,

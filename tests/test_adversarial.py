@@ -298,3 +298,93 @@ def test_files_written_atomically_are_readable_by_others_as_umask_allows(tmp_pat
 def test_yaml_load_is_pyyamls_safe_load_within_the_bounds():
     text = "a: [1, 2.5, 'x', null, true]\nb: {c: {d: []}}\n"
     assert load_yaml(text) == yaml.safe_load(text)
+
+
+def tar_gz_with(path: Path, members: dict[str, bytes], special: str | None = None) -> Path:
+    import io
+    import tarfile
+
+    with tarfile.open(path, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        if special:
+            info = tarfile.TarInfo(special)
+            info.type = tarfile.FIFOTYPE
+            tar.addfile(info)
+    return path
+
+
+def test_a_fifo_in_a_dataset_archive_is_called_what_it_is(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("P2P_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "mirror").mkdir()
+    tar_gz_with(tmp_path / "mirror" / "facades.tar.gz", {"facades/train/1.jpg": b"x"}, special="facades/train/pipe")
+    code, _, err = run(["data", "download", "facades", "--to", str(tmp_path / "datasets"), "--url", str(tmp_path / "mirror")], capsys)
+    line = err.strip().splitlines()[-1]  # after the download's progress
+    assert code == 2 and line.startswith("p2p: error:") and "Traceback" not in err
+    assert "'facades/train/pipe', a device or fifo" in line and "outside" not in line
+
+
+def test_cached_downloads_are_readable_as_the_umask_allows(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("P2P_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "mirror").mkdir()
+    tar_gz_with(tmp_path / "mirror" / "facades.tar.gz", {"facades/train/1.jpg": b"x"})
+    previous = os.umask(0o022)
+    try:
+        code, _, err = run(["data", "download", "facades", "--to", str(tmp_path / "datasets"), "--url", str(tmp_path / "mirror")], capsys)
+    finally:
+        os.umask(previous)
+    assert code == 0, err
+    cached = [path for path in (tmp_path / "cache").rglob("*") if path.is_file()]
+    assert cached and {stat.S_IMODE(path.stat().st_mode) for path in cached} == {0o644}
+
+
+# -- one error line, never a traceback ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", [b"", b"hello\n", "integer keys"])
+def test_import_of_a_file_that_is_no_state_dict_is_one_error_line(tmp_path, capsys, content):
+    import torch
+
+    source = tmp_path / "model.pth"
+    if content == "integer keys":
+        torch.save({1: torch.zeros(1), 2: torch.zeros(1)}, source)
+    else:
+        source.write_bytes(content)
+    one_error_line(*run(["import", str(source), "--out", str(tmp_path / "run")], capsys)[::2])
+    assert not (tmp_path / "run").exists()
+
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "reference-weights" / "unet256_ngf8_batch.pth"
+
+
+@pytest.mark.skipif(not REFERENCE.is_file(), reason=f"no reference weights at {REFERENCE}")
+@pytest.mark.parametrize("out", ["a-file/run", "/proc/p2p-run"])
+def test_import_into_a_place_that_cannot_hold_a_folder_is_one_error_line(tmp_path, capsys, out):
+    (tmp_path / "a-file").write_text("")
+    one_error_line(*run(["import", str(REFERENCE), "--out", str(tmp_path / out)], capsys)[::2])
+
+
+def test_a_cache_that_is_a_file_is_one_error_line(aligned_run, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("onnxruntime")
+    (tmp_path / "cache").write_text("")
+    monkeypatch.setenv("P2P_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "in").mkdir()
+    code, _, err = run(["predict", "--ckpt", str(aligned_run), "--input", str(aligned_run.parent / "ds" / "val"),
+                        "--output", str(tmp_path / "out"), "--backend", "onnxruntime", "--mode", "eval"], capsys)
+    assert "P2P_CACHE" in one_error_line(code, err)
+
+
+@pytest.mark.parametrize("out", ["", ".", "folder"])
+def test_export_to_a_folder_is_refused_before_exporting(aligned_run, tmp_path, monkeypatch, capsys, out):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder").mkdir()
+    line = one_error_line(*run(["export", "--ckpt", str(aligned_run), "--format", "onnx", "--out", out], capsys)[::2])
+    assert "is a folder" in line and sorted(path.name for path in tmp_path.iterdir()) == ["folder"]
+
+
+def test_help_into_a_pipe_closed_early_is_quiet():
+    reader = subprocess.Popen([sys.executable, "-m", "p2p_core", "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader.stdout.close()  # as `| head -0` would
+    assert reader.wait() == 141 and reader.stderr.read() == b""
