@@ -26,7 +26,6 @@ class LockedError(P2PError):
     """Another process holds the lock of a folder or file this one would write."""
 
 
-
 def write_atomically(path: Path, data: bytes | Callable[[BinaryIO], object], *, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` (bytes, or a function writing to the open file) so that a crash leaves
     the old file or the new one, never a mix. ``durable`` also fsyncs the file and its folder, so the new file
@@ -94,7 +93,7 @@ def remove_temporaries(folder: Path) -> None:
 
 @contextlib.contextmanager
 def locked(path: Path, *, what: str, wait: bool = False) -> Iterator[None]:
-    """Hold an exclusive lock on the file ``path`` (made if missing) for the block, as its holder's PID.
+    """Hold an exclusive lock on the file ``path`` (made if missing) for the block; the file names the holder's PID.
 
     Another process holding it is an error naming ``what`` and the holder's PID, or with ``wait`` is waited
     for. The operating system releases the lock when its holder exits, even when it is killed, so a lock is
