@@ -16,7 +16,6 @@ import contextlib
 import hashlib
 import importlib.util
 import io
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch import Tensor
 
 from p2p_core.downloads import cache_dir
 from p2p_core.errors import ConfigError
+from p2p_core.files import locked, replacing
 from p2p_core.inference import TrainedGenerator, load_generator, translate
 
 Backend = Literal["auto", "torch", "onnxruntime"]
@@ -102,22 +102,30 @@ def cached_onnx(trained: TrainedGenerator, *, precision: Literal["float32", "flo
     path = stem.with_name(f"{stem.name}-{precision}.onnx")
     if path.is_file():
         return path
-    full = stem.with_name(f"{stem.name}-float32.onnx")
-    if not full.is_file():
-        print(f"p2p: building the ONNX export of {trained.path} for onnxruntime, once: {full}", file=sys.stderr)
-        on_cpu = trained if next(trained.module.parameters()).device.type == "cpu" else load_generator(trained.path, mode=mode, direction=trained.direction)
-        # The exporter narrates each of its steps on stdout, which belongs to the command's own output.
-        with contextlib.redirect_stdout(io.StringIO()):
-            write_checked(on_cpu, format="onnx", out=full)
-    if precision == "float16":
-        import onnx
-        from onnxruntime.transformers.float16 import convert_float_to_float16
+    try:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"cannot keep ONNX exports in {stem.parent} ({error.strerror}); point $P2P_CACHE at a "
+                          "writable folder, or use --backend torch") from None
+    # One process builds an entry; another that wants it meanwhile waits, then takes the file it built.
+    with locked(stem.with_name(f"{stem.name}.lock"), what=f"ONNX cache entry {stem}", wait=True):
+        if path.is_file():
+            return path
+        full = stem.with_name(f"{stem.name}-float32.onnx")
+        if not full.is_file():
+            print(f"p2p: building the ONNX export of {trained.path} for onnxruntime, once: {full}", file=sys.stderr)
+            on_cpu = trained if next(trained.module.parameters()).device.type == "cpu" else load_generator(trained.path, mode=mode, direction=trained.direction)
+            # The exporter narrates each of its steps on stdout, which belongs to the command's own output.
+            with contextlib.redirect_stdout(io.StringIO()):
+                write_checked(on_cpu, format="onnx", out=full)
+        if precision == "float16":
+            import onnx
+            from onnxruntime.transformers.float16 import convert_float_to_float16
 
-        # Float32 in and out as every other backend, float16 inside, where the GPU gains from it.
-        half = convert_float_to_float16(onnx.load(str(full)), keep_io_types=True)
-        temporary = path.with_name(f".tmp-{path.name}")
-        onnx.save(half, str(temporary))
-        os.replace(temporary, path)
+            # Float32 in and out as every other backend, float16 inside, where the GPU gains from it.
+            half = convert_float_to_float16(onnx.load(str(full)), keep_io_types=True)
+            with replacing(path, durable=False) as temporary:
+                onnx.save(half, str(temporary))
     return path
 
 

@@ -52,12 +52,10 @@ def save_best(state: dict[str, Any], run_dir: Path) -> Path:
 
 
 def _write(state: dict[str, Any], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(".*.tmp"):  # left by a run killed mid-write
-        stale.unlink(missing_ok=True)
     digest = hashlib.sha256()
     checksum = _checksum_path(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         # A moment with no checksum (the file then loads unverified) beats one with another file's checksum.
         checksum.unlink(missing_ok=True)
         write_atomically(path, lambda handle: torch.save(state, _Hashing(handle, digest)))
@@ -131,6 +129,16 @@ def resolve(path: Path) -> Path:
     if not path.is_file():
         raise DataError(f"checkpoint {path} does not exist")
     return path
+
+
+def guarded(path: Path) -> dict[str, Path]:
+    """What an output must stay apart from, for the checkpoint file or run folder ``path``: the checkpoint and,
+    in a run folder, the run's checkpoints and config (results may go elsewhere in the run folder)."""
+    found = resolve(path)
+    files = {"the checkpoint": found}
+    if found.parent.name == FOLDER:
+        files |= {"the run's checkpoints": found.parent, "the run's config": found.parent.parent / "config.yaml"}
+    return files
 
 
 @attrs.frozen(kw_only=True)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import re
 import sys
 import types
 import typing
@@ -98,6 +100,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("p2p: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    except BrokenPipeError:  # `p2p --help | head` closed the pipe: what was read is all that was wanted
+        # Python would complain again when it flushes stdout at exit; point stdout where writes are dropped.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(141) from None
 
 
 def _find(commands: Sequence[Command], argv: list[str], prog: str) -> tuple[Command | None, list[str], str]:
@@ -170,8 +176,9 @@ def _list_item(hint: Any) -> Any:
 def parse_function_arguments(function: Callable[..., object], argv: list[str], *, prog: str) -> dict[str, Any]:
     """``argv`` parsed against ``function``'s signature, as its keyword arguments."""
     from p2p_core.config import parse
+    from p2p_core.ranges import plain
 
-    return parse(function_parser(function, prog=prog), argv).as_dict()
+    return {key: plain(value) for key, value in parse(function_parser(function, prog=prog), argv).as_dict().items()}
 
 
 def split_plugin_options(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -193,4 +200,5 @@ def _first_cause(error: BaseException) -> str:
     text = str(error)
     if "Original Traceback" in text:
         text = text.strip().splitlines()[-1].split(": ", 1)[-1]
-    return text
+    # A 400-digit number is named by its length, so that the line stays readable.
+    return re.sub(r"\d{20,}", lambda digits: f"{digits[0][:6]}... ({len(digits[0])} digits)", text)

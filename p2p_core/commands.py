@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from p2p_core.errors import ConfigError
 from p2p_core.protocols import Direction
+from p2p_core.ranges import BatchSize, Count, Pixels, Seed, Steps, plain, ranged
 from p2p_core.registry import Registry
 from p2p_core.spec import MAX_MEMORY_GB, Mode, RunSpec
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from jsonargparse import ArgumentParser
 
 Device = Literal["auto", "cpu", "cuda"]
+Warmup = ranged(int, 0, 10**9)
 PLURAL_KINDS = {"generators": "generator", "discriminators": "discriminator", "losses": "loss", "datasets": "dataset",
                 "methods": "method"}
 LIST_TOPICS = ("generator", "discriminator", "loss", "dataset", "method", "disc", "data", *PLURAL_KINDS, "plugins", "recipes",
@@ -72,10 +74,9 @@ def fit_arguments(argv: list[str], registry: Registry) -> dict[str, Any]:
 def _with_source_components(argv: list[str], init_from: str, scratch: Path, registry: Registry) -> Path:
     """Locate ``--init_from`` and put its components into ``argv`` as a config after the recipes: the run builds
     the networks the weights fit, and options given on the command line still apply on top."""
-    import yaml
-
     from p2p_core import checkpoint
     from p2p_core.inference import check_generator
+    from p2p_core.config import dump_yaml
     from p2p_core.interop import locate
 
     source = locate(init_from, registry=registry)
@@ -86,7 +87,7 @@ def _with_source_components(argv: list[str], init_from: str, scratch: Path, regi
     if trained.adversarial:
         components["disc"] = trained.run.disc.to_dict()
     config = scratch / "init_from.yaml"
-    config.write_text(yaml.safe_dump(components, sort_keys=False))
+    config.write_text(dump_yaml(components))
     configs = [index for index, token in enumerate(argv) if token in ("--config", "-c")]
     position = configs[-1] + 2 if configs else 0
     argv[position:position] = ["--config", str(config)]
@@ -146,21 +147,16 @@ def bench_arguments(argv: list[str], registry: Registry) -> dict[str, Any]:
     from p2p_core.registry import FLAGS
 
     def extend(parser: ArgumentParser) -> None:
-        parser.add_argument("--image_size", type=int, default=256, help="Side of the square training images.")
-        parser.add_argument("--steps", type=int, default=10, help="Timed steps.")
-        parser.add_argument("--warmup", type=int, default=2, help="Untimed steps first (allocation, compilation).")
+        parser.add_argument("--image_size", type=Pixels, default=256, help="Side of the square training images.")
+        parser.add_argument("--steps", type=Steps, default=10, help="Timed steps.")
+        parser.add_argument("--warmup", type=Warmup, default=2, help="Untimed steps first (allocation, compilation).")
         parser.add_argument("--inference", action=ActionYesNo, nargs="?", default=True, help="Also time the generator alone.")
         parser.add_argument("--json", action=ActionYesNo, nargs="?", default=False, help="Print the figures as JSON.")
 
     flags = {flag: kind for flag, kind in FLAGS.items() if kind != "dataset"}
     spec, namespace = parse_spec(argv, registry, flags=flags, extend=extend, prog="p2p bench",
                                  description="Measure training and inference images/s, FLOPs and memory of a model.")
-    for option in ("image_size", "steps"):
-        if namespace[option] < 1:
-            raise ConfigError(f"--{option} must be at least 1, got {namespace[option]}")
-    if namespace.warmup < 0:
-        raise ConfigError(f"--warmup must be at least 0, got {namespace.warmup}")
-    return {"spec": spec, **{key: namespace[key] for key in ("image_size", "steps", "warmup", "inference", "json")}}
+    return {"spec": spec, **{key: plain(namespace[key]) for key in ("image_size", "steps", "warmup", "inference", "json")}}
 
 
 def bench(*, spec: RunSpec, image_size: int, steps: int, warmup: int, inference: bool, json: bool, registry: Registry) -> None:
@@ -181,7 +177,7 @@ def test(
     data: dict[str, Any] | None = None,
     mode: Mode = "paper",
     out: Path | None = None,
-    seed: int = 0,
+    seed: Seed = 0,
     fid_weights: Path | None = None,
     scorer: Path | None = None,
     device: Device = "auto",
@@ -254,9 +250,9 @@ def sweep(
     name: str | None = None,
     split: Literal["val", "test"] = "val",
     mode: list[Mode] | None = None,
-    grid_rows: int = 4,
-    seeds: int = 1,
-    jobs: int = 1,
+    grid_rows: Count = 4,
+    seeds: Count = 1,
+    jobs: Count = 1,
     scorer: Path | None = None,
     fid_weights: Path | None = None,
     registry: Registry,
@@ -279,11 +275,12 @@ def sweep(
         scorer: A scorer from `p2p scorer fit`, for the FCN-score of every run and baseline.
         fid_weights: Local FID Inception weights; FID is skipped without them.
     """
+    from p2p_core.files import check_name
     from p2p_core.sweep import run_sweep
 
     if grid_rows < 1:
         raise ConfigError(f"--grid_rows must be at least 1, got {grid_rows}")
-    folder = Path(out_dir) / (name or time.strftime("sweep-%Y%m%d-%H%M%S"))
+    folder = Path(out_dir) / (check_name(name, option="--name") if name else time.strftime("sweep-%Y%m%d-%H%M%S"))
     modes = mode or ["paper"]
     done = run_sweep(recipes=recipes, base=base or [], out_dir=folder, split=split, modes=modes, fid_weights=fid_weights,
                      grid_rows=grid_rows, seeds=seeds, jobs=jobs, scorer=scorer, registry=registry)
@@ -402,11 +399,11 @@ def scorer_fit(
     out: Path,
     data: str = "synthetic",
     data_options: dict[str, Any] | None = None,
-    steps: int = 300,
-    batch_size: int = 8,
+    steps: Steps = 300,
+    batch_size: BatchSize = 8,
     network: str = "unet",
     network_options: dict[str, Any] | None = None,
-    seed: int = 0,
+    seed: Seed = 0,
     device: Device = "auto",
     registry: Registry,
 ) -> None:

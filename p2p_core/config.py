@@ -14,18 +14,23 @@ In YAML a component is ``generator: unet`` or ``generator: {name: unet, ngf: 8}`
 ``{class_path: unet, init_args: {ngf: 8}}`` of older recipes and configs is read too. ``${recipe_dir}`` in a
 string value is the config file's own folder: how a plugin's recipe names data shipped beside it
 (``root: ${recipe_dir}/data``); other relative paths are relative to the working directory.
+
+Every YAML text p2p reads, configs and option values alike (jsonargparse's too), goes through
+:class:`BoundedLoader`: no anchors or aliases (a 500-byte "billion laughs" would otherwise expand to gigabytes),
+at most :data:`MAX_DEPTH` levels of nesting, and no key given twice in one mapping.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 import yaml
-from jsonargparse import ActionConfigFile, ArgumentParser, Namespace, set_parsing_settings
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace, get_loader, set_loader, set_parsing_settings
 
 from p2p_core.errors import ConfigError, P2PError, did_you_mean
 from p2p_core.registry import ENGINE_ARGUMENTS, FLAGS, RESERVED_OPTION, Registry
@@ -36,6 +41,72 @@ RECIPE_DIR = "${recipe_dir}"
 DEFAULT_LOSS = "cgan+l1"
 # The trainer's options (and a plugin's attrs options) are documented by the string under each field.
 set_parsing_settings(docstring_parse_attribute_docstrings=True)
+MAX_DEPTH = 50
+"""Nesting levels a YAML document may have; a config needs four or five."""
+
+
+class OutOfBoundsError(yaml.MarkedYAMLError):
+    """A YAML document that :class:`BoundedLoader` refuses; ``problem`` says why, ``problem_mark`` where."""
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, bounded while it composes, before anything is built: anchors and aliases are
+    refused (so a document expands to nothing larger than its text), nesting stops at :data:`MAX_DEPTH`, and
+    a mapping may not give a key twice (YAML would keep the last one silently)."""
+
+    depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise OutOfBoundsError(
+                problem="YAML anchors and aliases (&NAME, *NAME) are not accepted; write the value out", problem_mark=event.start_mark
+            )
+        if self.depth >= MAX_DEPTH:
+            raise OutOfBoundsError(problem=f"nested deeper than {MAX_DEPTH} levels", problem_mark=event.start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        mapping = super().construct_mapping(node, deep=deep)
+        if len(mapping) < len(node.value):
+            keys = [self.construct_object(key) for key, _ in node.value]
+            again = next(index for index, key in enumerate(keys) if key in keys[:index])
+            raise OutOfBoundsError(problem=f"{str(keys[again])[:80]!r} is given twice; give each key once",
+                                   problem_mark=node.value[again][0].start_mark)
+        return mapping
+
+
+def load_yaml(text: str) -> Any:
+    """``text`` as YAML, within :class:`BoundedLoader`'s bounds (a ``yaml.YAMLError`` names the line)."""
+    return yaml.load(text, Loader=BoundedLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+class _PlainDumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def dump_yaml(value: Any) -> str:
+    """``value`` as YAML that :func:`load_yaml` reads back: an object met twice is written out twice, never as
+    an anchor and an alias."""
+    return yaml.dump(value, Dumper=_PlainDumper, sort_keys=False)
+
+
+_JSONARGPARSE_LOAD = get_loader("yaml")
+
+
+def _jsonargparse_load(text: str) -> Any:
+    # jsonargparse re-reads the config text expand() dumps and parses option values such as --data '{...}':
+    # the bounds first, then its own loader, whose number rules its parsers rely on.
+    load_yaml(text)
+    return _JSONARGPARSE_LOAD(text)
+
+
+set_loader("yaml", _jsonargparse_load)
 
 
 @attrs.frozen(kw_only=True)
@@ -48,8 +119,12 @@ class Expanded:
     loss: str | None
 
 
-def expand(argv: list[str], registry: Registry, *, flags: Mapping[str, str] = FLAGS) -> Expanded:
-    """Inline every ``--config``, check names against the registry, and drop options a later choice replaced."""
+def expand(
+    argv: list[str], registry: Registry, *, flags: Mapping[str, str] = FLAGS, accepted: Collection[str] | None = None
+) -> Expanded:
+    """Inline every ``--config``, check names against the registry, and drop options a later choice replaced.
+
+    ``accepted``: the top-level keys a config may hold (all when None)."""
     items: list[_Item] = []
     names: dict[str, str] = {}
     roles: dict[str, dict[str, Any]] = {}
@@ -71,7 +146,7 @@ def expand(argv: list[str], registry: Registry, *, flags: Mapping[str, str] = FL
         position += 1
         option, equals, value = token.partition("=")
         if option in CONFIG_FLAGS:
-            content = read_config(value_of(option, equals, value), registry, flags=flags)
+            content = read_config(value_of(option, equals, value), registry, flags=flags, accepted=accepted)
             for role, options in (content.pop("roles", None) or {}).items():
                 if not isinstance(options, dict):
                     raise ConfigError(f"config {value}: roles.{role} must be a mapping of options, e.g. {{ngf: 16}}")
@@ -81,7 +156,7 @@ def expand(argv: list[str], registry: Registry, *, flags: Mapping[str, str] = FL
                     _choose(items, names, flag, content[flag]["name"])
             if isinstance(content.get("loss"), str):
                 loss = _checked_loss(content["loss"], registry)
-            items.append(_Item(tokens=[option, yaml.safe_dump(content, sort_keys=False)], content=content))
+            items.append(_Item(tokens=[option, dump_yaml(content)], content=content))
         elif option.startswith("--") and (option[2:] in flags or option[2:].removesuffix(".name") in flags):
             flag = option[2:].removesuffix(".name")
             name = registry.get(flags[flag], value_of(option, equals, value)).name
@@ -137,7 +212,7 @@ def _choose(items: list[_Item], names: dict[str, str], flag: str, name: str) -> 
                 item.tokens.clear()
             elif item.content is not None and flag in item.content:
                 del item.content[flag]
-                item.tokens[1] = yaml.safe_dump(item.content, sort_keys=False)
+                item.tokens[1] = dump_yaml(item.content)
     names[flag] = name
 
 
@@ -148,19 +223,29 @@ def _checked_loss(loss: str, registry: Registry) -> str:
     return "+".join(registry.get("loss", term).name for term in terms)
 
 
-def read_config(value: str, registry: Registry, *, flags: Mapping[str, str] = FLAGS) -> dict[str, Any]:
-    """A config file or recipe name as a mapping whose components are ``{name: NAME, **options}``."""
+def read_config(
+    value: str, registry: Registry, *, flags: Mapping[str, str] = FLAGS, accepted: Collection[str] | None = None
+) -> dict[str, Any]:
+    """A config file or recipe name as a mapping whose components are ``{name: NAME, **options}``; a top-level
+    key outside ``accepted`` (when given) is refused before anything looks inside the document."""
     path = registry.recipes.get(value) or Path(value)
     if not path.is_file():
         known = ", ".join(sorted(registry.recipes)) or "none"
         raise ConfigError(f"config {value!r} is neither a file nor a recipe name{did_you_mean(value, registry.recipes)} "
                           f"(recipes: {known})")
     try:
-        content = yaml.safe_load(path.read_text())
+        content = load_yaml(path.read_text())
+    except OutOfBoundsError as error:
+        raise ConfigError(f"config {path}, line {error.problem_mark.line + 1}: {error.problem}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise ConfigError(f"config {path} is not a YAML text file: {str(error).splitlines()[0]}") from None
     if not isinstance(content, dict):
         raise ConfigError(f"config {path} must be a YAML mapping of options, e.g. 'generator: unet'")
+    if accepted is not None:
+        unknown = [key for key in content if str(key).split(".")[0] not in {*accepted, SPEC_KEY}]
+        if unknown:
+            raise ConfigError(f"config {path}: option {str(unknown[0])[:80]!r} is not accepted{did_you_mean(str(unknown[0]), accepted)} "
+                              f"(options: {', '.join(sorted(accepted))})")
     version = content.pop(SPEC_KEY, SPEC_VERSION)
     if not isinstance(version, int) or version > SPEC_VERSION:
         raise ConfigError(f"config {path} has {SPEC_KEY}: {version!r}; this p2p reads up to {SPEC_VERSION}, so upgrade p2p")
@@ -280,13 +365,24 @@ def parse_spec(
     prog: str | None = None,
 ) -> tuple[RunSpec, Namespace]:
     """A RunSpec from argv (``extend(parser)`` adds a command's own options); returns it with the namespace."""
-    expanded = expand(argv, registry, flags=flags)
+    expanded = expand(argv, registry, flags=flags, accepted=_top_level_keys(flags, extend))
     loss = expanded.loss or default_loss(registry, expanded.names.get("method"))
     parser = spec_parser(registry, expanded.names, loss, flags=flags, description=description, prog=prog)
     if extend is not None:
         extend(parser)
     namespace = parse(parser, expanded.tokens)
     return spec_from(namespace, registry, flags=flags), namespace
+
+
+def _top_level_keys(flags: Mapping[str, str], extend: Any) -> set[str]:
+    """The keys a config may hold at its top: the spec's, and what ``extend`` adds for one command."""
+    command = ArgumentParser(exit_on_error=False)
+    if extend is not None:
+        extend(command)
+    return {*flags, "loss", "loss_options", "trainer", "roles"} | {action.dest for action in command._actions if action.dest != "help"}
+
+
+_OUT_OF_RANGE = re.compile(r'Parser key "([^"]+)".*?Not of type (\w+ in [\[(][^\])]*[\])])(?:: (\S+) does not conform)?')
 
 
 def parse(parser: ArgumentParser, tokens: list[str]) -> Namespace:
@@ -298,6 +394,10 @@ def parse(parser: ArgumentParser, tokens: list[str]) -> Namespace:
     except Exception as error:  # noqa: BLE001 - jsonargparse raises ArgumentError and others
         # jsonargparse explains over several indented lines; the CLI prints one.
         message = " ".join(line.strip() for line in str(error).strip().splitlines() if line.strip())
+        out_of_range = _OUT_OF_RANGE.search(message)
+        if out_of_range:  # a p2p_core.ranges type: say the range, not jsonargparse's restriction syntax
+            key, kind, value = out_of_range.groups()
+            message = f"--{key} must be {'an' if kind.startswith('int') else 'a'} {kind}" + (f", got {value}" if value else "")
         raise ConfigError(message or f"{type(error).__name__} while parsing {' '.join(tokens)}") from None
 
 
@@ -344,12 +444,12 @@ def options_round_trip(kind: str, name: str, options: Mapping[str, Any], registr
     spec, _ = parse_spec(argv, registry)
     with tempfile.TemporaryDirectory() as folder:
         saved = Path(folder, "config.yaml")
-        saved.write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
+        saved.write_text(dump_yaml(spec.to_dict()))
         again, _ = parse_spec(["--config", str(saved)], registry)
     return read(spec), read(again)
 
 
 def _option_arguments(key: str, options: Mapping[str, Any]) -> list[str]:
     plain = {k: os.fspath(v) if hasattr(v, "__fspath__") else v for k, v in options.items()}
-    return [arg for option, value in plain.items() for arg in (f"--{key}.{option}", yaml.safe_dump(value).strip().removesuffix("\n..."))]
+    return [arg for option, value in plain.items() for arg in (f"--{key}.{option}", dump_yaml(value).strip().removesuffix("\n..."))]
 

@@ -29,13 +29,19 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from p2p_core.errors import ConfigError, DataError
-from p2p_core.files import by_stem, pair_by_name
+from p2p_core.files import by_stem, pair_by_name, refuse_overlap
 from p2p_core.images import IMAGE_SUFFIXES, center_crop, image_header, list_images, read_image, resize, write_image
+from p2p_core.ranges import Fraction, Pixels, Seed, ranged
 
 ImageFormat = Literal["png", "jpg"]
 Split = Literal["train", "val", "test"]
 Fit = Literal["crop", "stretch"]
 SPLITS: tuple[Split, ...] = ("train", "val", "test")
+
+Sigma = ranged(float, 0, 100, low_open=True)
+"""Canny's blur in pixels: more than 100 blurs any image the tools make into one colour."""
+Threshold = ranged(float, 0, 1000, low_open=True)
+Area = ranged(int, 0, 65536**2)
 
 
 @attrs.frozen(kw_only=True)
@@ -58,8 +64,8 @@ def combine(
     b: Path,
     out: Path,
     split: Split = "train",
-    val_fraction: float = 0.0,
-    seed: int = 0,
+    val_fraction: Fraction = 0.0,
+    seed: Seed = 0,
     resize_b: bool = False,
     format: ImageFormat = "png",
     overwrite: bool = False,
@@ -78,7 +84,7 @@ def combine(
         format: png (lossless, keeps alpha) or jpg (smaller; quality 95, no alpha).
         overwrite: Replace output files of the same names (in any split folder); otherwise they are an error.
     """
-    _refuse_output_over_inputs(Path(out), Path(a), Path(b))
+    refuse_overlap(Path(out), {"the input folder --a": Path(a), "the input folder --b": Path(b)}, option="--out")
     pairs, alone = pair_by_name({"--a": list_images(Path(a)), "--b": list_images(Path(b))},
                                 roots={"--a": Path(a), "--b": Path(b)}, allow_unmatched=True)
     if not pairs:
@@ -128,14 +134,14 @@ def edges(
     *,
     photos: Path,
     out: Path,
-    size: int = 256,
+    size: Pixels = 256,
     fit: Fit = "crop",
-    val_fraction: float = 0.1,
-    seed: int = 0,
-    sigma: float = 2.0,
-    low_threshold: float = 0.1,
-    high_threshold: float = 0.2,
-    min_fragment: int = 10,
+    val_fraction: Fraction = 0.1,
+    seed: Seed = 0,
+    sigma: Sigma = 2.0,
+    low_threshold: Threshold = 0.1,
+    high_threshold: Threshold = 0.2,
+    min_fragment: Area = 10,
     format: ImageFormat = "png",
     overwrite: bool = False,
 ) -> Report:
@@ -161,8 +167,11 @@ def edges(
     """
     if size < 1:
         raise ConfigError(f"--size must be a positive number of pixels, got {size}")
+    if math.ceil(3 * sigma) >= size:  # the blur's kernel reaches that far each way, and must stay inside the image
+        raise ConfigError(f"--sigma {sigma} blurs {math.ceil(3 * sigma)} pixels each way, too far for --size {size}; "
+                          f"use a --sigma below {(size - 1) / 3:g} or a larger --size")
     _check_edge_options(sigma=sigma, low_threshold=low_threshold, high_threshold=high_threshold, min_fragment=min_fragment)
-    _refuse_output_over_inputs(Path(out), Path(photos))
+    refuse_overlap(Path(out), {"the input folder --photos": Path(photos)}, option="--out")
     files = by_stem(list_images(Path(photos)), folder=Path(photos))
 
     def pair(name: str) -> Tensor:
@@ -302,17 +311,6 @@ def _write(
             path.unlink()
     shutil.rmtree(staging)
     return Report(out=out, written=Counter(plan.values()), notes=tuple(notes))
-
-
-def _refuse_output_over_inputs(out: Path, *inputs: Path) -> None:
-    # Resolved, so that a symlink or a "ds/../ds" cannot hide that OUT is an input or holds one.
-    where = out.resolve()
-    for folder in inputs:
-        if folder.resolve() == where or where in folder.resolve().parents:
-            raise ConfigError(
-                f"--out {out} is or holds the input folder {folder}; writing there could replace or delete the "
-                f"inputs, so choose an --out outside it"
-            )
 
 
 def _check_edge_options(*, sigma: float, low_threshold: float, high_threshold: float, min_fragment: int) -> None:

@@ -56,6 +56,7 @@ import filelock
 from tqdm.auto import tqdm
 
 from p2p_core.errors import ConfigError, DataError, UnknownComponentError
+from p2p_core.files import new_temporary
 from p2p_core.test_time import Mode
 
 COMPLETE = ".p2p-download-complete"
@@ -386,16 +387,16 @@ def _fetch(
 ) -> str:
     """Download ``url`` to ``dest`` with a progress bar, within ``limits``, checked against ``size`` and ``sha256``
     where known; return its SHA-256. ``record`` then says what it was accepted as; ``dest`` appears only when complete."""
-    try:
-        handle, part_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:  # a new name, never through a link, readable as the umask allows (it becomes the cached file)
+        part = new_temporary(dest, suffix=".part")
     except OSError as error:
         raise DataError(f"cannot write in {dest.parent} ({_reason(error)}); set P2P_CACHE to a writable folder") from None
-    part, digest = Path(part_name), hashlib.sha256()
+    digest = hashlib.sha256()
     deadline = time.monotonic() + limits.deadline_s
     opener = urllib.request.build_opener(_HttpRedirects)
     try:
         try:
-            with os.fdopen(handle, "wb") as file, opener.open(url, timeout=TIMEOUT_S) as response:
+            with open(part, "wb") as file, opener.open(url, timeout=TIMEOUT_S) as response:
                 total = _announced_length(response.headers.get("Content-Length"), url)
                 if total is not None:
                     _check_size(total, url, limits=limits, size=size, folder=dest.parent)
@@ -485,6 +486,8 @@ def _unpack(archive: Path, *, folder: str, target: Path, limits: Limits, holds: 
                     tar.extractall(scratch, members=members, filter=_safe_member)
         except _UnwritableName as error:
             raise _discard(archive, f"holds a member named {error.tarinfo.name[:100]!r}..., {error}") from None
+        except tarfile.SpecialFileError as error:
+            raise _discard(archive, f"holds {error.tarinfo.name!r}, a device or fifo, which has no place in a dataset") from None
         except tarfile.FilterError as error:
             raise _discard(archive, f"holds {error.tarinfo.name[:200]!r}, which would land outside the dataset folder") from None
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, gzip.BadGzipFile) as error:

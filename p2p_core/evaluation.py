@@ -25,9 +25,10 @@ from torch import Tensor
 
 from p2p_core import checkpoint, hub
 from p2p_core.backends import Backend, open_backend
+from p2p_core.checkpoint import guarded
 from p2p_core.devices import resolve_device
 from p2p_core.errors import ConfigError, DataError, P2PError
-from p2p_core.files import pair_by_name
+from p2p_core.files import pair_by_name, refuse_overlap
 from p2p_core.images import list_images, read_image, write_image
 from p2p_core.metrics import HISTOGRAM_METRICS, IMAGE_METRICS, Evaluation, SegmentationScores, plot_histograms
 from p2p_core.inference import TrainedGenerator, load_generator
@@ -84,8 +85,9 @@ def run_test(
     registry = registry or default_registry()
     torch_device = resolve_device(device)
     trained = load_generator(ckpt, mode=mode, device=torch_device, registry=registry, direction=direction)
-    runner = open_backend(trained, backend=backend, device=torch_device)
     stored = trained.trained.run.data
+    if "name" in (data or {}):
+        raise ConfigError(f"--data sets options of the checkpoint's dataset {stored.name!r}, not another dataset; drop its 'name'")
     options = {**stored.options, **(data or {})}
     try:
         dataset = registry.create("dataset", stored.name, split=split, **options)
@@ -100,8 +102,11 @@ def run_test(
     segmentation = SegmentationScores(num_classes=len(loaded.classes)) if loaded is not None else None
 
     out_dir = Path(out) if out else default_folder(trained, split=split, mode=mode)
+    dataset_root = {"the dataset": Path(dataset.root)} if getattr(dataset, "root", None) else {}
+    refuse_overlap(out_dir, guarded(trained.path) | dataset_root, option="--out")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise DataError(f"{out_dir} already holds results; pass --overwrite to replace them, or choose another --out")
+    runner = open_backend(trained, backend=backend, device=torch_device)
     evaluation = Evaluation(fid_weights=fid_weights, device=torch_device)
     names: list[str] = []
     used: set[str] = set()

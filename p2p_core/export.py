@@ -28,9 +28,11 @@ from torch import Tensor, nn
 from torch.export import Dim
 
 from p2p_core import weights
+from p2p_core.checkpoint import guarded
 from p2p_core.errors import ConfigError, DataError
-from p2p_core.files import replacing
+from p2p_core.files import refuse_overlap, replacing
 from p2p_core.inference import PADDING_MODE, AnySize, TrainedGenerator, load_generator, translate
+from p2p_core.interop import locate
 from p2p_core.registry import Registry
 from p2p_core.protocols import Direction
 from p2p_core.spec import MAX_MEMORY_GB, Mode
@@ -99,6 +101,8 @@ def export(
             (a small file can describe a network of terabytes).
     """
     out = Path(out)
+    if out.is_dir() or not out.name:
+        raise ConfigError(f"--out {str(out)!r} is a folder; give the file to write, e.g. --out {out / 'model.onnx'}")
     description = out.with_name(f"{out.name}.json")
     if format == "onnx" and mode == "paper":
         raise ConfigError(
@@ -114,6 +118,7 @@ def export(
             FutureWarning,
             stacklevel=2,
         )
+    refuse_overlap(out, guarded(locate(ckpt, registry=registry)), option="--out")
     existing = [path for path in (out, description) if path.exists()]
     if existing and not overwrite:
         raise DataError(f"{existing[0]} already exists; pass --overwrite to replace it, or choose another --out")

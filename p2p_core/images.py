@@ -47,6 +47,8 @@ def list_images(folder: Path, *, layout: str = "") -> list[Path]:
 
 
 CHANNEL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+MAX_SIDE = 65536
+"""The longest side, in pixels, an image is resized or cropped to (PNG's own limit is larger, memory's smaller)."""
 """Channel counts a file is decoded to, and the PIL mode for each: grayscale, RGB, RGB + alpha."""
 
 
@@ -192,8 +194,8 @@ class PairedJitter:
     flip: bool = True
 
     def __attrs_post_init__(self) -> None:
-        if self.crop_size < 1 or self.load_size < 1:
-            raise DataError(f"load_size and crop_size must be at least 1 pixel, got {self.load_size} and {self.crop_size}")
+        if not (1 <= self.crop_size <= MAX_SIDE and 1 <= self.load_size <= MAX_SIDE):
+            raise DataError(f"load_size and crop_size must be from 1 to {MAX_SIDE:,} pixels, got {self.load_size} and {self.crop_size}")
         if self.preprocess == "resize_and_crop" and self.load_size < self.crop_size:
             raise DataError(f"load_size {self.load_size} is smaller than crop_size {self.crop_size}; make it >= crop_size")
 

@@ -17,9 +17,9 @@ import tempfile
 from pathlib import Path
 
 import torch
-import yaml
 
 from p2p_core import checkpoint, hub
+from p2p_core.config import dump_yaml
 from p2p_core.downloads import DownloadedFile, Limits, PretrainedEntry, cache_dir, download_pretrained, locked
 from p2p_core.errors import DataError, UnknownComponentError
 from p2p_core.files import write_atomically
@@ -48,6 +48,7 @@ def import_reference(
     out = Path(out)
     if out.exists():
         raise DataError(f"{out} already exists; choose another --out (an import never overwrites)")
+    checkpoint.check_writable(out, needed_bytes=0)  # a file on the way, or a read-only folder: say so before converting
     g = _converted(generator, "generator", registry, max_memory_gb)
     d = _converted(discriminator, "discriminator", registry, max_memory_gb) if discriminator is not None else None
     shapes = Shapes(in_channels=g.in_channels, out_channels=g.out_channels, image_size=g.image_size,
@@ -82,7 +83,7 @@ def import_reference(
     }
     checkpoint.save(state, out, 0)
     config = run.to_dict() | {"out_dir": str(out.parent), "name": out.name}
-    write_atomically(out / "config.yaml", yaml.safe_dump(config, sort_keys=False).encode())
+    write_atomically(out / "config.yaml", dump_yaml(config).encode())
     return out
 
 

@@ -24,8 +24,10 @@ from torch import Tensor
 from p2p_core.backends import Backend, Precision, Runner, open_backend
 from p2p_core.devices import resolve_device
 from p2p_core.errors import ConfigError, DataError
+from p2p_core.files import refuse_overlap
 from p2p_core.images import image_header, list_images, read_image, resize as resized, write_image
 from p2p_core.inference import load_generator, scale_note, scaled_size
+from p2p_core.ranges import BatchSize, Pixels, Seed
 from p2p_core.registry import Registry
 from p2p_core.protocols import Direction
 from p2p_core.spec import MAX_MEMORY_GB, Mode
@@ -57,11 +59,11 @@ def predict(
     output: Path,
     device: Literal["auto", "cpu", "cuda"] = "auto",
     mode: Mode = "paper",
-    resize: int | None = None,
+    resize: Pixels | None = None,
     backend: Backend = "auto",
-    batch_size: int = 1,
+    batch_size: BatchSize = 1,
     precision: Precision = "float32",
-    seed: int = 0,
+    seed: Seed = 0,
     overwrite: bool = False,
     progress: bool = True,
     direction: Direction = "AtoB",
@@ -120,13 +122,7 @@ def predict(
 def _plan_outputs(files: list[Path], *, input: Path, output: Path, overwrite: bool) -> list[Path]:
     """Each input's output file, once the run is known not to overwrite an input, another output, or
     (without ``overwrite``) an existing file."""
-    real_input, real_output = input.resolve(), output.resolve()  # symlinks resolved, so aliases are caught
-    if real_output == real_input or real_input in real_output.parents or real_output in real_input.parents:
-        relation = "is" if real_output == real_input else "is inside" if real_input in real_output.parents else "holds"
-        raise DataError(
-            f"--output {output} {relation} the input folder {input} (resolved: {real_output}, {real_input}); "
-            "choose an output folder apart from the inputs, so they are never overwritten"
-        )
+    refuse_overlap(output, {"the input folder": input}, option="--output")
     if output.exists() and not output.is_dir():
         raise DataError(f"--output {output} is a file, not a folder; choose a folder")
     targets, sources = [], {}

@@ -106,8 +106,9 @@ def load_reference(path: Path, *, registry: Registry | None = None, max_memory_g
             f"refusing to load {path}: it holds objects other than tensors and plain data ({reason}); "
             "save its state_dict() instead of the module"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise DataError(f"{path} is truncated or not a PyTorch file: {str(error).splitlines()[0]}") from None
+    except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError) as error:  # an empty or text file too
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise DataError(f"{path} is truncated or not a PyTorch file ({reason}); import the .pth the reference saved") from None
     return convert(_state_dict_in(content, path), source=str(path), registry=registry, max_memory_gb=max_memory_gb)
 
 
@@ -330,7 +331,8 @@ def _conv_weight(state: Mapping[str, Tensor], key: str, source: str) -> Tensor:
 
 
 def _is_state_dict(value: object) -> bool:
-    return isinstance(value, Mapping) and bool(value) and all(isinstance(t, Tensor) for t in value.values())
+    return (isinstance(value, Mapping) and bool(value) and all(isinstance(t, Tensor) for t in value.values())
+            and all(isinstance(key, str) for key in value))  # a state dict's keys name its tensors
 
 
 def _state_dict_in(content: object, path: Path) -> Mapping[str, Tensor]:

@@ -8,6 +8,7 @@ run whose first step fails removes its folder again.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import shutil
@@ -23,14 +24,14 @@ from typing import Any
 import attrs
 import numpy as np
 import torch
-import yaml
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from p2p_core import checkpoint, distributed
+from p2p_core.config import dump_yaml
 from p2p_core.devices import resolve_device
 from p2p_core.errors import ConfigError, DataError
-from p2p_core.files import write_atomically
+from p2p_core.files import check_name, locked, remove_temporaries, write_atomically
 from p2p_core.images import displayable
 from p2p_core.progress import Progress, choose_style
 from p2p_core.registry import Registry, default_registry
@@ -39,6 +40,8 @@ from p2p_core.training import Training
 from p2p_core.validation import Validator
 
 CONFIG = "config.yaml"
+LOCK = ".lock"
+"""Held by the process training in a run folder (its PID inside), so that a second one is refused."""
 
 
 @attrs.frozen(kw_only=True)
@@ -81,7 +84,7 @@ class Run:
         else:
             methods = "" if spec.method.name == "pix2pix" else f"{spec.method.name}-"
             default_name = f"{time.strftime('%Y%m%d-%H%M%S')}-{methods}{spec.generator.name}-{spec.disc.name}"
-            self.run_dir = Path(out_dir) / (name or distributed.broadcast(self.dist, default_name))
+            self.run_dir = Path(out_dir) / (check_name(name, option="--name") if name else distributed.broadcast(self.dist, default_name))
             if self.dist.is_main and self.run_dir.exists():
                 raise ConfigError(
                     f"run folder {self.run_dir} already exists; pick another --name, or continue it with --resume {self.run_dir}"
@@ -134,34 +137,47 @@ class Run:
 
     def config_text(self) -> str:
         """``config.yaml``: the spec and where the run lives; ``p2p fit --config`` accepts it back."""
-        return yaml.safe_dump(self.spec.to_dict() | {"out_dir": str(self.out_dir), "name": self.run_dir.name}, sort_keys=False)
+        return dump_yaml(self.spec.to_dict() | {"out_dir": str(self.out_dir), "name": self.run_dir.name})
 
     def __call__(self) -> Outcome:
         """Prepare the folder (or resume it), train, and say how it ended."""
-        main = self.dist.is_main
-        made = main and not self.resuming
-        if main:
-            checkpoint.check_writable(self.run_dir, needed_bytes=2 * self.model.checkpoint_bytes)
-        if made:
-            self.run_dir.mkdir(parents=True)
-            write_atomically(self.run_dir / CONFIG, self.config_text().encode())
-        distributed.barrier(self.dist)
-        if self.resuming and checkpoint.checkpoints(self.run_dir):
-            self.load_state_dict(checkpoint.load(self.run_dir, map_location=self.device))
-            self._say(f"resuming {self.run_dir} at step {self.step} of {self.total_steps}")
-        elif self.resuming:  # stopped before its first checkpoint: start over with the saved config
-            self._say(f"{self.run_dir} has no checkpoint yet; starting it from step 0")
-        try:
-            last = self.fit()
-        except Exception:
-            # A first step that fails (a term breaking its contract, torch.compile refusing a network) is a
-            # configuration that cannot train: no half-made folder, with a config.yaml and events, is left of it.
-            if made and self.step == 0:
-                shutil.rmtree(self.run_dir, ignore_errors=True)
-            raise
+        made = self.dist.is_main and not self.resuming
+        with contextlib.ExitStack() as held:
+            if self.dist.is_main:
+                held.enter_context(self._claimed_folder())
+            distributed.barrier(self.dist)
+            if self.resuming and checkpoint.checkpoints(self.run_dir):
+                self.load_state_dict(checkpoint.load(self.run_dir, map_location=self.device))
+                self._say(f"resuming {self.run_dir} at step {self.step} of {self.total_steps}")
+            elif self.resuming:  # stopped before its first checkpoint: start over with the saved config
+                self._say(f"{self.run_dir} has no checkpoint yet; starting it from step 0")
+            try:
+                last = self.fit()
+            except Exception:
+                # A first step that fails (a term breaking its contract, torch.compile refusing a network) is a
+                # configuration that cannot train: no half-made folder, with a config.yaml and events, is left of it.
+                if made and self.step == 0:
+                    shutil.rmtree(self.run_dir, ignore_errors=True)
+                raise
         distributed.shutdown()
         return Outcome(run_dir=self.run_dir, checkpoint=last, step=self.step, total_steps=self.total_steps,
                        stopped_by=self.stopped_by, is_main=self.dist.is_main)
+
+    @contextlib.contextmanager
+    def _claimed_folder(self) -> Iterator[None]:
+        """The run folder, made (a new run) and locked against a second writer for as long as the run lasts."""
+        checkpoint.check_writable(self.run_dir, needed_bytes=2 * self.model.checkpoint_bytes)
+        if not self.resuming:
+            try:
+                self.run_dir.mkdir(parents=True)
+            except FileExistsError:  # made by another fit of the same --name since __init__ looked
+                raise ConfigError(f"run folder {self.run_dir} already exists; pick another --name") from None
+        with locked(self.run_dir / LOCK, what=f"run folder {self.run_dir}"):
+            for folder in (self.run_dir, self.run_dir / checkpoint.FOLDER):
+                remove_temporaries(folder)  # of a run killed mid-write; no other process writes here now
+            if not self.resuming:
+                write_atomically(self.run_dir / CONFIG, self.config_text().encode())
+            yield
 
     def _say(self, message: str) -> None:
         if self.dist.is_main:

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import attrs
 
 from p2p_core.errors import ConfigError, DataError
+from p2p_core.ranges import LARGEST
 
 SPEC_VERSION = 2
 """Version 1 is the untyped ``components`` dict that checkpoints held before; it is still read."""
@@ -57,7 +58,9 @@ def _positive(instance: object, attribute: attrs.Attribute, value: float | None)
 def _at_least(minimum: int, prefix: str = "--trainer."):  # noqa: ANN202 - an attrs validator
     def check(instance: object, attribute: attrs.Attribute, value: int | None) -> None:
         if value is not None and value < minimum:
-            raise ValueError(f"{prefix}{attribute.name} must be at least {minimum}, got {value}")
+            raise ValueError(f"{prefix}{attribute.name} must be at least {minimum}, got {str(value)[:40]}")
+        if value is not None and value > LARGEST:
+            raise ValueError(f"{prefix}{attribute.name} must be at most {LARGEST:,} (a 64-bit integer), got {str(value)[:40]}...")
 
     return check
 
@@ -97,7 +100,7 @@ class TrainConfig:
     """Where training runs; auto takes CUDA when torch sees it."""
     num_workers: int = attrs.field(default=2, validator=_at_least(0))
     """Data-loading processes; 0 loads in the training process."""
-    seed: int = 0
+    seed: int = attrs.field(default=0, validator=_at_least(-LARGEST - 1))
     """Seeds weights, data order, jitter and dropout: the same seed gives the same run."""
     log_every: int = attrs.field(default=50, validator=_at_least(1))
     """Steps between TensorBoard scalars and progress lines (averaged over the interval; the first step too)."""

@@ -87,7 +87,7 @@ def test_combine_never_writes_into_its_inputs_even_with_overwrite(tmp_path: Path
     (tmp_path / "link").symlink_to(tmp_path / "ds")
     before = contents(tmp_path)
     # A from the dataset's own train folder, B as before: OUT holds (or is) the folder A is read from.
-    with pytest.raises(ConfigError, match=r"--out .* input folder .*train"):
+    with pytest.raises(DataError, match=r"--out .* input folder .*train"):
         combine(a=tmp_path / "ds" / "train", b=tmp_path / "B", out=tmp_path / out, overwrite=True)
     assert contents(tmp_path) == before
 

@@ -1,8 +1,9 @@
-"""Every numeric option of every command, given a value it cannot take: exit 2, one `p2p: error:` line naming the
-problem, no traceback, and no file written anywhere."""
+"""Every numeric option of every command, given a value it cannot take (a 400-digit integer among them): exit 2,
+one `p2p: error:` line naming the problem, no traceback, and no file written anywhere."""
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,13 @@ POSITIVE_FLOAT = _floats(max_value=0) | st.sampled_from(["nan", "inf", "-inf"]) 
 FRACTION = _floats(min_value=1) | _floats(max_value=-1e-9) | st.sampled_from(["nan"]) | TEXT
 PORT = st.integers(max_value=-1).map(str) | st.integers(min_value=65536).map(str) | TEXT
 
+NEGATIVE = st.integers(max_value=-1).map(str) | TEXT
+HUGE = ["9" * 400, "-" + "9" * 400]
+"""Integers no option can take: each must be refused while parsing or checking, never reach a computation."""
+
 FIT = ["fit", "--config", SMOKE, "--out_dir", "runs"]
+PREDICT = ["predict", "--ckpt", str(FORMAT_1), "--input", "inputs", "--output", "out"]
+EDGES = ["data", "edges", "--photos", "inputs", "--out", "edges"]
 CASES: list[tuple[list[str], str, st.SearchStrategy[str]]] = [
     *((FIT, f"--trainer.{name}", POSITIVE_INT) for name in
       ("max_steps", "batch_size", "log_every", "image_every", "checkpoint_every", "nproc", "validate_samples")),
@@ -34,6 +41,8 @@ CASES: list[tuple[list[str], str, st.SearchStrategy[str]]] = [
     *((FIT, f"--trainer.{name}", POSITIVE_FLOAT) for name in ("lr", "init_gain", "dist_timeout")),
     *((FIT, f"--trainer.{name}", FRACTION) for name in ("beta1", "beta2")),
     (FIT, "--trainer.seed", TEXT),
+    (FIT, "--data.seed", TEXT),
+    (FIT, "--loss_options.cgan.weight", TEXT),
     (FIT, "--generator.ngf", POSITIVE_INT),
     (FIT, "--generator.dropout", _floats(min_value=1.0001) | _floats(max_value=-1e-9) | TEXT),
     (FIT, "--generator.depth", st.integers(max_value=1).map(str) | st.integers(min_value=7, max_value=12).map(str) | TEXT),
@@ -45,17 +54,23 @@ CASES: list[tuple[list[str], str, st.SearchStrategy[str]]] = [
     (["bench", "--generator.ngf", "4", "--disc.ndf", "4", "--image_size", "32", "--steps", "1"], "--warmup", NON_NEGATIVE_INT),
     (["bench", "--generator.ngf", "4", "--disc.ndf", "4", "--warmup", "0"], "--image_size", POSITIVE_INT),
     (["bench", "--generator.ngf", "4", "--disc.ndf", "4", "--warmup", "0"], "--steps", POSITIVE_INT),
-    (["predict", "--ckpt", str(FORMAT_1), "--input", "inputs", "--output", "out"], "--resize", POSITIVE_INT),
-    (["test", "--ckpt", str(FORMAT_1), "--out", "out"], "--seed", TEXT),
+    (PREDICT, "--resize", POSITIVE_INT),
+    (PREDICT, "--batch_size", POSITIVE_INT),
+    (PREDICT, "--seed", NEGATIVE),
+    (["test", "--ckpt", str(FORMAT_1), "--out", "out"], "--seed", NEGATIVE),
     (["sweep", str(SMOKE), "--out_dir", "sweeps"], "--grid_rows", POSITIVE_INT),
     (["sweep", str(SMOKE), "--out_dir", "sweeps"], "--seeds", POSITIVE_INT),
+    (["sweep", str(SMOKE), "--out_dir", "sweeps"], "--jobs", POSITIVE_INT),
     (["demo", "--ckpt", str(FORMAT_1)], "--port", PORT),
+    (["demo", "--ckpt", str(FORMAT_1)], "--seed", NEGATIVE),
     *((["demo", "--ckpt", str(FORMAT_1)], f"--{name}", POSITIVE_INT) for name in ("max_pixels", "max_busy")),
     *((["demo", "--ckpt", str(FORMAT_1)], f"--{name}", POSITIVE_FLOAT) for name in ("max_upload_mb", "timeout_s")),
-    (["data", "edges", "--photos", "inputs", "--out", "edges"], "--sigma", POSITIVE_FLOAT),
-    (["data", "edges", "--photos", "inputs", "--out", "edges"], "--size", POSITIVE_INT),
-    (["data", "edges", "--photos", "inputs", "--out", "edges"], "--min_fragment", NON_NEGATIVE_INT),
-    (["data", "edges", "--photos", "inputs", "--out", "edges"], "--val_fraction", FRACTION),
+    (EDGES, "--sigma", POSITIVE_FLOAT | st.floats(min_value=86, max_value=1e308).map(repr)),
+    (EDGES, "--size", POSITIVE_INT | st.integers(min_value=1, max_value=6).map(str)),
+    (EDGES, "--seed", NEGATIVE),
+    *((EDGES, f"--{name}", POSITIVE_FLOAT) for name in ("low_threshold", "high_threshold")),
+    (EDGES, "--min_fragment", NON_NEGATIVE_INT),
+    (EDGES, "--val_fraction", FRACTION),
     (["data", "combine", "--a", "inputs", "--b", "inputs2", "--out", "ab"], "--val_fraction", FRACTION),
     (["predict", "--ckpt", str(FORMAT_1), "--input", "inputs", "--output", "out"], "--max_memory_gb", POSITIVE_FLOAT),
     (["export", "--ckpt", str(FORMAT_1), "--format", "exported-program", "--out", "g.pt2"], "--max_memory_gb", POSITIVE_FLOAT),
@@ -64,6 +79,9 @@ CASES: list[tuple[list[str], str, st.SearchStrategy[str]]] = [
     *((["pretrained", "download", "sat2map"], f"--{name}", POSITIVE_FLOAT) for name in ("max_gb", "deadline_min")),
     (["demo", "--ckpt", str(FORMAT_1)], "--deadline_s", POSITIVE_FLOAT),
     (["demo", "--ckpt", str(FORMAT_1)], "--max_connections", POSITIVE_INT),
+    (["data", "combine", "--a", "inputs", "--b", "inputs2", "--out", "ab"], "--seed", NEGATIVE),
+    *((["scorer", "fit", "--out", "scorer.pt"], f"--{name}", POSITIVE_INT) for name in ("steps", "batch_size")),
+    (["scorer", "fit", "--out", "scorer.pt"], "--seed", NEGATIVE),
 ]
 
 
@@ -93,6 +111,50 @@ def test_a_bad_value_is_one_error_line_and_writes_nothing(workdir, capsys, monke
     assert lines and lines[-1].startswith("p2p: error:"), (option, value, err)
     assert "Traceback" not in err
     assert _files(workdir) == before, (option, value)
+
+
+def assert_refused(workdir: Path, capsys, argv: list[str]) -> None:
+    before = _files(workdir)
+    code, _, err = run(argv, capsys)
+    assert code == 2, (argv[-1][:60], err)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("p2p: error:"), (argv[-1][:60], err)
+    assert "Traceback" not in err
+    assert _files(workdir) == before, argv[-1][:60]
+
+
+@pytest.mark.parametrize("prefix, option", sorted({(tuple(prefix), option) for prefix, option, _ in CASES}))
+@pytest.mark.parametrize("value", HUGE, ids=["huge", "-huge"])
+def test_a_400_digit_integer_is_one_error_line_for_every_numeric_option(workdir, capsys, monkeypatch, prefix, option, value):
+    monkeypatch.chdir(workdir)
+    assert_refused(workdir, capsys, [*prefix, f"{option}={value}"])
+
+
+def _numeric(hint: object) -> bool:
+    return any(isinstance(kind, type) and issubclass(kind, (int, float)) and kind is not bool
+               for kind in (hint, *typing.get_args(hint)))
+
+
+def test_the_fuzz_covers_every_numeric_option_of_every_command():
+    from p2p_core.cli import COMMANDS
+    from p2p_core.registry import FLAGS, default_registry
+
+    def leaves(commands, words):
+        for command in commands:
+            yield from leaves(command.subcommands, [*words, command.name]) if command.subcommands else [([*words, command.name], command)]
+
+    numeric = set()
+    for words, command in leaves(COMMANDS, []):
+        if command.arguments is None:
+            hints = typing.get_type_hints(command.function())
+            numeric |= {(" ".join(words), f"--{name}") for name, hint in hints.items() if _numeric(hint)}
+    registry = default_registry()
+    for flag, kind in FLAGS.items():  # the default components' options, which fit takes
+        component = registry.get(kind, registry.default(kind))
+        numeric |= {("fit", f"--{flag}.{option.name}") for option in component.options
+                    if {"int", "float"} & set(option.annotation.replace("|", " ").split())}
+    covered = {(" ".join(word for word in prefix[:2] if word.isidentifier()), option) for prefix, option, _ in CASES}
+    assert numeric <= covered, sorted(numeric - covered)
 
 
 def test_the_fuzz_covers_every_numeric_trainer_option():

@@ -12,9 +12,15 @@ from pathlib import Path
 from typing import Literal
 
 from p2p_core.errors import ConfigError
+from p2p_core.ranges import Count, Seed, ranged
 from p2p_core.registry import Registry
 from p2p_core.protocols import Direction
 from p2p_core.spec import Mode
+
+Port = ranged(int, 0, 65535)
+Megabytes = ranged(float, 0, 10**6, low_open=True)
+ImagePixels = ranged(int, 1, 65536**2)
+Seconds = ranged(float, 0, 86400, low_open=True)
 
 INSTALL_HINT = "pip install -e '.[demo]' in a checkout of p2p, or pip install 'p2p[demo]'"
 
@@ -23,16 +29,16 @@ def demo(
     *,
     ckpt: Path,
     host: str = "127.0.0.1",
-    port: int = 7860,
+    port: Port = 7860,
     device: Literal["auto", "cpu", "cuda"] = "auto",
     mode: Mode = "paper",
-    seed: int = 0,
-    max_upload_mb: float = 20.0,
-    max_pixels: int = 2048 * 2048,
-    max_busy: int = 4,
-    timeout_s: float = 30.0,
-    deadline_s: float = 120.0,
-    max_connections: int = 100,
+    seed: Seed = 0,
+    max_upload_mb: Megabytes = 20.0,
+    max_pixels: ImagePixels = 2048 * 2048,
+    max_busy: Count = 4,
+    timeout_s: Seconds = 30.0,
+    deadline_s: Seconds = 120.0,
+    max_connections: Count = 100,
     backend: Literal["auto", "torch", "onnxruntime"] = "auto",
     direction: Direction = "AtoB",
     registry: Registry | None = None,

@@ -129,8 +129,10 @@ def synthetic(
     flip: bool = True,
 ) -> SyntheticDataset:
     """Generated labels -> photo pairs (rectangles and ellipses); needs no data. The default dataset."""
-    if length < 1:
-        raise ValueError(f"length (pairs per split) must be at least 1, got {length}")
+    if not 1 <= length <= 10**9:
+        raise ValueError(f"length (pairs per split) must be from 1 to 10**9, got {str(length)[:40]}")
+    if not 0 <= seed < 2**63:  # what torch's generators take
+        raise ValueError(f"seed must be from 0 to 2**63 - 1, got {str(seed)[:40]}")
     return SyntheticDataset(
         split=split,
         length=length,

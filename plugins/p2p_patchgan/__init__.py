@@ -20,10 +20,10 @@ class PatchGAN(nn.Module):
         self, *, in_channels: int, ndf: int = 64, n_layers: int = 3, norm: Norm = "batch", kernel_size: int = 4
     ) -> None:
         super().__init__()
-        if n_layers < 1:
-            raise ValueError(f"n_layers must be >= 1 (1 gives a 16x16 receptive field), got {n_layers}")
-        if ndf < 1:
-            raise ValueError(f"ndf (the first layer's filters) must be at least 1, got {ndf}")
+        if not 1 <= n_layers <= 16:
+            raise ValueError(f"n_layers must be from 1 (a 16x16 receptive field) to 16, got {str(n_layers)[:40]}")
+        if not 1 <= ndf <= 65536:
+            raise ValueError(f"ndf (the first layer's filters) must be from 1 to 65,536, got {str(ndf)[:40]}")
         if kernel_size not in (1, 4):
             raise ValueError(f"kernel_size must be 4 (PatchGAN) or 1 (PixelGAN), got {kernel_size}")
         self.in_channels = in_channels

@@ -60,10 +60,10 @@ class UNet(nn.Module):
     ) -> None:
         super().__init__()
         depth = depth or max(2, int(math.log2(image_size)))
-        if depth < 2:
-            raise ValueError(f"depth must be at least 2, got {depth}")
-        if ngf < 1:
-            raise ValueError(f"ngf (the first layer's filters) must be at least 1, got {ngf}")
+        if not 2 <= depth <= 16:  # 16 halvings already need images of 65,536 pixels a side
+            raise ValueError(f"depth must be from 2 to 16, got {str(depth)[:40]}")
+        if not 1 <= ngf <= 65536:
+            raise ValueError(f"ngf (the first layer's filters) must be from 1 to 65,536, got {str(ngf)[:40]}")
         self.in_channels, self.out_channels, self.depth = in_channels, out_channels, depth
         self.size_multiple = 2**depth
         # BatchNorm's shift makes a bias redundant; InstanceNorm (no affine) and no norm need one.
