@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,9 +11,11 @@ import torch.nn.functional as F
 import p2p_core
 from conftest import make_spec
 from p2p_core.errors import ConfigError
+from p2p_core.model import Pix2Pix
 from p2p_core.objective import Objective
 from p2p_core.registry import Registry, default_registry
 from p2p_core.run import Run
+from p2p_core.spec import Shapes
 
 DATA = ("synthetic", {"length": 2, "load_size": 36, "crop_size": 32})
 
@@ -49,6 +53,27 @@ def test_discriminator_steps_first_on_half_the_objective_then_the_generator_on_t
     assert any(not torch.equal(v, t.discriminator.state_dict()[k]) for k, v in d_before.items())
     assert all(p.requires_grad is False for p in t.discriminator.parameters())  # frozen for G's step only
     assert all(p.grad is None or p.grad.abs().sum() > 0 for p in t.generator.parameters())
+
+
+def test_each_update_uses_its_own_steps_gradient_alone():
+    # Two steps against one step from the state after the first: gradients left over from step 1 would make
+    # the second update differ. Dropout off and batch norm in the state, so nothing else can tell them apart.
+    spec = make_spec(generator=("unet", {"ngf": 4, "dropout": 0.0}), disc=("patch16", {"ndf": 4}), max_steps=2)
+    shapes = Shapes(in_channels=3, out_channels=3, image_size=32)
+    noise = torch.Generator().manual_seed(0)
+    first, second = (torch.rand(2, 2, 3, 32, 32, generator=noise) * 2 - 1 for _ in range(2))
+    twice = Pix2Pix.build(spec, shapes, total_steps=2)
+    twice.train_step(*first)
+    after_first = copy.deepcopy(twice.state_dict())
+    twice.train_step(*second)
+    once = Pix2Pix.build(spec, shapes, total_steps=2)
+    once.load_state_dict(after_first)
+    once.train_step(*second)
+    differing = {}
+    for role, model in twice.models.items():
+        expected = once.models[role].state_dict()
+        differing[role] = [name for name, value in model.state_dict().items() if not torch.equal(value, expected[name])]
+    assert differing == {"generator": [], "discriminator": []}, "the second update differs from one step on that batch alone"
 
 
 def test_l1_alone_trains_without_a_discriminator(tmp_path):
