@@ -6,6 +6,10 @@ import pytest
 import torch
 
 import p2p_core
+from p2p_core.config import parse_spec
+from p2p_core.model import Pix2Pix
+from p2p_core.registry import default_registry
+from p2p_core.spec import Shapes
 
 
 def parameters(module: torch.nn.Module) -> int:
@@ -87,3 +91,24 @@ def test_l1_weight_defaults_to_lambda_100():
     term = p2p_core.create("loss", "l1")
     fake, target = torch.zeros(1, 3, 4, 4), torch.full((1, 3, 4, 4), 0.5)
     assert term.generator_loss(x=fake, fake=fake, target=target, d_fake=None, d_real=None).item() == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize("dataset", ["aligned", "folders", "synthetic"])
+def test_the_built_in_datasets_jitter_as_the_paper_does_by_default_resize_to_286_crop_256(dataset):
+    defaults = {option.name: option.default for option in default_registry().get("dataset", dataset).options}
+    assert (defaults["load_size"], defaults["crop_size"]) == (286, 256)
+
+
+def test_the_readmes_main_command_trains_the_paper_model_on_256_crops_of_286():
+    # README's `p2p fit --generator unet --disc patch70`, narrowed (ngf, ndf) but at its default sizes: the data,
+    # the U-Net's depth and the PatchGAN's grid must all agree before the first step.
+    registry = default_registry()
+    spec, _ = parse_spec(["--generator", "unet", "--disc", "patch70", "--generator.ngf", "4", "--disc.ndf", "4"], registry)
+    assert (spec.data.options["load_size"], spec.data.options["crop_size"]) == (286, 256)
+    dataset = registry.create("dataset", spec.data.name, split="train", **spec.data.options)
+    sample = dataset[0]
+    assert dataset.image_size == 256
+    assert sample.a.shape == sample.b.shape == (3, 256, 256)
+    shapes = Shapes(in_channels=dataset.in_channels, out_channels=dataset.out_channels, image_size=dataset.image_size)
+    model = Pix2Pix.build(spec, shapes, total_steps=1, registry=registry)
+    assert len(model.generator.encoder) == 8 and model.discriminator.output_size(256) == 30
