@@ -53,6 +53,30 @@ def test_unet_decoder_block_i_sees_encoder_block_n_minus_i():
     assert not torch.allclose(*outputs["unet"])
 
 
+def test_unet_decoder_block_j_takes_the_block_before_it_then_encoder_block_n_minus_1_minus_j():
+    # The paper's skips join layer i to layer n - i; the channel order (decoder's first, then the skip's) is
+    # the one imported reference weights are rearranged into, so it is part of the fact.
+    torch.manual_seed(0)
+    unet = p2p_core.create("generator", "unet", in_channels=3, out_channels=3, image_size=16, ngf=2).eval()
+    encoded, decoded, inputs = [], [], []
+
+    def record(module, args, out):
+        if module in unet.encoder:
+            encoded.append(out)
+        else:
+            inputs.append(args[0])
+            decoded.append(out)
+
+    for block in (*unet.encoder, *unet.decoder):
+        block.register_forward_hook(record)
+    with torch.no_grad():
+        unet(torch.rand(1, 3, 16, 16) * 2 - 1)
+    depth = len(unet.encoder)
+    assert torch.equal(inputs[0], encoded[-1])
+    for j in range(1, depth):
+        assert torch.equal(inputs[j], torch.cat([decoded[j - 1], encoded[depth - 1 - j]], dim=1)), f"decoder block {j}"
+
+
 def test_dropout_sits_in_the_three_innermost_decoder_blocks():
     unet = p2p_core.create("generator", "unet", in_channels=3, out_channels=3, image_size=256)
     rates = [next((m.p for m in block if isinstance(m, torch.nn.Dropout)), 0.0) for block in unet.decoder]
