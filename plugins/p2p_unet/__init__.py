@@ -59,9 +59,14 @@ class UNet(nn.Module):
         dropout_placement: DropoutPlacement = "paper",
     ) -> None:
         super().__init__()
-        depth = depth or max(2, int(math.log2(image_size)))
-        if depth < 2:
-            raise ValueError(f"depth must be at least 2, got {depth}")
+        fitting = max(2, int(math.log2(image_size)))
+        if depth is None:
+            depth = fitting
+        elif depth < 2:
+            raise ValueError(
+                f"depth (stride-2 blocks) must be at least 2, got {depth}; leave it unset to fit the image size "
+                f"({fitting} for {image_size})"
+            )
         if ngf < 1:
             raise ValueError(f"ngf (the first layer's filters) must be at least 1, got {ngf}")
         self.in_channels, self.out_channels, self.depth = in_channels, out_channels, depth
