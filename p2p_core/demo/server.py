@@ -301,8 +301,8 @@ def serve(
     server.serve_forever()  # returns on Ctrl+C, having closed the socket
     print("p2p demo: stopped", flush=True)
     # The interpreter's exit would garbage-collect every object still tracked: after an ONNX export built in this
-    # process (torch.onnx, onnxscript, sympy and their caches) about half a million, which took seconds on an idle
-    # machine and over a minute on a loaded one between Ctrl+C and the exit. Frozen, they go with the process.
+    # process (torch.onnx, onnxscript, sympy and their modules) about half a million, several seconds of one core
+    # between Ctrl+C and the exit, many times that on a loaded machine. Frozen, they go with the process.
     gc.freeze()
 
 
