@@ -13,6 +13,7 @@ from conftest import make_spec
 from p2p_core.errors import ConfigError
 from p2p_core.model import Pix2Pix
 from p2p_core.objective import Objective
+from p2p_core.protocols import DiscriminatorOutput
 from p2p_core.registry import Registry, default_registry
 from p2p_core.run import Run
 from p2p_core.spec import Shapes
@@ -147,6 +148,22 @@ def test_loss_options_reach_the_term():
     objective = Objective.parse("l1", {"l1": {"weight": 10.0}}, default_registry())
     zeros, halves = torch.zeros(1, 3, 2, 2), torch.full((1, 3, 2, 2), 0.5)
     assert objective.generator_losses(x=zeros, fake=zeros, target=halves, disc=None)["l1"].item() == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize(("name", "seen"), [("cgan", "input+output"), ("gan", "output")])
+@pytest.mark.parametrize("weight", [None, 3.0], ids=["default", "weighted"])
+def test_the_gan_terms_are_the_papers_cross_entropy_times_their_weight(name, seen, weight):
+    term = p2p_core.create("loss", name, **({} if weight is None else {"weight": weight}))
+    fake_logits, real_logits = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))[:, None]
+    d_fake, d_real = DiscriminatorOutput(logits=[fake_logits]), DiscriminatorOutput(logits=[real_logits])
+    images = dict.fromkeys(("x", "fake", "target"), torch.zeros(1, 3, 4, 4))
+    scale = 1.0 if weight is None else weight
+    assert term.discriminator_input == seen
+    assert term.generator_loss(**images, d_fake=d_fake, d_real=None).item() == pytest.approx(
+        scale * F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits)).item())
+    assert term.discriminator_loss(**images, d_fake=d_fake, d_real=d_real).item() == pytest.approx(
+        scale * (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+                 + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))).item())
 
 
 class PerSample:
