@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
 from PIL import Image
 
 from p2p_core.cli import main
@@ -43,6 +44,14 @@ SHARED_OUTLINES = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # their waiting made the suite six times slower (140 s against 23 s, most of it in the many small ops of
 # the edge tools and the end-to-end fits).
 torch.set_num_threads(1)
+
+# CI replays the same examples on every run (derandomized, no example database), so a failure there is one
+# that reproduces, never one a lucky draw found; a developer's runs keep exploring new examples.
+# HYPOTHESIS_PROFILE=ci replays CI's examples locally.
+# Both from Hypothesis' own defaults, whatever profile it chose itself on seeing CI set.
+settings.register_profile("ci", settings.get_profile("default"), derandomize=True, database=None)
+settings.register_profile("explore", settings.get_profile("default"))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "explore"))
 
 
 def write_ab_folder(root: Path, *, split: str = "train", count: int = 3, size: tuple[int, int] = (40, 40), identical: bool = False) -> Path:

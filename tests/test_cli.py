@@ -150,6 +150,8 @@ def broken_dataset(tmp_path: Path, kind: str) -> Path:
         (["--loss", "gan+cgan"], "disagree on what the one discriminator sees"),
         (["--data", "aligned", "--data.root", "/no/such/folder"], "data folder /no/such/folder/train does not exist"),
         (["--generator.ngf", "many"], "many"),
+        (["--config", SMOKE, "--generator.depth", "0"],
+         "depth (stride-2 blocks) must be at least 2, got 0; leave it unset to fit the image size (6 for 64)"),
         (["--trainer.device", "tpu"], "tpu"),
         (["--config", "nope.yaml"], "config 'nope.yaml' is neither a file nor a recipe name"),
     ],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,10 +11,12 @@ import torch.nn.functional as F
 import p2p_core
 from conftest import make_spec
 from p2p_core.errors import ConfigError
+from p2p_core.model import Pix2Pix
 from p2p_core.objective import Objective
-from p2p_core.protocols import Sample
+from p2p_core.protocols import DiscriminatorOutput, Sample
 from p2p_core.registry import Registry, default_registry
 from p2p_core.run import Run
+from p2p_core.spec import Shapes
 
 DATA = ("synthetic", {"length": 2, "load_size": 36, "crop_size": 32})
 
@@ -51,6 +55,27 @@ def test_discriminator_steps_first_on_half_the_objective_then_the_generator_on_t
     assert any(not torch.equal(v, discriminator.state_dict()[k]) for k, v in d_before.items())
     assert all(p.requires_grad for p in discriminator.parameters())  # frozen for G's step only
     assert all(p.grad is None or p.grad.abs().sum() > 0 for p in generator.parameters())
+
+
+def test_each_update_uses_its_own_steps_gradient_alone():
+    # Two steps against one step from the state after the first: gradients left over from step 1 would make
+    # the second update differ. Dropout off and batch norm in the state, so nothing else can tell them apart.
+    spec = make_spec(generator=("unet", {"ngf": 4, "dropout": 0.0}), disc=("patch16", {"ndf": 4}), max_steps=2)
+    shapes = Shapes(in_channels=3, out_channels=3, image_size=32)
+    noise = torch.Generator().manual_seed(0)
+    first, second = (torch.rand(2, 2, 3, 32, 32, generator=noise) * 2 - 1 for _ in range(2))
+    twice = Pix2Pix.build(spec, shapes, total_steps=2)
+    twice.train_step(*first)
+    after_first = copy.deepcopy(twice.state_dict())
+    twice.train_step(*second)
+    once = Pix2Pix.build(spec, shapes, total_steps=2)
+    once.load_state_dict(after_first)
+    once.train_step(*second)
+    differing = {}
+    for role, model in twice.models.items():
+        expected = once.models[role].state_dict()
+        differing[role] = [name for name, value in model.state_dict().items() if not torch.equal(value, expected[name])]
+    assert differing == {"generator": [], "discriminator": []}, "the second update differs from one step on that batch alone"
 
 
 def test_l1_alone_trains_without_a_discriminator(tmp_path):
@@ -124,6 +149,22 @@ def test_loss_options_reach_the_term():
     objective = Objective.parse("l1", {"l1": {"weight": 10.0}}, default_registry())
     zeros, halves = torch.zeros(1, 3, 2, 2), torch.full((1, 3, 2, 2), 0.5)
     assert objective.generator_losses(x=zeros, fake=zeros, target=halves, disc=None)["l1"].item() == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize(("name", "seen"), [("cgan", "input+output"), ("gan", "output")])
+@pytest.mark.parametrize("weight", [None, 3.0], ids=["default", "weighted"])
+def test_the_gan_terms_are_the_papers_cross_entropy_times_their_weight(name, seen, weight):
+    term = p2p_core.create("loss", name, **({} if weight is None else {"weight": weight}))
+    fake_logits, real_logits = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))[:, None]
+    d_fake, d_real = DiscriminatorOutput(logits=[fake_logits]), DiscriminatorOutput(logits=[real_logits])
+    images = dict.fromkeys(("x", "fake", "target"), torch.zeros(1, 3, 4, 4))
+    scale = 1.0 if weight is None else weight
+    assert term.discriminator_input == seen
+    assert term.generator_loss(**images, d_fake=d_fake, d_real=None).item() == pytest.approx(
+        scale * F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits)).item())
+    assert term.discriminator_loss(**images, d_fake=d_fake, d_real=d_real).item() == pytest.approx(
+        scale * (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+                 + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))).item())
 
 
 class PerSample:

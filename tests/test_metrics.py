@@ -50,6 +50,17 @@ def test_l1_and_psnr_of_a_known_difference():
     assert scores["ssim"].item() < 1
 
 
+@pytest.mark.parametrize(("output", "target", "tolerance"), [(-0.96, -0.92, 1e-5), (-0.5, 0.5, 1e-3)], ids=["dark", "mid"])
+def test_ssim_of_flat_images_is_its_luminance_term_on_the_0_1_scale(output, target, tolerance):
+    # Flat images have no variance, so SSIM is (2uv + C1) / (u^2 + v^2 + C1) with u, v the values mapped from
+    # [-1, 1] to [0, 1] and C1 = (0.01 * 1)^2 for that range; measured on [-1, 1] or with a range of 2 it differs.
+    # The dark pair is where C1 shows; float32's variance of a flat image is not quite 0, hence the tolerances.
+    u, v, c1 = (output + 1) / 2, (target + 1) / 2, 0.01**2
+    expected = (2 * u * v + c1) / (u * u + v * v + c1)
+    found = image_metrics(torch.full((1, 3, 16, 16), output), torch.full((1, 3, 16, 16), target))["ssim"].item()
+    assert found == pytest.approx(expected, abs=tolerance)
+
+
 def test_grayscale_is_measured_as_rgb():
     gray = torch.rand(1, 1, 16, 16) * 2 - 1
     assert image_metrics(gray, gray - 0.2)["l1"].item() == pytest.approx(

@@ -6,6 +6,10 @@ import pytest
 import torch
 
 import p2p_core
+from p2p_core.config import parse_spec
+from p2p_core.model import Pix2Pix
+from p2p_core.registry import default_registry
+from p2p_core.spec import Shapes
 
 
 def parameters(module: torch.nn.Module) -> int:
@@ -49,6 +53,30 @@ def test_unet_decoder_block_i_sees_encoder_block_n_minus_i():
     assert not torch.allclose(*outputs["unet"])
 
 
+def test_unet_decoder_block_j_takes_the_block_before_it_then_encoder_block_n_minus_1_minus_j():
+    # The paper's skips join layer i to layer n - i; the channel order (decoder's first, then the skip's) is
+    # the one imported reference weights are rearranged into, so it is part of the fact.
+    torch.manual_seed(0)
+    unet = p2p_core.create("generator", "unet", in_channels=3, out_channels=3, image_size=16, ngf=2).eval()
+    encoded, decoded, inputs = [], [], []
+
+    def record(module, args, out):
+        if module in unet.encoder:
+            encoded.append(out)
+        else:
+            inputs.append(args[0])
+            decoded.append(out)
+
+    for block in (*unet.encoder, *unet.decoder):
+        block.register_forward_hook(record)
+    with torch.no_grad():
+        unet(torch.rand(1, 3, 16, 16) * 2 - 1)
+    depth = len(unet.encoder)
+    assert torch.equal(inputs[0], encoded[-1])
+    for j in range(1, depth):
+        assert torch.equal(inputs[j], torch.cat([decoded[j - 1], encoded[depth - 1 - j]], dim=1)), f"decoder block {j}"
+
+
 def test_dropout_sits_in_the_three_innermost_decoder_blocks():
     unet = p2p_core.create("generator", "unet", in_channels=3, out_channels=3, image_size=256)
     rates = [next((m.p for m in block if isinstance(m, torch.nn.Dropout)), 0.0) for block in unet.decoder]
@@ -87,3 +115,24 @@ def test_l1_weight_defaults_to_lambda_100():
     term = p2p_core.create("loss", "l1")
     fake, target = torch.zeros(1, 3, 4, 4), torch.full((1, 3, 4, 4), 0.5)
     assert term.generator_loss(x=fake, fake=fake, target=target, d_fake=None, d_real=None).item() == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize("dataset", ["aligned", "folders", "synthetic"])
+def test_the_built_in_datasets_jitter_as_the_paper_does_by_default_resize_to_286_crop_256(dataset):
+    defaults = {option.name: option.default for option in default_registry().get("dataset", dataset).options}
+    assert (defaults["load_size"], defaults["crop_size"]) == (286, 256)
+
+
+def test_the_readmes_main_command_trains_the_paper_model_on_256_crops_of_286():
+    # README's `p2p fit --generator unet --disc patch70`, narrowed (ngf, ndf) but at its default sizes: the data,
+    # the U-Net's depth and the PatchGAN's grid must all agree before the first step.
+    registry = default_registry()
+    spec, _ = parse_spec(["--generator", "unet", "--disc", "patch70", "--generator.ngf", "4", "--disc.ndf", "4"], registry)
+    assert (spec.data.options["load_size"], spec.data.options["crop_size"]) == (286, 256)
+    dataset = registry.create("dataset", spec.data.name, split="train", **spec.data.options)
+    sample = dataset[0]
+    assert dataset.image_size == 256
+    assert sample.a.shape == sample.b.shape == (3, 256, 256)
+    shapes = Shapes(in_channels=dataset.in_channels, out_channels=dataset.out_channels, image_size=dataset.image_size)
+    model = Pix2Pix.build(spec, shapes, total_steps=1, registry=registry)
+    assert len(model.generator.encoder) == 8 and model.discriminator.output_size(256) == 30

@@ -30,9 +30,11 @@ from conftest import SMOKE, fit_smoke, make_spec, run
 
 # -- killed runs resume exactly --------------------------------------------------------------------------------
 
-MAX_STEPS = 10
+MAX_STEPS = 12
 KILL_RUN = ["--data.length", "6", "--trainer.max_steps", str(MAX_STEPS), "--trainer.checkpoint_every", "1",
             "--generator.ngf", "16", "--disc.ndf", "16"]
+RESUMED = re.compile(r"resuming .* at step (\d+) of")
+KILLED_AFTER = (3, 6, 9)  # early, at the epoch's end (6 pairs, one a step), late
 
 
 def fit_process(run_dir: Path, *args: str) -> subprocess.Popen:
@@ -41,24 +43,27 @@ def fit_process(run_dir: Path, *args: str) -> subprocess.Popen:
         command += args
     else:
         command += ["--config", SMOKE, *KILL_RUN, "--out_dir", str(run_dir.parent), "--name", run_dir.name, *args]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def kill_while_writing(process: subprocess.Popen, run_dir: Path, delay: float) -> str:
-    """SIGKILL the run ``delay`` s into training: the moment a checkpoint is half-written if one is seen."""
-    folder = run_dir / checkpoint.FOLDER
-    deadline = time.monotonic() + 90
-    while not folder.is_dir() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    start = time.monotonic()
+def kill_after_checkpoint(process: subprocess.Popen, run_dir: Path, step: int) -> str:
+    """SIGKILL the run once checkpoint ``step`` is written: while it writes the next one if that is seen in
+    time, else as soon as the next one is there. Anchored on checkpoints, not on time, so the kills spread
+    over the run however slow the machine is."""
+    written = checkpoint.path_for(run_dir, step)
+    following = checkpoint.path_for(run_dir, step + 1)
+    half_written = following.with_name(f".{following.name}.tmp")
+    deadline = time.monotonic() + 300
+    while not written.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
     while process.poll() is None and time.monotonic() < deadline:
-        elapsed = time.monotonic() - start
-        if elapsed > delay and any(p.name.endswith(".tmp") for p in os.scandir(folder)):
+        if half_written.exists():
             process.kill()
-            return "during a checkpoint write"
-        if elapsed > delay + 1:
+            return f"while writing checkpoint {step + 1}"
+        if following.exists():
             process.kill()
-            return "between checkpoint writes"
+            return f"after checkpoint {step + 1}"
+        time.sleep(0.001)
     return "after the run ended"
 
 
@@ -78,24 +83,32 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     }
 
 
+def resumed_at(stderr: str) -> int:
+    found = RESUMED.search(stderr)
+    assert found, stderr
+    return int(found.group(1))
+
+
 def test_a_run_killed_at_any_point_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
     workers = "1"  # a loader worker too: its random state must be restored as well
     straight = tmp_path / "straight"
-    assert fit_process(straight, "--trainer.num_workers", workers).wait(timeout=120) == 0
+    assert fit_process(straight, "--trainer.num_workers", workers).wait(timeout=300) == 0
     interrupted = tmp_path / "killed"
     process = fit_process(interrupted, "--trainer.num_workers", workers)
-    moments, steps = [], []
-    for delay in (0.0, 0.3, 0.1):
-        moments.append(kill_while_writing(process, interrupted, delay))
-        process.wait(timeout=30)
-        steps.append(checkpoint.load(interrupted)["step"] if checkpoint.checkpoints(interrupted) else 0)
+    moments, stderrs = [], []
+    for seen in KILLED_AFTER:
+        moments.append(kill_after_checkpoint(process, interrupted, seen))
+        stderrs.append(process.communicate(timeout=60)[1])
         process = fit_process(interrupted, "--resume", str(interrupted))
-    # Each kill landed while the run was training: otherwise the resumes would prove nothing.
-    assert "after the run ended" not in moments and all(step < MAX_STEPS for step in steps), (moments, steps)
-    assert process.wait(timeout=120) == 0, process.stderr.read()
+    stderrs.append(process.communicate(timeout=300)[1])
+    assert process.returncode == 0, stderrs[-1]
+    assert "after the run ended" not in moments, moments
+    # Each resume started where its kill left the run, not over from step 0 (which would prove nothing).
+    starts = [resumed_at(stderr) for stderr in stderrs[1:]]
+    assert all(start >= seen for start, seen in zip(starts, KILLED_AFTER, strict=True)), (starts, moments)
     expected, found = weights(straight), weights(interrupted)
     assert expected.keys() == found.keys()
-    assert all(torch.equal(expected[k], found[k]) for k in expected), moments
+    assert all(torch.equal(expected[k], found[k]) for k in expected), (starts, moments)
 
 
 def test_sigterm_checkpoints_the_current_step_and_exits_cleanly(tmp_path):

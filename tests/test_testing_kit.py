@@ -4,28 +4,41 @@ reports as XFAIL, or as a failure should the case pass: see test_pytest_plugin.p
 
 from __future__ import annotations
 
+import enum
 import importlib
+import random
 import re
 import sys
 from pathlib import Path
+from typing import Literal
 
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 import p2p_core
+from p2p_core.protocols import Sample
 from p2p_core.registry import OWN_DISTRIBUTION, Registry
 from p2p_core.testing import CHECKS, ContractViolation, cases, parametrize_with_checks
 from p2p_core.testing.checks import (
+    check_dataset_is_reproducible,
     check_dataset_jitter_keeps_pairs_aligned,
     check_dataset_samples,
+    check_discriminator_every_scale_sees_the_input,
     check_discriminator_output_grid,
+    check_generator_eval_is_deterministic,
     check_generator_output_shape_and_range,
     check_generator_size_multiple,
+    check_gradients_reach_every_parameter,
+    check_loss_declares_discriminator_input,
     check_loss_finite_non_negative_and_differentiable,
+    check_loss_with_multiscale_features,
     check_options_round_trip_through_config,
     check_receptive_field,
+    check_state_dict_round_trip,
     contract_of,
 )
 
@@ -153,20 +166,116 @@ class OvershootingDataset(torch.utils.data.Dataset):
         return p2p_core.Sample(image, image.clone(), "black")
 
 
+# -- one component of each kind with a switch for each way to get it wrong, so that every check has a component
+# it must fail ("" is correct); ``shade`` is an Enum option, which config.yaml cannot hold (a plugin says Literal).
+
+
+class Shade(enum.Enum):
+    LIGHT = "light"
+    DARK = "dark"
+
+
+class FlawedGenerator(nn.Module):
+    """A 1x1 convolution and Tanh, with ``broken`` naming its flaw."""
+
+    size_multiple = 1
+
+    def __init__(self, *, in_channels: int, out_channels: int, image_size: int, shade: Shade = Shade.LIGHT,
+                 broken: Literal["", "noisy_in_eval", "unused_layer", "unregistered_state"] = "") -> None:
+        super().__init__()
+        self.in_channels, self.out_channels, self.broken = in_channels, out_channels, broken
+        self.conv = nn.Conv2d(in_channels, out_channels, 1)
+        if broken == "unused_layer":
+            self.unused = nn.Conv2d(in_channels, out_channels, 1)
+        self.offset = torch.rand(()) if broken == "unregistered_state" else torch.zeros(())  # not a buffer
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.conv(x) + self.offset
+        return torch.tanh(F.dropout(y, 0.5, training=True) if self.broken == "noisy_in_eval" else y)
+
+
+class FlawedDiscriminator(nn.Module):
+    """A 3x3 convolution to logits (receptive field 3, same size), with ``broken`` naming its flaw."""
+
+    receptive_field = 3
+
+    def __init__(self, *, in_channels: int, shade: Shade = Shade.LIGHT,
+                 broken: Literal["", "wrong_grid", "blind", "unused_layer", "unregistered_state"] = "") -> None:
+        super().__init__()
+        self.in_channels, self.broken = in_channels, broken
+        self.conv = nn.Conv2d(in_channels, 1, 3, padding=1)
+        if broken == "unused_layer":
+            self.unused = nn.Conv2d(in_channels, 1, 3, padding=1)
+        self.offset = torch.rand(()) if broken == "unregistered_state" else torch.zeros(())  # not a buffer
+
+    def output_size(self, input_size: int) -> int:
+        return input_size // 2 if self.broken == "wrong_grid" else input_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x.detach() if self.broken == "blind" else x) + self.offset
+
+
+class FlawedLoss:
+    """L1 plus the mean of D's logits on the fake pair, shifted to stay >= 0, with ``broken`` naming its flaw."""
+
+    def __init__(self, *, shade: Shade = Shade.LIGHT, broken: Literal["", "undeclared_input", "undeclared_features"] = "") -> None:
+        self.broken = broken
+        self.discriminator_input = "both" if broken == "undeclared_input" else "input+output"
+
+    def generator_loss(self, *, x: Tensor, fake: Tensor, target: Tensor, d_fake, d_real) -> Tensor:
+        read = d_fake.features[0][0] if self.broken == "undeclared_features" else d_fake.logits[0]
+        return (fake - target).abs().mean() + torch.sigmoid(read).mean()
+
+    def discriminator_loss(self, *, x: Tensor, fake: Tensor, target: Tensor, d_fake, d_real) -> Tensor:
+        return torch.sigmoid(d_fake.logits[0]).mean() + 1 - torch.sigmoid(d_real.logits[0]).mean()
+
+
+class FlawedPairs(Dataset):
+    """Four 8 x 8 pairs, B a copy of A when ``identical``, both given one random contrast and flip, with ``broken``
+    naming its flaw."""
+
+    in_channels = out_channels = 3
+    image_size = 8
+    root = None
+
+    def __init__(self, *, split: str, identical: bool = False, shade: Shade = Shade.LIGHT,
+                 broken: Literal["", "out_of_range", "python_random", "flips_a_alone"] = "") -> None:
+        self.identical, self.broken = identical, broken
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> Sample:
+        generator = torch.Generator().manual_seed(index)
+        a = torch.rand(3, 8, 8, generator=generator) * 2 - 1
+        b = a.clone() if self.identical else torch.rand(3, 8, 8, generator=generator) * 2 - 1
+        contrast = random.uniform(0.5, 1) if self.broken == "python_random" else float(torch.empty(()).uniform_(0.5, 1))
+        a, b = contrast * a, contrast * b
+        if torch.rand(()) < 0.5:
+            a = a.flip(-1)
+            b = b if self.broken == "flips_a_alone" else b.flip(-1)
+        return Sample(2 * a if self.broken == "out_of_range" else a, b, f"flawed/{index}")
+
+
 class BrokenPlugin:
     @p2p_core.hookimpl
     def p2p_generators(self):
         return {"unbounded": UnboundedGenerator, "shrinking": ShrinkingGenerator, "large_shrinking": LargeShrinkingGenerator,
-                "exploding": ExplodingGenerator, "narrow": NarrowBottleneckGenerator, "unbuildable": UnbuildableGenerator}
+                "exploding": ExplodingGenerator, "narrow": NarrowBottleneckGenerator, "unbuildable": UnbuildableGenerator,
+                "flawed": FlawedGenerator}
 
     @p2p_core.hookimpl
     def p2p_discriminators(self):
         return {"misdeclared": MisdeclaredDiscriminator, "exploding": ExplodingDiscriminator,
-                "functionally_normed": FunctionallyNormedDiscriminator}
+                "functionally_normed": FunctionallyNormedDiscriminator, "flawed": FlawedDiscriminator}
 
     @p2p_core.hookimpl
     def p2p_losses(self):
-        return {"negative": NegativeLoss}
+        return {"negative": NegativeLoss, "flawed": FlawedLoss}
+
+    @p2p_core.hookimpl
+    def p2p_datasets(self):
+        return {"flawed": FlawedPairs}
 
     @p2p_core.hookimpl
     def p2p_datasets(self):
@@ -182,8 +291,50 @@ def broken_registry() -> Registry:
 
 
 def _case(component: str, check, options: dict | None = None):
-    (case,) = [c for c in cases([component], registry=broken_registry(), options={component: options or {}}) if c.check is check]
+    options = {component: options or {}}
+    (case,) = [c for c in cases([component], registry=broken_registry(), options=options, identical_pairs=options) if c.check is check]
     return case
+
+
+# Every check of the kit, by the kind it runs on: a check that cannot fail proves nothing about a plugin.
+KIT_CHECKS = [(kind, check) for kind, checks in CHECKS.items() for check in checks] + [("dataset", check_dataset_jitter_keeps_pairs_aligned)]
+BROKEN_FOR = {
+    ("generator", check_generator_output_shape_and_range): ("unbounded", {}),
+    ("generator", check_generator_size_multiple): ("narrow", {}),
+    ("generator", check_generator_eval_is_deterministic): ("flawed", {"broken": "noisy_in_eval"}),
+    ("generator", check_gradients_reach_every_parameter): ("flawed", {"broken": "unused_layer"}),
+    ("generator", check_state_dict_round_trip): ("flawed", {"broken": "unregistered_state"}),
+    ("generator", check_options_round_trip_through_config): ("flawed", {"shade": Shade.DARK}),
+    ("discriminator", check_discriminator_output_grid): ("flawed", {"broken": "wrong_grid"}),
+    ("discriminator", check_receptive_field): ("misdeclared", {}),
+    ("discriminator", check_discriminator_every_scale_sees_the_input): ("flawed", {"broken": "blind"}),
+    ("discriminator", check_gradients_reach_every_parameter): ("flawed", {"broken": "unused_layer"}),
+    ("discriminator", check_state_dict_round_trip): ("flawed", {"broken": "unregistered_state"}),
+    ("discriminator", check_options_round_trip_through_config): ("flawed", {"shade": Shade.DARK}),
+    ("loss", check_loss_declares_discriminator_input): ("flawed", {"broken": "undeclared_input"}),
+    ("loss", check_loss_finite_non_negative_and_differentiable): ("negative", {}),
+    ("loss", check_loss_with_multiscale_features): ("flawed", {"broken": "undeclared_features"}),
+    ("loss", check_options_round_trip_through_config): ("flawed", {"shade": Shade.DARK}),
+    ("dataset", check_dataset_samples): ("flawed", {"broken": "out_of_range"}),
+    ("dataset", check_dataset_is_reproducible): ("flawed", {"broken": "python_random"}),
+    ("dataset", check_dataset_jitter_keeps_pairs_aligned): ("flawed", {"identical": True, "broken": "flips_a_alone"}),
+    ("dataset", check_options_round_trip_through_config): ("flawed", {"shade": Shade.DARK}),
+}
+
+
+@pytest.mark.parametrize(("kind", "check"), KIT_CHECKS, ids=[f"{kind}-{check.__name__}" for kind, check in KIT_CHECKS])
+def test_every_check_of_the_kit_fails_a_component_broken_for_it(kind, check):
+    assert (kind, check) in BROKEN_FOR, f"add a {kind} broken so that {check.__name__} must fail it, to BROKEN_FOR"
+    name, options = BROKEN_FOR[kind, check]
+    with pytest.raises(ContractViolation):
+        _case(f"{kind}:{name}", check, options).run()
+
+
+def test_the_flawed_components_pass_every_check_when_not_broken():
+    # So each broken example above fails for its flaw alone; the options check fails their Enum option whatever its value.
+    for case in cases(["*:flawed"], registry=broken_registry(), identical_pairs={"dataset:flawed": {"identical": True}}):
+        if case.check is not check_options_round_trip_through_config:
+            case.run()
 
 
 @pytest.mark.parametrize(

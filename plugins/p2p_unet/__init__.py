@@ -59,8 +59,15 @@ class UNet(nn.Module):
         dropout_placement: DropoutPlacement = "paper",
     ) -> None:
         super().__init__()
-        depth = depth or max(2, int(math.log2(image_size)))
-        if not 2 <= depth <= 16:  # 16 halvings already need images of 65,536 pixels a side
+        fitting = max(2, int(math.log2(image_size)))
+        if depth is None:
+            depth = fitting
+        elif depth < 2:
+            raise ValueError(
+                f"depth (stride-2 blocks) must be at least 2, got {str(depth)[:40]}; leave it unset to fit the image size "
+                f"({fitting} for {image_size})"
+            )
+        if depth > 16:  # 16 halvings already need images of 65,536 pixels a side
             raise ValueError(f"depth must be from 2 to 16, got {str(depth)[:40]}")
         if not 1 <= ngf <= 65536:
             raise ValueError(f"ngf (the first layer's filters) must be from 1 to 65,536, got {str(ngf)[:40]}")
