@@ -36,11 +36,17 @@ from p2p_core.testing.checks import (
     check_loss_declares_discriminator_input,
     check_loss_finite_non_negative_and_differentiable,
     check_loss_with_multiscale_features,
+    check_method_directions_name_its_generators,
+    check_method_is_reproducible,
+    check_method_state_round_trip,
+    check_method_steps_return_finite_scalars_and_images,
+    check_method_updates_only_the_networks_it_steps,
     check_options_round_trip_through_config,
     check_receptive_field,
     check_state_dict_round_trip,
     contract_of,
 )
+from test_kit_methods import DrawsUnseededNoise, Flawed, ForgetsItsCounter, LeaksIntoItsJudge, LogsTensors, TranslatesWithItsJudge
 
 CONTRIBUTING = Path(__file__).resolve().parents[1] / "CONTRIBUTING.md"
 
@@ -257,6 +263,13 @@ class FlawedPairs(Dataset):
         return Sample(2 * a if self.broken == "out_of_range" else a, b, f"flawed/{index}")
 
 
+class ShadedMethod(Flawed):
+    """The methods' flawed twin (test_kit_methods.py), without its flaw, with the Enum option."""
+
+    def __init__(self, *, training, shade: Shade = Shade.LIGHT) -> None:
+        super().__init__(training=training, repaired=True)
+
+
 class BrokenPlugin:
     @p2p_core.hookimpl
     def p2p_generators(self):
@@ -275,11 +288,12 @@ class BrokenPlugin:
 
     @p2p_core.hookimpl
     def p2p_datasets(self):
-        return {"flawed": FlawedPairs}
+        return {"flawed": FlawedPairs, "overshooting": OvershootingDataset}
 
     @p2p_core.hookimpl
-    def p2p_datasets(self):
-        return {"overshooting": OvershootingDataset}
+    def p2p_methods(self):
+        return {"flawed": ShadedMethod, "logs_tensors": LogsTensors, "judge_translates": TranslatesWithItsJudge,
+                "forgetful": ForgetsItsCounter, "unseeded": DrawsUnseededNoise, "leaky": LeaksIntoItsJudge}
 
 
 def broken_registry() -> Registry:
@@ -319,6 +333,12 @@ BROKEN_FOR = {
     ("dataset", check_dataset_is_reproducible): ("flawed", {"broken": "python_random"}),
     ("dataset", check_dataset_jitter_keeps_pairs_aligned): ("flawed", {"identical": True, "broken": "flips_a_alone"}),
     ("dataset", check_options_round_trip_through_config): ("flawed", {"shade": Shade.DARK}),
+    ("method", check_method_steps_return_finite_scalars_and_images): ("logs_tensors", {}),
+    ("method", check_method_directions_name_its_generators): ("judge_translates", {}),
+    ("method", check_method_state_round_trip): ("forgetful", {}),
+    ("method", check_method_is_reproducible): ("unseeded", {}),
+    ("method", check_method_updates_only_the_networks_it_steps): ("leaky", {}),
+    ("method", check_options_round_trip_through_config): ("flawed", {"shade": Shade.DARK}),
 }
 
 
