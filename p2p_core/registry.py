@@ -473,8 +473,31 @@ def load_registry(plugins: Iterable[str] = ()) -> Registry:
             raise UnknownComponentError(
                 "plugin", name, installed, hint=". Name a plugin by its entry point or its distribution, as `p2p list plugins` shows."
             )
-    registry.load_entry_points(allow=[*allow, OWN_DISTRIBUTION])
+    registry.load_entry_points(allow=[*with_dependencies(allow), OWN_DISTRIBUTION])
     return registry
+
+
+def with_dependencies(names: Iterable[str]) -> list[str]:
+    """``names`` and the installed plugin distributions they require, transitively: a plugin built on another's
+    components (its metadata's Requires-Dist names that one) loads with it."""
+    plugin_distributions = {_canonical_name(ep.dist.name): ep.dist.name
+                            for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.dist}
+    found, seen, pending = [], set(), list(names)
+    while pending:
+        name = pending.pop(0)
+        if _canonical_name(name) in seen:
+            continue
+        seen.add(_canonical_name(name))
+        found.append(name)
+        try:
+            requirements = importlib.metadata.requires(plugin_distributions.get(_canonical_name(name), name)) or []
+        except importlib.metadata.PackageNotFoundError:  # an entry point's name rather than a distribution's
+            continue
+        for requirement in requirements:
+            required = re.match(r"[A-Za-z0-9._-]+", requirement)
+            if required and "extra ==" not in requirement and _canonical_name(required[0]) in plugin_distributions:
+                pending.append(plugin_distributions[_canonical_name(required[0])])
+    return found
 
 
 @functools.cache

@@ -92,7 +92,7 @@ class DistributionCollector(pytest.Collector):
     def collect(self) -> list[pytest.Item]:
         # Imported here: pytest loads this module in every session, and most never need the kit and hypothesis.
         from p2p_core.errors import did_you_mean
-        from p2p_core.registry import ENTRY_POINT_GROUP, OWN_DISTRIBUTION, Registry
+        from p2p_core.registry import ENTRY_POINT_GROUP, OWN_DISTRIBUTION, Registry, with_dependencies
         from p2p_core.testing import cases
 
         dist_name = self.distribution
@@ -105,7 +105,7 @@ class DistributionCollector(pytest.Collector):
                 + did_you_mean(dist_name, plugins)
             )
         registry = Registry()
-        registry.load_entry_points(allow=[dist_name, OWN_DISTRIBUTION])
+        registry.load_entry_points(allow=[*with_dependencies([dist_name]), OWN_DISTRIBUTION])
         plugins = [p for p in registry.plugins if p.distribution == dist_name]
         if not plugins:
             raise self.CollectError(
