@@ -32,7 +32,6 @@ from p2p_core.checkpoint import guarded
 from p2p_core.errors import ConfigError, DataError
 from p2p_core.files import refuse_overlap, replacing
 from p2p_core.inference import PADDING_MODE, AnySize, TrainedGenerator, load_generator, translate
-from p2p_core.interop import locate
 from p2p_core.registry import Registry
 from p2p_core.protocols import Direction
 from p2p_core.spec import MAX_MEMORY_GB, Mode
@@ -118,12 +117,13 @@ def export(
             FutureWarning,
             stacklevel=2,
         )
-    refuse_overlap(out, guarded(locate(ckpt, registry=registry)), option="--out")
     existing = [path for path in (out, description) if path.exists()]
     if existing and not overwrite:
         raise DataError(f"{existing[0]} already exists; pass --overwrite to replace it, or choose another --out")
 
+    # Located once, by loading: a Hub reference is resolved by one request, and the file it names is then guarded.
     trained = load_generator(ckpt, mode=mode, registry=registry, direction=direction, max_memory_gb=max_memory_gb)
+    refuse_overlap(out, guarded(trained.path), option="--out")
     result = write_checked(trained, format=format, out=out)
     description.write_text(json.dumps(describe(trained, result, format=format, mode=mode), indent=2) + "\n")
     return result

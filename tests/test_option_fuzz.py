@@ -74,6 +74,7 @@ CASES: list[tuple[list[str], str, st.SearchStrategy[str]]] = [
     (["data", "combine", "--a", "inputs", "--b", "inputs2", "--out", "ab"], "--val_fraction", FRACTION),
     (["predict", "--ckpt", str(FORMAT_1), "--input", "inputs", "--output", "out"], "--max_memory_gb", POSITIVE_FLOAT),
     (["export", "--ckpt", str(FORMAT_1), "--format", "exported-program", "--out", "g.pt2"], "--max_memory_gb", POSITIVE_FLOAT),
+    (["import", str(FORMAT_1), "--out", "imported"], "--max_memory_gb", POSITIVE_FLOAT),
     *((["data", "download", "facades"], f"--{name}", POSITIVE_FLOAT) for name in ("max_gb", "max_ratio", "deadline_min")),
     (["data", "download", "facades"], "--max_files", POSITIVE_INT),
     *((["pretrained", "download", "sat2map"], f"--{name}", POSITIVE_FLOAT) for name in ("max_gb", "deadline_min")),
