@@ -13,10 +13,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from p2p_core import distributed
 from p2p_core.protocols import Sample
-from p2p_core.registry import Registry
-from p2p_core.spec import RunSpec, Shapes
 from p2p_core.training import Training
 
 
@@ -24,19 +21,11 @@ class Pix2Pix(Training):
     """Deprecated: a :class:`~p2p_core.training.Training` of the ``pix2pix`` method, with its old attributes."""
 
     @classmethod
-    def build(
-        cls,
-        run: RunSpec,
-        shapes: Shapes,
-        *,
-        total_steps: int,
-        device: Any = "cpu",
-        registry: Registry | None = None,
-        dist: distributed.Context = distributed.Context(),
-    ) -> Pix2Pix:
+    def build(cls, *args: Any, **kwargs: Any) -> Pix2Pix:
+        """Deprecated: :meth:`Training.build`, whose arguments it takes."""
         warnings.warn("p2p_core.model.Pix2Pix is deprecated; use p2p_core.training.Training.build (the method is the "
                       "run's --method, pix2pix by default)", DeprecationWarning, stacklevel=2)
-        return super().build(run, shapes, total_steps=total_steps, device=device, registry=registry, dist=dist)
+        return super().build(*args, **kwargs)
 
     def train_step(self, x: Tensor | Sample, target: Tensor | None = None) -> dict[str, float]:
         return super().train_step(x if target is None else Sample(a=x, b=target, path=""))

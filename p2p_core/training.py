@@ -167,7 +167,7 @@ class Training:
             bad = f"directions {directions!r}"
         else:
             for direction, role in directions.items():
-                if direction not in ("AtoB", "BtoA") or self._shapes.get(role, NetworkShape(kind="discriminator", in_channels=1)).kind != "generator":
+                if direction not in ("AtoB", "BtoA") or role not in self._shapes or self._shapes[role].kind != "generator":
                     bad = f"{direction}: {role!r}"
         if bad is not None:
             raise PluginError(
