@@ -250,7 +250,8 @@ class Objective:
         every scale with respect to ``y``, with its graph, so that a penalty on it trains D."""
         y = y.detach().float().requires_grad_(True)
         # In float32 even under bf16 autocast: a second derivative in bf16's 8 bits of precision is mostly rounding.
-        with torch.autocast(y.device.type, enabled=False):
+        # Eager even under --trainer.compile: compiled graphs (AOTAutograd) take no double backward.
+        with torch.autocast(y.device.type, enabled=False), torch.compiler.set_stance("force_eager"):
             output = self._judge(disc, x.float(), y)
             total = torch.stack([logits.float().sum() for logits in output.logits]).sum()
             (gradient,) = torch.autograd.grad(total, y, create_graph=True)

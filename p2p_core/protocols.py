@@ -250,8 +250,9 @@ class Penalty(Protocol):
     ``discriminator_loss`` the gradient of the sum of the logits of every scale with respect to the image D
     judges (y or G(x), not the input x beside it): ``gradient``, N x C x H x W, float32, with its graph, so
     that the penalty trains D. That run of D is in float32 even under bf16 autocast (a second derivative in
-    bf16's 8 bits of precision is mostly rounding), and goes through the DDP-wrapped discriminator, whose
-    gradients are then averaged as usual (DistributedDataParallel takes the double backward).
+    bf16's 8 bits of precision is mostly rounding), eager under torch.compile (compiled graphs take no double
+    backward), and goes through the DDP-wrapped discriminator, whose gradients are then averaged as usual
+    (DistributedDataParallel takes the double backward).
 
     A penalty leaves ``generator_loss`` out: the engine neither calls it nor logs ``G/NAME``.
     """
