@@ -212,12 +212,12 @@ class Loss(Protocol):
 
     A term with a network of its own (a perceptual loss over a fixed feature network) is an ``nn.Module``
     holding it: the engine moves it to the training device (and memory layout), puts it in eval mode and turns
-    its parameters' gradients off, once, when the method builds the objective
-    (``training.objective()``). It is in no optimizer; the generator's gradient flows through it to G(x). It is
-    not compiled nor wrapped for DDP (it has nothing to synchronise: every process builds it alike), and runs
-    under bf16 autocast with the rest of the step. Checkpoints leave it out (it is rebuilt from its options,
-    e.g. a weights file) unless it sets ``saved = True``; then its ``state_dict()`` is saved and restored on
-    resume. A network kept in a term that is not an ``nn.Module`` is invisible to the engine: the kit refuses it.
+    its parameters' gradients off, once, when the method builds the objective (``training.build_objective()``).
+    It is in no optimizer; the generator's gradient flows through it to G(x). It is not compiled nor wrapped for
+    DDP (it has nothing to synchronise: every process builds it alike), and runs under bf16 autocast with the rest
+    of the step. Checkpoints leave it out (it is rebuilt from its options, e.g. a weights file) unless it sets
+    ``saved = True``; then its ``state_dict()`` is saved and restored on resume. A network kept in a term that is
+    not an ``nn.Module`` is invisible to the engine: the kit refuses it.
 
     A term of the first version (``generator_loss(*, x, fake, target, disc)``, calling ``disc`` itself)
     keeps working, with a DeprecationWarning, on discriminators of one scale.

@@ -34,7 +34,8 @@ class Training:
     """A method being trained: its networks by role, its optimizers by name, and the step that drives the schedule.
 
     Build it with :meth:`build`; the method's constructor receives it as ``training`` and calls :meth:`network`,
-    :meth:`optimizer` and :meth:`objective`; its step calls :meth:`module`, :meth:`frozen`, :meth:`autocast` and :meth:`update`.
+    :meth:`optimizer` and :meth:`build_objective`; its step calls :meth:`module`, :meth:`frozen`, :meth:`autocast`
+    and :meth:`update`.
     """
 
     def __init__(
@@ -163,7 +164,7 @@ class Training:
         self.optimizers[name], self._base_rates[name] = optimizer, rate
         return optimizer
 
-    def objective(self) -> Objective:
+    def build_objective(self) -> Objective:
         """The run's ``--loss`` (with ``--loss_options``) as an :class:`Objective` whose messages name the run's
         discriminator. A term with a network of its own (an ``nn.Module``: a perceptual loss) is fixed here, on the
         device, in eval mode, without gradients, and in no optimizer; checkpoints hold it if it sets ``saved = True``."""

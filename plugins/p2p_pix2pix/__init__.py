@@ -23,7 +23,7 @@ class Pix2Pix:
     def __init__(self, *, training: Training) -> None:
         run, shapes = training.spec, training.shapes
         self.training = training
-        self.objective = training.objective()
+        self.objective = training.build_objective()
         self.adversarial = self.objective.adversarial
         training.network("generator", "generator", in_channels=shapes.in_channels, out_channels=shapes.out_channels)
         if self.adversarial:
