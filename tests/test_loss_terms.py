@@ -181,18 +181,19 @@ def weights_file(path: Path, seed: int) -> Path:
     return path
 
 
-def trained(tmp_path: Path, loss: str, steps: int = 2, **options) -> Training:
+def trained(tmp_path: Path, loss: str, steps: int = 2, precision: str = "fp32", **options) -> Training:
     weights = weights_file(tmp_path / "features.pt", seed=0)
     spec = make_spec(generator=("unet", {"ngf": 8}), disc=("patch16", {"ndf": 8}), loss=loss,
-                     loss_options={"features": {"weights": str(weights), **options}})
+                     loss_options={"features": {"weights": str(weights), **options}}, precision=precision)
     training = Training.build(spec, SHAPES, total_steps=4, registry=registry())
     for batch in batches(steps):
         training.train_step(batch)
     return training
 
 
-def test_a_terms_network_is_fixed_on_the_device_in_no_optimizer_and_the_generators_gradient_flows_through_it(tmp_path):
-    training = trained(tmp_path, "features", steps=0)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_terms_network_is_fixed_on_the_device_in_no_optimizer_and_the_generators_gradient_flows_through_it(tmp_path, precision):
+    training = trained(tmp_path, "features", steps=0, precision=precision)
     term = training.method.objective.terms["features"]
     generator = [p.clone() for p in training.networks["generator"].parameters()]
     for batch in batches(2):
