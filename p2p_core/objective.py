@@ -149,9 +149,9 @@ class Objective:
             )
 
     def _check_penalty(self, name: str) -> None:
-        term, found = self.terms[name], None
         if name not in self.penalises:
             return
+        term, found = self.terms[name], None
         if self.penalises[name] not in PENALISES:
             found = f"penalises = {self.penalises[name]!r}"
         elif not has_discriminator_side(term):

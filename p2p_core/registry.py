@@ -388,7 +388,7 @@ class Registry:
                 f"which is not a {base.__module__}.{base.__qualname__}"
             )
         protocol = PROTOCOLS[component.kind]
-        if component.kind == "loss" and hasattr(instance, "penalises"):
+        if component.kind == "loss" and getattr(instance, "penalises", None) is not None:
             protocol = Penalty  # a gradient penalty has D's side alone
         if not isinstance(instance, protocol):
             lacking = [m for m in _protocol_members(protocol) if not hasattr(instance, m)]

@@ -83,6 +83,8 @@ class WassersteinLoss:
 
 def _mean(output: DiscriminatorOutput) -> Tensor:
     """The mean logit of each scale, averaged over the scales."""
+    # In float32 under bf16 autocast too: the critic's loss is the difference of two close means, which bf16's
+    # 8 bits of precision would round away.
     return torch.stack([logits.float().mean() for logits in output.logits]).mean()
 
 
