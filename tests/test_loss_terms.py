@@ -97,6 +97,24 @@ def test_the_penalty_runs_a_compiled_discriminator_eagerly():
     assert d.net[0].weight.grad.abs().sum() > 0
 
 
+class PenalisesTheFake:
+    discriminator_input = "input+output"
+    penalises = "fake"
+
+    def discriminator_loss(self, *, x, fake, target, d_fake, d_real, gradient):
+        return gradient.pow(2).mean()
+
+
+def test_a_penalty_that_names_no_input_p2p_takes_gradients_at_is_refused_with_the_choices():
+    with pytest.raises(p2p_core.ConfigError) as error:
+        Objective({"gp": PenalisesTheFake()})
+    headline, found, fix = str(error.value).splitlines()
+    assert headline.startswith("loss 'gp' breaks the contract: a gradient penalty says where D's gradient is taken, "
+                               "one of ('real', 'interpolated')")
+    assert found == "  found: penalises = 'fake'"
+    assert fix.startswith("  fix: say penalises = 'real' (R1) or 'interpolated' (WGAN-GP)")
+
+
 def batches(count: int) -> list[Sample]:
     generator = torch.Generator().manual_seed(1)
     return [Sample(*(torch.rand(2, 3, 32, 32, generator=generator) * 2 - 1 for _ in range(2)), path="") for _ in range(count)]
