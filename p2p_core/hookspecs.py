@@ -49,7 +49,8 @@ def p2p_discriminators() -> Mapping[str, Factory]:
 
 @hookspec
 def p2p_losses() -> Mapping[str, Factory]:
-    """Return objective terms by name; each factory builds a :class:`p2p_core.Loss`.
+    """Return objective terms by name; each factory builds a :class:`p2p_core.Loss` (or a gradient penalty,
+    :class:`p2p_core.protocols.Penalty`).
 
     Users combine terms with ``+`` (``--loss cgan+l1``); no argument is passed by the engine.
     """

@@ -1,52 +1,76 @@
 """The objective as a sum of registered terms: ``cgan+l1`` is the paper's L_cGAN + lambda * L_L1.
 
 The objective runs the discriminator for its terms: once on the real pair and once on the fake one per update,
-and only where a term reads the result (see the Loss protocol's ``needs``).
+and only where a term reads the result (see the Loss protocol's ``needs``), and computes D's gradient once for the
+gradient penalties (see the Penalty protocol).
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from p2p_core.errors import ConfigError
-from p2p_core.protocols import AdversarialLoss, DiscriminatorOutput, Loss, Needs
+from p2p_core.protocols import AdversarialLoss, DiscriminatorOutput, Loss, Needs, Penalises, Penalty
 from p2p_core.registry import Registry
 
 DISCRIMINATOR_INPUTS = ("none", "output", "input+output")
 NEEDS: tuple[Needs, ...] = ("nothing", "logits", "features")
+PENALISES: tuple[Penalises, ...] = ("real", "interpolated")
 
 Disc = Callable[[Tensor], Any]
 """The discriminator as the objective calls it: a Tensor or a DiscriminatorOutput for each batch."""
 
 
-def needs(term: Loss) -> Needs:
+def needs(term: Loss | Penalty) -> Needs:
     """What ``term`` reads of the discriminator's outputs; a term of the first version calls D itself."""
     if first_version(term):
         return "nothing"
     return getattr(term, "needs", "nothing" if term.discriminator_input == "none" else "logits")
 
 
-def has_discriminator_side(term: Loss) -> bool:
+def has_discriminator_side(term: Loss | Penalty) -> bool:
     """Whether ``term`` trains the discriminator too: it shows it something and has a ``discriminator_loss``."""
-    return term.discriminator_input != "none" and isinstance(term, AdversarialLoss)
+    return term.discriminator_input != "none" and isinstance(term, (AdversarialLoss, Penalty))
 
 
-def first_version(term: Loss) -> bool:
+def has_generator_side(term: Loss | Penalty) -> bool:
+    """Whether ``term`` trains the generator: every term but a gradient penalty, which leaves generator_loss out."""
+    return callable(getattr(term, "generator_loss", None))
+
+
+def penalises(term: Loss | Penalty) -> Penalises | None:
+    """Where ``term`` takes D's gradient, if it is a gradient penalty."""
+    return getattr(term, "penalises", None)
+
+
+def value_range(term: Loss | Penalty) -> tuple[float, float]:
+    """The values ``term``'s losses take: ``[0, inf)`` unless it declares its own (a WGAN term goes below 0)."""
+    return getattr(term, "value_range", (0.0, math.inf))
+
+
+def first_version(term: Loss | Penalty) -> bool:
     """Whether ``term`` is written for the first Loss protocol: ``generator_loss(*, x, fake, target, disc)``."""
-    return "disc" in inspect.signature(term.generator_loss).parameters
+    return has_generator_side(term) and "disc" in inspect.signature(term.generator_loss).parameters
+
+
+def fix_network(term: nn.Module, device: torch.device, memory_format: torch.memory_format = torch.preserve_format) -> None:
+    """A term's own network as training uses it: on ``device``, in eval mode, its parameters without gradients (it
+    is in no optimizer; the generator's gradient still flows through it)."""
+    term.to(device, memory_format=memory_format).eval().requires_grad_(False)
 
 
 class Objective:
     """Named terms; the generator minimises their sum, the discriminator half the sum of its terms."""
 
     def __init__(
-        self, terms: Mapping[str, Loss], origins: Mapping[str, str] | None = None, *, discriminator: str = "the discriminator"
+        self, terms: Mapping[str, Loss | Penalty], origins: Mapping[str, str] | None = None, *, discriminator: str = "the discriminator"
     ) -> None:
         self.origins = dict(origins or {})
         """Term name -> the plugin and distribution that provided it, for messages."""
@@ -69,8 +93,11 @@ class Objective:
         """Term name -> what it reads of the discriminator's outputs."""
         self._first_version = {name for name, term in self.terms.items() if first_version(term)}
         self._generator_needs_real = {name for name, term in self.terms.items() if getattr(term, "generator_needs_real", False)}
+        self.penalises = {name: penalises(term) for name, term in self.terms.items() if penalises(term) is not None}
+        """Term name -> where the gradient penalty of that name takes D's gradient."""
         for name in self.terms:
             self._check_needs(name)
+            self._check_penalty(name)
             if name in self._first_version:
                 self._warn_first_version(name)
 
@@ -121,6 +148,28 @@ class Objective:
                 "needs = 'nothing'"
             )
 
+    def _check_penalty(self, name: str) -> None:
+        if name not in self.penalises:
+            return
+        term, found = self.terms[name], None
+        if self.penalises[name] not in PENALISES:
+            found = f"penalises = {self.penalises[name]!r}"
+        elif not has_discriminator_side(term):
+            found = f"discriminator_input = {term.discriminator_input!r}, discriminator_loss = {getattr(term, 'discriminator_loss', None)!r}"
+        if found is not None:
+            raise ConfigError(
+                f"loss {name!r}{self._origin(name)} breaks the contract: a gradient penalty says where D's gradient is "
+                f"taken, one of {PENALISES}, shows D the pair its GAN terms show it and has a discriminator_loss(..., "
+                f"gradient)\n  found: {found}\n  fix: say penalises = 'real' (R1) or 'interpolated' (WGAN-GP), "
+                "discriminator_input 'output' or 'input+output', and define discriminator_loss"
+            )
+
+    @property
+    def networks(self) -> dict[str, nn.Module]:
+        """Term name -> the term, for each term with a network of its own (an ``nn.Module``), which training keeps
+        fixed (:func:`fix_network`)."""
+        return {name: term for name, term in self.terms.items() if isinstance(term, nn.Module)}
+
     def check(self, role: str, losses: Mapping[str, Tensor]) -> None:
         """Each term's value is a finite scalar, as the Loss protocol says; the model checks its first step with
         this, so a plugin's broken term stops the run at once, named, instead of training on silently."""
@@ -154,6 +203,8 @@ class Objective:
                     d_real = self._judge(disc, x, target)
         losses = {}
         for name, term in self.terms.items():
+            if not has_generator_side(term):
+                continue
             if name in self._first_version:
                 losses[name] = term.generator_loss(x=x, fake=fake, target=target, disc=self._one_scale(name, disc))
                 continue
@@ -165,24 +216,46 @@ class Objective:
 
     def discriminator_losses(self, *, x: Tensor, fake: Tensor, target: Tensor, disc: Disc) -> dict[str, Tensor]:
         """The discriminator losses of the adversarial terms that have one (feature matching has none); ``disc``
-        is run once on the real pair, once on the fake."""
+        is run once on the real pair, once on the fake, and once on an interpolate for WGAN-GP's penalty."""
         terms = {name: term for name, term in self.terms.items() if has_discriminator_side(term)}
+        wanted = set(self.penalises.values())
         d_real = d_fake = None
+        gradients: dict[str, Tensor] = {}
+        if "real" in wanted:  # R1's run of D on the real pair serves the other terms too
+            d_real, gradients["real"] = self._judge_with_gradient(disc, x, target)
         if any(self.needs[name] != "nothing" for name in terms):
-            d_real, d_fake = self._judge(disc, x, target), self._judge(disc, x, fake)
+            if d_real is None:
+                d_real = self._judge(disc, x, target)
+            d_fake = self._judge(disc, x, fake)
+        if "interpolated" in wanted:
+            eps = torch.rand(target.shape[0], 1, 1, 1, device=target.device)
+            _, gradients["interpolated"] = self._judge_with_gradient(disc, x, eps * target + (1 - eps) * fake.detach())
         losses = {}
         for name, term in terms.items():
             if name in self._first_version:
                 losses[name] = term.discriminator_loss(x=x, fake=fake, target=target, disc=self._one_scale(name, disc))
                 continue
+            penalty = {"gradient": gradients[self.penalises[name]]} if name in self.penalises else {}
             losses[name] = term.discriminator_loss(
-                x=x, fake=fake, target=target, d_fake=self._view(name, d_fake), d_real=self._view(name, d_real)
+                x=x, fake=fake, target=target, d_fake=self._view(name, d_fake), d_real=self._view(name, d_real), **penalty
             )
         return losses
 
     def _judge(self, disc: Disc, x: Tensor, y: Tensor) -> DiscriminatorOutput:
         pair = torch.cat([x, y], dim=1) if self.discriminator_input == "input+output" else y
         return DiscriminatorOutput.of(disc(pair), source=self.discriminator)
+
+    def _judge_with_gradient(self, disc: Disc, x: Tensor, y: Tensor) -> tuple[DiscriminatorOutput, Tensor]:
+        """D's outputs on ``y`` (beside ``x`` for a conditional D), and the gradient of the sum of its logits over
+        every scale with respect to ``y``, with its graph, so that a penalty on it trains D."""
+        y = y.detach().float().requires_grad_(True)
+        # In float32 even under bf16 autocast: a second derivative in bf16's 8 bits of precision is mostly rounding.
+        # Eager even under --trainer.compile: compiled graphs (AOTAutograd) take no double backward.
+        with torch.autocast(y.device.type, enabled=False), torch.compiler.set_stance("force_eager"):
+            output = self._judge(disc, x.float(), y)
+            total = torch.stack([logits.float().sum() for logits in output.logits]).sum()
+            (gradient,) = torch.autograd.grad(total, y, create_graph=True)
+        return output, gradient
 
     def _view(self, name: str, output: DiscriminatorOutput | None) -> DiscriminatorOutput | None:
         """What term ``name`` may read of ``output``: nothing, the logits, or all of it."""

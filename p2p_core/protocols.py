@@ -177,6 +177,10 @@ Needs = Literal["nothing", "logits", "features"]
 """What a loss term reads of the discriminator's outputs: nothing, the logits, or the logits and features."""
 
 
+Penalises = Literal["real", "interpolated"]
+"""Where a gradient penalty takes D's gradient: at the real pair (R1), or between the real and the fake one (WGAN-GP)."""
+
+
 @runtime_checkable
 class Loss(Protocol):
     """One term of the objective, e.g. the cGAN term or lambda * L1.
@@ -188,18 +192,32 @@ class Loss(Protocol):
 
     The engine runs the discriminator once on the real pair and once on the fake one per update and hands
     every term the results as :class:`DiscriminatorOutput`s: ``d_real`` and ``d_fake`` (in D's step on
-    G(x) detached). Terms never call the discriminator themselves. Two optional attributes say what a term
-    reads, so the engine computes only that:
+    G(x) detached). Terms never call the discriminator themselves. Optional attributes say what a term
+    reads and gives, so the engine computes only that:
 
     - ``needs``: "nothing", "logits" or "features" (default: "logits" for an adversarial term, else
       "nothing"). A term that needs nothing gets None; one that needs logits gets outputs without features;
       one that needs features fails at once, with a message, on a discriminator that provides none.
     - ``generator_needs_real`` (default False): ``generator_loss`` also reads ``d_real`` (feature matching,
       relativistic GANs); the engine computes it without gradients. Otherwise ``d_real`` is None there.
+    - ``value_range`` (default ``(0.0, math.inf)``): the values both losses take. A term that goes below 0 (a
+      WGAN critic, SPADE's generator hinge ``-mean(D(fake))``) declares ``(-math.inf, math.inf)``; the
+      conformance kit checks every value against it.
+    - ``penalises`` ("real" or "interpolated", default none): the term is a gradient penalty (see
+      :class:`Penalty`).
 
     ``discriminator_loss`` (see :class:`AdversarialLoss`) is D's side of an adversarial term. A term with no
     discriminator side (feature matching, which only reads D) leaves it out (or sets it to None): the engine then
-    neither calls it nor logs ``D/NAME``.
+    neither calls it nor logs ``D/NAME``. A penalty has no generator side and leaves ``generator_loss`` out.
+
+    A term with a network of its own (a perceptual loss over a fixed feature network) is an ``nn.Module``
+    holding it: the engine moves it to the training device (and memory layout), puts it in eval mode and turns
+    its parameters' gradients off, once, when the method builds the objective (``training.build_objective()``).
+    It is in no optimizer; the generator's gradient flows through it to G(x). It is not compiled nor wrapped for
+    DDP (it has nothing to synchronise: every process builds it alike), and runs under bf16 autocast with the rest
+    of the step. Checkpoints leave it out (it is rebuilt from its options, e.g. a weights file) unless it sets
+    ``saved = True``; then its ``state_dict()`` is saved and restored on resume. A network kept in a term that is
+    not an ``nn.Module`` is invisible to the engine: the kit refuses it.
 
     A term of the first version (``generator_loss(*, x, fake, target, disc)``, calling ``disc`` itself)
     keeps working, with a DeprecationWarning, on discriminators of one scale.
@@ -218,6 +236,33 @@ class AdversarialLoss(Loss, Protocol):
 
     def discriminator_loss(
         self, *, x: Tensor, fake: Tensor, target: Tensor, d_fake: DiscriminatorOutput, d_real: DiscriminatorOutput
+    ) -> Tensor: ...
+
+
+@runtime_checkable
+class Penalty(Protocol):
+    """A term of the discriminator's objective alone that penalises D's gradient with respect to its input: R1
+    (``penalises = "real"``) or WGAN-GP (``"interpolated"``).
+
+    The engine computes the gradient once per D step for every penalty that asks for it: it runs D on the real
+    pair (``"real"``; that run's outputs are also ``d_real`` for every term), or on ``eps * real + (1 - eps) *
+    fake`` with one ``eps ~ U(0, 1)`` per sample drawn from torch's generator (``"interpolated"``), and hands
+    ``discriminator_loss`` the gradient of the sum of the logits of every scale with respect to the image D
+    judges (y or G(x), not the input x beside it): ``gradient``, N x C x H x W, float32, with its graph, so
+    that the penalty trains D. That run of D is in float32 even under bf16 autocast (a second derivative in
+    bf16's 8 bits of precision is mostly rounding), eager under torch.compile (compiled graphs take no double
+    backward), and goes through the DDP-wrapped discriminator, whose gradients are then averaged as usual
+    (DistributedDataParallel takes the double backward).
+
+    A penalty leaves ``generator_loss`` out: the engine neither calls it nor logs ``G/NAME``.
+    """
+
+    discriminator_input: str
+    penalises: Penalises
+
+    def discriminator_loss(
+        self, *, x: Tensor, fake: Tensor, target: Tensor, d_fake: DiscriminatorOutput | None,
+        d_real: DiscriminatorOutput | None, gradient: Tensor
     ) -> Tensor: ...
 
 

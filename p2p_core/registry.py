@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 
 from p2p_core import hookspecs
 from p2p_core.errors import ConfigError, PluginError, UnknownComponentError
-from p2p_core.protocols import Discriminator, Generator, Loss, Method, PairedDataset
+from p2p_core.protocols import Discriminator, Generator, Loss, Method, PairedDataset, Penalty
 
 ENTRY_POINT_GROUP = "p2p"
 DISABLE_AUTOLOAD_ENV = "P2P_DISABLE_PLUGIN_AUTOLOAD"
@@ -388,6 +388,8 @@ class Registry:
                 f"which is not a {base.__module__}.{base.__qualname__}"
             )
         protocol = PROTOCOLS[component.kind]
+        if component.kind == "loss" and getattr(instance, "penalises", None) is not None:
+            protocol = Penalty  # a gradient penalty has D's side alone
         if not isinstance(instance, protocol):
             lacking = [m for m in _protocol_members(protocol) if not hasattr(instance, m)]
             raise PluginError(

@@ -24,6 +24,7 @@ from p2p_core import distributed
 from p2p_core.checkpoint import check_weights
 from p2p_core.errors import ConfigError, DataError, NumericalError, PluginError, did_you_mean
 from p2p_core.networks import build_network, check_discriminator, init_weights
+from p2p_core.objective import Objective, fix_network
 from p2p_core.protocols import Method, Sample
 from p2p_core.registry import Registry, default_registry
 from p2p_core.spec import NetworkShape, RunSpec, Shapes, TrainedSpec
@@ -32,8 +33,9 @@ from p2p_core.spec import NetworkShape, RunSpec, Shapes, TrainedSpec
 class Training:
     """A method being trained: its networks by role, its optimizers by name, and the step that drives the schedule.
 
-    Build it with :meth:`build`; the method's constructor receives it as ``training`` and calls :meth:`network`
-    and :meth:`optimizer`; its step calls :meth:`module`, :meth:`frozen`, :meth:`autocast` and :meth:`update`.
+    Build it with :meth:`build`; the method's constructor receives it as ``training`` and calls :meth:`network`,
+    :meth:`optimizer` and :meth:`build_objective`; its step calls :meth:`module`, :meth:`frozen`, :meth:`autocast`
+    and :meth:`update`.
     """
 
     def __init__(
@@ -55,6 +57,8 @@ class Training:
         self.networks: dict[str, nn.Module] = {}
         """Role -> the network itself (unwrapped): what checkpoints, validation and inference use."""
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.saved_terms: dict[str, nn.Module] = {}
+        """Term name -> a loss term's own network that asks to be saved (``saved = True``): checkpoints hold it."""
         self._shapes: dict[str, NetworkShape] = {}
         self._base_rates: dict[str, float] = {}
         self._frozen: set[str] = set()
@@ -159,6 +163,20 @@ class Training:
         )
         self.optimizers[name], self._base_rates[name] = optimizer, rate
         return optimizer
+
+    def build_objective(self) -> Objective:
+        """The run's ``--loss`` (with ``--loss_options``) as an :class:`Objective` whose messages name the run's
+        discriminator. A term with a network of its own (an ``nn.Module``: a perceptual loss) is fixed here, on the
+        device, in eval mode, without gradients, and in no optimizer; checkpoints hold it if it sets ``saved = True``."""
+        run = self.spec
+        objective = Objective.parse(run.loss, run.loss_options, self.registry,
+                                    discriminator=f"discriminator {run.disc.name!r} ({self.registry.providers(run)['disc']})")
+        layout = torch.channels_last if self.config.channels_last else torch.preserve_format
+        for name, term in objective.networks.items():
+            fix_network(term, self.device, layout)
+            if getattr(term, "saved", False):
+                self.saved_terms[name] = term
+        return objective
 
     def _check_directions(self) -> None:
         directions = getattr(self.method, "directions", None)
@@ -277,7 +295,8 @@ class Training:
                     )
 
     def state_dict(self) -> dict[str, Any]:
-        """Weights, optimizer moments, the method's own state and the step, with the spec that rebuilds it (format 2)."""
+        """Weights, optimizer moments, the method's own state, the terms' networks that ask to be saved and the step,
+        with the spec that rebuilds it (format 2)."""
         own = getattr(self.method, "state_dict", None)
         return {
             "format": 2,
@@ -285,6 +304,7 @@ class Training:
             "models": {role: network.state_dict() for role, network in self.networks.items()},
             "optimizers": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
             **({"method_state": own()} if callable(own) else {}),
+            **({"terms": {name: term.state_dict() for name, term in self.saved_terms.items()}} if self.saved_terms else {}),
             **self.trained.to_dict(),
         }
 
@@ -299,6 +319,9 @@ class Training:
                 optimizer.load_state_dict(state["optimizers"][name])
         if "method_state" in state and callable(getattr(self.method, "load_state_dict", None)):
             self.method.load_state_dict(state["method_state"])
+        for name, term in self.saved_terms.items():
+            if name in state.get("terms", {}):
+                term.load_state_dict(state["terms"][name])
         self.step = int(state["step"])
 
     def load_weights(self, models: Mapping[str, Mapping[str, Any]], *, source: str) -> None:

@@ -75,6 +75,16 @@ def test_a_distributed_run_resumes_on_every_rank_from_the_same_checkpoint(tmp_pa
     torch.testing.assert_close(generator_outputs(straight), generator_outputs(tmp_path / "resumed"), rtol=0, atol=1e-4)
 
 
+def test_the_r1_penalty_through_ddp_trains_like_one_process(tmp_path):
+    # DDP takes the penalty's double backward: its gradient is averaged across processes like the others'.
+    r1 = ["--loss", "cgan+l1+r1", "--trainer.max_steps", "2"]
+    ddp = fit(tmp_path / "ddp", *EXACT, *r1, "--trainer.nproc", "2")
+    single = fit(tmp_path / "single", *EXACT, *r1, "--trainer.batch_size", "2")
+    assert ddp.returncode == 0 and single.returncode == 0, ddp.stderr + single.stderr
+    difference = (generator_outputs(tmp_path / "single") - generator_outputs(tmp_path / "ddp")).abs()
+    assert difference.mean() < 1e-3 and difference.max() < 1e-2
+
+
 def test_a_failing_rank_ends_the_job_with_its_error_instead_of_hanging(tmp_path):
     root = write_ab_folder(tmp_path / "data", count=4)
     (root / "train" / "3.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")

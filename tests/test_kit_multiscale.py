@@ -125,7 +125,7 @@ def test_the_repaired_components_pass_every_check():
         ("loss:matching", check_loss_with_multiscale_features, "no_real",
          "a term reads only what it declares (needs, generator_needs_real)", "AttributeError", "say needs = 'features'"),
         ("loss:matching", check_loss_with_multiscale_features, "per_layer",
-         "generator_loss is a finite scalar >= 0", "tensor([", "reduce with mean()"),
+         "generator_loss is a finite scalar in its value_range [0, inf]", "tensor([", "reduce with mean()"),
         ("loss:matching", check_loss_with_multiscale_features, "detached",
          "generator_loss is differentiable in G(x)", "no finite gradient reaches fake", "do not detach fake"),
     ],

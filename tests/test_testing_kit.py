@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import enum
 import importlib
+import math
 import random
 import re
 import sys
@@ -35,6 +36,8 @@ from p2p_core.testing.checks import (
     check_gradients_reach_every_parameter,
     check_loss_declares_discriminator_input,
     check_loss_finite_non_negative_and_differentiable,
+    check_loss_network_is_fixed,
+    check_loss_penalty_trains_the_discriminator,
     check_loss_with_multiscale_features,
     check_method_directions_name_its_generators,
     check_method_is_reproducible,
@@ -139,18 +142,31 @@ class ExplodingDiscriminator(MisdeclaredDiscriminator):
 
 
 class NegativeLoss:
-    """The unbounded -mean(D(fake)) of a WGAN critic, which p2p's objective contract rules out."""
+    """The unbounded -mean(D(fake)) of a WGAN critic, declaring the default range [0, inf) unless told ``low``."""
 
     discriminator_input = "output"
 
-    def __init__(self, *, shift: float = 0.0) -> None:
-        self.shift = shift
+    def __init__(self, *, shift: float = 0.0, low: float = 0.0) -> None:
+        self.shift, self.value_range = shift, (low, math.inf)
 
     def generator_loss(self, *, x: Tensor, fake: Tensor, target: Tensor, disc) -> Tensor:
         return self.shift - disc(fake).mean() - 10
 
     def discriminator_loss(self, *, x: Tensor, fake: Tensor, target: Tensor, disc) -> Tensor:
         return (disc(fake) - disc(target)).abs().mean()
+
+
+class DetachedPenalty:
+    """An R1 penalty that detaches the gradient p2p hands it, so it cannot train D, unless ``detach`` is off."""
+
+    discriminator_input = "input+output"
+    penalises = "real"
+
+    def __init__(self, *, detach: bool = True) -> None:
+        self.detach = detach
+
+    def discriminator_loss(self, *, x: Tensor, fake: Tensor, target: Tensor, d_fake, d_real, gradient: Tensor) -> Tensor:
+        return (gradient.detach() if self.detach else gradient).pow(2).flatten(1).sum(1).mean()
 
 
 class OvershootingDataset(torch.utils.data.Dataset):
@@ -224,9 +240,12 @@ class FlawedDiscriminator(nn.Module):
 class FlawedLoss:
     """L1 plus the mean of D's logits on the fake pair, shifted to stay >= 0, with ``broken`` naming its flaw."""
 
-    def __init__(self, *, shade: Shade = Shade.LIGHT, broken: Literal["", "undeclared_input", "undeclared_features"] = "") -> None:
+    def __init__(self, *, shade: Shade = Shade.LIGHT,
+                 broken: Literal["", "undeclared_input", "undeclared_features", "loose_network"] = "") -> None:
         self.broken = broken
         self.discriminator_input = "both" if broken == "undeclared_input" else "input+output"
+        if broken == "loose_network":  # a network the term holds without being an nn.Module: p2p cannot fix it
+            self.features = nn.Conv2d(3, 3, 1)
 
     def generator_loss(self, *, x: Tensor, fake: Tensor, target: Tensor, d_fake, d_real) -> Tensor:
         read = d_fake.features[0][0] if self.broken == "undeclared_features" else d_fake.logits[0]
@@ -284,7 +303,7 @@ class BrokenPlugin:
 
     @p2p_core.hookimpl
     def p2p_losses(self):
-        return {"negative": NegativeLoss, "flawed": FlawedLoss}
+        return {"negative": NegativeLoss, "flawed": FlawedLoss, "detached_penalty": DetachedPenalty}
 
     @p2p_core.hookimpl
     def p2p_datasets(self):
@@ -328,6 +347,8 @@ BROKEN_FOR = {
     ("loss", check_loss_declares_discriminator_input): ("flawed", {"broken": "undeclared_input"}),
     ("loss", check_loss_finite_non_negative_and_differentiable): ("negative", {}),
     ("loss", check_loss_with_multiscale_features): ("flawed", {"broken": "undeclared_features"}),
+    ("loss", check_loss_penalty_trains_the_discriminator): ("detached_penalty", {}),
+    ("loss", check_loss_network_is_fixed): ("flawed", {"broken": "loose_network"}),
     ("loss", check_options_round_trip_through_config): ("flawed", {"shade": Shade.DARK}),
     ("dataset", check_dataset_samples): ("flawed", {"broken": "out_of_range"}),
     ("dataset", check_dataset_is_reproducible): ("flawed", {"broken": "python_random"}),
@@ -365,8 +386,11 @@ def test_the_flawed_components_pass_every_check_when_not_broken():
          "keep the spatial size"),
         ("discriminator:misdeclared", check_receptive_field, "receptive_field matches the network", "declared 70, measured 4 pixels",
          "compute receptive_field from the layers"),
-        ("loss:negative", check_loss_finite_non_negative_and_differentiable, "generator_loss is a finite scalar >= 0", "tensor(-",
-         "reduce with mean(); use a loss bounded below by 0"),
+        ("loss:negative", check_loss_finite_non_negative_and_differentiable,
+         "generator_loss is a finite scalar in its value_range [0, inf]", "tensor(-",
+         "reduce with mean(); use a loss bounded below by 0, or declare the range a term that goes below 0 by design takes"),
+        ("loss:detached_penalty", check_loss_penalty_trains_the_discriminator, "the penalty trains D through D's gradient",
+         "no finite, non-zero gradient reaches D's weights", "compute the penalty from `gradient` itself"),
         ("discriminator:functionally_normed", check_receptive_field, "receptive_field matches the network",
          "declared 70, measured 112 pixels", "every logit sees the whole input: make anything that spans the map"),
         ("dataset:overshooting", check_dataset_samples, "float32 values in [-1, 1]", "torch.float32 in [-1.00000012, -1.00000012]",
@@ -389,6 +413,8 @@ def test_a_broken_component_fails_with_the_contract_and_the_fix(component, check
         ("generator:unbounded", check_generator_output_shape_and_range, {"squash": True}),
         ("discriminator:misdeclared", check_receptive_field, {"receptive_field": 4}),
         ("loss:negative", check_loss_finite_non_negative_and_differentiable, {"shift": 1000.0}),
+        ("loss:negative", check_loss_finite_non_negative_and_differentiable, {"low": -math.inf}),  # declared: a WGAN term
+        ("loss:detached_penalty", check_loss_penalty_trains_the_discriminator, {"detach": False}),
         ("dataset:overshooting", check_dataset_samples, {"exact": True}),
     ],
 )

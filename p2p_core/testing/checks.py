@@ -19,7 +19,16 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from p2p_core.errors import ConfigError
-from p2p_core.objective import Objective, first_version, has_discriminator_side, needs
+from p2p_core.objective import (
+    Objective,
+    first_version,
+    fix_network,
+    has_discriminator_side,
+    has_generator_side,
+    needs,
+    penalises,
+    value_range,
+)
 from p2p_core.protocols import DiscriminatorOutput, Sample, per_scale
 from p2p_core.registry import Component, Registry
 from p2p_core.spec import ComponentSpec
@@ -366,8 +375,9 @@ def check_loss_declares_discriminator_input(subject: Subject) -> None:
 
 
 def check_loss_finite_non_negative_and_differentiable(subject: Subject) -> None:
-    """Both losses are finite scalars >= 0, and the generator's has a gradient with respect to G(x), given a
-    discriminator of one scale (plain logits, unless the term needs features)."""
+    """Both losses are finite scalars in the term's ``value_range`` (>= 0 unless it declares another), and the
+    generator's has a gradient with respect to G(x), given a discriminator of one scale (plain logits, unless the
+    term needs features)."""
 
     @SETTINGS
     @given(seed=st.integers(0, 2**31 - 1))
@@ -378,8 +388,8 @@ def check_loss_finite_non_negative_and_differentiable(subject: Subject) -> None:
 
 
 def check_loss_with_multiscale_features(subject: Subject) -> None:
-    """Both losses are finite scalars >= 0, and the generator's has a gradient with respect to G(x), given a
-    discriminator of two scales with features, of which the term reads only what it declares (``needs``,
+    """Both losses are finite scalars in the term's ``value_range``, and the generator's has a gradient with respect
+    to G(x), given a discriminator of two scales with features, of which the term reads only what it declares (``needs``,
     ``generator_needs_real``).
 
     Terms of the first Loss protocol read one scale only, and are skipped."""
@@ -397,21 +407,34 @@ def check_loss_with_multiscale_features(subject: Subject) -> None:
 def _check_loss_values(subject: Subject, seed: int, *, scales: int) -> None:
     term = subject.build()
     inputs = _loss_inputs(term, seed, scales)
-    g_loss = _engine_loss(subject, term, "generator", inputs)
-    if not _non_negative_scalar(g_loss):
-        _fail(subject, "generator_loss is a finite scalar >= 0", repr(g_loss), "reduce with mean(); use a loss bounded below by 0")
-    if g_loss.requires_grad:
-        g_loss.backward()
-    if inputs["fake"].grad is None or not torch.isfinite(inputs["fake"].grad).all():
-        _fail(subject, "generator_loss is differentiable in G(x)", "no finite gradient reaches fake", "do not detach fake")
+    if has_generator_side(term):
+        g_loss = _engine_loss(subject, term, "generator", inputs)
+        _check_value(subject, term, "generator", g_loss)
+        if g_loss.requires_grad:
+            g_loss.backward()
+        if inputs["fake"].grad is None or not torch.isfinite(inputs["fake"].grad).all():
+            _fail(subject, "generator_loss is differentiable in G(x)", "no finite gradient reaches fake", "do not detach fake")
     if has_discriminator_side(term):
         d_loss = _engine_loss(subject, term, "discriminator", inputs | {"fake": inputs["fake"].detach()})
-        if not _non_negative_scalar(d_loss):
-            _fail(subject, "discriminator_loss is a finite scalar >= 0", repr(d_loss), "reduce with mean()")
+        _check_value(subject, term, "discriminator", d_loss)
 
 
-def _non_negative_scalar(value: Any) -> bool:
-    return isinstance(value, Tensor) and value.dim() == 0 and bool(torch.isfinite(value)) and value >= 0
+def _check_value(subject: Subject, term: Any, role: str, value: Any) -> None:
+    """``value`` is a finite scalar in the range ``term`` declares, which is a range."""
+    declared = value_range(term)
+    if not (isinstance(declared, tuple) and len(declared) == 2 and all(isinstance(v, (int, float)) for v in declared)
+            and declared[0] <= declared[1]):
+        _fail(subject, "value_range is (low, high) with low <= high", repr(declared),
+              "declare the values the losses take, e.g. value_range = (-math.inf, math.inf), or leave it out for [0, inf)")
+    low, high = declared
+    if isinstance(value, Tensor) and value.dim() == 0 and bool(torch.isfinite(value)) and low <= value <= high:
+        return
+    fix = "reduce with mean() to a finite scalar"
+    if isinstance(value, Tensor) and value.dim() == 0 and bool(torch.isfinite(value)):
+        fix = ("reduce with mean(); use a loss bounded below by 0, or declare the range a term that goes below 0 by design "
+               "takes (a WGAN term): value_range = (-math.inf, math.inf)") if low == 0 else \
+              "keep the values in the declared range, or declare the range the term takes"
+    _fail(subject, f"{role}_loss is a finite scalar in its value_range [{low:g}, {high:g}]", repr(value), fix)
 
 
 class _ReadsEverything:
@@ -423,6 +446,8 @@ class _ReadsEverything:
 
     def __init__(self, term: Any) -> None:
         self.term, self.discriminator_input = term, term.discriminator_input
+        if penalises(term) is not None:
+            self.penalises = penalises(term)
 
     def generator_loss(self, **arguments: Any) -> Any:
         return self.term.generator_loss(**arguments)
@@ -451,6 +476,54 @@ def _engine_loss(subject: Subject, term: Any, role: str, inputs: dict[str, Any])
         _fail(subject, "a term reads only what it declares (needs, generator_needs_real)",
               f"{type(error).__name__}: {error} in {role}_loss, which works given all of D's outputs",
               "say needs = 'features' to get D's features, and generator_needs_real = True to get d_real in generator_loss")
+
+
+def check_loss_penalty_trains_the_discriminator(subject: Subject) -> None:
+    """A gradient penalty (``penalises`` "real" or "interpolated") gets D's gradient with respect to that input, and
+    its discriminator loss, a finite scalar in its ``value_range``, sends a finite gradient into D's weights
+    through it (it keeps the gradient's graph)."""
+    term = subject.build()
+    if penalises(term) is None:
+        return
+    inputs = _loss_inputs(term, seed=0)
+    value = _engine_loss(subject, term, "discriminator", inputs | {"fake": inputs["fake"].detach()})
+    _check_value(subject, term, "discriminator", value)
+    gradients = []
+    if value.requires_grad:
+        value.backward()
+        gradients = [p.grad for p in inputs["disc"].parameters() if p.grad is not None]
+    if not any(bool(g.abs().sum() > 0) for g in gradients) or not all(bool(torch.isfinite(g).all()) for g in gradients):
+        _fail(subject, "the penalty trains D through D's gradient", "no finite, non-zero gradient reaches D's weights",
+              "compute the penalty from `gradient` itself (p2p built it with create_graph), without detach() or no_grad()")
+
+
+def check_loss_network_is_fixed(subject: Subject) -> None:
+    """A term's own network is the term, an ``nn.Module``; fixed as training fixes it (on the device, eval mode, no
+    gradients), it stays unchanged through the losses and gets no gradient (it is not trained)."""
+    term = subject.build()
+    if not isinstance(term, nn.Module):
+        loose = [f"{name} ({type(value).__name__})" for name, value in vars(term).items() if isinstance(value, nn.Module)]
+        if loose:
+            _fail(subject, "a term's network is part of the term, an nn.Module",
+                  f"{', '.join(loose)} in a term that is not an nn.Module, so p2p cannot see it",
+                  "make the term an nn.Module (subclass it, super().__init__() first): p2p then keeps its network on "
+                  "the training device, in eval mode, without gradients")
+        return
+    fix_network(term, torch.device("cpu"))
+    before = {name: tensor.clone() for name, tensor in term.state_dict().items()}
+    for seed in range(2):
+        inputs = _loss_inputs(term, seed)
+        for role, side in (("generator", has_generator_side), ("discriminator", has_discriminator_side)):
+            if side(term):
+                loss = _engine_loss(subject, term, role, inputs | ({"fake": inputs["fake"].detach()} if role == "discriminator" else {}))
+                if loss.requires_grad:
+                    loss.backward()
+    trained = [name for name, p in term.named_parameters() if p.requires_grad or p.grad is not None]
+    changed = [name for name, tensor in term.state_dict().items() if not torch.equal(tensor, before[name])]
+    if trained or changed or any(module.training for module in term.modules()):
+        _fail(subject, "a term's network stays fixed", f"gradients for {trained[:3]}, changed {changed[:3]}, "
+              f"training mode: {[n for n, m in term.named_modules() if m.training][:3]}",
+              "do not switch it to train() or requires_grad_(True), nor change its tensors in the losses")
 
 
 def _succeeds(compute: Callable[[], Any]) -> bool:
@@ -701,6 +774,8 @@ CHECKS: dict[str, tuple[Callable[[Subject], None], ...]] = {
         check_loss_declares_discriminator_input,
         check_loss_finite_non_negative_and_differentiable,
         check_loss_with_multiscale_features,
+        check_loss_penalty_trains_the_discriminator,
+        check_loss_network_is_fixed,
         check_options_round_trip_through_config,
     ),
     "dataset": (check_dataset_samples, check_dataset_is_reproducible, check_options_round_trip_through_config),

@@ -11,7 +11,6 @@ from torch import Tensor
 
 import p2p_core
 from p2p_core.networks import check_discriminator
-from p2p_core.objective import Objective
 from p2p_core.protocols import Sample
 from p2p_core.training import Training
 
@@ -24,10 +23,7 @@ class Pix2Pix:
     def __init__(self, *, training: Training) -> None:
         run, shapes = training.spec, training.shapes
         self.training = training
-        self.objective = Objective.parse(
-            run.loss, run.loss_options, training.registry,
-            discriminator=f"discriminator {run.disc.name!r} ({training.registry.providers(run)['disc']})",
-        )
+        self.objective = training.build_objective()
         self.adversarial = self.objective.adversarial
         training.network("generator", "generator", in_channels=shapes.in_channels, out_channels=shapes.out_channels)
         if self.adversarial:

@@ -1,5 +1,5 @@
-"""What the kit cannot know: the multi-scale discriminator is pix2pixHD's, the feature-matching term computes
-pix2pixHD's loss, and p2p trains with both once the package is installed."""
+"""What the kit cannot know: the multi-scale discriminator is pix2pixHD's, the feature-matching and VGG terms
+compute pix2pixHD's losses, and p2p trains with them once the package is installed."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from torchvision.models.vgg import cfgs, make_layers
 
 from p2p_core import checkpoint
 from p2p_core.cli import main
 from p2p_core.protocols import DiscriminatorOutput
 from p2p_patchgan import PatchGAN
 from p2p_plugin_hd.discriminators import multiscale
-from p2p_plugin_hd.losses import FeatureMatchingLoss
+from p2p_plugin_hd import P2P_CONFORMANCE
+from p2p_plugin_hd.losses import FeatureMatchingLoss, VGGLoss
 
 CHECKOUT = Path(__file__).resolve().parents[3]
 OUTLINES = CHECKOUT.parent / "shared" / "data" / "outlines"
@@ -70,10 +72,51 @@ def test_feature_matching_sends_gradients_to_the_fake_features_only():
     assert fake_feature.grad is not None and real_feature.grad is None
 
 
+def vgg_weights(path: Path, entries: int = 4) -> Path:
+    """A file in the layout of torchvision's VGG19 weights: random features for the first ``entries`` of its
+    configuration (4: up to relu2_1), and a classifier the term does not read."""
+    torch.manual_seed(0)
+    features = make_layers(cfgs["E"][:entries])
+    torch.save({**{f"features.{k}": v for k, v in features.state_dict().items()}, "classifier.0.weight": torch.zeros(2, 2)}, path)
+    return path
+
+
+def test_the_vgg_loss_is_pix2pixhds_weighted_l1_over_vgg19s_slices_of_normalised_images(tmp_path):
+    term = VGGLoss(weights=vgg_weights(tmp_path / "vgg19.pth"), slices=2)
+    features = make_layers(cfgs["E"][:4])
+    features.load_state_dict(term.features.state_dict())
+    generator = torch.Generator().manual_seed(1)
+    fake, target = (torch.rand(2, 3, 16, 16, generator=generator) * 2 - 1 for _ in range(2))
+
+    def slices(image: torch.Tensor) -> list[torch.Tensor]:
+        mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        relu1_1 = features[0:2](((image + 1) / 2 - mean) / std)
+        return [relu1_1, features[2:7](relu1_1)]
+
+    expected = 10 * (F.l1_loss(slices(fake)[0], slices(target)[0]) / 32 + F.l1_loss(slices(fake)[1], slices(target)[1]) / 16)
+    value = term.generator_loss(x=fake, fake=fake, target=target, d_fake=None, d_real=None)
+    torch.testing.assert_close(value, expected)
+
+
+def test_the_vgg_loss_names_the_weights_it_lacks(tmp_path):
+    with pytest.raises(ValueError, match="no VGG19 weights at .*missing.pth"):
+        VGGLoss(weights=tmp_path / "missing.pth")
+    with pytest.raises(ValueError, match=r"lacks VGG19's features.7.weight \(and 3 more\)"):
+        VGGLoss(weights=vgg_weights(tmp_path / "vgg19.pth"), slices=3)
+
+
+def test_the_kits_weights_are_vgg19s_first_layer_seeded_0():
+    torch.manual_seed(0)
+    seeded = make_layers(cfgs["E"][:1]).state_dict()
+    shipped = torch.load(P2P_CONFORMANCE["options"]["loss:vgg"]["weights"], weights_only=True)
+    assert shipped.keys() == {f"features.{k}" for k in seeded}
+    assert all(torch.equal(shipped[f"features.{k}"], v) for k, v in seeded.items())
+
+
 def test_p2p_lists_the_components_and_the_recipe_with_this_distribution(capsys):
     main(["list"])
     rows = {tuple(line.split()[:2]): line for line in capsys.readouterr().out.splitlines()}
-    for kind, name in [("discriminator", "multiscale"), ("loss", "fm")]:
+    for kind, name in [("discriminator", "multiscale"), ("loss", "fm"), ("loss", "vgg")]:
         assert rows[kind, name].endswith("p2p-plugin-hd 0.1.0")
     main(["list", "recipes"])
     assert "hd_outlines" in capsys.readouterr().out
@@ -91,6 +134,15 @@ def test_p2p_fit_trains_the_multiscale_discriminator_with_feature_matching(tmp_p
     assert state.spec.run.disc.name == "multiscale" and state.spec.run.loss == "cgan+fm+l1"
     assert state.spec.plugins["p2p-plugin-hd"] == "0.1.0"
     assert any(key.startswith("scales.1.") for key in state.state["models"]["discriminator"])
+
+
+def test_p2p_fit_trains_with_the_vgg_loss_fixed_and_left_out_of_the_checkpoint(tmp_path):
+    weights = vgg_weights(tmp_path / "vgg19.pth")
+    main(["fit", "--loss", "cgan+l1+vgg", "--loss_options.vgg.weights", str(weights), "--loss_options.vgg.slices", "2",
+          "--trainer.max_steps", "2", *SMALL, "--out_dir", str(tmp_path), "--name", "run"])
+    state = checkpoint.read(tmp_path / "run" / "checkpoints" / "step_00000002.pt")
+    assert state.spec.run.loss_options["vgg"]["slices"] == 2
+    assert set(state.state["models"]) == {"generator", "discriminator"} and "terms" not in state.state
 
 
 def test_feature_matching_with_a_discriminator_without_features_stops_with_the_contract(tmp_path, capsys):
