@@ -57,6 +57,35 @@ def test_synthetic_labels_follow_the_jitter_and_name_the_classes():
     assert torch.equal(swapped.labels, val[0].labels) and torch.equal(swapped.a, val[0].b)
 
 
+def test_the_texture_variant_keeps_the_scenes_and_gives_every_class_one_colour():
+    import torch.nn.functional as F
+
+    from p2p_datasets.synthetic import TEXTURE_CLASSES
+
+    colour, texture = synthetic("val"), synthetic("val", variant="texture")
+    assert texture.classes == TEXTURE_CLASSES and colour.classes != texture.classes
+    # The same scenes: label renderings and class maps; only the photos differ.
+    assert torch.equal(texture[5].a, colour[5].a) and torch.equal(texture[5].labels, colour[5].labels)
+
+    def class_colours(dataset) -> torch.Tensor:
+        """Each class's mean photo colour over every scene, away from the seams (the masks shrunk by 2 pixels)."""
+        sums, counts = torch.zeros(6, 3), torch.zeros(6)
+        for sample in dataset:
+            masks = F.one_hot(sample.labels, 6).permute(2, 0, 1).float()
+            inside = -F.max_pool2d(-masks[None], 5, 1, 2)[0] > 0
+            sums += torch.einsum("khw,chw->kc", inside.float(), sample.b)
+            counts += inside.flatten(1).sum(1)
+        return sums / counts[:, None]
+
+    def spread(means: torch.Tensor) -> float:
+        return float((means - means.mean(0)).abs().max())
+
+    # What is left in the texture variant is the random lighting over shapes at random places.
+    assert spread(class_colours(texture)) < 0.06 < 0.3 < spread(class_colours(colour))
+    with pytest.raises(ConfigError, match="got 'textures'; did you mean 'texture'"):
+        synthetic("val", variant="textures")
+
+
 def test_batches_collate_with_and_without_labels():
     labelled = next(iter(DataLoader(synthetic("val"), batch_size=3, collate_fn=collate_samples)))
     assert labelled.labels.shape == (3, 64, 64)
