@@ -16,7 +16,16 @@ from p2p_core.metrics import SegmentationScores, image_metrics
 from p2p_core.protocols import Sample
 from p2p_core.registry import default_registry
 from p2p_core.run import collate_samples
-from p2p_core.scoring import check_compatible, fit_scorer, load_scorer, read_labels, score, write_labels
+from p2p_core.scoring import (
+    ScorerFeatures,
+    check_compatible,
+    feature_distances,
+    fit_scorer,
+    load_scorer,
+    read_labels,
+    score,
+    write_labels,
+)
 
 SMOKE = Path(__file__).resolve().parents[1] / "recipes" / "smoke.yaml"
 # The smoke recipe's data (64x64), a few more scenes so the scorer has something to learn from.
@@ -125,11 +134,31 @@ def test_a_perfect_generator_scores_the_real_photos_accuracy(scorer, run_dir: Pa
     assert set(result.metrics) >= {"pixel_acc", "class_acc", "class_iou", "l1"}
     # A 4-step model draws nothing the scorer recognises as well as the real photos.
     assert result.metrics["pixel_acc"] < scorer.real_val["pixel_acc"]
+    # Beside the FCN-score, the realism distances of the outputs and of the baselines but the real photos.
+    assert set(result.metrics) >= {"scorer_fd", "scorer_kid"} and result.metrics["scorer_fd"] > 0
+    assert all({"scorer_fd", "scorer_kid"} <= set(result.baselines[name]) for name in (CONSTANT, INPUT))
     content = json.loads((tmp_path / "page" / "metrics.json").read_text())
     assert content["scorer"] == str(scorer.path) and content["baselines"][REAL] == scorer.real_val
     assert set(content["baselines"]) == {CONSTANT, INPUT, REAL}
     html = (tmp_path / "page" / "index.html").read_text()
     assert "baseline: real photos" in html and "pixel_acc" in html
+
+
+def test_the_scorer_feature_distances_are_0_for_the_same_photos_and_grow_with_blur(scorer):
+    from kornia.filters import gaussian_blur2d
+
+    features = ScorerFeatures(load_scorer(scorer.path))
+    val = synthetic("val")
+    photos = torch.stack([val[i].b for i in range(len(val))])
+    real = features(photos)
+    assert real.shape == (len(val), features.num_features)
+    assert feature_distances(real, real.clone())["scorer_fd"] == pytest.approx(0, abs=1e-9)
+    # The more blurred a copy of the real photos, the further from them, by both distances.
+    blurred = [feature_distances(real, features(gaussian_blur2d(photos, (13, 13), (sigma, sigma)))) for sigma in (1.0, 2.0, 3.0)]
+    for metric in ("scorer_fd", "scorer_kid"):
+        assert [distances[metric] for distances in blurred] == sorted(distances[metric] for distances in blurred)
+    assert 0 < blurred[0]["scorer_fd"] < blurred[-1]["scorer_fd"]
+    assert feature_distances(real[:1], real[:1]) == {}  # one image has no spread to compare
 
 
 def test_the_constant_baseline_is_the_per_pixel_median_and_minimises_l1():
@@ -190,7 +219,7 @@ def test_another_registered_generator_serves_as_the_scorer_network(scorer, tmp_p
     assert not (tmp_path / "x.pt").exists()
 
 
-def test_evaluate_scores_a_test_pages_images_with_the_class_maps_it_wrote(scorer, run_dir: Path, tmp_path: Path):
+def test_evaluate_scores_a_test_pages_images_with_the_class_maps_it_wrote(scorer, run_dir: Path, tmp_path: Path, capsys):
     result = run_test(ckpt=run_dir, data={"length": DATA["length"]}, scorer=scorer.path, out=tmp_path / "page")
     page = tmp_path / "page"
     assert sorted(path.stem for path in (page / "labels").iterdir()) == sorted(result.names)
@@ -203,6 +232,12 @@ def test_evaluate_scores_a_test_pages_images_with_the_class_maps_it_wrote(scorer
     # The outputs, read back from 8-bit files, score as run_test scored them in memory, to rounding.
     outputs = evaluate_folders(pred=page / "outputs", target=page / "targets", scorer=scorer.path, labels=page / "labels")
     assert outputs["metrics"]["pixel_acc"] == pytest.approx(result.metrics["pixel_acc"], abs=0.01)
+    assert outputs["metrics"]["scorer_fd"] == pytest.approx(result.metrics["scorer_fd"], rel=0.05)
+    # From the command line: the real photos against themselves are 0 apart in the scorer's features.
+    main(["evaluate", "--pred", str(page / "targets"), "--target", str(page / "targets"), "--scorer", str(scorer.path),
+          "--labels", str(page / "labels")])
+    printed = capsys.readouterr().out
+    assert float(printed.split("scorer_fd ")[1].split()[0]) == pytest.approx(0, abs=1e-6) and "scorer_kid" in printed
 
     with pytest.raises(ConfigError, match="needs both --scorer and --labels"):
         evaluate_folders(pred=page / "outputs", target=page / "targets", scorer=scorer.path)
