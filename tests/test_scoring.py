@@ -95,6 +95,25 @@ def test_the_texture_variant_keeps_the_scenes_and_gives_every_class_one_colour()
         synthetic("val", variant="textures")
 
 
+def test_only_the_texture_variants_fcn_score_is_blind_to_a_blurred_photo(scorer, tmp_path: Path):
+    from kornia.filters import gaussian_blur2d
+
+    def real_and_blurred(path: Path, **options) -> tuple[dict[str, float], dict[str, float]]:
+        val = synthetic("val", **options)
+        photos, labels = torch.stack([s.b for s in val]), torch.stack([s.labels for s in val])
+        blurred = gaussian_blur2d(photos, (13, 13), (2.0, 2.0))
+        return score(scorer=path, photos=photos, labels=labels), score(scorer=path, photos=blurred, labels=labels)
+
+    # On the colour task a blur keeps what tells the classes apart; on the texture variant it leaves a scorer
+    # that learnt something from the real photos calling every pixel one class (per-class accuracy 1/6).
+    real, blurred = real_and_blurred(scorer.path)
+    assert blurred["class_acc"] > 0.5
+    textured = fit_scorer(data_options=DATA | {"variant": "texture"}, out=tmp_path / "texture.pt", steps=80,
+                          batch_size=8, ngf=8, depth=3, progress=False)
+    real, blurred = real_and_blurred(textured.path, variant="texture")
+    assert real["class_acc"] > 0.22 and blurred["class_acc"] == pytest.approx(1 / 6, abs=0.01)
+
+
 def test_batches_collate_with_and_without_labels():
     labelled = next(iter(DataLoader(synthetic("val"), batch_size=3, collate_fn=collate_samples)))
     assert labelled.labels.shape == (3, 64, 64)
