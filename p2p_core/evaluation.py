@@ -6,8 +6,8 @@ Beside the model's numbers, ``p2p test`` measures baselines a reader needs to in
 image that minimises L1 over the split's targets (their per-pixel median), the input copied through (where
 its channels match the target's) and, with a scorer (``p2p_core.scoring``), the real photos, the FCN-score's
 upper bound. A scorer also gives the realism distances (scorer_fd, scorer_kid) of the outputs and of each
-baseline from the real photos, in its own feature space. A model that does not beat the constant image on L1 is flagged: on sparse targets a blank
-image can outscore every trained model on L1, PSNR and SSIM.
+baseline from the real photos, in its own feature space. A model that does not beat the constant image on
+L1 is flagged: on sparse targets a blank image can outscore every trained model on L1, PSNR and SSIM.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def run_test(
     rows: list[dict[str, float]] = []
     # The baselines need the whole split (the constant image is the targets' median); kept on the CPU.
     inputs, targets, labels = [], [], []
-    generated = []  # the outputs' scorer features; the targets' are measured once, with the baselines
+    generated = []  # the outputs' scorer features (the outputs themselves are not kept)
     torch.manual_seed(seed)  # paper mode samples dropout: the same seed gives the same page
     with torch.no_grad():
         # One image at a time, as the paper tests: in paper mode the batch's statistics are then the image's own.
@@ -237,8 +237,8 @@ def measure_baselines(
             totals |= segmentation.compute()
         if real is not None and name != REAL:
             # The constant image is one picture repeated: its features are measured once.
-            generated = features_of(images[:1], features).expand(len(images), -1) if name == CONSTANT else features_of(images, features)
-            totals |= feature_distances(real, generated)
+            measured = features_of(images[:1] if name == CONSTANT else images, features)
+            totals |= feature_distances(real, measured.expand(len(images), -1))
         baselines[name] = totals
     return baselines
 
@@ -377,8 +377,8 @@ and targets' Lab histograms over the whole set (the paper's colour measure; 1 = 
 pixel_acc, class_acc, class_iou (with a scorer): the paper's FCN-score, how a segmenter trained on real photos
 labels these images: per-pixel accuracy, mean per-class accuracy, mean class IoU. scorer_fd, scorer_kid (with a
 scorer): how far these images lie from the real photos in the scorer's feature space, as FID and KID measure
-it (0 = indistinguishable; lower is better). Baselines: the constant image
-closest to all targets in L1 (their per-pixel median), the input copied through, the real photos.
+it (0 = indistinguishable; lower is better). Baselines: the constant image closest to all targets in L1 (their
+per-pixel median), the input copied through, the real photos.
 Files: <a href="metrics.json">metrics.json</a>.</p>
 <img src="histograms.png" alt="Lab histograms" style="width:auto">
 <h2>Images</h2>

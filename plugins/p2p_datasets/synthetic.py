@@ -195,7 +195,8 @@ def synthetic(
     if not 0 <= seed < 2**63:  # what torch's generators take
         raise ValueError(f"seed must be from 0 to 2**63 - 1, got {str(seed)[:40]}")
     if variant not in VARIANTS:
-        raise ValueError(f"variant must be 'colour' or 'texture', got {str(variant)[:40]!r}{did_you_mean(str(variant), VARIANTS)}")
+        guess = did_you_mean(str(variant), VARIANTS)
+        raise ValueError(f"variant must be 'colour' or 'texture', got {str(variant)[:40]!r}{guess}")
     return SyntheticDataset(
         split=split,
         length=length,
