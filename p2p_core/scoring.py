@@ -136,8 +136,9 @@ def feature_distances(real: Tensor, generated: Tensor) -> dict[str, float]:
 
     scorer_fd is the Fréchet distance between Gaussians fitted to the two sets (FID's formula); scorer_kid the
     unbiased squared maximum mean discrepancy with a cubic polynomial kernel (KID's), over the whole sets when
-    both hold at most KID_SUBSET_SIZE images (then exact: 0 for identical sets only up to an O(1/N) term, and
-    possibly below 0), else averaged over KID_SUBSETS random subsets of that size, drawn from a fixed seed.
+    they hold the same number of images, at most KID_SUBSET_SIZE (then exact: for identical sets 0 only up to
+    an O(1/N) term, and possibly below 0), else averaged over KID_SUBSETS random subsets of the smaller set's
+    size (at most KID_SUBSET_SIZE), drawn from a fixed seed.
     Both are 0 at best. A set of one image has no spread to fit, so then there are none (an empty dict).
     """
     from torchmetrics.image.fid import FrechetInceptionDistance

@@ -35,7 +35,7 @@ removes it (``TEXTURE_CLASSES``; periods in pixels of the rendered image):
 | 5 | grain | uniform per-pixel noise |
 
 Every pattern has zero mean over its period and scales the colour by ``1 + 0.35 * pattern``, so each class's
-mean colour and lightness are the same.
+mean RGB colour is the same.
 """
 
 from __future__ import annotations
