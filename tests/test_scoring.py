@@ -233,6 +233,9 @@ def test_another_registered_generator_serves_as_the_scorer_network(scorer, tmp_p
     assert torch.load(other.path, weights_only=True)["network"]["name"] == "encoder_decoder"
     assert type(loaded.module) is not type(load_scorer(scorer.path).module)
     assert loaded.classify(synthetic("val")[0].b[None]).shape == (1, 64, 64)
+    # Its features for the realism distances come from its own last layer with weights, found by running it.
+    features = ScorerFeatures(loaded)
+    assert features(synthetic("val")[0].b[None]).shape == (1, features.num_features) and features.num_features > 1
     with pytest.raises(UnknownComponentError, match="encoder_decoderr"):
         fit_scorer(data_options=DATA, out=tmp_path / "x.pt", steps=1, network="encoder_decoderr")
     assert not (tmp_path / "x.pt").exists()
