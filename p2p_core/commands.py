@@ -202,7 +202,8 @@ def test(
         seed: Seeds the dropout that paper mode samples.
         fid_weights: Local FID Inception weights; FID is skipped without them.
         scorer: A scorer from `p2p scorer fit`: adds the paper's FCN-score (per-pixel and per-class accuracy, class
-            IoU) of the outputs, the baselines and the real photos.
+            IoU) of the outputs, the baselines and the real photos, and the realism distances scorer_fd and
+            scorer_kid (the Frechet distance and KID from the real photos in the scorer's features; lower is better).
         device: Where the generator runs.
         backend: torch, onnxruntime (eval mode only), or auto: onnxruntime on the CPU in eval mode when it is
             installed, else torch. Paper mode runs on torch, where --seed makes its dropout repeatable.
@@ -230,7 +231,8 @@ def evaluate(
         target: Folder of ground-truth images.
         out: Folder for metrics.json and histograms.png.
         fid_weights: Local FID Inception weights; FID is skipped without them.
-        scorer: A scorer from `p2p scorer fit`: adds the paper's FCN-score of the translations (with --labels).
+        scorer: A scorer from `p2p scorer fit`: adds the paper's FCN-score of the translations and their realism
+            distances from the targets in the scorer's features, scorer_fd and scorer_kid (with --labels).
         labels: Folder of class maps named as the translations (8-bit grayscale, one class index per pixel), as
             p2p test writes them into labels/ for a labelled dataset.
     """
@@ -272,7 +274,8 @@ def sweep(
         seeds: Train each recipe this many times (seeds 0..N-1) and report mean +- std per metric.
         jobs: Train this many runs at once, each in its own process with a share of the CPU threads (small
             models leave a GPU or a many-core CPU mostly idle).
-        scorer: A scorer from `p2p scorer fit`, for the FCN-score of every run and baseline.
+        scorer: A scorer from `p2p scorer fit`, for the FCN-score and the realism distances (scorer_fd,
+            scorer_kid) of every run and baseline.
         fid_weights: Local FID Inception weights; FID is skipped without them.
     """
     from p2p_core.files import check_name
@@ -412,7 +415,8 @@ def scorer_fit(
     Args:
         out: The file the scorer is written to, e.g. runs/scorer.pt; give it to p2p test --scorer.
         data: The dataset, by registered name; its samples must carry labels (synthetic does).
-        data_options: The dataset's options, e.g. '{length: 200, load_size: 72, crop_size: 64}'; use the
+        data_options: The dataset's options, e.g. '{length: 200, load_size: 72, crop_size: 64}' (add
+            'variant: texture' for the synthetic task whose classes only texture tells apart); use the
             generator's so the scorer sees photos of the same size and scale.
         steps: Training steps (batches).
         batch_size: Photos per step.

@@ -5,8 +5,9 @@ The test-time mode (``p2p_core.test_time``) is recorded on the page and in metri
 Beside the model's numbers, ``p2p test`` measures baselines a reader needs to interpret them: the constant
 image that minimises L1 over the split's targets (their per-pixel median), the input copied through (where
 its channels match the target's) and, with a scorer (``p2p_core.scoring``), the real photos, the FCN-score's
-upper bound. A model that does not beat the constant image on L1 is flagged: on sparse targets a blank
-image can outscore every trained model on L1, PSNR and SSIM.
+upper bound. A scorer also gives the realism distances (scorer_fd, scorer_kid) of the outputs and of each
+baseline from the real photos, in its own feature space. A model that does not beat the constant image on
+L1 is flagged: on sparse targets a blank image can outscore every trained model on L1, PSNR and SSIM.
 """
 
 from __future__ import annotations
@@ -33,7 +34,15 @@ from p2p_core.images import list_images, read_image, write_image
 from p2p_core.metrics import HISTOGRAM_METRICS, IMAGE_METRICS, Evaluation, SegmentationScores, plot_histograms
 from p2p_core.inference import TrainedGenerator, load_generator
 from p2p_core.registry import Registry, default_registry
-from p2p_core.scoring import LoadedScorer, check_compatible, load_scorer, read_labels, write_labels
+from p2p_core.scoring import (
+    LoadedScorer,
+    ScorerFeatures,
+    check_compatible,
+    feature_distances,
+    load_scorer,
+    read_labels,
+    write_labels,
+)
 from p2p_core.spec import MODES, Mode, TrainedSpec
 
 FOLDERS = ("inputs", "outputs", "targets")
@@ -80,7 +89,8 @@ def run_test(
     """Translate every pair of ``split`` of the checkpoint's dataset (``data`` replaces stored options).
 
     With ``scorer`` (a file of ``p2p scorer fit``), the outputs, the baselines and the real photos are also
-    measured by the FCN-score against the dataset's labels.
+    measured by the FCN-score against the dataset's labels, and the outputs and the baselines by their
+    realism distances from the real photos in the scorer's feature space.
     """
     registry = registry or default_registry()
     torch_device = resolve_device(device)
@@ -100,6 +110,7 @@ def run_test(
         check_compatible(loaded, classes=getattr(dataset, "classes", None) if labelled else None,
                          channels=dataset.out_channels, what=f"dataset {stored.name!r}")
     segmentation = SegmentationScores(num_classes=len(loaded.classes)) if loaded is not None else None
+    features = ScorerFeatures(loaded) if loaded is not None else None
 
     out_dir = Path(out) if out else default_folder(trained, split=split, mode=mode)
     dataset_root = {"the dataset": Path(dataset.root)} if getattr(dataset, "root", None) else {}
@@ -113,6 +124,7 @@ def run_test(
     rows: list[dict[str, float]] = []
     # The baselines need the whole split (the constant image is the targets' median); kept on the CPU.
     inputs, targets, labels = [], [], []
+    generated = []  # the outputs' scorer features (the outputs themselves are not kept)
     torch.manual_seed(seed)  # paper mode samples dropout: the same seed gives the same page
     with torch.no_grad():
         # One image at a time, as the paper tests: in paper mode the batch's statistics are then the image's own.
@@ -128,6 +140,7 @@ def run_test(
             if loaded is not None:
                 labels.append(sample.labels[None])
                 segmentation.update(loaded.classify(output), labels[-1])
+                generated.append(features(output).cpu())
             stem = Path(sample.path).stem
             name = stem if stem not in used else f"{stem}_{index}"
             names.append(name)
@@ -148,8 +161,10 @@ def run_test(
         "dataset": {"name": stored.name, "options": options},
         "generator": {"name": trained.name, "options": dict(trained.trained.run.generator.options)},
     }
+    scores = {}
     if loaded is not None:
         facts["scorer"] = str(loaded.path)
+        scores = segmentation.compute() | feature_distances(features_of(targets, features), torch.cat(generated))
     content = write_results(
         out_dir,
         facts=facts,
@@ -157,8 +172,9 @@ def run_test(
         rows=rows,
         names=names,
         page=True,
-        extra_metrics=segmentation.compute() if loaded is not None else None,
-        baselines=measure_baselines(inputs=inputs, targets=targets, labels=labels if loaded else None, scorer=loaded),
+        extra_metrics=scores,
+        baselines=measure_baselines(inputs=inputs, targets=targets, labels=labels if loaded else None, scorer=loaded,
+                                    features=features),
     )
     return TestResult(
         out_dir=out_dir,
@@ -177,17 +193,24 @@ def constant_baseline(targets: Sequence[Tensor]) -> Tensor:
     return torch.cat(list(targets)).median(dim=0, keepdim=True).values
 
 
+def features_of(images: Sequence[Tensor], features: ScorerFeatures) -> Tensor:
+    """The scorer features of 1 x C x H x W ``images`` (of any sizes), N x D on the CPU."""
+    return torch.cat([features(image).cpu() for image in images])
+
+
 def measure_baselines(
     *,
     inputs: Sequence[Tensor],
     targets: Sequence[Tensor],
     labels: Sequence[Tensor] | None = None,
     scorer: LoadedScorer | None = None,
+    features: ScorerFeatures | None = None,
 ) -> dict[str, dict[str, float]]:
     """The baselines' totals for 1 x C x H x W ``inputs`` and ``targets`` (and, with a scorer, N x H x W ``labels``).
 
     The constant image needs targets of one size, and the input copied through needs inputs with the targets'
-    channels; a baseline that does not apply is left out.
+    channels; a baseline that does not apply is left out. With a scorer, each baseline but the real photos
+    (whose distance from themselves says nothing) also gets its realism distances from the targets.
     """
     candidates: dict[str, list[Tensor]] = {}
     if targets and all(target.shape == targets[0].shape for target in targets):
@@ -196,6 +219,9 @@ def measure_baselines(
         candidates[INPUT] = list(inputs)
     if scorer is not None:
         candidates[REAL] = list(targets)
+    if scorer is not None and features is None:
+        features = ScorerFeatures(scorer)
+    real = features_of(targets, features) if scorer is not None else None
     baselines = {}
     for name, images in candidates.items():
         totals = {}
@@ -209,6 +235,10 @@ def measure_baselines(
             for image, label in zip(images, labels):
                 segmentation.update(scorer.classify(image), label)
             totals |= segmentation.compute()
+        if real is not None and name != REAL:
+            # The constant image is one picture repeated: its features are measured once.
+            measured = features_of(images[:1] if name == CONSTANT else images, features)
+            totals |= feature_distances(real, measured.expand(len(images), -1))
         baselines[name] = totals
     return baselines
 
@@ -345,8 +375,10 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:center}} img{{width:256p
 <p>l1: mean absolute error of RGB in [0, 1]; psnr in dB (capped at 100); hist_L/a/b: intersection of the outputs'
 and targets' Lab histograms over the whole set (the paper's colour measure; 1 = same distribution).
 pixel_acc, class_acc, class_iou (with a scorer): the paper's FCN-score, how a segmenter trained on real photos
-labels these images: per-pixel accuracy, mean per-class accuracy, mean class IoU. Baselines: the constant image
-closest to all targets in L1 (their per-pixel median), the input copied through, the real photos.
+labels these images: per-pixel accuracy, mean per-class accuracy, mean class IoU. scorer_fd, scorer_kid (with a
+scorer): how far these images lie from the real photos in the scorer's feature space, as FID and KID measure
+it (0 = indistinguishable; lower is better). Baselines: the constant image closest to all targets in L1 (their
+per-pixel median), the input copied through, the real photos.
 Files: <a href="metrics.json">metrics.json</a>.</p>
 <img src="histograms.png" alt="Lab histograms" style="width:auto">
 <h2>Images</h2>
@@ -362,7 +394,8 @@ def evaluate_folders(
 ) -> dict[str, Any]:
     """Measure ``pred/NAME.*`` against ``target/NAME.*`` (paired by file name); write results to ``out``.
 
-    With ``scorer`` and ``labels`` (class maps ``labels/NAME.png``, as ``p2p test`` writes them), the FCN-score too.
+    With ``scorer`` and ``labels`` (class maps ``labels/NAME.png``, as ``p2p test`` writes them), the FCN-score
+    and the realism distances of the translations from the targets in the scorer's feature space too.
     """
     if (scorer is None) != (labels is None):
         raise ConfigError("the FCN-score needs both --scorer and --labels (a folder of class maps named as the images, "
@@ -373,6 +406,8 @@ def evaluate_folders(
     pairs, _ = pair_by_name({role: list_images(folder, layout=layouts[role]) for role, folder in folders.items()}, roots=folders)
     loaded = load_scorer(scorer) if scorer else None
     segmentation = SegmentationScores(num_classes=len(loaded.classes)) if loaded else None
+    features = ScorerFeatures(loaded) if loaded else None
+    generated, real = [], []
     evaluation = Evaluation(fid_weights=fid_weights)
     names = [pair["--pred"].stem for pair in pairs]
     rows: list[dict[str, float]] = []
@@ -386,8 +421,10 @@ def evaluate_folders(
         rows += evaluation.add(output[None], expected[None])
         if loaded is not None:
             segmentation.update(loaded.classify(output[None]), read_labels(pair["--labels"], classes=len(loaded.classes))[None])
+            generated.append(features(output[None]).cpu())
+            real.append(features(expected[None]).cpu())
     facts = {"pred": str(pred), "target": str(target)} | ({"scorer": str(scorer), "labels": str(labels)} if loaded else {})
-    scores = segmentation.compute() if segmentation is not None else {}
+    scores = segmentation.compute() | feature_distances(torch.cat(real), torch.cat(generated)) if loaded else {}
     if out is None:
         return {**facts, "count": len(rows), "metrics": evaluation.summary() | scores, "notes": evaluation.notes}
     return write_results(Path(out), facts=facts, evaluation=evaluation, rows=rows, names=names, extra_metrics=scores)

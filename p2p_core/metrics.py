@@ -30,6 +30,9 @@ HIGHER_IS_BETTER = {"l1": False, "psnr": True, "ssim": True, "hist_L": True, "hi
 SEGMENTATION_METRICS = ("pixel_acc", "class_acc", "class_iou")
 """The paper's FCN-score measures (Tables 1 and 2): how a segmenter trained on real photos classifies the outputs.
 Higher is better; measured at test time only, so they stay out of HIGHER_IS_BETTER, which validation picks from."""
+FEATURE_METRICS = ("scorer_fd", "scorer_kid")
+"""The realism distances in the same scorer's feature space (``p2p_core.scoring.feature_distances``): the Fréchet
+distance and KID between the outputs and the real photos. Lower is better; test time only, as the FCN-score."""
 
 # Lab ranges for sRGB in [0, 1]: L in [0, 100]; a and b stay inside [-128, 128). One bin per unit.
 LAB_RANGES = {"L": (0.0, 100.0), "a": (-128.0, 128.0), "b": (-128.0, 128.0)}

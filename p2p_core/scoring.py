@@ -13,6 +13,13 @@ imitate: in the synthetic task with its default direction AtoB, ``a`` is the lab
 reads and ``b`` the photo. It needs a dataset whose samples carry ``labels`` and that names its ``classes``;
 the built-in ``synthetic`` does, so the protocol runs exactly, at any scale, with no download.
 
+The same segmenter also gives a realism distance that needs no downloaded weights (:class:`ScorerFeatures`,
+:func:`feature_distances`): the Fréchet distance (``scorer_fd``) and the kernel distance (``scorer_kid``)
+between the generated and the real photos, as FID and KID measure them, but in the scorer's own feature
+space: the input of its last layer, averaged over the image. The scorer's features respond to the task's
+textures (it learnt to tell the classes apart by them), so a blurred output lands far from the real photos
+even where its colours are right.
+
 A scorer is saved as a weights-only file of its own: a plain dict of its ``format``, ``kind`` ("scorer"),
 ``classes``, the ``network`` spec the registry rebuilds it from, its ``weights``, what it was trained on,
 and its scores on the real val photos.
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import pickle
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -68,6 +76,93 @@ class LoadedScorer:
         padded, (rows, columns) = pad_to_multiple(photos.to(device), self.module.size_multiple)
         with torch.no_grad():
             return self.module(padded)[..., rows, columns].argmax(1)
+
+
+class ScorerFeatures(nn.Module):
+    """A scorer's features of a batch of photos: N x C x H x W in [-1, 1] -> N x D (``num_features``).
+
+    They are the input of the network's last layer with weights (for the U-Net, the outermost transposed
+    convolution: the decoder's last features beside the first encoder block's), averaged over the image.
+    Which layer that is, is found by running the network once, so any registered generator can serve.
+    """
+
+    def __init__(self, scorer: LoadedScorer) -> None:
+        super().__init__()
+        self.network = scorer.module
+        self.multiple = getattr(scorer.module, "size_multiple", 1)
+        device = next(scorer.module.parameters()).device
+        ran: list[nn.Module] = []
+        weighted = [module for module in scorer.module.modules()
+                    if next(module.parameters(recurse=False), None) is not None]
+        hooks = [module.register_forward_pre_hook(lambda module, _: ran.append(module)) for module in weighted]
+        try:
+            probe = torch.zeros(1, scorer.in_channels, self.multiple, self.multiple, device=device)
+            with torch.no_grad():
+                self.network(probe)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        self.last = ran[-1]
+        self.num_features = int(self(probe).shape[1])
+
+    def forward(self, photos: Tensor) -> Tensor:
+        captured: list[Tensor] = []
+        hook = self.last.register_forward_pre_hook(lambda _, inputs: captured.append(inputs[0]))
+        try:
+            device = next(self.network.parameters()).device
+            padded, _ = pad_to_multiple(photos.to(device), self.multiple)
+            with torch.no_grad():
+                self.network(padded)
+        finally:
+            hook.remove()
+        features = captured[0]
+        return features.flatten(2).mean(2) if features.dim() > 2 else features
+
+
+KID_SUBSET_SIZE = 1000
+KID_SUBSETS = 100
+
+
+class _Given(nn.Identity):
+    """What torchmetrics' FID and KID take as their feature network when they are handed features already."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features
+
+
+def feature_distances(real: Tensor, generated: Tensor) -> dict[str, float]:
+    """``scorer_fd`` and ``scorer_kid`` between two sets of features (N x D, from :class:`ScorerFeatures`).
+
+    scorer_fd is the Fréchet distance between Gaussians fitted to the two sets (FID's formula); scorer_kid the
+    unbiased squared maximum mean discrepancy with a cubic polynomial kernel (KID's), over the whole sets when
+    they hold the same number of images, at most KID_SUBSET_SIZE (then exact: for identical sets 0 only up to
+    an O(1/N) term, and possibly below 0), else averaged over KID_SUBSETS random subsets of the smaller set's
+    size (at most KID_SUBSET_SIZE), drawn from a fixed seed.
+    Both are 0 at best. A set of one image has no spread to fit, so then there are none (an empty dict).
+    """
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    count = min(len(real), len(generated))
+    if count < 2:
+        return {}
+    # The features are computed once per image and handed over as they are, so the metrics' network is a pass-through.
+    given = _Given(real.shape[1])
+    fd = FrechetInceptionDistance(feature=given)
+    subset = min(count, KID_SUBSET_SIZE)
+    whole = subset == max(len(real), len(generated))
+    with warnings.catch_warnings():
+        # It warns that it keeps every feature; here they are a few numbers an image.
+        warnings.filterwarnings("ignore", category=UserWarning, module="torchmetrics")
+        kid = KernelInceptionDistance(feature=given, subsets=1 if whole else KID_SUBSETS, subset_size=subset)
+    for metric in (fd, kid):
+        metric.update(real.double(), real=True)
+        metric.update(generated.double(), real=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        kid_mean, _ = kid.compute()
+    return {"scorer_fd": float(fd.compute()), "scorer_kid": float(kid_mean)}
 
 
 @attrs.frozen(kw_only=True)

@@ -32,12 +32,12 @@ from tqdm.auto import tqdm
 from p2p_core.config import parse_spec
 from p2p_core.errors import ConfigError, P2PError
 from p2p_core.evaluation import CONSTANT, FOLDERS, TestResult, run_test, write_grid_image
-from p2p_core.metrics import HIGHER_IS_BETTER, SEGMENTATION_METRICS, plot_histograms
+from p2p_core.metrics import FEATURE_METRICS, HIGHER_IS_BETTER, SEGMENTATION_METRICS, plot_histograms
 from p2p_core.registry import Registry, default_registry, load_registry
 from p2p_core.run import Run
 from p2p_core.spec import Mode, RunSpec
 
-HIGHER_IS_BETTER_ANY = HIGHER_IS_BETTER | dict.fromkeys(SEGMENTATION_METRICS, True)
+HIGHER_IS_BETTER_ANY = HIGHER_IS_BETTER | dict.fromkeys(SEGMENTATION_METRICS, True) | dict.fromkeys(FEATURE_METRICS, False)
 
 
 @attrs.frozen(kw_only=True)
@@ -90,8 +90,8 @@ def run_sweep(
     histograms.png (into ``out_dir``, or ``out_dir/MODE`` for each mode when there are several).
 
     With ``seeds`` > 1, each recipe runs once per seed as ``NAME-seedK``, and runs.csv lists every run.
-    ``jobs`` runs train at once in separate processes. ``scorer`` adds the FCN-score (``p2p_core.scoring``) to
-    every run's and baseline's metrics.
+    ``jobs`` runs train at once in separate processes. ``scorer`` adds the FCN-score and the realism distances
+    in the scorer's feature space (``p2p_core.scoring``) to every run's and baseline's metrics.
     """
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")

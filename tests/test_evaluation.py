@@ -38,7 +38,8 @@ def test_test_writes_images_page_and_metrics(run_dir: Path, tmp_path: Path, caps
     assert content["mode"] == "paper" and "dropout on" in content["mode_description"]
     assert content["split"] == "val" and content["step"] == 4 and content["count"] == 8  # smoke: 8 val scenes
     assert content["dataset"] == {"name": "synthetic", "options": {"length": 8, "seed": 0, "direction": "AtoB",
-                                                                   "load_size": 72, "crop_size": 64, "flip": True}}
+                                                                   "load_size": 72, "crop_size": 64, "flip": True,
+                                                                   "variant": "colour"}}
     assert set(content["metrics"]) == {"l1", "psnr", "ssim", "hist_L", "hist_a", "hist_b"}
     assert 0 < content["metrics"]["l1"] < 1 and 0 < content["metrics"]["hist_L"] <= 1
     assert "FID not computed" in content["notes"][0]

@@ -16,7 +16,16 @@ from p2p_core.metrics import SegmentationScores, image_metrics
 from p2p_core.protocols import Sample
 from p2p_core.registry import default_registry
 from p2p_core.run import collate_samples
-from p2p_core.scoring import check_compatible, fit_scorer, load_scorer, read_labels, score, write_labels
+from p2p_core.scoring import (
+    ScorerFeatures,
+    check_compatible,
+    feature_distances,
+    fit_scorer,
+    load_scorer,
+    read_labels,
+    score,
+    write_labels,
+)
 
 SMOKE = Path(__file__).resolve().parents[1] / "recipes" / "smoke.yaml"
 # The smoke recipe's data (64x64), a few more scenes so the scorer has something to learn from.
@@ -55,6 +64,54 @@ def test_synthetic_labels_follow_the_jitter_and_name_the_classes():
     # Mirroring: the same scene, flipped or not, keeps its labels on its pixels.
     swapped = synthetic("val", direction="BtoA")[0]
     assert torch.equal(swapped.labels, val[0].labels) and torch.equal(swapped.a, val[0].b)
+
+
+def test_the_texture_variant_keeps_the_scenes_and_gives_every_class_one_colour():
+    import torch.nn.functional as F
+
+    from p2p_datasets.synthetic import TEXTURE_CLASSES
+
+    colour, texture = synthetic("val"), synthetic("val", variant="texture")
+    assert texture.classes == TEXTURE_CLASSES and colour.classes != texture.classes
+    # The same scenes: label renderings and class maps; only the photos differ.
+    assert torch.equal(texture[5].a, colour[5].a) and torch.equal(texture[5].labels, colour[5].labels)
+
+    def class_colours(dataset) -> torch.Tensor:
+        """Each class's mean photo colour over every scene, away from the seams (the masks shrunk by 2 pixels)."""
+        sums, counts = torch.zeros(6, 3), torch.zeros(6)
+        for sample in dataset:
+            masks = F.one_hot(sample.labels, 6).permute(2, 0, 1).float()
+            inside = -F.max_pool2d(-masks[None], 5, 1, 2)[0] > 0
+            sums += torch.einsum("khw,chw->kc", inside.float(), sample.b)
+            counts += inside.flatten(1).sum(1)
+        return sums / counts[:, None]
+
+    def spread(means: torch.Tensor) -> float:
+        return float((means - means.mean(0)).abs().max())
+
+    # What is left in the texture variant is the random lighting over shapes at random places.
+    assert spread(class_colours(texture)) < 0.06 < 0.3 < spread(class_colours(colour))
+    with pytest.raises(ConfigError, match="got 'textures'; did you mean 'texture'"):
+        synthetic("val", variant="textures")
+
+
+def test_only_the_texture_variants_fcn_score_is_blind_to_a_blurred_photo(scorer, tmp_path: Path):
+    from kornia.filters import gaussian_blur2d
+
+    def real_and_blurred(path: Path, **options) -> tuple[dict[str, float], dict[str, float]]:
+        val = synthetic("val", **options)
+        photos, labels = torch.stack([s.b for s in val]), torch.stack([s.labels for s in val])
+        blurred = gaussian_blur2d(photos, (13, 13), (2.0, 2.0))
+        return score(scorer=path, photos=photos, labels=labels), score(scorer=path, photos=blurred, labels=labels)
+
+    # On the colour task a blur keeps what tells the classes apart; on the texture variant it leaves a scorer
+    # that learnt something from the real photos calling every pixel one class (per-class accuracy 1/6).
+    real, blurred = real_and_blurred(scorer.path)
+    assert blurred["class_acc"] > 0.5
+    textured = fit_scorer(data_options=DATA | {"variant": "texture"}, out=tmp_path / "texture.pt", steps=80,
+                          batch_size=8, ngf=8, depth=3, progress=False)
+    real, blurred = real_and_blurred(textured.path, variant="texture")
+    assert real["class_acc"] > 0.22 and blurred["class_acc"] == pytest.approx(1 / 6, abs=0.01)
 
 
 def test_batches_collate_with_and_without_labels():
@@ -96,11 +153,31 @@ def test_a_perfect_generator_scores_the_real_photos_accuracy(scorer, run_dir: Pa
     assert set(result.metrics) >= {"pixel_acc", "class_acc", "class_iou", "l1"}
     # A 4-step model draws nothing the scorer recognises as well as the real photos.
     assert result.metrics["pixel_acc"] < scorer.real_val["pixel_acc"]
+    # Beside the FCN-score, the realism distances of the outputs and of the baselines but the real photos.
+    assert set(result.metrics) >= {"scorer_fd", "scorer_kid"} and result.metrics["scorer_fd"] > 0
+    assert all({"scorer_fd", "scorer_kid"} <= set(result.baselines[name]) for name in (CONSTANT, INPUT))
     content = json.loads((tmp_path / "page" / "metrics.json").read_text())
     assert content["scorer"] == str(scorer.path) and content["baselines"][REAL] == scorer.real_val
     assert set(content["baselines"]) == {CONSTANT, INPUT, REAL}
     html = (tmp_path / "page" / "index.html").read_text()
     assert "baseline: real photos" in html and "pixel_acc" in html
+
+
+def test_the_scorer_feature_distances_are_0_for_the_same_photos_and_grow_with_blur(scorer):
+    from kornia.filters import gaussian_blur2d
+
+    features = ScorerFeatures(load_scorer(scorer.path))
+    val = synthetic("val")
+    photos = torch.stack([val[i].b for i in range(len(val))])
+    real = features(photos)
+    assert real.shape == (len(val), features.num_features)
+    assert feature_distances(real, real.clone())["scorer_fd"] == pytest.approx(0, abs=1e-9)
+    # The more blurred a copy of the real photos, the further from them, by both distances.
+    blurred = [feature_distances(real, features(gaussian_blur2d(photos, (13, 13), (sigma, sigma)))) for sigma in (1.0, 2.0, 3.0)]
+    for metric in ("scorer_fd", "scorer_kid"):
+        assert [distances[metric] for distances in blurred] == sorted(distances[metric] for distances in blurred)
+    assert 0 < blurred[0]["scorer_fd"] < blurred[-1]["scorer_fd"]
+    assert feature_distances(real[:1], real[:1]) == {}  # one image has no spread to compare
 
 
 def test_the_constant_baseline_is_the_per_pixel_median_and_minimises_l1():
@@ -156,12 +233,15 @@ def test_another_registered_generator_serves_as_the_scorer_network(scorer, tmp_p
     assert torch.load(other.path, weights_only=True)["network"]["name"] == "encoder_decoder"
     assert type(loaded.module) is not type(load_scorer(scorer.path).module)
     assert loaded.classify(synthetic("val")[0].b[None]).shape == (1, 64, 64)
+    # Its features for the realism distances come from its own last layer with weights, found by running it.
+    features = ScorerFeatures(loaded)
+    assert features(synthetic("val")[0].b[None]).shape == (1, features.num_features) and features.num_features > 1
     with pytest.raises(UnknownComponentError, match="encoder_decoderr"):
         fit_scorer(data_options=DATA, out=tmp_path / "x.pt", steps=1, network="encoder_decoderr")
     assert not (tmp_path / "x.pt").exists()
 
 
-def test_evaluate_scores_a_test_pages_images_with_the_class_maps_it_wrote(scorer, run_dir: Path, tmp_path: Path):
+def test_evaluate_scores_a_test_pages_images_with_the_class_maps_it_wrote(scorer, run_dir: Path, tmp_path: Path, capsys):
     result = run_test(ckpt=run_dir, data={"length": DATA["length"]}, scorer=scorer.path, out=tmp_path / "page")
     page = tmp_path / "page"
     assert sorted(path.stem for path in (page / "labels").iterdir()) == sorted(result.names)
@@ -174,6 +254,12 @@ def test_evaluate_scores_a_test_pages_images_with_the_class_maps_it_wrote(scorer
     # The outputs, read back from 8-bit files, score as run_test scored them in memory, to rounding.
     outputs = evaluate_folders(pred=page / "outputs", target=page / "targets", scorer=scorer.path, labels=page / "labels")
     assert outputs["metrics"]["pixel_acc"] == pytest.approx(result.metrics["pixel_acc"], abs=0.01)
+    assert outputs["metrics"]["scorer_fd"] == pytest.approx(result.metrics["scorer_fd"], rel=0.05)
+    # From the command line: the real photos against themselves are 0 apart in the scorer's features.
+    main(["evaluate", "--pred", str(page / "targets"), "--target", str(page / "targets"), "--scorer", str(scorer.path),
+          "--labels", str(page / "labels")])
+    printed = capsys.readouterr().out
+    assert float(printed.split("scorer_fd ")[1].split()[0]) == pytest.approx(0, abs=1e-6) and "scorer_kid" in printed
 
     with pytest.raises(ConfigError, match="needs both --scorer and --labels"):
         evaluate_folders(pred=page / "outputs", target=page / "targets", scorer=scorer.path)

@@ -50,11 +50,11 @@ def test_each_recipe_runs_once_per_seed_and_is_summarised(tmp_path: Path):
     assert (sweep / "grid.png").is_file() and (sweep / "runs" / "l1-cgan-seed1").is_dir()
 
 
-def fake_run(recipe: str, seed: int, l1: float) -> SweepRun:
+def fake_run(recipe: str, seed: int, l1: float, **scores: float) -> SweepRun:
     spec = make_spec(generator=("unet", {}), loss="l1")
     trained = TrainedSpec(run=spec, shapes=Shapes(in_channels=3, out_channels=3, image_size=32), adversarial=False)
-    result = evaluation.TestResult(out_dir=Path("."), step=10, trained=trained,
-                                   names=[], metrics={"l1": l1}, evaluation=None, baselines={CONSTANT: {"l1": 0.3}})
+    result = evaluation.TestResult(out_dir=Path("."), step=10, trained=trained, names=[], metrics={"l1": l1, **scores},
+                                   evaluation=None, baselines={CONSTANT: {"l1": 0.3}})
     return SweepRun(name=f"{recipe}-seed{seed}", train_seconds=60.0, result=result, recipe=recipe, seed=seed)
 
 
@@ -71,6 +71,17 @@ def test_differences_beyond_the_spread_are_marked(tmp_path: Path):
     assert "0.13 ± 0.042 |" in rows["close"] and "†" not in rows["close"]
     assert "0.21 ± 0.014 †" in rows["far"]
     assert rows["worse"].endswith("| NO/yes |") and rows["best"].endswith("| yes/yes |")
+
+
+def test_the_scorers_realism_distances_are_tabled_lowest_best(tmp_path: Path):
+    runs = {
+        "near": [fake_run("near", 0, 0.2, pixel_acc=0.5, scorer_fd=1.0), fake_run("near", 1, 0.2, pixel_acc=0.5, scorer_fd=1.2)],
+        "far": [fake_run("far", 0, 0.1, pixel_acc=0.9, scorer_fd=5.0), fake_run("far", 1, 0.1, pixel_acc=0.9, scorer_fd=5.2)],
+    }
+    write_seed_tables(runs, [], tmp_path, caption="test")
+    rows = {line.split(" | ")[0].strip("| "): line for line in (tmp_path / "results.md").read_text().splitlines()}
+    assert "**1.1 ± 0.14**" in rows["near"] and "**0.9 ± 0**" in rows["far"]
+    assert float(read_csv(tmp_path / "results.csv")[1]["scorer_fd"]) == pytest.approx(5.1)
 
 
 def test_seeds_must_be_positive(tmp_path: Path):
