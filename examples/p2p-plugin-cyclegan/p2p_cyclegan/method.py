@@ -23,7 +23,6 @@ import torch
 from torch import Tensor
 
 from p2p_core.errors import ConfigError
-from p2p_core.objective import Objective
 from p2p_core.protocols import Sample
 from p2p_core.training import Training
 
@@ -93,9 +92,10 @@ class CycleGAN:
         run, shapes = training.spec, training.shapes
         self.training = training
         self.lambda_a, self.lambda_b, self.lambda_identity = lambda_a, lambda_b, lambda_identity
-        self.objective = Objective.parse(run.loss, run.loss_options, training.registry,
-                                         discriminator=f"discriminator {run.disc.name!r}")
-        if self.objective.discriminator_input != "output" or set(self.objective.needs.values()) & {"nothing"}:
+        self.objective = training.build_objective()
+        # A gradient penalty reads nothing of D's outputs but still judges one domain's images alone: it fits.
+        plain = {name for name, need in self.objective.needs.items() if need == "nothing" and name not in self.objective.penalises}
+        if self.objective.discriminator_input != "output" or plain:
             raise ConfigError(
                 f"cyclegan trains --loss {run.loss!r}, but its discriminators see the images of one domain, with no "
                 "input beside them and no target to compare with: use unconditional adversarial terms only, e.g. "

@@ -62,6 +62,15 @@ def test_a_conditional_adversarial_term_is_refused_with_the_fix(tmp_path, capsys
     assert not (tmp_path / "conditional").exists()
 
 
+def test_a_gradient_penalty_trains_both_discriminators_beside_an_unconditional_term(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = fit(tmp_path, "r1", "--loss", "lsgan+r1", "--loss_options.lsgan.conditional", "false",
+              "--loss_options.r1.conditional", "false")
+    logged = set(EventAccumulator(str(run)).Reload().Tags()["scalars"])
+    assert {"loss/D_A/r1", "loss/D_B/r1"} <= logged and not {"loss/G_AB/r1", "loss/G_BA/r1"} & logged
+
+
 @pytest.mark.parametrize("direction", ["AtoB", "BtoA"])
 def test_each_direction_predicts_tests_exports_and_serves_with_its_own_generator(run_dir, tmp_path, direction, capsys):
     role = {"AtoB": "generator_ab", "BtoA": "generator_ba"}[direction]
