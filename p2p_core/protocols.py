@@ -53,6 +53,11 @@ class Discriminator(Protocol):
     of several scales gives both per scale, as tuples in the order of its logits (:func:`per_scale` reads
     either form); a plain int means one scale.
 
+    ``min_input_size`` (optional) is the smallest side of the square inputs it takes, where that is more than its
+    logits need (a normalisation that needs a map larger than 1 x 1, a scale that must see a minimum): a run whose
+    crops are smaller is refused when it is built, naming it. Without it p2p finds the smallest size by running it
+    dry (see :func:`p2p_core.networks.smallest_input`).
+
     Initialisation: as for generators, see the module docstring.
     """
 

@@ -28,6 +28,7 @@ from p2p_core.testing.checks import (
     check_dataset_jitter_keeps_pairs_aligned,
     check_dataset_samples,
     check_discriminator_every_scale_sees_the_input,
+    check_discriminator_min_input_size,
     check_discriminator_output_grid,
     check_generator_eval_is_deterministic,
     check_generator_output_shape_and_range,
@@ -206,9 +207,11 @@ class FlawedDiscriminator(nn.Module):
     receptive_field = 3
 
     def __init__(self, *, in_channels: int, shade: Shade = Shade.LIGHT,
-                 broken: Literal["", "wrong_grid", "blind", "unused_layer", "unregistered_state"] = "") -> None:
+                 broken: Literal["", "wrong_grid", "blind", "unused_layer", "unregistered_state", "overstated_min_input"] = "") -> None:
         super().__init__()
         self.in_channels, self.broken = in_channels, broken
+        if broken == "overstated_min_input":
+            self.min_input_size = 4  # it takes 1 x 1
         self.conv = nn.Conv2d(in_channels, 1, 3, padding=1)
         if broken == "unused_layer":
             self.unused = nn.Conv2d(in_channels, 1, 3, padding=1)
@@ -322,6 +325,7 @@ BROKEN_FOR = {
     ("discriminator", check_discriminator_output_grid): ("flawed", {"broken": "wrong_grid"}),
     ("discriminator", check_receptive_field): ("misdeclared", {}),
     ("discriminator", check_discriminator_every_scale_sees_the_input): ("flawed", {"broken": "blind"}),
+    ("discriminator", check_discriminator_min_input_size): ("flawed", {"broken": "overstated_min_input"}),
     ("discriminator", check_gradients_reach_every_parameter): ("flawed", {"broken": "unused_layer"}),
     ("discriminator", check_state_dict_round_trip): ("flawed", {"broken": "unregistered_state"}),
     ("discriminator", check_options_round_trip_through_config): ("flawed", {"shade": Shade.DARK}),

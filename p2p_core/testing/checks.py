@@ -312,6 +312,58 @@ def check_discriminator_every_scale_sees_the_input(subject: Subject) -> None:
                   "compute each scale from the input (e.g. avg-pooled), without detach() or no_grad()")
 
 
+def check_discriminator_min_input_size(subject: Subject) -> None:
+    """Its smallest input (``min_input_size`` where declared, else the smallest side that runs) trains: at batch 1
+    and 2 in training mode it gives logits at every scale and gradients, and one pixel less fails or is refused when
+    p2p builds the run."""
+    from p2p_core.errors import PluginError
+    from p2p_core.networks import check_discriminator, smallest_input
+
+    torch.manual_seed(0)
+    d = subject.build(in_channels=6).train()
+    try:
+        smallest = smallest_input(d)
+    except PluginError as error:
+        _fail(subject, "min_input_size is a positive int", str(error).splitlines()[1].strip().removeprefix("found: "),
+              "declare the smallest side of the square inputs it takes, or leave it out")
+    if smallest is None:
+        return  # it does not run on the meta device (it reads values): nothing p2p derives to check
+    runs_at = smallest_input(d, declared=False)
+    for batch in (1, 2):
+        try:
+            _trains_at(subject, d, batch=batch, side=smallest)
+        except ContractViolation:
+            raise
+        except Exception as error:
+            _fail(subject, "it trains at its min_input_size",
+                  f"{type(error).__name__}: {_first_line(error)} at {smallest} x {smallest}, batch {batch}",
+                  f"declare min_input_size = {runs_at}, the smallest side it runs at" if runs_at else
+                  "declare the smallest side it really takes")
+    if smallest == 1:
+        return
+    # A declaration is the smallest side: a larger one would refuse crops it trains on. A derived one is p2p's to keep.
+    smaller = (lambda: _trains_at(subject, d, batch=1, side=smallest - 1)) if runs_at != smallest else (
+        lambda: check_discriminator(d, size=smallest - 1, batch=1, label=subject.label))
+    try:
+        smaller()
+    except Exception:  # noqa: BLE001 - failing or refused: smallest is the smallest
+        return
+    _fail(subject, "min_input_size is the smallest side it takes",
+          f"declared {smallest}, and it trains at {smallest - 1} x {smallest - 1} too" if runs_at != smallest else
+          f"p2p accepts {smallest - 1} x {smallest - 1}, below the {smallest} it found",
+          f"declare min_input_size = {runs_at}, or leave it out for p2p to find it" if runs_at != smallest else
+          "report this to p2p")
+
+
+def _trains_at(subject: Subject, d: nn.Module, *, batch: int, side: int) -> None:
+    """D in training mode on a batch of ``side`` x ``side`` inputs: logits at every scale, and a backward pass."""
+    output = _judged(subject, d(torch.rand(batch, d.in_channels, side, side) * 2 - 1))
+    empty = [scale for scale, logits in enumerate(output.logits) if logits.numel() == 0]
+    if empty:
+        raise ValueError(f"no logits at scale {empty[0]}")
+    sum(logits.mean() for logits in output.logits).backward()
+
+
 # -- losses ----------------------------------------------------------------------------------------------------
 
 
@@ -693,6 +745,7 @@ CHECKS: dict[str, tuple[Callable[[Subject], None], ...]] = {
         check_discriminator_output_grid,
         check_receptive_field,
         check_discriminator_every_scale_sees_the_input,
+        check_discriminator_min_input_size,
         check_gradients_reach_every_parameter,
         check_state_dict_round_trip,
         check_options_round_trip_through_config,
