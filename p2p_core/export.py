@@ -31,7 +31,7 @@ from p2p_core import weights
 from p2p_core.checkpoint import guarded
 from p2p_core.errors import ConfigError, DataError
 from p2p_core.files import refuse_overlap, replacing
-from p2p_core.inference import PADDING_MODE, AnySize, TrainedGenerator, load_generator, translate
+from p2p_core.inference import PADDING_MODE, AnySize, TrainedGenerator, image_of, load_generator, translate
 from p2p_core.registry import Registry
 from p2p_core.protocols import Direction
 from p2p_core.spec import MAX_MEMORY_GB, Mode
@@ -286,7 +286,20 @@ def _size_oblivious() -> Any:
     return torch.fx.experimental._config.patch(backed_size_oblivious=True)
 
 
+class _Image(nn.Module):
+    """A generator that returns its image alone, whatever else it returns in training: what a trace can hold."""
+
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        self.generator = generator
+        self.train(generator.training)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return image_of(self.generator(x))
+
+
 def _torchscript(module: nn.Module, example: Tensor, path: Path) -> None:
+    module = _Image(module)
     with warnings.catch_warnings():
         # The trace warns that shape-dependent Python (the generator's size check) is fixed at the traced
         # size; the check after export is what shows that the convolutions generalise. torch.jit's own

@@ -31,6 +31,7 @@ from p2p_core.testing.checks import (
     check_discriminator_min_input_size,
     check_discriminator_output_grid,
     check_generator_eval_is_deterministic,
+    check_generator_extras_and_inference,
     check_generator_output_shape_and_range,
     check_generator_size_multiple,
     check_gradients_reach_every_parameter,
@@ -188,7 +189,7 @@ class FlawedGenerator(nn.Module):
     size_multiple = 1
 
     def __init__(self, *, in_channels: int, out_channels: int, image_size: int, shade: Shade = Shade.LIGHT,
-                 broken: Literal["", "noisy_in_eval", "unused_layer", "unregistered_state"] = "") -> None:
+                 broken: Literal["", "noisy_in_eval", "unused_layer", "unregistered_state", "extras_without_batch"] = "") -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.broken = in_channels, out_channels, broken
         self.conv = nn.Conv2d(in_channels, out_channels, 1)
@@ -196,9 +197,12 @@ class FlawedGenerator(nn.Module):
             self.unused = nn.Conv2d(in_channels, out_channels, 1)
         self.offset = torch.rand(()) if broken == "unregistered_state" else torch.zeros(())  # not a buffer
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor | p2p_core.GeneratorOutput:
         y = self.conv(x) + self.offset
-        return torch.tanh(F.dropout(y, 0.5, training=True) if self.broken == "noisy_in_eval" else y)
+        image = torch.tanh(F.dropout(y, 0.5, training=True) if self.broken == "noisy_in_eval" else y)
+        if self.broken == "extras_without_batch":  # one mean for the whole batch
+            return p2p_core.GeneratorOutput(image=image, extras={"mean": y.mean()})
+        return image
 
 
 class FlawedDiscriminator(nn.Module):
@@ -318,6 +322,7 @@ KIT_CHECKS = [(kind, check) for kind, checks in CHECKS.items() for check in chec
 BROKEN_FOR = {
     ("generator", check_generator_output_shape_and_range): ("unbounded", {}),
     ("generator", check_generator_size_multiple): ("narrow", {}),
+    ("generator", check_generator_extras_and_inference): ("flawed", {"broken": "extras_without_batch"}),
     ("generator", check_generator_eval_is_deterministic): ("flawed", {"broken": "noisy_in_eval"}),
     ("generator", check_gradients_reach_every_parameter): ("flawed", {"broken": "unused_layer"}),
     ("generator", check_state_dict_round_trip): ("flawed", {"broken": "unregistered_state"}),
@@ -426,6 +431,7 @@ def test_expected_failures_become_strict_xfails():
     xfails = {p.id: [(m.kwargs["reason"], m.kwargs["strict"]) for m in p.marks if m.name == "xfail"] for p in params}
     assert xfails == {
         "generator:unbounded-check_generator_output_shape_and_range": [("no Tanh yet", True)],
+        "generator:unbounded-check_generator_extras_and_inference": [],
         "generator:unbounded-check_generator_size_multiple": [],
         "generator:unbounded-check_generator_eval_is_deterministic": [],
         "generator:unbounded-check_gradients_reach_every_parameter": [],

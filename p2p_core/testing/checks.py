@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from p2p_core.errors import ConfigError
 from p2p_core.objective import Objective, first_version, has_discriminator_side, needs
-from p2p_core.protocols import DiscriminatorOutput, Sample, per_scale
+from p2p_core.protocols import DiscriminatorOutput, GeneratorOutput, Sample, per_scale
 from p2p_core.registry import Component, Registry
 from p2p_core.spec import ComponentSpec
 from p2p_core.testing import strategies
@@ -88,7 +88,7 @@ def check_generator_output_shape_and_range(subject: Subject) -> None:
         size = data.draw(strategies.image_sizes(g.size_multiple, max_factor=2, max_size=2 * image_size), label="size")
         x = strategies.seeded_images(batch=batch, channels=in_channels, height=size, seed=seed, saturated=saturated)
         with torch.no_grad():
-            y = g(x)
+            y = _generated(subject, g(x)).image
         expected = (batch, out_channels, size, size)
         if tuple(y.shape) != expected:
             _fail(subject, "output shape N x out_channels x H x W", f"{tuple(y.shape)} for input {tuple(x.shape)}, expected {expected}",
@@ -98,6 +98,50 @@ def check_generator_output_shape_and_range(subject: Subject) -> None:
                   "end the network with Tanh")
 
     run()
+
+
+def _generated(subject: Subject, output: Any) -> GeneratorOutput:
+    """What a generator returned, read as the engine reads it: a broken contract is a kit failure."""
+    try:
+        return GeneratorOutput.of(output, source=subject.label)
+    except ConfigError as error:
+        raise ContractViolation(str(error)) from None
+
+
+def _takes_target(g: nn.Module) -> bool:
+    return getattr(g, "takes_target", False) is True
+
+
+def check_generator_extras_and_inference(subject: Subject) -> None:
+    """G returns its image, or a GeneratorOutput whose extras are tensors with the batch first; one that declares
+    ``takes_target`` works with the target (training) and without it (inference); inference keeps the image alone."""
+    from p2p_core.inference import translate
+
+    torch.manual_seed(0)
+    g = subject.build(in_channels=3, out_channels=3, image_size=32).train()
+    takes = getattr(g, "takes_target", False)
+    if not isinstance(takes, bool):
+        _fail(subject, "takes_target is a bool", repr(takes), "say takes_target = True for a generator given the target in training")
+    x, target = (torch.rand(2, 3, 32, 32) * 2 - 1 for _ in range(2))
+    calls = {"G(x)": {}, "G(x, target=y)": {"target": target}} if takes else {"G(x)": {}}
+    for call, given in calls.items():
+        with torch.no_grad():
+            generated = _generated(subject, g(x, **given))
+        if tuple(generated.image.shape) != (2, 3, 32, 32) or not generated.image.abs().max() <= 1:
+            _fail(subject, "the image is N x out_channels x H x W in [-1, 1]",
+                  f"{call} gave an image {tuple(generated.image.shape)} in {_range(generated.image)}",
+                  "put the translation in GeneratorOutput.image, and the other tensors in extras")
+        for name, extra in generated.extras.items():
+            if extra.dim() < 1 or extra.shape[0] != 2:
+                _fail(subject, "extras are tensors with the batch first", f"{call} gave {name!r} of shape {tuple(extra.shape)}",
+                      "keep one row per image (N x ...), so that losses and logs can read each image's own")
+    g.eval()
+    side = g.size_multiple + 1  # padded up to two multiples and cropped back, as predict does
+    with torch.no_grad():
+        image = translate(g, torch.rand(1, 3, side, side) * 2 - 1)
+    if not isinstance(image, Tensor) or tuple(image.shape) != (1, 3, side, side):
+        _fail(subject, "inference gets the image alone", f"{type(image).__name__} {tuple(getattr(image, 'shape', ()))}",
+              "report this to p2p: translate() keeps GeneratorOutput.image")
 
 
 def check_generator_size_multiple(subject: Subject) -> None:
@@ -147,7 +191,7 @@ def check_generator_eval_is_deterministic(subject: Subject) -> None:
     g = subject.build(in_channels=3, out_channels=3, image_size=32).eval()
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     with torch.no_grad():
-        first, second = g(x), g(x)
+        first, second = _generated(subject, g(x)).image, _generated(subject, g(x)).image
     if not torch.equal(first, second):
         _fail(subject, "eval() makes G deterministic", f"max difference {(first - second).abs().max():.3g}",
               "draw noise only in training mode (nn.Dropout does this)")
@@ -158,7 +202,9 @@ def check_gradients_reach_every_parameter(subject: Subject) -> None:
     torch.manual_seed(0)
     model, x = _module_and_input(subject)
     model.train()
-    outputs = _tensors(subject, model(x))
+    # As training runs it: a generator that takes the target (its encoder's only input) is given one.
+    given = {"target": torch.rand_like(x) * 2 - 1} if subject.component.kind == "generator" and _takes_target(model) else {}
+    outputs = [out for out in _tensors(subject, model(x, **given)) if out.is_floating_point()]
     targets = [torch.rand_like(out) * 2 - 1 for out in outputs]
     sum((out - target).abs().mean() for out, target in zip(outputs, targets)).backward()
     dead = [name for name, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
@@ -184,9 +230,10 @@ def check_state_dict_round_trip(subject: Subject) -> None:
 
 
 def _tensors(subject: Subject, output: Any) -> list[Tensor]:
-    """A generator's output, or every tensor a discriminator returned: each scale's logits and features."""
+    """Every tensor a generator returned (its image and extras), or a discriminator: each scale's logits and features."""
     if subject.component.kind == "generator":
-        return [output]
+        generated = _generated(subject, output)
+        return [generated.image, *generated.extras.values()]
     judged = _judged(subject, output)
     return [*judged.logits, *(f for scale in judged.features for f in scale)]
 
@@ -406,7 +453,10 @@ def _loss_inputs(term: Any, seed: int, scales: int = 1) -> dict[str, Any]:
     if term.discriminator_input != "none":
         plain = scales == 1 and needs(term) != "features"
         disc = _TinyDiscriminator(channels) if plain else _TinyMultiScaleDiscriminator(channels, scales)
-    return {"x": x, "fake": fake, "target": target, "disc": disc}
+    # Extras shaped as images: any term must read them whatever they hold (a KL term's mean and log-variance).
+    extras = {name: (torch.rand(2, 3, 16, 16, generator=generator) * 2 - 1).requires_grad_(True)
+              for name in getattr(term, "generator_extras", ())}
+    return {"x": x, "fake": fake, "target": target, "disc": disc, "extras": extras}
 
 
 def check_loss_declares_discriminator_input(subject: Subject) -> None:
@@ -418,8 +468,8 @@ def check_loss_declares_discriminator_input(subject: Subject) -> None:
 
 
 def check_loss_finite_non_negative_and_differentiable(subject: Subject) -> None:
-    """Both losses are finite scalars >= 0, and the generator's has a gradient with respect to G(x), given a
-    discriminator of one scale (plain logits, unless the term needs features)."""
+    """Both losses are finite scalars >= 0, and the generator's has a gradient with respect to G(x) (or the
+    generator's extras it reads), given a discriminator of one scale (plain logits, unless the term needs features)."""
 
     @SETTINGS
     @given(seed=st.integers(0, 2**31 - 1))
@@ -430,8 +480,8 @@ def check_loss_finite_non_negative_and_differentiable(subject: Subject) -> None:
 
 
 def check_loss_with_multiscale_features(subject: Subject) -> None:
-    """Both losses are finite scalars >= 0, and the generator's has a gradient with respect to G(x), given a
-    discriminator of two scales with features, of which the term reads only what it declares (``needs``,
+    """Both losses are finite scalars >= 0, and the generator's has a gradient with respect to G(x) (or the
+    generator's extras it reads), given a discriminator of two scales with features, of which the term reads only what it declares (``needs``,
     ``generator_needs_real``).
 
     Terms of the first Loss protocol read one scale only, and are skipped."""
@@ -454,10 +504,13 @@ def _check_loss_values(subject: Subject, seed: int, *, scales: int) -> None:
         _fail(subject, "generator_loss is a finite scalar >= 0", repr(g_loss), "reduce with mean(); use a loss bounded below by 0")
     if g_loss.requires_grad:
         g_loss.backward()
-    if inputs["fake"].grad is None or not torch.isfinite(inputs["fake"].grad).all():
-        _fail(subject, "generator_loss is differentiable in G(x)", "no finite gradient reaches fake", "do not detach fake")
+    gradients = [t.grad for t in (inputs["fake"], *inputs["extras"].values()) if t.grad is not None]
+    if not gradients or not all(torch.isfinite(gradient).all() for gradient in gradients):
+        _fail(subject, "generator_loss is differentiable in G(x) (or in the generator's extras it reads)",
+              "no finite gradient reaches fake" + (" or the extras" if inputs["extras"] else ""), "do not detach fake")
     if has_discriminator_side(term):
-        d_loss = _engine_loss(subject, term, "discriminator", inputs | {"fake": inputs["fake"].detach()})
+        judged = {name: value for name, value in inputs.items() if name != "extras"}  # a generator's, for its loss
+        d_loss = _engine_loss(subject, term, "discriminator", judged | {"fake": inputs["fake"].detach()})
         if not _non_negative_scalar(d_loss):
             _fail(subject, "discriminator_loss is a finite scalar >= 0", repr(d_loss), "reduce with mean()")
 
@@ -475,6 +528,7 @@ class _ReadsEverything:
 
     def __init__(self, term: Any) -> None:
         self.term, self.discriminator_input = term, term.discriminator_input
+        self.generator_extras = getattr(term, "generator_extras", ())
 
     def generator_loss(self, **arguments: Any) -> Any:
         return self.term.generator_loss(**arguments)
@@ -624,7 +678,7 @@ def check_method_directions_name_its_generators(subject: Subject) -> None:
         shape = training.trained.networks[role]
         x = torch.zeros(1, shape.in_channels, METHOD_SIZE, METHOD_SIZE)
         with torch.no_grad():
-            output = training.translator(direction).eval()(x)
+            output = _generated(subject, training.translator(direction).eval()(x)).image
         if tuple(output.shape) != (1, shape.out_channels, METHOD_SIZE, METHOD_SIZE):
             _fail(subject, "each direction's generator translates its input channels to its output channels",
                   f"{direction} ({role!r}) gave {tuple(output.shape)} for {tuple(x.shape)}",
@@ -735,6 +789,7 @@ def check_options_round_trip_through_config(subject: Subject) -> None:
 CHECKS: dict[str, tuple[Callable[[Subject], None], ...]] = {
     "generator": (
         check_generator_output_shape_and_range,
+        check_generator_extras_and_inference,
         check_generator_size_multiple,
         check_generator_eval_is_deterministic,
         check_gradients_reach_every_parameter,
