@@ -26,7 +26,7 @@ from p2p_core.interop import locate
 from p2p_core.networks import build_network, check_memory
 from p2p_core.protocols import GeneratorOutput
 from p2p_core.registry import Registry, default_registry
-from p2p_core.spec import MAX_MEMORY_GB, Mode, NetworkShape, TrainedSpec
+from p2p_core.spec import IMAGE_ENCODING, MAX_MEMORY_GB, Mode, NetworkShape, TrainedSpec
 from p2p_core.test_time import set_mode
 
 PADDING_MODE = "reflect"
@@ -72,6 +72,12 @@ class TrainedGenerator:
     @property
     def out_channels(self) -> int:
         return self.shape.out_channels
+
+    @property
+    def input_encoding(self) -> str:
+        """How a file becomes its input (:func:`p2p_core.images.read_input`): the dataset's for AtoB; BtoA reads
+        the other side's files, which are images."""
+        return self.trained.input_encoding if self.direction == "AtoB" else IMAGE_ENCODING
 
     @property
     def image_size(self) -> int:

@@ -222,6 +222,11 @@ class PairedDataset(Protocol):
     "train" only, and the same crop and flip always apply to both halves of a pair. ``root`` is the folder
     the dataset reads (p2p never writes into it), or None for data without one (generated, or held in memory).
     Each item is a :class:`Sample`; its ``path`` names the outputs of ``p2p test``.
+
+    ``input_encoding`` (optional, default ``"image"``) says how a file becomes ``a``, so that inference reads files
+    as training did: ``"image"`` (1, 3 or 4 channels of pixels) or ``"labels:N"`` (a class-index PNG as N one-hot
+    channels, :func:`p2p_core.images.read_input`). Checkpoints record it; ``p2p predict``, ``demo`` and ``export``'s
+    description follow it.
     """
 
     in_channels: int
