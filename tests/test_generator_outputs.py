@@ -169,3 +169,18 @@ def test_an_export_holds_the_image_alone(run: Path, tmp_path: Path, format: str)
     with torch.no_grad():
         found, expected = loaded(x), translate(trained.module, x)
     assert isinstance(found, Tensor) and torch.allclose(found, expected, atol=1e-4)
+
+
+def test_a_generator_output_compiles_without_a_graph_break():
+    # --trainer.compile builds the output inside the compiled graph (the eager backend: the tracing, not the kernels).
+    torch.manual_seed(0)
+    vae = EXAMPLE.TinyVAE(in_channels=3, out_channels=3, image_size=32)
+    compiled = torch.compile(vae, backend="eager", fullgraph=True)
+    x, target = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    outputs = []
+    for module in (vae, compiled):
+        torch.manual_seed(1)  # the same draw of the code
+        outputs.append(GeneratorOutput.of(module(x, target=target)))
+    (expected, found) = outputs
+    assert torch.equal(found.image, expected.image) and set(found.extras) == {"mu", "logvar"}
+    assert all(torch.equal(found.extras[name], expected.extras[name]) for name in found.extras)

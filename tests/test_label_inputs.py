@@ -24,6 +24,8 @@ from p2p_core.predict import predict
 from p2p_core.protocols import Sample
 from p2p_core.registry import Registry
 from p2p_core.spec import Shapes, read_checkpoint
+from p2p_core.testing import ContractViolation, cases
+from p2p_core.testing.checks import check_dataset_samples
 from p2p_core.training import Training
 
 CLASSES = 6
@@ -48,10 +50,16 @@ class ClassMaps(Dataset):
         return Sample(a, COLOURS[a.argmax(0)].permute(2, 0, 1), str(self.files[index]))
 
 
+class Misdeclared(ClassMaps):
+    """Declares one class fewer than its inputs have channels."""
+
+    input_encoding = "labels:5"
+
+
 class Components:
     @p2p_core.hookimpl
     def p2p_datasets(self):
-        return {"class_maps": ClassMaps}
+        return {"class_maps": ClassMaps, "misdeclared": Misdeclared}
 
 
 def registry() -> Registry:
@@ -145,3 +153,15 @@ def test_an_encoding_that_does_not_match_the_inputs_is_refused():
     with pytest.raises(ConfigError, match=r"unknown input encoding 'lables:6'"):
         Training.build(spec, Shapes(in_channels=6, out_channels=3, image_size=32), total_steps=1, registry=registry(),
                        input_encoding="lables:6")
+
+
+def test_the_kit_checks_the_declared_encoding(tmp_path: Path):
+    for split in ("train", "val"):
+        class_map(tmp_path / split / "0.png")
+    found = registry()
+    options = {name: {"root": tmp_path} for name in ("dataset:class_maps", "dataset:misdeclared")}
+    (good,) = [c for c in cases(["dataset:class_maps"], registry=found, options=options) if c.check is check_dataset_samples]
+    good.run()
+    (bad,) = [c for c in cases(["dataset:misdeclared"], registry=found, options=options) if c.check is check_dataset_samples]
+    with pytest.raises(ContractViolation, match=r"a labels:N input has N channels\n  found: labels:5 with in_channels 6"):
+        bad.run()

@@ -22,7 +22,7 @@ from p2p_core.errors import ConfigError
 from p2p_core.objective import Objective, first_version, has_discriminator_side, needs
 from p2p_core.protocols import DiscriminatorOutput, GeneratorOutput, Sample, per_scale
 from p2p_core.registry import Component, Registry
-from p2p_core.spec import ComponentSpec
+from p2p_core.spec import IMAGE_ENCODING, ComponentSpec, input_classes
 from p2p_core.testing import strategies
 
 # One bug per failure (several distinct ones would come as an exception group, each with its own example), and no
@@ -506,8 +506,9 @@ def _check_loss_values(subject: Subject, seed: int, *, scales: int) -> None:
         g_loss.backward()
     gradients = [t.grad for t in (inputs["fake"], *inputs["extras"].values()) if t.grad is not None]
     if not gradients or not all(torch.isfinite(gradient).all() for gradient in gradients):
-        _fail(subject, "generator_loss is differentiable in G(x) (or in the generator's extras it reads)",
-              "no finite gradient reaches fake" + (" or the extras" if inputs["extras"] else ""), "do not detach fake")
+        extras = " or in the generator's extras it reads" if inputs["extras"] else ""
+        _fail(subject, f"generator_loss is differentiable in G(x){extras}",
+              f"no finite gradient reaches fake{' or the extras' if extras else ''}", "do not detach fake")
     if has_discriminator_side(term):
         judged = {name: value for name, value in inputs.items() if name != "extras"}  # a generator's, for its loss
         d_loss = _engine_loss(subject, term, "discriminator", judged | {"fake": inputs["fake"].detach()})
@@ -571,9 +572,18 @@ def _succeeds(compute: Callable[[], Any]) -> bool:
 
 
 def check_dataset_samples(subject: Subject) -> None:
-    """Each item is a Sample(a, b, path): in_channels and out_channels x image_size^2 images in [-1, 1]."""
+    """Each item is a Sample(a, b, path): in_channels and out_channels x image_size^2 images in [-1, 1]; a declared
+    ``input_encoding`` is "image" or "labels:N" with N input channels."""
     for split in ("train", "val"):
         dataset = subject.build(split=split)
+        encoding = getattr(dataset, "input_encoding", IMAGE_ENCODING)
+        try:
+            classes = input_classes(encoding)
+        except ConfigError as error:
+            _fail(subject, "input_encoding is 'image' or 'labels:N'", repr(encoding), str(error).split("; ", 1)[1])
+        if classes is not None and classes != dataset.in_channels:
+            _fail(subject, "a labels:N input has N channels", f"{encoding} with in_channels {dataset.in_channels}",
+                  "give the input one one-hot channel per class (p2p_core.images.read_input)")
         if len(dataset) < 1:
             _fail(subject, "a dataset has at least one pair", "len() == 0", "point it at data")
         for index in sorted({0, len(dataset) - 1}):
