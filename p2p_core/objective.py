@@ -69,7 +69,7 @@ class Objective:
         """Term name -> what it reads of the discriminator's outputs."""
         self._first_version = {name for name, term in self.terms.items() if first_version(term)}
         self._generator_needs_real = {name for name, term in self.terms.items() if getattr(term, "generator_needs_real", False)}
-        self._extras = {name: tuple(term.generator_extras) for name, term in self.terms.items() if getattr(term, "generator_extras", ())}
+        self._extras = {name: tuple(extras) for name, term in self.terms.items() if (extras := getattr(term, "generator_extras", ()))}
         """Term name -> the generator's extras it reads (a VAE's mu and logvar), for the terms that read some."""
         for name in self.terms:
             self._check_needs(name)
@@ -149,7 +149,7 @@ class Objective:
         self, *, x: Tensor, fake: Tensor, target: Tensor, disc: Disc | None, extras: Mapping[str, Tensor] | None = None
     ) -> dict[str, Tensor]:
         """Every term's generator loss; ``disc`` is run once on the fake pair, and on the real one (without
-        gradients) only for terms that read it. ``extras`` are the generator's (a :class:`~p2p_core.protocols.GeneratorOutput`'s): a term
+        gradients) only for terms that read it. ``extras`` are the generator's (``GeneratorOutput.extras``): a term
         that lists some in ``generator_extras`` gets those, as ``extras``; the others never see the keyword."""
         d_fake = d_real = None
         if disc is not None and set(self.needs.values()) != {"nothing"}:
@@ -170,8 +170,7 @@ class Objective:
         return losses
 
     def _extras_for(self, name: str, extras: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        missing = [extra for extra in self._extras[name] if extra not in extras]
-        if missing:
+        if not set(self._extras[name]) <= set(extras):
             raise ConfigError(
                 f"loss {name!r}{self._origin(name)} reads the generator's extras {', '.join(self._extras[name])}, and the "
                 f"generator gives {', '.join(extras) or 'none'}\n  fix: choose a generator that returns them "
