@@ -19,6 +19,7 @@ from p2p_core import checkpoint
 from p2p_core import export as exporting
 from p2p_core.commands import fit, fit_arguments
 from p2p_core.errors import ConfigError, DataError
+from p2p_core.evaluation import run_test
 from p2p_core.images import list_images, read_input
 from p2p_core.predict import predict
 from p2p_core.protocols import Sample
@@ -165,3 +166,10 @@ def test_the_kit_checks_the_declared_encoding(tmp_path: Path):
     (bad,) = [c for c in cases(["dataset:misdeclared"], registry=found, options=options) if c.check is check_dataset_samples]
     with pytest.raises(ContractViolation, match=r"a labels:N input has N channels\n  found: labels:5 with in_channels 6"):
         bad.run()
+
+
+def test_p2p_test_translates_the_label_maps_of_its_dataset(run: Path, tmp_path: Path):
+    result = run_test(ckpt=run, split="train", out=tmp_path / "page", backend="torch", registry=registry())
+    with Image.open(tmp_path / "page" / "outputs" / "0.png") as written:
+        assert written.size == (32, 32) and written.mode == "RGB"
+    assert result.names == ["0", "1"]
