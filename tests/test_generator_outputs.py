@@ -46,7 +46,8 @@ def contributing_example(folder: Path):
         sys.path.remove(str(folder))
 
 
-EXAMPLE = contributing_example(Path(tempfile.mkdtemp(prefix="p2p-contributing-")))
+SOURCE = tempfile.TemporaryDirectory(prefix="p2p-contributing-")  # removed when the tests end
+EXAMPLE = contributing_example(Path(SOURCE.name))
 
 
 class Attending(nn.Module):
