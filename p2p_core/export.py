@@ -31,10 +31,10 @@ from p2p_core import weights
 from p2p_core.checkpoint import guarded
 from p2p_core.errors import ConfigError, DataError
 from p2p_core.files import refuse_overlap, replacing
-from p2p_core.inference import PADDING_MODE, AnySize, TrainedGenerator, load_generator, translate
+from p2p_core.inference import PADDING_MODE, AnySize, TrainedGenerator, image_of, load_generator, translate
 from p2p_core.registry import Registry
 from p2p_core.protocols import Direction
-from p2p_core.spec import MAX_MEMORY_GB, Mode
+from p2p_core.spec import IMAGE_ENCODING, MAX_MEMORY_GB, Mode, input_classes
 
 Format = Literal["torchscript", "onnx", "exported-program", "safetensors"]
 INPUT_NAME, OUTPUT_NAME = "image", "translated"
@@ -176,15 +176,22 @@ def describe(trained: TrainedGenerator, exported: Exported, *, format: Format, m
     multiple = trained.module.size_multiple
     caller_pads = format in CALLER_PADS
 
-    def tensor(name: str, channels: int) -> dict[str, Any]:
+    def tensor(name: str, channels: int, encoding: str = IMAGE_ENCODING) -> dict[str, Any]:
+        classes = input_classes(encoding)
         return {
             "name": name,
             "layout": "N x C x H x W",
             "dtype": "float32",
             "channels": channels,
-            "channel_meaning": CHANNELS.get(channels, f"{channels} channels"),
-            "value_range": [-1.0, 1.0],
+            "encoding": encoding,
+            "channel_meaning": CHANNELS.get(channels, f"{channels} channels") if classes is None else
+            f"one-hot class map of {classes} classes: channel c is 1 where the pixel's class index is c, else 0",
+            "value_range": [-1.0, 1.0] if classes is None else [0.0, 1.0],
         }
+
+    back = "back: pixel = round((y + 1) * 127.5), clipped to [0, 255]"
+    pixels = (f"x = pixel / 127.5 - 1 for 8-bit pixels; {back}" if input_classes(trained.input_encoding) is None else
+              f"x[c] = 1 where the class-index image's pixel is c, else 0 ({trained.input_encoding}); {back}")
 
     return {
         "format": format,
@@ -194,9 +201,9 @@ def describe(trained: TrainedGenerator, exported: Exported, *, format: Format, m
             "eval": "dropout off, batch norm uses its running statistics; deterministic",
             "paper": "dropout on and batch statistics at test time, as in the paper; outputs vary between calls",
         }[mode],
-        "input": tensor(INPUT_NAME, trained.in_channels),
+        "input": tensor(INPUT_NAME, trained.in_channels, trained.input_encoding),
         "output": tensor(OUTPUT_NAME, trained.out_channels),
-        "pixels": "x = pixel / 127.5 - 1 for 8-bit pixels; back: pixel = round((y + 1) * 127.5), clipped to [0, 255]",
+        "pixels": pixels,
         "size_multiple": multiple,
         "dynamic": {
             "batch": True,
@@ -286,7 +293,20 @@ def _size_oblivious() -> Any:
     return torch.fx.experimental._config.patch(backed_size_oblivious=True)
 
 
+class _Image(nn.Module):
+    """A generator that returns its image alone, whatever else it returns in training: what a trace can hold."""
+
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        self.generator = generator
+        self.train(generator.training)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return image_of(self.generator(x))
+
+
 def _torchscript(module: nn.Module, example: Tensor, path: Path) -> None:
+    module = _Image(module)
     with warnings.catch_warnings():
         # The trace warns that shape-dependent Python (the generator's size check) is fixed at the traced
         # size; the check after export is what shows that the convolutions generalise. torch.jit's own

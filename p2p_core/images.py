@@ -17,6 +17,7 @@ from torch import Tensor
 
 from p2p_core.errors import DataError
 from p2p_core.files import write_atomically
+from p2p_core.spec import IMAGE_ENCODING, input_classes
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 Preprocess = Literal["resize_and_crop", "crop", "none"]
@@ -74,6 +75,45 @@ def decode(image: Image.Image, *, channels: int = 3) -> Tensor:
         image = _to_8_bits(image)
     pixels = torch.from_numpy(np.array(image.convert(CHANNEL_MODES[channels]), dtype=np.uint8))
     return to_signed(pixels.reshape(*pixels.shape[:2], -1).permute(2, 0, 1))
+
+
+LABEL_MODES = ("L", "P", "I", "I;16")
+"""PIL modes of class-index images: one class index a pixel (8-bit grey or palette indices, 16- or 32-bit integers)."""
+
+
+def read_input(path: Path, *, encoding: str = IMAGE_ENCODING, channels: int = 3) -> Tensor:
+    """A file as a generator's input, as the model's input encoding says (:func:`decode_input`): what predict and
+    a dataset of label maps read; a file that cannot be read so raises a DataError naming it."""
+    with _opened(path) as image:
+        return decode_input(image, encoding=encoding, channels=channels)
+
+
+def decode_input(image: Image.Image, *, encoding: str = IMAGE_ENCODING, channels: int = 3) -> Tensor:
+    """An opened file as a generator's input. ``image`` (the default): its pixels as ``channels`` channels
+    (:func:`decode`). ``labels:N``: a class-index image (mode L, P or I: each pixel's value, or palette index, is
+    its class) as N one-hot channels (:func:`one_hot`); another mode, or an index from N up, raises a ValueError
+    saying so (read_input names the file in a DataError)."""
+    classes = input_classes(encoding)
+    if classes is None:
+        return decode(image, channels=channels)
+    if image.mode not in LABEL_MODES:
+        raise ValueError(
+            f"it is a {image.mode} image, but {encoding} reads class-index images (one class index a pixel, mode "
+            f"{', '.join(LABEL_MODES)}); save the class map as a grey or palette PNG of the indices"
+        )
+    return one_hot(torch.from_numpy(np.array(image, dtype=np.int64)), classes)
+
+
+def one_hot(labels: Tensor, classes: int) -> Tensor:
+    """An H x W map of class indices as ``classes`` x H x W float32: 1 where a pixel has the channel's class, else 0
+    (pix2pixHD's label input); a ValueError for an index outside 0 to ``classes`` - 1."""
+    low, high = (int(labels.min()), int(labels.max())) if labels.numel() else (0, 0)
+    if low < 0 or high >= classes:
+        raise ValueError(
+            f"it holds class index {high if high >= classes else low}, but labels:{classes} has {classes} classes "
+            f"(indices 0 to {classes - 1}); give every pixel one of those, or train a model on labels:{max(high + 1, classes)}"
+        )
+    return F.one_hot(labels.long(), classes).permute(2, 0, 1).float()
 
 
 def _to_8_bits(image: Image.Image) -> Image.Image:

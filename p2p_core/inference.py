@@ -24,8 +24,9 @@ from p2p_core.errors import ConfigError, DataError, PluginError, UnknownComponen
 from p2p_core.images import resize
 from p2p_core.interop import locate
 from p2p_core.networks import build_network, check_memory
+from p2p_core.protocols import GeneratorOutput
 from p2p_core.registry import Registry, default_registry
-from p2p_core.spec import MAX_MEMORY_GB, Mode, NetworkShape, TrainedSpec
+from p2p_core.spec import IMAGE_ENCODING, MAX_MEMORY_GB, Mode, NetworkShape, TrainedSpec
 from p2p_core.test_time import set_mode
 
 PADDING_MODE = "reflect"
@@ -71,6 +72,12 @@ class TrainedGenerator:
     @property
     def out_channels(self) -> int:
         return self.shape.out_channels
+
+    @property
+    def input_encoding(self) -> str:
+        """How a file becomes its input (:func:`p2p_core.images.read_input`): the dataset's for AtoB; BtoA reads
+        the other side's files, which are images."""
+        return self.trained.input_encoding if self.direction == "AtoB" else IMAGE_ENCODING
 
     @property
     def image_size(self) -> int:
@@ -215,18 +222,23 @@ class AnySize(nn.Module):
         top, left = (padded_height - height) // 2, (padded_width - width) // 2
         rows = reflect_indices(height, padded_height, top, x.device)
         columns = reflect_indices(width, padded_width, left, x.device)
-        output = self.generator(x.index_select(-2, rows).index_select(-1, columns))
+        output = image_of(self.generator(x.index_select(-2, rows).index_select(-1, columns)))
         return output[..., top : top + height, left : left + width]
 
 
+def image_of(output: Tensor | GeneratorOutput) -> Tensor:
+    """What inference keeps of a generator's output: the image, without the extras that training reads."""
+    return GeneratorOutput.of(output).image
+
+
 def translate(
-    generator: Callable[[Tensor], Tensor],
+    generator: Callable[[Tensor], Tensor | GeneratorOutput],
     image: Tensor,
     *,
     size_multiple: int | None = None,
     shorter_side: int | None = None,
 ) -> Tensor:
-    """The generator's output for ``image`` (C x H x W or N x C x H x W), at the image's own H x W.
+    """The generator's image for ``image`` (C x H x W or N x C x H x W), at the image's own H x W.
 
     ``size_multiple`` defaults to the generator's attribute; pass it for loaded exports, which lack it (their
     JSON holds it). ``shorter_side`` first scales the image so its shorter side has that many pixels, e.g.
@@ -240,7 +252,7 @@ def translate(
     if shorter_side is not None:
         batch = resize(batch, list(scaled_size(height, width, shorter_side)))
     padded, (rows, columns) = pad_to_multiple(batch, multiple)
-    output = generator(padded)[..., rows, columns]
+    output = image_of(generator(padded))[..., rows, columns]
     if shorter_side is not None:
         output = resize(output, [height, width])
     return output if image.dim() == 4 else output[0]

@@ -15,7 +15,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from p2p_core.errors import ConfigError, DataError
+from p2p_core.errors import ConfigError, DataError, PluginError
+from p2p_core.images import MAX_SIDE
 from p2p_core.objective import Objective
 from p2p_core.protocols import DiscriminatorOutput, per_scale
 from p2p_core.registry import Registry, default_registry
@@ -62,10 +63,18 @@ def check_discriminator(
     compute, or, for a D that reads values (``.item()``) and so cannot run there, on the CPU.
     """
     label = label or (objective.discriminator if objective is not None else "the discriminator")
-    if min(per_scale(discriminator.output_size(size))) < 1:  # otherwise a convolution fails mid-step, far from the cause
+    declared = declared_min_input_size(discriminator, label)
+    if declared is not None and size < declared:
+        raise ConfigError(
+            f"{label} takes inputs of at least {declared}x{declared} (its min_input_size), but the training crops are "
+            f"{size}x{size}; use --data.crop_size {declared} (or larger), or fewer scales or layers in the discriminator"
+        )
+    if not _has_logits(discriminator, size):  # otherwise a convolution fails mid-step, far from the cause
+        smallest = next((side for side in range(size + 1, MAX_SIDE + 1) if _has_logits(discriminator, side)), None)
+        larger = f"--data.crop_size {smallest} (or larger)" if smallest else "larger images (--data.crop_size)"
         raise ConfigError(
             f"{label} has no output for {size}x{size} images (receptive field {discriminator.receptive_field}); "
-            "use larger images (--data.crop_size) or a smaller receptive field (or fewer scales)"
+            f"use {larger}, or a smaller receptive field (or fewer scales)"
         )
     # Batch 2 fails wherever any larger batch does, and batch 1 is the stricter case for batch norm.
     batch, channels = min(batch, 2), discriminator.in_channels
@@ -76,6 +85,45 @@ def check_discriminator(
     checked = DiscriminatorOutput.of(output, source=label)
     if objective is not None:
         objective.check_output(checked)
+
+
+def declared_min_input_size(discriminator: nn.Module, label: str = "the discriminator") -> int | None:
+    """The smallest input side ``discriminator`` declares (``min_input_size``), or None where it declares none; a
+    PluginError for a declaration that is not a positive int."""
+    value = getattr(discriminator, "min_input_size", None)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise PluginError(
+            f"{label} breaks the contract: min_input_size, where a discriminator declares it, is the smallest side "
+            f"(a positive int) of the square inputs it takes\n  found: {value!r}\n  fix: declare an int, or leave it "
+            "out for p2p to find the smallest size that runs"
+        )
+    return value
+
+
+def smallest_input(discriminator: nn.Module, *, batch: int = 1, declared: bool = True) -> int | None:
+    """The smallest square side ``discriminator`` takes: its ``min_input_size`` where it declares one (and ``declared``),
+    else the smallest side at which it has logits at every scale and runs dry (on the meta device, in its mode) at
+    ``batch``; None where no side up to :data:`LARGEST_SUGGESTED_CROP` runs there."""
+    own = declared_min_input_size(discriminator) if declared else None
+    if own is not None:
+        return own
+
+    def works(side: int) -> bool:
+        return _has_logits(discriminator, side) and _runs(discriminator, (batch, discriminator.in_channels, side, side))
+
+    # Doubling, then halving the gap: a size that works is followed by larger ones that work.
+    works_at = next((side for side in (1, *_doubled(1)) if works(side)), None)
+    if works_at is None:
+        return None
+    largest_failing = works_at // 2
+    while works_at - largest_failing > 1:
+        middle = (works_at + largest_failing) // 2
+        largest_failing, works_at = (largest_failing, middle) if works(middle) else (middle, works_at)
+    return works_at
+
+
+def _has_logits(discriminator: nn.Module, side: int) -> bool:
+    return min(per_scale(discriminator.output_size(side))) >= 1
 
 
 def _dry_run_on_cpu(discriminator: nn.Module, label: str, *, batch: int, size: int) -> Any:

@@ -95,6 +95,8 @@ class Objective:
         self._generator_needs_real = {name for name, term in self.terms.items() if getattr(term, "generator_needs_real", False)}
         self.penalises = {name: penalises(term) for name, term in self.terms.items() if penalises(term) is not None}
         """Term name -> where the gradient penalty of that name takes D's gradient."""
+        self._extras = {name: tuple(extras) for name, term in self.terms.items() if (extras := getattr(term, "generator_extras", ()))}
+        """Term name -> the generator's extras it reads (a VAE's mu and logvar), for the terms that read some."""
         for name in self.terms:
             self._check_needs(name)
             self._check_penalty(name)
@@ -192,9 +194,12 @@ class Objective:
     def discriminator_channels(self, in_channels: int, out_channels: int) -> int:
         return out_channels + (in_channels if self.discriminator_input == "input+output" else 0)
 
-    def generator_losses(self, *, x: Tensor, fake: Tensor, target: Tensor, disc: Disc | None) -> dict[str, Tensor]:
+    def generator_losses(
+        self, *, x: Tensor, fake: Tensor, target: Tensor, disc: Disc | None, extras: Mapping[str, Tensor] | None = None
+    ) -> dict[str, Tensor]:
         """Every term's generator loss; ``disc`` is run once on the fake pair, and on the real one (without
-        gradients) only for terms that read it."""
+        gradients) only for terms that read it. ``extras`` are the generator's (``GeneratorOutput.extras``): a term
+        that lists some in ``generator_extras`` gets those, as ``extras``; the others never see the keyword."""
         d_fake = d_real = None
         if disc is not None and set(self.needs.values()) != {"nothing"}:
             d_fake = self._judge(disc, x, fake)
@@ -209,10 +214,20 @@ class Objective:
                 losses[name] = term.generator_loss(x=x, fake=fake, target=target, disc=self._one_scale(name, disc))
                 continue
             real = d_real if name in self._generator_needs_real else None
+            read = {"extras": self._extras_for(name, extras or {})} if name in self._extras else {}
             losses[name] = term.generator_loss(
-                x=x, fake=fake, target=target, d_fake=self._view(name, d_fake), d_real=self._view(name, real)
+                x=x, fake=fake, target=target, d_fake=self._view(name, d_fake), d_real=self._view(name, real), **read
             )
         return losses
+
+    def _extras_for(self, name: str, extras: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        if not set(self._extras[name]) <= set(extras):
+            raise ConfigError(
+                f"loss {name!r}{self._origin(name)} reads the generator's extras {', '.join(self._extras[name])}, and the "
+                f"generator gives {', '.join(extras) or 'none'}\n  fix: choose a generator that returns them "
+                "(GeneratorOutput(image=..., extras={...})), or drop the term"
+            )
+        return {extra: extras[extra] for extra in self._extras[name]}
 
     def discriminator_losses(self, *, x: Tensor, fake: Tensor, target: Tensor, disc: Disc) -> dict[str, Tensor]:
         """The discriminator losses of the adversarial terms that have one (feature matching has none); ``disc``

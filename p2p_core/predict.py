@@ -25,7 +25,7 @@ from p2p_core.backends import Backend, Precision, Runner, open_backend
 from p2p_core.devices import resolve_device
 from p2p_core.errors import ConfigError, DataError
 from p2p_core.files import refuse_overlap
-from p2p_core.images import image_header, list_images, read_image, resize as resized, write_image
+from p2p_core.images import image_header, list_images, read_input, resize as resized, write_image
 from p2p_core.inference import load_generator, scale_note, scaled_size
 from p2p_core.ranges import BatchSize, Pixels, Seed
 from p2p_core.registry import Registry
@@ -75,7 +75,8 @@ def predict(
     Args:
         ckpt: Checkpoint file, run folder (its newest checkpoint that loads), model.safetensors (or its folder),
             pretrained:NAME, or hf:OWNER/NAME[@REVISION] (a p2p model on the Hugging Face Hub).
-        input: Folder of input images (never written to).
+        input: Folder of input images (never written to); for a model trained on label maps (labels:N), class-index
+            PNGs (grey or palette, one class index a pixel).
         output: Folder for the translated images (PNG); must not be the input folder, nor inside it or around it.
         device: auto (cuda when available), cpu or cuda.
         mode: paper: dropout on and batch statistics, as the paper tests (outputs vary with --seed); eval: dropout
@@ -115,7 +116,8 @@ def predict(
     devices = [where] if where.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        rate = _run(runner, files, targets, batches, sizes, channels=trained.in_channels, resize=resize, progress=progress)
+        rate = _run(runner, files, targets, batches, sizes, channels=trained.in_channels, encoding=trained.input_encoding,
+                    resize=resize, progress=progress)
     return PredictResult(count=len(files), output=output, mode=mode, backend=runner.description, batch_size=batch_size, images_per_second=rate)
 
 
@@ -179,6 +181,7 @@ def _run(
     sizes: list[tuple[int, int]],
     *,
     channels: int,
+    encoding: str,
     resize: int | None,
     progress: bool,
 ) -> float:
@@ -190,14 +193,14 @@ def _run(
     workers = max(2, min(8, os.cpu_count() or 2))
     ahead = workers  # batches decoded ahead of the generator, and encoded behind it
     with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(total=len(files), unit="image", dynamic_ncols=True, disable=not progress) as bar:
-        reads = deque([pool.submit(read_image, files[i], channels=channels) for i in batch] for batch in batches[:ahead])
+        reads = deque([pool.submit(read_input, files[i], encoding=encoding, channels=channels) for i in batch] for batch in batches[:ahead])
         writes: deque[Future[None]] = deque()
         start = time.perf_counter()
         try:
             for number, batch in enumerate(batches):
                 images = [future.result() for future in reads.popleft()]
                 if number + ahead < len(batches):
-                    reads.append([pool.submit(read_image, files[i], channels=channels) for i in batches[number + ahead]])
+                    reads.append([pool.submit(read_input, files[i], encoding=encoding, channels=channels) for i in batches[number + ahead]])
                 size = list(scaled_size(*sizes[batch[0]], resize))
                 outputs = runner(torch.stack([resized(image, size) if resize else image for image in images]))
                 for index, image, result in zip(batch, images, outputs):

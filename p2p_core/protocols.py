@@ -33,13 +33,19 @@ class Generator(Protocol):
     and every such size must work down to one multiple (an input size_multiple x size_multiple, batch 1, in
     training mode): p2p pads images up to the next multiple, so a network whose smallest input is larger than
     its divisor declares that smallest side (a multiple of the divisor) as its ``size_multiple``.
+
+    A generator may return a :class:`GeneratorOutput`: the image and named extra tensors (a VAE's mean and
+    log-variance, attention maps) that loss terms read (their ``generator_extras``) and TensorBoard shows;
+    inference (predict, test, export, demo, validation) keeps the image alone. One with ``takes_target = True`` is
+    also given the target in training, as ``G(x, target=y)`` (an encoder of the target: pix2pixHD's instance
+    features, a VAE's posterior); everywhere else it is called ``G(x)`` and must work without it.
     """
 
     in_channels: int
     out_channels: int
     size_multiple: int
 
-    def __call__(self, x: Tensor) -> Tensor: ...
+    def __call__(self, x: Tensor) -> Tensor | GeneratorOutput: ...
 
 
 @runtime_checkable
@@ -52,6 +58,11 @@ class Discriminator(Protocol):
     that one output logit sees; ``output_size(n)`` is the logit grid side for an n x n input. A discriminator
     of several scales gives both per scale, as tuples in the order of its logits (:func:`per_scale` reads
     either form); a plain int means one scale.
+
+    ``min_input_size`` (optional) is the smallest side of the square inputs it takes, where that is more than its
+    logits need (a normalisation that needs a map larger than 1 x 1, a scale that must see a minimum): a run whose
+    crops are smaller is refused when it is built, naming it. Without it p2p finds the smallest size by running it
+    dry (see :func:`p2p_core.networks.smallest_input`).
 
     Initialisation: as for generators, see the module docstring.
     """
@@ -128,6 +139,62 @@ class DiscriminatorOutput:
         return DiscriminatorOutput(logits=self.logits) if self.features else self
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
+class GeneratorOutput:
+    """What a generator returns when the image is not all: ``image`` (N x out_channels x H x W in [-1, 1]) and
+    ``extras``, named tensors, batch first.
+
+    Extras are what loss terms read (a term lists the names in ``generator_extras``: a KL term reads a VAE's
+    ``mu`` and ``logvar``) and what the training method shows beside the output in TensorBoard (those of 4
+    dimensions, N x C x h x w, such as attention maps). Inference keeps the image alone. A plain tensor returned by
+    a generator is its image without extras; :meth:`of` reads both. A dataclass, as :class:`DiscriminatorOutput`,
+    so that torch.compile and torch.export trace it.
+    """
+
+    image: Tensor
+    extras: Mapping[str, Tensor] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def of(cls, value: object, *, source: str = "the generator") -> GeneratorOutput:
+        """What a generator returned, as a GeneratorOutput; ConfigError naming ``source`` and the fix for anything
+        the contract does not allow."""
+        from torch import Tensor
+
+        if isinstance(value, Tensor):
+            return cls(image=value)
+        found = None
+        if not isinstance(value, cls):
+            found = f"a {type(value).__name__}"
+        elif not isinstance(value.image, Tensor):
+            found = f"image {type(value.image).__name__}"
+        elif not isinstance(value.extras, Mapping) or not all(
+            isinstance(name, str) and isinstance(extra, Tensor) for name, extra in value.extras.items()
+        ):
+            extras = value.extras.items() if isinstance(value.extras, Mapping) else ()
+            found = f"extras {type(value.extras).__name__} of {[(type(n).__name__, type(e).__name__) for n, e in extras]}"
+        if found is not None:
+            raise ConfigError(
+                f"{source} breaks the contract: a generator returns its image as a Tensor, or a GeneratorOutput of the "
+                f"image and extras by name\n  found: {found}\n  fix: return the image, or GeneratorOutput(image=image, "
+                "extras={'name': tensor, ...}) from p2p_core.protocols"
+            )
+        return value  # type: ignore[return-value]
+
+    def shown(self) -> dict[str, Tensor]:
+        """The extras to show beside the image: those of 4 dimensions with the image's batch (N x C x h x w), each
+        scaled to the image's size and its values mapped to [-1, 1] by their own range, detached."""
+        import torch.nn.functional as F
+
+        shown = {}
+        for name, extra in self.extras.items():
+            if extra.dim() != 4 or extra.shape[0] != self.image.shape[0]:
+                continue  # a vector (a VAE's mean) is not an image
+            extra = F.interpolate(extra.detach().float(), size=self.image.shape[-2:], mode="nearest")
+            low, high = extra.amin(), extra.amax()
+            shown[name] = (extra - low) / (high - low).clamp_min(1e-12) * 2 - 1
+        return shown
+
+
 class Sample(NamedTuple):
     """One aligned pair: ``a`` is the generator's input, ``b`` its target (after any direction swap).
 
@@ -155,6 +222,11 @@ class PairedDataset(Protocol):
     "train" only, and the same crop and flip always apply to both halves of a pair. ``root`` is the folder
     the dataset reads (p2p never writes into it), or None for data without one (generated, or held in memory).
     Each item is a :class:`Sample`; its ``path`` names the outputs of ``p2p test``.
+
+    ``input_encoding`` (optional, default ``"image"``) says how a file becomes ``a``, so that inference reads files
+    as training did: ``"image"`` (1, 3 or 4 channels of pixels) or ``"labels:N"`` (a class-index PNG as N one-hot
+    channels, :func:`p2p_core.images.read_input`). Checkpoints record it; ``p2p predict``, ``demo`` and ``export``'s
+    description follow it.
     """
 
     in_channels: int
@@ -205,6 +277,9 @@ class Loss(Protocol):
       conformance kit checks every value against it.
     - ``penalises`` ("real" or "interpolated", default none): the term is a gradient penalty (see
       :class:`Penalty`).
+    - ``generator_extras`` (default none): the names of the generator's extras (:class:`GeneratorOutput`) that
+      ``generator_loss`` reads, given to it as the keyword ``extras`` (a mapping of those names); a term without it
+      is never passed the keyword.
 
     ``discriminator_loss`` (see :class:`AdversarialLoss`) is D's side of an adversarial term. A term with no
     discriminator side (feature matching, which only reads D) leaves it out (or sets it to None): the engine then

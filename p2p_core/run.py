@@ -35,7 +35,7 @@ from p2p_core.files import check_name, locked, remove_temporaries, write_atomica
 from p2p_core.images import displayable
 from p2p_core.progress import Progress, choose_style
 from p2p_core.registry import Registry, default_registry
-from p2p_core.spec import RunSpec, Shapes
+from p2p_core.spec import IMAGE_ENCODING, RunSpec, Shapes
 from p2p_core.training import Training
 from p2p_core.validation import Validator
 
@@ -107,7 +107,8 @@ class Run:
         if total_steps < 1:
             raise ConfigError("the run has no steps: set --trainer.n_epochs, --trainer.n_epochs_decay or --trainer.max_steps above 0")
         shapes = Shapes(in_channels=self.dataset.in_channels, out_channels=self.dataset.out_channels, image_size=self.dataset.image_size)
-        self.model = Training.build(spec, shapes, total_steps=int(total_steps), device=self.device, registry=registry, dist=self.dist)
+        self.model = Training.build(spec, shapes, total_steps=int(total_steps), device=self.device, registry=registry, dist=self.dist,
+                                    input_encoding=getattr(self.dataset, "input_encoding", IMAGE_ENCODING))
         if init_from is not None:  # fine-tuning: the weights of another run, a fresh optimizer and schedule
             source = checkpoint.read(init_from, map_location=self.device)
             self.model.load_weights(source.state["models"], source=str(source.path))

@@ -221,6 +221,26 @@ class Shapes:
     """What the discriminator sees (None without one): the output's channels, plus the input's if conditional."""
 
 
+IMAGE_ENCODING = "image"
+"""How a file becomes a generator's input unless its dataset says otherwise: an image's pixels, 1, 3 or 4 channels."""
+MAX_CLASSES = 65536
+"""The most classes a ``labels:N`` input may have: a 16-bit class-index PNG holds that many."""
+
+
+def input_classes(encoding: str) -> int | None:
+    """The classes of a ``labels:N`` input encoding (a class-index PNG as N one-hot channels), None for ``image``; a
+    ConfigError naming the encodings there are for anything else."""
+    kind, _, count = str(encoding).partition(":")
+    if encoding == IMAGE_ENCODING:
+        return None
+    if kind == "labels" and count.isascii() and count.isdigit() and 2 <= int(count) <= MAX_CLASSES:
+        return int(count)
+    raise ConfigError(
+        f"unknown input encoding {str(encoding)[:60]!r}; a dataset's input_encoding is 'image' (the default) or "
+        f"'labels:N' with N from 2 to {MAX_CLASSES} (a class-index PNG, mode L or P, as N one-hot channels)"
+    )
+
+
 @attrs.frozen(kw_only=True)
 class NetworkShape:
     """One network of a trained method: its kind and the channels it was built for."""
@@ -257,13 +277,17 @@ class TrainedSpec:
     """Role -> kind and channels of every network the method trained (pix2pix's before methods recorded them)."""
     directions: Mapping[str, str] = attrs.field(factory=lambda: {"AtoB": "generator"})
     """Direction (AtoB, BtoA) -> the generator role that translates that way."""
+    input_encoding: str = IMAGE_ENCODING
+    """How a file becomes the AtoB generator's input, as the dataset declared (``image``, or ``labels:N``): what
+    predict, demo and export read files as. Checkpoints written before it was recorded are images."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"spec": self.run.to_dict(), "shapes": attrs.asdict(self.shapes), "plugins": dict(self.plugins),
                 "providers": dict(self.providers),
                 "adversarial": self.adversarial,
                 "networks": {role: attrs.asdict(shape) for role, shape in self.networks.items()},
-                "directions": dict(self.directions)}
+                "directions": dict(self.directions),
+                "input_encoding": self.input_encoding}
 
     def generator_for(self, direction: str) -> str:
         """The role of the generator that translates ``direction``; a DataError names the directions there are."""
@@ -289,6 +313,7 @@ def read_checkpoint(state: Mapping[str, Any], *, source: str) -> TrainedSpec:
             plugins=dict(_mapping(state.get("plugins") or {}, source, "plugins")),
             providers=dict(_mapping(state.get("providers") or {}, source, "providers")),
             adversarial=bool(state.get("adversarial", True)),
+            input_encoding=_encoding(state.get("input_encoding", IMAGE_ENCODING), source),
         )
         if "networks" not in state:  # written before methods were plugins: pix2pix's networks, derived above
             return trained
@@ -348,6 +373,14 @@ def _directions(value: Any, source: str) -> dict[str, str]:
     if not directions or not set(directions) <= {"AtoB", "BtoA"}:
         raise DataError(f"{source}: directions must map AtoB and/or BtoA to a generator, got {directions!r:.80}")
     return directions
+
+
+def _encoding(value: Any, source: str) -> str:
+    try:
+        input_classes(value)
+    except ConfigError as error:
+        raise DataError(f"{source}: {error}") from None
+    return value
 
 
 def _component(value: Any, source: str, key: str) -> ComponentSpec:

@@ -27,7 +27,7 @@ from p2p_core.networks import build_network, check_discriminator, init_weights
 from p2p_core.objective import Objective, fix_network
 from p2p_core.protocols import Method, Sample
 from p2p_core.registry import Registry, default_registry
-from p2p_core.spec import NetworkShape, RunSpec, Shapes, TrainedSpec
+from p2p_core.spec import IMAGE_ENCODING, NetworkShape, RunSpec, Shapes, TrainedSpec, input_classes
 
 
 class Training:
@@ -47,7 +47,14 @@ class Training:
         device: torch.device,
         registry: Registry,
         dist: distributed.Context = distributed.Context(),
+        input_encoding: str = IMAGE_ENCODING,
     ) -> None:
+        classes = input_classes(input_encoding)
+        if classes is not None and classes != shapes.in_channels:
+            raise ConfigError(
+                f"dataset {run.data.name!r} declares input_encoding {input_encoding!r} ({classes} one-hot channels), but "
+                f"its inputs have {shapes.in_channels} channels; give the inputs one channel per class"
+            )
         self.spec, self.shapes, self.config = run, shapes, run.trainer
         """The run spec (its loss, components and trainer options), the data's shapes, the trainer options."""
         self.registry, self.device, self.dist, self.total_steps = registry, device, dist, total_steps
@@ -90,6 +97,7 @@ class Training:
             adversarial=bool(discriminators),
             networks=dict(self._shapes),
             directions=dict(self.method.directions),
+            input_encoding=input_encoding,
         )
         """What checkpoints record: the spec, the shapes, the networks and directions, and who provided them."""
 
@@ -103,10 +111,12 @@ class Training:
         device: torch.device | str = "cpu",
         registry: Registry | None = None,
         dist: distributed.Context = distributed.Context(),
+        input_encoding: str = IMAGE_ENCODING,
     ) -> Training:
-        """The method ``run`` names, with its networks, for data of ``shapes`` (``disc_in_channels`` is the method's)."""
+        """The method ``run`` names, with its networks, for data of ``shapes`` (``disc_in_channels`` is the method's)
+        whose input files are read as ``input_encoding`` says (the dataset's)."""
         return cls(run=run, shapes=shapes, total_steps=total_steps, device=torch.device(device),
-                   registry=registry or default_registry(), dist=dist)
+                   registry=registry or default_registry(), dist=dist, input_encoding=input_encoding)
 
     # -- what a method's constructor calls ----------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from p2p_core.errors import ConfigError
+from p2p_core.inference import image_of
 from p2p_core.metrics import HIGHER_IS_BETTER, Evaluation, better
 from p2p_core.test_time import Mode, set_mode
 
@@ -47,7 +48,7 @@ class Validator:
                 torch.manual_seed(0)
                 set_mode(generator, self.mode)
                 for x, target in self.pairs:
-                    evaluation.add(generator(x), target)
+                    evaluation.add(image_of(generator(x)), target)
         finally:
             # Paper mode runs BatchNorm in training mode, which would fold validation images into its statistics.
             for name, buffer in generator.named_buffers():

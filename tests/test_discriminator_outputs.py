@@ -16,6 +16,8 @@ from p2p_core.objective import Objective
 from p2p_core.protocols import DiscriminatorOutput, Sample, per_scale
 from p2p_core.registry import Registry, default_registry
 from p2p_core.spec import Shapes
+from p2p_core.testing import ContractViolation, cases
+from p2p_core.testing.checks import check_discriminator_min_input_size
 from p2p_core.training import Training
 
 DATA = ("synthetic", {"length": 2, "load_size": 36, "crop_size": 32})
@@ -160,6 +162,18 @@ class Reading(nn.Module):
         return self.conv(x) / max(1.0, x.abs().max().item())
 
 
+class Sized(TwoScales):
+    """Two scales that declare the smallest input they take: 16 x 16, larger than the grid needs."""
+
+    min_input_size = 16
+
+
+class Understated(Deep):
+    """Deep, declaring a smaller input than its instance norm takes (it needs 16 x 16 in training)."""
+
+    min_input_size = 8
+
+
 class Unreduced:
     """L1 without the mean: a tensor, not the scalar the contract asks for."""
 
@@ -175,7 +189,8 @@ class Unreduced:
 class Components:
     @p2p_core.hookimpl
     def p2p_discriminators(self):
-        return {"two_scales": TwoScales, "listing": listing, "deep": Deep, "reading": Reading}
+        return {"two_scales": TwoScales, "listing": listing, "deep": Deep, "reading": Reading, "sized": Sized,
+                "understated": Understated}
 
     @p2p_core.hookimpl
     def p2p_losses(self):
@@ -324,6 +339,34 @@ def test_a_discriminator_too_deep_for_the_crop_is_refused_before_the_run_folder_
     message = fit_refused(tmp_path, "--disc", "deep")
     assert message.startswith("discriminator 'deep' (p2p-fake-outputs 3.0) is too deep for 8x8 training crops")
     assert "use --data.crop_size 16" in message
+
+
+def test_a_crop_below_the_declared_min_input_size_is_refused_before_the_run_folder_exists(tmp_path):
+    message = fit_refused(tmp_path, "--disc", "sized")
+    assert message == ("discriminator 'sized' (p2p-fake-outputs 3.0) takes inputs of at least 16x16 (its min_input_size), "
+                       "but the training crops are 8x8; use --data.crop_size 16 (or larger), or fewer scales or layers in "
+                       "the discriminator")
+
+
+def test_a_patchgan_without_output_at_the_crop_is_refused_with_the_smallest_crop_that_has_one(tmp_path):
+    message = fit_refused(tmp_path, "--disc", "patch70", "--disc.ndf", "4")
+    assert message.startswith("discriminator 'patch70' (p2p ") and "has no output for 8x8 images" in message
+    smallest = int(message.split("--data.crop_size ")[1].split()[0])
+    patchgan = registry().create("discriminator", "patch70", in_channels=6)
+    assert patchgan.output_size(smallest) == 1 and patchgan.output_size(smallest - 1) < 1
+
+
+def test_the_kit_checks_that_the_smallest_input_trains():
+    for name in ("patch16", "patch70", "two_scales", "deep"):
+        case(f"discriminator:{name}", check_discriminator_min_input_size).run()
+    with pytest.raises(ContractViolation) as failure:
+        case("discriminator:understated", check_discriminator_min_input_size).run()
+    assert "at 8 x 8, batch 1" in str(failure.value) and "declare min_input_size = 16" in str(failure.value)
+
+
+def case(component: str, check):
+    (found,) = [c for c in cases([component], registry=registry()) if c.check is check]
+    return found
 
 
 def test_a_term_needing_features_of_a_discriminator_without_is_refused_before_the_run_folder_exists(tmp_path):

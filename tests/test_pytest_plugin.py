@@ -67,12 +67,12 @@ def test_the_kit_runs_on_every_component_of_each_distribution_named(pytester, in
     install_distribution("p2p-fake-boom", modules={"fake_boom": "raise ImportError('needs libfoo')\n"}, entry_points={"boom": "fake_boom"})
     plugins = ["--p2p-plugin", "p2p-fake-kit", "--p2p-plugin", "p2p-fake-strict", "--p2p-plugin", "p2p-fake-boom"]
     result = pytester.runpytest_subprocess(*plugins, "-v")
-    # p2p-fake-kit: the load check, six generator checks, six loss checks (one a known failure, one wrongly
+    # p2p-fake-kit: the load check, seven generator checks, six loss checks (one a known failure, one wrongly
     # declared one). p2p-fake-strict: the load check and six loss checks, one failing. p2p-fake-boom: the load
     # check, failing.
-    result.assert_outcomes(passed=11 + 6, xfailed=1, failed=1 + 1 + 1)
+    result.assert_outcomes(passed=12 + 6, xfailed=1, failed=1 + 1 + 1)
     result.stdout.fnmatch_lines([
-        "*collected 21 items",
+        "*collected 22 items",
         "p2p-plugin?p2p-fake-kit?::plugin:p2p-fake-kit-check_loads_cleanly PASSED*",
         "p2p-plugin?p2p-fake-kit?::generator:gained-check_generator_output_shape_and_range PASSED*",
         "p2p-plugin?p2p-fake-kit?::loss:negative-check_loss_declares_discriminator_input FAILED*",
@@ -101,7 +101,7 @@ def test_the_environment_names_distributions_too_and_pytest_selects_among_the_ca
     install_distribution("p2p-fake-kit", modules={"fake_kit": KIT_PLUGIN}, entry_points={"kit": "fake_kit"})
     monkeypatch.setenv(TEST_PLUGIN_ENV, "p2p_fake_kit,p2p-not-installed")
     result = pytester.runpytest_subprocess("--p2p-plugin", "pluggy", "-k", "gained and state_dict", "--continue-on-collection-errors", "-v")
-    result.assert_outcomes(passed=1, deselected=12, errors=2)
+    result.assert_outcomes(passed=1, deselected=13, errors=2)
     result.stdout.fnmatch_lines(["p2p-plugin?p2p-fake-kit?::generator:gained-check_state_dict_round_trip PASSED*"])
     # A name that is no plugin distribution is a collection error that says what to do.
     result.stdout.fnmatch_lines([
@@ -153,7 +153,7 @@ def test_a_component_that_raises_is_reported_as_the_checks_failure_with_only_its
     install_distribution("p2p-fake-explode", modules={"fake_explode": EXPLODING}, entry_points={"explode": "fake_explode"})
     pytester.makepyfile(test_parametrized=PARAMETRIZED)
     result = pytester.runpytest_subprocess("--p2p-plugin", "p2p-fake-explode", "-k", "output_shape")
-    result.assert_outcomes(failed=2, deselected=11)
+    result.assert_outcomes(failed=2, deselected=13)
     for header in ("*_ test_kit?generator:exploding-check_generator_output_shape_and_range? _*",
                    "*_ generator:exploding-check_generator_output_shape_and_range _*"):
         result.stdout.fnmatch_lines([

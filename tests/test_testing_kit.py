@@ -29,8 +29,10 @@ from p2p_core.testing.checks import (
     check_dataset_jitter_keeps_pairs_aligned,
     check_dataset_samples,
     check_discriminator_every_scale_sees_the_input,
+    check_discriminator_min_input_size,
     check_discriminator_output_grid,
     check_generator_eval_is_deterministic,
+    check_generator_extras_and_inference,
     check_generator_output_shape_and_range,
     check_generator_size_multiple,
     check_gradients_reach_every_parameter,
@@ -203,7 +205,7 @@ class FlawedGenerator(nn.Module):
     size_multiple = 1
 
     def __init__(self, *, in_channels: int, out_channels: int, image_size: int, shade: Shade = Shade.LIGHT,
-                 broken: Literal["", "noisy_in_eval", "unused_layer", "unregistered_state"] = "") -> None:
+                 broken: Literal["", "noisy_in_eval", "unused_layer", "unregistered_state", "extras_without_batch"] = "") -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.broken = in_channels, out_channels, broken
         self.conv = nn.Conv2d(in_channels, out_channels, 1)
@@ -211,9 +213,12 @@ class FlawedGenerator(nn.Module):
             self.unused = nn.Conv2d(in_channels, out_channels, 1)
         self.offset = torch.rand(()) if broken == "unregistered_state" else torch.zeros(())  # not a buffer
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor | p2p_core.GeneratorOutput:
         y = self.conv(x) + self.offset
-        return torch.tanh(F.dropout(y, 0.5, training=True) if self.broken == "noisy_in_eval" else y)
+        image = torch.tanh(F.dropout(y, 0.5, training=True) if self.broken == "noisy_in_eval" else y)
+        if self.broken == "extras_without_batch":  # one mean for the whole batch
+            return p2p_core.GeneratorOutput(image=image, extras={"mean": y.mean()})
+        return image
 
 
 class FlawedDiscriminator(nn.Module):
@@ -222,9 +227,11 @@ class FlawedDiscriminator(nn.Module):
     receptive_field = 3
 
     def __init__(self, *, in_channels: int, shade: Shade = Shade.LIGHT,
-                 broken: Literal["", "wrong_grid", "blind", "unused_layer", "unregistered_state"] = "") -> None:
+                 broken: Literal["", "wrong_grid", "blind", "unused_layer", "unregistered_state", "overstated_min_input"] = "") -> None:
         super().__init__()
         self.in_channels, self.broken = in_channels, broken
+        if broken == "overstated_min_input":
+            self.min_input_size = 4  # it takes 1 x 1
         self.conv = nn.Conv2d(in_channels, 1, 3, padding=1)
         if broken == "unused_layer":
             self.unused = nn.Conv2d(in_channels, 1, 3, padding=1)
@@ -334,6 +341,7 @@ KIT_CHECKS = [(kind, check) for kind, checks in CHECKS.items() for check in chec
 BROKEN_FOR = {
     ("generator", check_generator_output_shape_and_range): ("unbounded", {}),
     ("generator", check_generator_size_multiple): ("narrow", {}),
+    ("generator", check_generator_extras_and_inference): ("flawed", {"broken": "extras_without_batch"}),
     ("generator", check_generator_eval_is_deterministic): ("flawed", {"broken": "noisy_in_eval"}),
     ("generator", check_gradients_reach_every_parameter): ("flawed", {"broken": "unused_layer"}),
     ("generator", check_state_dict_round_trip): ("flawed", {"broken": "unregistered_state"}),
@@ -341,6 +349,7 @@ BROKEN_FOR = {
     ("discriminator", check_discriminator_output_grid): ("flawed", {"broken": "wrong_grid"}),
     ("discriminator", check_receptive_field): ("misdeclared", {}),
     ("discriminator", check_discriminator_every_scale_sees_the_input): ("flawed", {"broken": "blind"}),
+    ("discriminator", check_discriminator_min_input_size): ("flawed", {"broken": "overstated_min_input"}),
     ("discriminator", check_gradients_reach_every_parameter): ("flawed", {"broken": "unused_layer"}),
     ("discriminator", check_state_dict_round_trip): ("flawed", {"broken": "unregistered_state"}),
     ("discriminator", check_options_round_trip_through_config): ("flawed", {"shade": Shade.DARK}),
@@ -448,6 +457,7 @@ def test_expected_failures_become_strict_xfails():
     xfails = {p.id: [(m.kwargs["reason"], m.kwargs["strict"]) for m in p.marks if m.name == "xfail"] for p in params}
     assert xfails == {
         "generator:unbounded-check_generator_output_shape_and_range": [("no Tanh yet", True)],
+        "generator:unbounded-check_generator_extras_and_inference": [],
         "generator:unbounded-check_generator_size_multiple": [],
         "generator:unbounded-check_generator_eval_is_deterministic": [],
         "generator:unbounded-check_gradients_reach_every_parameter": [],

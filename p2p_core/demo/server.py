@@ -66,10 +66,10 @@ from werkzeug.exceptions import (
 from p2p_core.backends import Backend, open_backend
 from p2p_core.devices import resolve_device
 from p2p_core.errors import ConfigError
-from p2p_core.images import DECODE_ERRORS, decode, to_pil
+from p2p_core.images import DECODE_ERRORS, decode_input, to_pil
 from p2p_core.inference import TrainedGenerator, load_generator, scale_note, scaled_size
 from p2p_core.registry import Registry
-from p2p_core.spec import Mode
+from p2p_core.spec import IMAGE_ENCODING, Mode
 
 STATIC = Path(__file__).parent / "static"
 FORMATS = "PNG, JPEG, BMP, WebP or TIFF"
@@ -153,6 +153,7 @@ def create_app(*, trained: TrainedGenerator, device: torch.device, seed: int, li
             step=trained.step,
             image_size=trained.image_size,
             in_channels=trained.in_channels,
+            input_encoding=trained.input_encoding,
             out_channels=trained.out_channels,
             mode="paper" if trained.module.training else "eval",
             seed=seed,
@@ -182,7 +183,8 @@ def create_app(*, trained: TrainedGenerator, device: torch.device, seed: int, li
     def translated(data: bytes, *, name: str | None, shorter_side: int | None) -> Response:
         if not data:
             raise BadRequest(f"the uploaded file {name!r} is empty")
-        image = read_upload(data, channels=trained.in_channels, shorter_side=shorter_side, multiple=multiple, limits=limits)
+        image = read_upload(data, channels=trained.in_channels, encoding=trained.input_encoding, shorter_side=shorter_side,
+                            multiple=multiple, limits=limits)
         started = time.perf_counter()
         output = translator(image, shorter_side=shorter_side).cpu()  # on a GPU, waits for the result
         elapsed_ms = 1000 * (time.perf_counter() - started)
@@ -240,13 +242,16 @@ def _shorter_side(value: str | None) -> int | None:
     return int(value)
 
 
-def read_upload(data: bytes, *, channels: int, shorter_side: int | None, multiple: int, limits: Limits) -> Tensor:
-    """An uploaded file as the model's input; what cannot be used raises a 4xx HTTPException saying why."""
+def read_upload(
+    data: bytes, *, channels: int, shorter_side: int | None, multiple: int, limits: Limits, encoding: str = IMAGE_ENCODING
+) -> Tensor:
+    """An uploaded file as the model's input (as its ``encoding`` says: an image, or a class-index map); what cannot
+    be used raises a 4xx HTTPException saying why."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             # Checked on the header, before the pixels are decoded.
             _check_pixels(image.width, image.height, shorter_side=shorter_side, multiple=multiple, limits=limits)
-            return decode(image, channels=channels)
+            return decode_input(image, encoding=encoding, channels=channels)
     except Image.DecompressionBombError as error:
         raise RequestEntityTooLarge(f"{error}; send a smaller image") from None
     except DECODE_ERRORS as error:

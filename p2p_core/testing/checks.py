@@ -29,9 +29,9 @@ from p2p_core.objective import (
     penalises,
     value_range,
 )
-from p2p_core.protocols import DiscriminatorOutput, Sample, per_scale
+from p2p_core.protocols import DiscriminatorOutput, GeneratorOutput, Sample, per_scale
 from p2p_core.registry import Component, Registry
-from p2p_core.spec import ComponentSpec
+from p2p_core.spec import IMAGE_ENCODING, ComponentSpec, input_classes
 from p2p_core.testing import strategies
 
 # One bug per failure (several distinct ones would come as an exception group, each with its own example), and no
@@ -97,7 +97,7 @@ def check_generator_output_shape_and_range(subject: Subject) -> None:
         size = data.draw(strategies.image_sizes(g.size_multiple, max_factor=2, max_size=2 * image_size), label="size")
         x = strategies.seeded_images(batch=batch, channels=in_channels, height=size, seed=seed, saturated=saturated)
         with torch.no_grad():
-            y = g(x)
+            y = _generated(subject, g(x)).image
         expected = (batch, out_channels, size, size)
         if tuple(y.shape) != expected:
             _fail(subject, "output shape N x out_channels x H x W", f"{tuple(y.shape)} for input {tuple(x.shape)}, expected {expected}",
@@ -107,6 +107,50 @@ def check_generator_output_shape_and_range(subject: Subject) -> None:
                   "end the network with Tanh")
 
     run()
+
+
+def _generated(subject: Subject, output: Any) -> GeneratorOutput:
+    """What a generator returned, read as the engine reads it: a broken contract is a kit failure."""
+    try:
+        return GeneratorOutput.of(output, source=subject.label)
+    except ConfigError as error:
+        raise ContractViolation(str(error)) from None
+
+
+def _takes_target(g: nn.Module) -> bool:
+    return getattr(g, "takes_target", False) is True
+
+
+def check_generator_extras_and_inference(subject: Subject) -> None:
+    """G returns its image, or a GeneratorOutput whose extras are tensors with the batch first; one that declares
+    ``takes_target`` works with the target (training) and without it (inference); inference keeps the image alone."""
+    from p2p_core.inference import translate
+
+    torch.manual_seed(0)
+    g = subject.build(in_channels=3, out_channels=3, image_size=32).train()
+    takes = getattr(g, "takes_target", False)
+    if not isinstance(takes, bool):
+        _fail(subject, "takes_target is a bool", repr(takes), "say takes_target = True for a generator given the target in training")
+    x, target = (torch.rand(2, 3, 32, 32) * 2 - 1 for _ in range(2))
+    calls = {"G(x)": {}, "G(x, target=y)": {"target": target}} if takes else {"G(x)": {}}
+    for call, given in calls.items():
+        with torch.no_grad():
+            generated = _generated(subject, g(x, **given))
+        if tuple(generated.image.shape) != (2, 3, 32, 32) or not generated.image.abs().max() <= 1:
+            _fail(subject, "the image is N x out_channels x H x W in [-1, 1]",
+                  f"{call} gave an image {tuple(generated.image.shape)} in {_range(generated.image)}",
+                  "put the translation in GeneratorOutput.image, and the other tensors in extras")
+        for name, extra in generated.extras.items():
+            if extra.dim() < 1 or extra.shape[0] != 2:
+                _fail(subject, "extras are tensors with the batch first", f"{call} gave {name!r} of shape {tuple(extra.shape)}",
+                      "keep one row per image (N x ...), so that losses and logs can read each image's own")
+    g.eval()
+    side = g.size_multiple + 1  # padded up to two multiples and cropped back, as predict does
+    with torch.no_grad():
+        image = translate(g, torch.rand(1, 3, side, side) * 2 - 1)
+    if not isinstance(image, Tensor) or tuple(image.shape) != (1, 3, side, side):
+        _fail(subject, "inference gets the image alone", f"{type(image).__name__} {tuple(getattr(image, 'shape', ()))}",
+              "report this to p2p: translate() keeps GeneratorOutput.image")
 
 
 def check_generator_size_multiple(subject: Subject) -> None:
@@ -156,7 +200,7 @@ def check_generator_eval_is_deterministic(subject: Subject) -> None:
     g = subject.build(in_channels=3, out_channels=3, image_size=32).eval()
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     with torch.no_grad():
-        first, second = g(x), g(x)
+        first, second = _generated(subject, g(x)).image, _generated(subject, g(x)).image
     if not torch.equal(first, second):
         _fail(subject, "eval() makes G deterministic", f"max difference {(first - second).abs().max():.3g}",
               "draw noise only in training mode (nn.Dropout does this)")
@@ -167,7 +211,9 @@ def check_gradients_reach_every_parameter(subject: Subject) -> None:
     torch.manual_seed(0)
     model, x = _module_and_input(subject)
     model.train()
-    outputs = _tensors(subject, model(x))
+    # As training runs it: a generator that takes the target (its encoder's only input) is given one.
+    given = {"target": torch.rand_like(x) * 2 - 1} if subject.component.kind == "generator" and _takes_target(model) else {}
+    outputs = [out for out in _tensors(subject, model(x, **given)) if out.is_floating_point()]
     targets = [torch.rand_like(out) * 2 - 1 for out in outputs]
     sum((out - target).abs().mean() for out, target in zip(outputs, targets)).backward()
     dead = [name for name, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
@@ -193,9 +239,10 @@ def check_state_dict_round_trip(subject: Subject) -> None:
 
 
 def _tensors(subject: Subject, output: Any) -> list[Tensor]:
-    """A generator's output, or every tensor a discriminator returned: each scale's logits and features."""
+    """Every tensor a generator returned (its image and extras), or a discriminator: each scale's logits and features."""
     if subject.component.kind == "generator":
-        return [output]
+        generated = _generated(subject, output)
+        return [generated.image, *generated.extras.values()]
     judged = _judged(subject, output)
     return [*judged.logits, *(f for scale in judged.features for f in scale)]
 
@@ -321,6 +368,58 @@ def check_discriminator_every_scale_sees_the_input(subject: Subject) -> None:
                   "compute each scale from the input (e.g. avg-pooled), without detach() or no_grad()")
 
 
+def check_discriminator_min_input_size(subject: Subject) -> None:
+    """Its smallest input (``min_input_size`` where declared, else the smallest side that runs) trains: at batch 1
+    and 2 in training mode it gives logits at every scale and gradients, and one pixel less fails or is refused when
+    p2p builds the run."""
+    from p2p_core.errors import PluginError
+    from p2p_core.networks import check_discriminator, smallest_input
+
+    torch.manual_seed(0)
+    d = subject.build(in_channels=6).train()
+    try:
+        smallest = smallest_input(d)
+    except PluginError as error:
+        _fail(subject, "min_input_size is a positive int", str(error).splitlines()[1].strip().removeprefix("found: "),
+              "declare the smallest side of the square inputs it takes, or leave it out")
+    if smallest is None:
+        return  # it does not run on the meta device (it reads values): nothing p2p derives to check
+    runs_at = smallest_input(d, declared=False)
+    for batch in (1, 2):
+        try:
+            _trains_at(subject, d, batch=batch, side=smallest)
+        except ContractViolation:
+            raise
+        except Exception as error:
+            _fail(subject, "it trains at its min_input_size",
+                  f"{type(error).__name__}: {_first_line(error)} at {smallest} x {smallest}, batch {batch}",
+                  f"declare min_input_size = {runs_at}, the smallest side it runs at" if runs_at else
+                  "declare the smallest side it really takes")
+    if smallest == 1:
+        return
+    # A declaration is the smallest side: a larger one would refuse crops it trains on. A derived one is p2p's to keep.
+    smaller = (lambda: _trains_at(subject, d, batch=1, side=smallest - 1)) if runs_at != smallest else (
+        lambda: check_discriminator(d, size=smallest - 1, batch=1, label=subject.label))
+    try:
+        smaller()
+    except Exception:  # noqa: BLE001 - failing or refused: smallest is the smallest
+        return
+    _fail(subject, "min_input_size is the smallest side it takes",
+          f"declared {smallest}, and it trains at {smallest - 1} x {smallest - 1} too" if runs_at != smallest else
+          f"p2p accepts {smallest - 1} x {smallest - 1}, below the {smallest} it found",
+          f"declare min_input_size = {runs_at}, or leave it out for p2p to find it" if runs_at != smallest else
+          "report this to p2p")
+
+
+def _trains_at(subject: Subject, d: nn.Module, *, batch: int, side: int) -> None:
+    """D in training mode on a batch of ``side`` x ``side`` inputs: logits at every scale, and a backward pass."""
+    output = _judged(subject, d(torch.rand(batch, d.in_channels, side, side) * 2 - 1))
+    empty = [scale for scale, logits in enumerate(output.logits) if logits.numel() == 0]
+    if empty:
+        raise ValueError(f"no logits at scale {empty[0]}")
+    sum(logits.mean() for logits in output.logits).backward()
+
+
 # -- losses ----------------------------------------------------------------------------------------------------
 
 
@@ -363,7 +462,10 @@ def _loss_inputs(term: Any, seed: int, scales: int = 1) -> dict[str, Any]:
     if term.discriminator_input != "none":
         plain = scales == 1 and needs(term) != "features"
         disc = _TinyDiscriminator(channels) if plain else _TinyMultiScaleDiscriminator(channels, scales)
-    return {"x": x, "fake": fake, "target": target, "disc": disc}
+    # Extras shaped as images: any term must read them whatever they hold (a KL term's mean and log-variance).
+    extras = {name: (torch.rand(2, 3, 16, 16, generator=generator) * 2 - 1).requires_grad_(True)
+              for name in getattr(term, "generator_extras", ())}
+    return {"x": x, "fake": fake, "target": target, "disc": disc, "extras": extras}
 
 
 def check_loss_declares_discriminator_input(subject: Subject) -> None:
@@ -376,8 +478,8 @@ def check_loss_declares_discriminator_input(subject: Subject) -> None:
 
 def check_loss_finite_non_negative_and_differentiable(subject: Subject) -> None:
     """Both losses are finite scalars in the term's ``value_range`` (>= 0 unless it declares another), and the
-    generator's has a gradient with respect to G(x), given a discriminator of one scale (plain logits, unless the
-    term needs features)."""
+    generator's has a gradient with respect to G(x) (or the generator's extras it reads), given a discriminator of one
+    scale (plain logits, unless the term needs features)."""
 
     @SETTINGS
     @given(seed=st.integers(0, 2**31 - 1))
@@ -389,7 +491,8 @@ def check_loss_finite_non_negative_and_differentiable(subject: Subject) -> None:
 
 def check_loss_with_multiscale_features(subject: Subject) -> None:
     """Both losses are finite scalars in the term's ``value_range``, and the generator's has a gradient with respect
-    to G(x), given a discriminator of two scales with features, of which the term reads only what it declares (``needs``,
+    to G(x) (or the generator's extras it reads), given a discriminator of two scales with features, of which the term
+    reads only what it declares (``needs``,
     ``generator_needs_real``).
 
     Terms of the first Loss protocol read one scale only, and are skipped."""
@@ -412,11 +515,19 @@ def _check_loss_values(subject: Subject, seed: int, *, scales: int) -> None:
         _check_value(subject, term, "generator", g_loss)
         if g_loss.requires_grad:
             g_loss.backward()
-        if inputs["fake"].grad is None or not torch.isfinite(inputs["fake"].grad).all():
-            _fail(subject, "generator_loss is differentiable in G(x)", "no finite gradient reaches fake", "do not detach fake")
+        gradients = [t.grad for t in (inputs["fake"], *inputs["extras"].values()) if t.grad is not None]
+        if not gradients or not all(torch.isfinite(gradient).all() for gradient in gradients):
+            extras = " or in the generator's extras it reads" if inputs["extras"] else ""
+            _fail(subject, f"generator_loss is differentiable in G(x){extras}",
+                  f"no finite gradient reaches fake{' or the extras' if extras else ''}", "do not detach fake")
     if has_discriminator_side(term):
-        d_loss = _engine_loss(subject, term, "discriminator", inputs | {"fake": inputs["fake"].detach()})
+        d_loss = _engine_loss(subject, term, "discriminator", _discriminator_inputs(inputs))
         _check_value(subject, term, "discriminator", d_loss)
+
+
+def _discriminator_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
+    """What D's step gives the objective: G(x) detached, and none of the generator's extras (they are its loss's)."""
+    return {name: value for name, value in inputs.items() if name != "extras"} | {"fake": inputs["fake"].detach()}
 
 
 def _check_value(subject: Subject, term: Any, role: str, value: Any) -> None:
@@ -448,6 +559,7 @@ class _ReadsEverything:
         self.term, self.discriminator_input = term, term.discriminator_input
         if penalises(term) is not None:
             self.penalises = penalises(term)
+        self.generator_extras = getattr(term, "generator_extras", ())
 
     def generator_loss(self, **arguments: Any) -> Any:
         return self.term.generator_loss(**arguments)
@@ -486,7 +598,7 @@ def check_loss_penalty_trains_the_discriminator(subject: Subject) -> None:
     if penalises(term) is None:
         return
     inputs = _loss_inputs(term, seed=0)
-    value = _engine_loss(subject, term, "discriminator", inputs | {"fake": inputs["fake"].detach()})
+    value = _engine_loss(subject, term, "discriminator", _discriminator_inputs(inputs))
     _check_value(subject, term, "discriminator", value)
     gradients = []
     if value.requires_grad:
@@ -515,7 +627,7 @@ def check_loss_network_is_fixed(subject: Subject) -> None:
         inputs = _loss_inputs(term, seed)
         for role, side in (("generator", has_generator_side), ("discriminator", has_discriminator_side)):
             if side(term):
-                loss = _engine_loss(subject, term, role, inputs | ({"fake": inputs["fake"].detach()} if role == "discriminator" else {}))
+                loss = _engine_loss(subject, term, role, _discriminator_inputs(inputs) if role == "discriminator" else inputs)
                 if loss.requires_grad:
                     loss.backward()
     trained = [name for name, p in term.named_parameters() if p.requires_grad or p.grad is not None]
@@ -538,9 +650,18 @@ def _succeeds(compute: Callable[[], Any]) -> bool:
 
 
 def check_dataset_samples(subject: Subject) -> None:
-    """Each item is a Sample(a, b, path): in_channels and out_channels x image_size^2 images in [-1, 1]."""
+    """Each item is a Sample(a, b, path): in_channels and out_channels x image_size^2 images in [-1, 1]; a declared
+    ``input_encoding`` is "image" or "labels:N" with N input channels."""
     for split in ("train", "val"):
         dataset = subject.build(split=split)
+        encoding = getattr(dataset, "input_encoding", IMAGE_ENCODING)
+        try:
+            classes = input_classes(encoding)
+        except ConfigError as error:
+            _fail(subject, "input_encoding is 'image' or 'labels:N'", repr(encoding), str(error).split("; ", 1)[1])
+        if classes is not None and classes != dataset.in_channels:
+            _fail(subject, "a labels:N input has N channels", f"{encoding} with in_channels {dataset.in_channels}",
+                  "give the input one one-hot channel per class (p2p_core.images.read_input)")
         if len(dataset) < 1:
             _fail(subject, "a dataset has at least one pair", "len() == 0", "point it at data")
         for index in sorted({0, len(dataset) - 1}):
@@ -645,7 +766,7 @@ def check_method_directions_name_its_generators(subject: Subject) -> None:
         shape = training.trained.networks[role]
         x = torch.zeros(1, shape.in_channels, METHOD_SIZE, METHOD_SIZE)
         with torch.no_grad():
-            output = training.translator(direction).eval()(x)
+            output = _generated(subject, training.translator(direction).eval()(x)).image
         if tuple(output.shape) != (1, shape.out_channels, METHOD_SIZE, METHOD_SIZE):
             _fail(subject, "each direction's generator translates its input channels to its output channels",
                   f"{direction} ({role!r}) gave {tuple(output.shape)} for {tuple(x.shape)}",
@@ -756,6 +877,7 @@ def check_options_round_trip_through_config(subject: Subject) -> None:
 CHECKS: dict[str, tuple[Callable[[Subject], None], ...]] = {
     "generator": (
         check_generator_output_shape_and_range,
+        check_generator_extras_and_inference,
         check_generator_size_multiple,
         check_generator_eval_is_deterministic,
         check_gradients_reach_every_parameter,
@@ -766,6 +888,7 @@ CHECKS: dict[str, tuple[Callable[[Subject], None], ...]] = {
         check_discriminator_output_grid,
         check_receptive_field,
         check_discriminator_every_scale_sees_the_input,
+        check_discriminator_min_input_size,
         check_gradients_reach_every_parameter,
         check_state_dict_round_trip,
         check_options_round_trip_through_config,

@@ -11,7 +11,7 @@ from torch import Tensor
 
 import p2p_core
 from p2p_core.networks import check_discriminator
-from p2p_core.protocols import Sample
+from p2p_core.protocols import GeneratorOutput, Sample
 from p2p_core.training import Training
 
 
@@ -25,7 +25,9 @@ class Pix2Pix:
         self.training = training
         self.objective = training.build_objective()
         self.adversarial = self.objective.adversarial
-        training.network("generator", "generator", in_channels=shapes.in_channels, out_channels=shapes.out_channels)
+        generator = training.network("generator", "generator", in_channels=shapes.in_channels, out_channels=shapes.out_channels)
+        self.takes_target = bool(getattr(generator, "takes_target", False))
+        self.generator_label = f"generator {run.generator.name!r} ({training.registry.providers(run)['generator']})"
         if self.adversarial:
             disc_channels = self.objective.discriminator_channels(shapes.in_channels, shapes.out_channels)
             discriminator = training.network("discriminator", "discriminator", in_channels=disc_channels)
@@ -41,8 +43,11 @@ class Pix2Pix:
 
         The objective runs D once on the real pair and once on the fake one in each step, for all its terms."""
         training, x, target = self.training, batch.a, batch.b
+        generator = training.module("generator")
         with training.autocast():
-            fake = training.module("generator")(x)
+            generated = GeneratorOutput.of(generator(x, target=target) if self.takes_target else generator(x),
+                                           source=self.generator_label)
+        fake = generated.image
         logged: dict[str, float] = {}
         judged = ("discriminator",) if self.adversarial else ()
         if self.adversarial:
@@ -56,15 +61,17 @@ class Pix2Pix:
         with training.frozen(*judged):  # G's step needs gradients through D, not for D
             with training.autocast():
                 g_losses = self.objective.generator_losses(
-                    x=x, fake=fake, target=target, disc=training.module("discriminator") if self.adversarial else None)
+                    x=x, fake=fake, target=target, disc=training.module("discriminator") if self.adversarial else None,
+                    extras=generated.extras)
             if training.step == 0:
                 self.objective.check("generator", g_losses)
             logged |= training.update("generator", {f"G/{name}": value for name, value in g_losses.items()})
         self._last = {"input": x, "output": fake.detach(), "target": target}
+        self._last |= {name: image for name, image in generated.shown().items() if name not in self._last}
         return logged
 
     def images(self) -> dict[str, Tensor]:
-        """The latest step's input, output and target."""
+        """The latest step's input, output and target, and the generator's extras that are images (attention maps)."""
         return self._last
 
 

@@ -157,6 +157,17 @@ def test_feature_matching_with_a_discriminator_without_features_stops_with_the_c
     assert not any(tmp_path.iterdir())  # refused before the run folder was made
 
 
+def test_a_crop_too_small_for_the_coarsest_scale_is_refused_with_the_smallest_that_works(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--disc", "multiscale", "--disc.scales", "3", "--loss", "cgan+fm+l1", "--trainer.max_steps", "1", *SMALL,
+              "--out_dir", str(tmp_path), "--name", "run"])
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message.startswith("p2p: error: discriminator 'multiscale' (p2p-plugin-hd 0.1.0) has no output for 64x64 images")
+    assert message.endswith("use --data.crop_size 93 (or larger), or a smaller receptive field (or fewer scales)")
+    assert multiscale(in_channels=6, scales=3).output_size(93) == (9, 3, 1)
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.skipif(not OUTLINES.is_dir(), reason="needs the outlines data at ../shared/data/outlines")
 def test_the_recipe_trains_on_the_outlines(tmp_path, monkeypatch):
     monkeypatch.chdir(CHECKOUT)  # the recipe's data path is relative to the checkout
