@@ -376,9 +376,10 @@ class Registry:
         try:
             instance = component.factory(**options)
         except (ValueError, TypeError, AssertionError) as error:
+            user = {key: value for key, value in options.items() if key not in ENGINE_ARGUMENTS[component.kind]}
             # A factory's own check of its options (ngf 0, dropout 2, depth 1): the user's to fix, not a crash.
             raise ConfigError(
-                f"{component.kind} {name!r} refused its options {options_text(options)}: {str(error).strip().splitlines()[0]}. "
+                f"{component.kind} {name!r} refused its options {options_text(user)}: {str(error).strip().splitlines()[0]}. "
                 f"`p2p describe {component.kind} {name}` lists them"
             ) from None
         base = BASE_CLASSES[component.kind]
