@@ -285,11 +285,15 @@ class Run:
             checkpoint.save_best(self.state_dict(), self.run_dir)
 
     def _log_scalars(self, writer: Any, means: Mapping[str, float], images_per_sec: float) -> None:
-        for name, value in means.items():
-            writer.add_scalar(f"loss/{name}", value, self.step)
-        # The rate the latest update used, of the method's first optimizer (pix2pix: the generator's).
-        writer.add_scalar("lr", next(iter(self.model.optimizers.values())).param_groups[0]["lr"], self.step)
-        writer.add_scalar("perf/images_per_sec", images_per_sec, self.step)
+        scalars = {
+            **{f"loss/{name}": value for name, value in means.items()},
+            # The rate the latest update used, of the method's first optimizer (pix2pix: the generator's).
+            "lr": next(iter(self.model.optimizers.values())).param_groups[0]["lr"],
+            "perf/images_per_sec": images_per_sec,
+        }
+        for tag, value in scalars.items():
+            writer.add_scalar(tag, value, self.step)
+        self.model.registry.hook.p2p_log(training=self.model, run_dir=self.run_dir, step=self.step, scalars=scalars)
 
     def _grid(self, max_rows: int = 4) -> tuple[str, Tensor]:
         """The latest step's images as rows of the method's columns (pix2pix: input | output | target), values

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 import torch
@@ -54,6 +54,9 @@ class Training:
         self.skipped_updates = 0
         self.networks: dict[str, nn.Module] = {}
         """Role -> the network itself (unwrapped): what checkpoints, validation and inference use."""
+        self.averaged: dict[str, nn.Module] = {}
+        """Role -> weights averaged over training (a module with the network's state-dict keys), as a training
+        callback keeps them (``p2p_ema``): checkpoints hold them, and validation and inference use them."""
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self._shapes: dict[str, NetworkShape] = {}
         self._base_rates: dict[str, float] = {}
@@ -76,6 +79,11 @@ class Training:
             self._wrapped[role] = self._compiled(self._parallel(network))
             # A network judging another's update must not average its own (absent) gradients across processes.
             self._judges[role] = self._compiled(network) if dist.active else self._wrapped[role]
+            augments = [] if self._shapes[role].kind != "discriminator" else [
+                augment for augment in registry.hook.p2p_discriminator_augment(training=self, role=role) if augment is not None]
+            if augments:
+                self._wrapped[role], self._judges[role] = (Augmented(self._wrapped[role], augments),
+                                                           Augmented(self._judges[role], augments))
         discriminators = [shape for shape in self._shapes.values() if shape.kind == "discriminator"]
         self.trained = TrainedSpec(
             run=run,
@@ -88,6 +96,7 @@ class Training:
             directions=dict(self.method.directions),
         )
         """What checkpoints record: the spec, the shapes, the networks and directions, and who provided them."""
+        registry.hook.p2p_train_start(training=self)
 
     @classmethod
     def build(
@@ -242,8 +251,10 @@ class Training:
         for name, optimizer in self.optimizers.items():
             for group in optimizer.param_groups:
                 group["lr"] = self.learning_rate(name)
-        logged = dict(self.method.train_step(self.to_device(batch)))
+        batch = self.to_device(batch)
+        logged = dict(self.method.train_step(batch))
         self.step += 1
+        self.registry.hook.p2p_train_step_end(training=self, batch=batch, logged=logged)
         return logged
 
     def to_device(self, batch: Any) -> Any:
@@ -254,8 +265,10 @@ class Training:
         return type(batch)(*(self.to_device(field) if isinstance(field, Tensor) else field for field in batch))
 
     def translator(self, direction: str = "AtoB") -> nn.Module:
-        """The network that translates ``direction`` (what validation, bench and inference use)."""
-        return self.networks[self.trained.generator_for(direction)]
+        """The network that translates ``direction`` (what validation, bench and inference use): its averaged
+        weights where a callback keeps them."""
+        role = self.trained.generator_for(direction)
+        return self.averaged.get(role, self.networks[role])
 
     @property
     def checkpoint_bytes(self) -> int:
@@ -285,15 +298,21 @@ class Training:
             "models": {role: network.state_dict() for role, network in self.networks.items()},
             "optimizers": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
             **({"method_state": own()} if callable(own) else {}),
+            **({"averaged": {role: module.state_dict() for role, module in self.averaged.items()}} if self.averaged else {}),
             **self.trained.to_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from ``state``; the schedule follows from the step, so format 1's scheduler entry is not needed.
 
-        An imported model (``p2p import``) has weights but no optimizer moments: its optimizers start fresh.
+        An imported model (``p2p import``) has weights but no optimizer moments: its optimizers start fresh; averaged
+        weights a checkpoint lacks (a run that kept none until now) start from its weights.
         """
         self.load_weights(state["models"], source="the checkpoint")
+        for role, module in self.averaged.items():
+            if role in state.get("averaged", {}):
+                check_weights(state["averaged"][role], source=f"the checkpoint, averaged {role}")
+                module.load_state_dict(state["averaged"][role])
         for name, optimizer in self.optimizers.items():
             if name in state.get("optimizers", {}):
                 optimizer.load_state_dict(state["optimizers"][name])
@@ -315,6 +334,8 @@ class Training:
                 network.load_state_dict(models[role])
             except RuntimeError as error:
                 raise DataError(f"the {role} weights in {source} do not fit this {role}: {str(error).splitlines()[-1].strip()}") from None
+            if role in self.averaged:  # an average of weights loaded from elsewhere starts from them
+                self.averaged[role].load_state_dict(models[role])
 
     # -- wrapping ---------------------------------------------------------------------------------------------
 
@@ -333,3 +354,16 @@ class Training:
         if self.config.compile == "none":
             return network
         return torch.compile(network, mode=self.config.compile)
+
+
+class Augmented(nn.Module):
+    """A discriminator that sees every batch through the plugins' augmentations (``p2p_discriminator_augment``)."""
+
+    def __init__(self, network: nn.Module, augments: list[Callable[[Tensor], Tensor]]) -> None:
+        super().__init__()
+        self.network, self.augments = network, augments
+
+    def forward(self, images: Tensor) -> Any:
+        for augment in self.augments:
+            images = augment(images)
+        return self.network(images)
