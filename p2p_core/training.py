@@ -4,7 +4,8 @@ A method (:class:`p2p_core.protocols.Method`, pix2pix, or a plugin's) decides wh
 trains and what one step does. :class:`Training` builds the networks it asks for through the registry, gives them
 the paper's initialisation, places them on the device in the chosen memory layout, wraps them for
 DistributedDataParallel and torch.compile, runs the learning-rate schedule over every optimizer, applies one
-update with the non-finite checks, and holds the whole state for checkpoints. It knows nothing of data, folders,
+update with the non-finite checks, calls the plugins' training callbacks (:mod:`p2p_core.hookspecs`: an average of
+the weights, augmentations of what a discriminator sees), and holds the whole state for checkpoints. It knows nothing of data, folders,
 logging or signals (:mod:`p2p_core.run` does): ``bench`` and tests build it in one call, :meth:`Training.build`,
 and feed it batches.
 """
@@ -79,11 +80,6 @@ class Training:
             self._wrapped[role] = self._compiled(self._parallel(network))
             # A network judging another's update must not average its own (absent) gradients across processes.
             self._judges[role] = self._compiled(network) if dist.active else self._wrapped[role]
-            augments = [] if self._shapes[role].kind != "discriminator" else [
-                augment for augment in registry.hook.p2p_discriminator_augment(training=self, role=role) if augment is not None]
-            if augments:
-                self._wrapped[role], self._judges[role] = (Augmented(self._wrapped[role], augments),
-                                                           Augmented(self._judges[role], augments))
         discriminators = [shape for shape in self._shapes.values() if shape.kind == "discriminator"]
         self.trained = TrainedSpec(
             run=run,
@@ -96,6 +92,11 @@ class Training:
             directions=dict(self.method.directions),
         )
         """What checkpoints record: the spec, the shapes, the networks and directions, and who provided them."""
+        for role in [role for role, shape in self._shapes.items() if shape.kind == "discriminator"]:
+            augments = [augment for augment in registry.hook.p2p_discriminator_augment(training=self, role=role) if augment]
+            if augments:
+                self._wrapped[role], self._judges[role] = (Augmented(self._wrapped[role], augments),
+                                                           Augmented(self._judges[role], augments))
         registry.hook.p2p_train_start(training=self)
 
     @classmethod
