@@ -134,7 +134,7 @@ def p2p_train_start(training: Training) -> None:
 def p2p_train_step_end(training: Training, batch: Sample, logged: dict[str, float]) -> None:
     """Called after every step's updates, with the batch it trained on (on the device) and the scalars the method
     logged; ``training.step`` already counts the step. Scalars added to ``logged`` are averaged and logged with the
-    method's. Random draws come from torch's generator, which checkpoints hold, so a resumed run repeats them.
+    method's (TensorBoard's ``loss/NAME``). Random draws come from torch's generator, which checkpoints hold, so a resumed run repeats them.
     """
 
 

@@ -101,6 +101,20 @@ def test_predict_uses_the_average_a_run_kept_and_says_so(tmp_path, capsys):
     code, _, err = run(["predict", "--ckpt", str(run_dir), "--input", str(inputs), "--output", str(tmp_path / "out"),
                         "--backend", "torch", "--progress", "false"], capsys)
     assert code == 0 and "smoke/step_00000002.pt: using the moving average" in err
+    code, _, err = run(["predict", "--ckpt", str(run_dir), "--input", str(inputs), "--output", str(tmp_path / "raw"),
+                        "--backend", "torch", "--progress", "false", "--no_ema"], capsys)
+    assert code == 0 and "moving average" not in err
+    trained = load_generator(run_dir, mode="eval", ema=False)
+    assert not trained.averaged
+    for name, tensor in trained.module.state_dict().items():
+        assert torch.equal(tensor, state["models"]["generator"][name]), name
+
+    code, _, err = run(["export", "--ckpt", str(run_dir), "--format", "safetensors", "--out", str(tmp_path / "g.safetensors")], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "g.safetensors.json").read_text())["averaged_weights"] is True
+    exported = load_generator(tmp_path / "g.safetensors", mode="eval")
+    for name, tensor in exported.module.state_dict().items():
+        assert torch.equal(tensor, state["averaged"]["generator"][name]), name
 
 
 def test_ema_out_of_range_is_refused_naming_the_option(capsys):
@@ -192,13 +206,15 @@ def test_an_augmented_run_resumes_exactly():
 
 
 class JsonLog:
-    """Each logged interval's scalars as a line of RUN/scalars.jsonl; keeps each step's logged values too."""
+    """Each logged interval's scalars as a line of RUN/scalars.jsonl; logs each batch's mean target too, and keeps
+    each step's logged values."""
 
     def __init__(self) -> None:
         self.steps: list[dict[str, float]] = []
 
     @p2p_core.hookimpl
-    def p2p_train_step_end(self, logged):
+    def p2p_train_step_end(self, batch, logged):
+        logged["data/target_mean"] = batch.b.mean().item()
         self.steps.append(dict(logged))
 
     @p2p_core.hookimpl
@@ -214,10 +230,11 @@ def test_a_logging_plugin_gets_each_interval_means_of_what_was_logged(tmp_path):
     Run(spec, out_dir=tmp_path, name="logged", registry=registry(plugin))()
     rows = [json.loads(line) for line in (tmp_path / "logged" / "scalars.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == [1, 4]  # the first step, then every log_every
-    assert set(rows[1]) == {"step", "loss/D/cgan", "loss/G/cgan", "loss/G/l1", "lr", "perf/images_per_sec"}
+    assert set(rows[1]) == {"step", "loss/D/cgan", "loss/G/cgan", "loss/G/l1", "loss/data/target_mean", "lr", "perf/images_per_sec"}
     assert "loss/G/l1" not in rows[0]  # step 1 is a critic's step: G was not updated
     # Steps 2-4 logged D thrice and G twice (on steps 2 and 4); each is averaged over the steps that logged it.
     d_values = [plugin.steps[i]["D/cgan"] for i in (1, 2, 3)]
     g_values = [plugin.steps[i]["G/l1"] for i in (1, 3)]
     assert rows[1]["loss/D/cgan"] == pytest.approx(sum(d_values) / 3, rel=1e-6)
     assert rows[1]["loss/G/l1"] == pytest.approx(sum(g_values) / 2, rel=1e-6)
+    assert rows[1]["loss/data/target_mean"] == pytest.approx(sum(plugin.steps[i]["data/target_mean"] for i in (1, 2, 3)) / 3)
