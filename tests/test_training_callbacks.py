@@ -238,3 +238,10 @@ def test_a_logging_plugin_gets_each_interval_means_of_what_was_logged(tmp_path):
     assert rows[1]["loss/D/cgan"] == pytest.approx(sum(d_values) / 3, rel=1e-6)
     assert rows[1]["loss/G/l1"] == pytest.approx(sum(g_values) / 2, rel=1e-6)
     assert rows[1]["loss/data/target_mean"] == pytest.approx(sum(plugin.steps[i]["data/target_mean"] for i in (1, 2, 3)) / 3)
+
+
+def test_contributing_shows_the_ema_plugin_as_it_is():
+    root = Path(__file__).resolve().parents[1]
+    guide = (root / "CONTRIBUTING.md").read_text()
+    shown = guide.split("The whole of it:\n\n```python\n", 1)[1].split("```", 1)[0]
+    assert shown in (root / "plugins" / "p2p_ema" / "__init__.py").read_text()
