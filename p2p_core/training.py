@@ -98,6 +98,9 @@ class Training:
                 self._wrapped[role], self._judges[role] = (Augmented(self._wrapped[role], augments),
                                                            Augmented(self._judges[role], augments))
         registry.hook.p2p_train_start(training=self)
+        if self.config.ema and not self.averaged:  # otherwise the option would do nothing, silently
+            raise PluginError("--trainer.ema: no loaded plugin keeps the average; it is p2p's built-in p2p_ema, "
+                              "registered when p2p is installed: reinstall p2p (pip install -e . in a checkout)")
 
     @classmethod
     def build(

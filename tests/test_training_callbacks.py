@@ -57,6 +57,20 @@ def test_ema_blends_the_generator_into_its_average_after_every_step():
         torch.testing.assert_close(averaged[name], tensor, rtol=1e-6, atol=1e-7, msg=name)
 
 
+def test_ema_without_the_plugin_that_keeps_it_is_refused():
+    import p2p_datasets
+    import p2p_gan_losses
+    import p2p_patchgan
+    import p2p_pix2pix
+    import p2p_unet
+
+    found = Registry()  # every built-in but p2p_ema
+    for module in (p2p_unet, p2p_patchgan, p2p_gan_losses, p2p_datasets, p2p_pix2pix):
+        found.register(module, name=module.__name__, distribution="p2p")
+    with pytest.raises(p2p_core.PluginError, match="--trainer.ema: no loaded plugin keeps the average"):
+        Training.build(tiny(ema=0.9), SHAPES, total_steps=1, registry=found)
+
+
 def test_without_ema_nothing_is_averaged_and_the_checkpoint_holds_no_average():
     training = Training.build(tiny(), SHAPES, total_steps=1, registry=registry())
     training.train_step(batches(1)[0])
