@@ -98,7 +98,8 @@ def cached_onnx(trained: TrainedGenerator, *, precision: Literal["float32", "flo
     mode = "paper" if trained.module.training else "eval"
     with open(trained.path, "rb") as handle:
         digest = hashlib.file_digest(handle, "sha256").hexdigest()
-    stem = cache_dir() / "onnx" / f"{digest}-{trained.direction}-{mode}-v{CACHE_VERSION}"
+    weights = "-ema" if trained.averaged else ""  # a checkpoint holding an average holds two generators
+    stem = cache_dir() / "onnx" / f"{digest}-{trained.direction}{weights}-{mode}-v{CACHE_VERSION}"
     path = stem.with_name(f"{stem.name}-{precision}.onnx")
     if path.is_file():
         return path
@@ -114,7 +115,8 @@ def cached_onnx(trained: TrainedGenerator, *, precision: Literal["float32", "flo
         full = stem.with_name(f"{stem.name}-float32.onnx")
         if not full.is_file():
             print(f"p2p: building the ONNX export of {trained.path} for onnxruntime, once: {full}", file=sys.stderr)
-            on_cpu = trained if next(trained.module.parameters()).device.type == "cpu" else load_generator(trained.path, mode=mode, direction=trained.direction)
+            on_cpu = trained if next(trained.module.parameters()).device.type == "cpu" else load_generator(
+                trained.path, mode=mode, direction=trained.direction, ema=trained.averaged)
             # The exporter narrates each of its steps on stdout, which belongs to the command's own output.
             with contextlib.redirect_stdout(io.StringIO()):
                 write_checked(on_cpu, format="onnx", out=full)

@@ -184,6 +184,7 @@ def test(
     backend: Literal["auto", "torch", "onnxruntime"] = "auto",
     overwrite: bool = False,
     direction: Direction = "AtoB",
+    ema: bool = True,
     registry: Registry,
 ) -> None:
     """Translate a split with a trained model; write images, metrics, baselines and an HTML page.
@@ -210,12 +211,14 @@ def test(
         overwrite: Replace the results already in the results folder (otherwise the run refuses).
         direction: AtoB, or BtoA for a model whose method trained both ways (a plugin's unpaired method): its dataset's B images
             are then the inputs and its A images the targets.
+        ema: Use the moving average of the generator's weights where the checkpoint holds one (trained with
+            --trainer.ema); --no_ema uses the trained weights.
     """
     from p2p_core.evaluation import report_text, run_test
 
     result = run_test(ckpt=ckpt, split=split, data=data or {}, mode=mode, out=out, device=device,
                       fid_weights=fid_weights, seed=seed, scorer=scorer, backend=backend, overwrite=overwrite,
-                      direction=direction, registry=registry)
+                      direction=direction, ema=ema, registry=registry)
     print(report_text(result))
     print(f"{len(result.names)} image(s), {mode} mode: {result.out_dir / 'index.html'}")
 

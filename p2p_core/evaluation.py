@@ -84,6 +84,7 @@ def run_test(
     backend: Backend = "auto",
     overwrite: bool = False,
     direction: str = "AtoB",
+    ema: bool = True,
     registry: Registry | None = None,
 ) -> TestResult:
     """Translate every pair of ``split`` of the checkpoint's dataset (``data`` replaces stored options).
@@ -94,7 +95,7 @@ def run_test(
     """
     registry = registry or default_registry()
     torch_device = resolve_device(device)
-    trained = load_generator(ckpt, mode=mode, device=torch_device, registry=registry, direction=direction)
+    trained = load_generator(ckpt, mode=mode, device=torch_device, registry=registry, direction=direction, ema=ema)
     stored = trained.trained.run.data
     if "name" in (data or {}):
         raise ConfigError(f"--data sets options of the checkpoint's dataset {stored.name!r}, not another dataset; drop its 'name'")
@@ -157,6 +158,7 @@ def run_test(
         "mode": mode,
         "mode_description": MODES[mode],
         "direction": direction,
+        "averaged_weights": trained.averaged,
         "seed": seed,
         "dataset": {"name": stored.name, "options": options},
         "generator": {"name": trained.name, "options": dict(trained.trained.run.generator.options)},

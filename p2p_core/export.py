@@ -78,6 +78,7 @@ def export(
     overwrite: bool = False,
     direction: Direction = "AtoB",
     max_memory_gb: float = MAX_MEMORY_GB,
+    ema: bool = True,
     registry: Registry | None = None,
 ) -> Exported:
     """Write a checkpoint's generator as a TorchScript, ONNX, torch.export or safetensors file, and OUT.json describing it.
@@ -98,6 +99,8 @@ def export(
         direction: AtoB, or BtoA for a model whose method trained both ways (a plugin's unpaired method); pix2pix models translate AtoB.
         max_memory_gb: Refuse a model whose weights and one image at its training size need more memory than this
             (a small file can describe a network of terabytes).
+        ema: Use the moving average of the generator's weights where the checkpoint holds one (trained with
+            --trainer.ema); --no_ema uses the trained weights.
     """
     out = Path(out)
     if out.is_dir() or not out.name:
@@ -122,7 +125,7 @@ def export(
         raise DataError(f"{existing[0]} already exists; pass --overwrite to replace it, or choose another --out")
 
     # Located once, by loading: a Hub reference is resolved by one request, and the file it names is then guarded.
-    trained = load_generator(ckpt, mode=mode, registry=registry, direction=direction, max_memory_gb=max_memory_gb)
+    trained = load_generator(ckpt, mode=mode, registry=registry, direction=direction, max_memory_gb=max_memory_gb, ema=ema)
     refuse_overlap(out, guarded(trained.path), option="--out")
     result = write_checked(trained, format=format, out=out)
     description.write_text(json.dumps(describe(trained, result, format=format, mode=mode), indent=2) + "\n")
@@ -197,6 +200,7 @@ def describe(trained: TrainedGenerator, exported: Exported, *, format: Format, m
         "format": format,
         "file": exported.path.name,
         "mode": mode,
+        "averaged_weights": trained.averaged,
         "mode_meaning": {
             "eval": "dropout off, batch norm uses its running statistics; deterministic",
             "paper": "dropout on and batch statistics at test time, as in the paper; outputs vary between calls",

@@ -1,4 +1,4 @@
-"""The hooks through which a plugin contributes components.
+"""The hooks through which a plugin contributes components, and those through which it joins training.
 
 A plugin is a module named by an entry point in the ``p2p`` group; it implements any of these hooks with
 ``@p2p_core.hookimpl``. Every hook returns a mapping from a short name (what users type, e.g. ``unet``) to a
@@ -9,6 +9,11 @@ summary shown by ``p2p list``. All implementations are called; none short-circui
 Untyped options are reported (``p2p list`` and the kit's ``check_loads_cleanly``): the command line could not
 check or document them. A name is the plugin's to choose, but p2p's own components keep theirs: a plugin's
 ``unet`` is then reached as ``DIST:unet`` (its distribution's name as pip spells it), as every component can be.
+
+The training hooks (``p2p_train_start``, ``p2p_train_step_end``, ``p2p_discriminator_augment``, ``p2p_log``) are
+callbacks, called in every run by every loaded plugin that implements them, the way pytest calls its plugins'
+hooks around a test: a plugin reads its settings off ``training`` and does nothing when they leave it off. The
+built-in ``p2p_ema`` (``--trainer.ema``) is written with them.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ import pluggy
 if TYPE_CHECKING:
     from torch import Tensor
 
+    from p2p_core.protocols import Sample
     from p2p_core.reference import Converted
+    from p2p_core.training import Training
 
 hookspec = pluggy.HookspecMarker("p2p")
 hookimpl = pluggy.HookimplMarker("p2p")
@@ -110,3 +117,42 @@ def p2p_import_layouts() -> Mapping[str, Callable[[Mapping[str, Tensor]], Conver
     A state dict in its layout that is damaged (a tensor missing or unexplained) raises a
     :class:`p2p_core.DataError` naming the tensor; p2p adds the file's name.
     """
+
+
+@hookspec
+def p2p_train_start(training: Training) -> None:
+    """Called once the method has built its networks and optimizers (placed, initialised and wrapped), before a
+    resumed run loads its checkpoint: set up what the callback keeps on ``training``.
+
+    ``training`` is the :class:`p2p_core.training.Training`: ``config`` (the trainer options), ``networks`` by
+    role, ``method``, ``trained.directions``. Weights averaged over training go in ``training.averaged`` (role ->
+    a module with the network's state-dict keys): checkpoints hold them, a resumed run gets them back, and
+    ``predict``, ``test``, ``export`` and ``demo`` use them in place of the trained weights.
+    """
+
+
+@hookspec
+def p2p_train_step_end(training: Training, batch: Sample, logged: dict[str, float]) -> None:
+    """Called after every step's updates, with the batch it trained on (on the device) and the scalars the method
+    logged; ``training.step`` already counts the step. Scalars added to ``logged`` are averaged and logged with the
+    method's (TensorBoard's ``loss/NAME``). Random draws come from torch's generator, which checkpoints hold, so a resumed run repeats them.
+    """
+
+
+@hookspec
+def p2p_discriminator_augment(training: Training, role: str) -> Callable[[Tensor], Tensor] | None:
+    """Return a function applied to everything the discriminator ``role`` sees, or None to leave it alone.
+
+    Called once per discriminator when the method is built. The function gets each N x C x H x W batch D is run on
+    (real pairs and fakes, in D's updates and in G's; for a conditional D the input and output concatenated, so one
+    draw moves both) and returns what D sees instead: differentiable, since G's gradient flows through it
+    (DiffAugment's translation and cutout), with random draws from torch's generator. Several plugins' functions
+    apply one after another.
+    """
+
+
+@hookspec
+def p2p_log(training: Training, run_dir: Path, step: int, scalars: Mapping[str, float]) -> None:
+    """Called by ``p2p fit`` on the process that logs, wherever it writes TensorBoard's scalars: ``scalars`` by their
+    TensorBoard tag (``loss/G/l1``, each the mean since the last call; ``lr``; ``perf/images_per_sec``) at ``step``.
+    ``run_dir`` is the run folder, to write a log of your own into."""

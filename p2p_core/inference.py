@@ -9,6 +9,7 @@ the same padding and crop as tensor operations, which the ONNX and exported-prog
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +48,8 @@ class TrainedGenerator:
     """Which way it translates: AtoB, or BtoA for a method that trained both ways."""
     source: str | None = None
     """What to record as where it came from: ``hf:OWNER/NAME@COMMIT`` for a Hub model; None means ``path``."""
+    averaged: bool = False
+    """Whether these are the moving average of the trained weights (``--trainer.ema``) the checkpoint holds."""
 
     @property
     def shape(self) -> NetworkShape:
@@ -107,23 +110,42 @@ def load_generator(
     registry: Registry | None = None,
     direction: str = "AtoB",
     max_memory_gb: float = MAX_MEMORY_GB,
+    ema: bool = True,
 ) -> TrainedGenerator:
     """The generator of a checkpoint file, a run folder (its newest checkpoint that loads), a safetensors file,
     ``pretrained:NAME`` or ``hf:OWNER/NAME[@REVISION]`` that translates ``direction``, in ``mode``, on ``device``;
-    refused if its weights and one image at its training size need over ``max_memory_gb``."""
+    refused if its weights and one image at its training size need over ``max_memory_gb``. Where the checkpoint
+    holds a moving average of the generator's weights (``--trainer.ema``), those are used unless ``ema`` is False,
+    and stderr says so."""
     loaded = checkpoint.read(locate(ckpt, registry=registry), map_location=device)
-    role = check_generator(loaded, registry=registry, direction=direction)
+    role = check_generator(loaded, registry=registry, direction=direction, ema=ema)
     shape, size = loaded.spec.networks[role], loaded.spec.shapes.image_size
     check_memory(lambda: _build(loaded.spec, role, registry), (1, shape.in_channels, size, size), limit_gb=max_memory_gb,
                  source=str(loaded.path))
     module = _build(loaded.spec, role, registry).to(device)
-    module.load_state_dict(loaded.state["models"][role])
+    weights, averaged = generator_weights(loaded, role, ema=ema)
+    module.load_state_dict(weights)
     set_mode(module, mode)
-    return TrainedGenerator(module=module, trained=loaded.spec, step=int(loaded.state["step"]), path=loaded.path,
-                            direction=direction, source=hub.pinned(ckpt, loaded.path))
+    trained = TrainedGenerator(module=module, trained=loaded.spec, step=int(loaded.state["step"]), path=loaded.path,
+                               direction=direction, source=hub.pinned(ckpt, loaded.path), averaged=averaged)
+    if averaged:
+        print(f"p2p: {trained.label}: using the moving average of the {role}'s weights (--trainer.ema "
+              f"{loaded.spec.run.trainer.ema}) that it holds; --no_ema uses the trained ones", file=sys.stderr)
+    return trained
 
 
-def check_generator(loaded: checkpoint.Checkpoint, *, registry: Registry | None = None, direction: str = "AtoB") -> str:
+def generator_weights(loaded: checkpoint.Checkpoint, role: str, *, ema: bool = True) -> tuple[dict[str, Any], bool]:
+    """The weights inference uses for generator ``role``, and whether they are the moving average of the trained ones
+    (``--trainer.ema``), which a checkpoint holding one uses unless ``ema`` is False."""
+    averaged = loaded.state.get("averaged", {})
+    if ema and role in averaged:
+        return averaged[role], True
+    return loaded.state["models"][role], False
+
+
+def check_generator(
+    loaded: checkpoint.Checkpoint, *, registry: Registry | None = None, direction: str = "AtoB", ema: bool = True
+) -> str:
     """That the generator a checkpoint names for ``direction`` is loaded here (else what to install) and that its
     weights fit the network its spec describes, checked without allocating it: what must hold before the network is
     built. Returns that generator's role."""
@@ -140,7 +162,7 @@ def check_generator(loaded: checkpoint.Checkpoint, *, registry: Registry | None 
             f"loaded here: install it (pip install '{distribution}=={version}'), or, if it is installed, let it load "
             f"(p2p -p {distribution} ..., P2P_PLUGINS). {error}"
         ) from None
-    _check_shapes(loaded.spec, role, loaded.state["models"][role], source=loaded.path, registry=registry)
+    _check_shapes(loaded.spec, role, generator_weights(loaded, role, ema=ema)[0], source=loaded.path, registry=registry)
     return role
 
 

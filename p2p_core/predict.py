@@ -68,6 +68,7 @@ def predict(
     progress: bool = True,
     direction: Direction = "AtoB",
     max_memory_gb: float = MAX_MEMORY_GB,
+    ema: bool = True,
     registry: Registry | None = None,
 ) -> PredictResult:
     """Translate a folder of images with a trained generator; each output is OUTPUT/STEM.png at its input's size.
@@ -100,6 +101,8 @@ def predict(
         direction: AtoB, or BtoA for a model whose method trained both ways (a plugin's unpaired method); pix2pix models translate AtoB.
         max_memory_gb: Refuse a model whose weights and one image at its training size need more memory than this
             (a small file can describe a network of terabytes).
+        ema: Use the moving average of the generator's weights where the checkpoint holds one (trained with
+            --trainer.ema); --no_ema uses the trained weights.
     """
     if batch_size < 1:
         raise ConfigError(f"--batch_size must be at least 1, got {batch_size}")
@@ -107,7 +110,8 @@ def predict(
     files = list_images(input)
     targets = _plan_outputs(files, input=input, output=output, overwrite=overwrite)
     where = resolve_device(device, option="--device")
-    trained = load_generator(ckpt, mode=mode, device=where, registry=registry, direction=direction, max_memory_gb=max_memory_gb)
+    trained = load_generator(ckpt, mode=mode, device=where, registry=registry, direction=direction, max_memory_gb=max_memory_gb,
+                              ema=ema)
     sizes = [image_header(path)[:2] for path in files]
     _warn_about_scale(files, sizes, image_size=trained.image_size, resize=resize)
     runner = open_backend(trained, backend=backend, device=where, precision=precision)

@@ -55,6 +55,8 @@ CATALOGUES = {
     "p2p_import_layouts": "import_layouts",
 }
 """Hooks that contribute named things other than components, and the registry property that lists each."""
+TRAINING_HOOKS = ("p2p_train_start", "p2p_train_step_end", "p2p_discriminator_augment", "p2p_log")
+"""Callbacks that training calls on every plugin implementing them (:attr:`Registry.hook`)."""
 FLAGS = {"generator": "generator", "disc": "discriminator", "data": "dataset", "method": "method"}
 """How the command line and configs name each chosen kind: ``--disc patch70``, ``data: {name: aligned}``."""
 ALIASES = {flag: kind for flag, kind in FLAGS.items() if flag != kind}
@@ -234,6 +236,7 @@ class Registry:
                         added += [] if problem else [f"{attribute}:{entry_name}"]
             except Exception as error:  # noqa: BLE001 - a hook that raises is this plugin's problem alone
                 errors.append(f"{hook_name}: {_describe_exception(error)}")
+        added += [f"hook:{caller.name}" for caller in self._manager.get_hookcallers(module) or [] if caller.name in TRAINING_HOOKS]
         self._plugins[distribution, name] = Plugin(
             name, module_name, distribution, version, tuple(added), error="; ".join(errors) or None,
             warnings=tuple(note for note in notes if note),
@@ -292,8 +295,14 @@ class Registry:
         return None
 
     @property
+    def hook(self) -> pluggy.HookRelay:
+        """Every loaded plugin's implementations, by hook: ``registry.hook.p2p_train_step_end(training=..., ...)``
+        calls them all (the training callbacks of :mod:`p2p_core.hookspecs`)."""
+        return self._manager.hook
+
+    @property
     def hook_names(self) -> list[str]:
-        return [*HOOKS.values(), *CATALOGUES]
+        return [*HOOKS.values(), *CATALOGUES, *TRAINING_HOOKS]
 
     def _unknown_hooks(self, module: object) -> list[str]:
         """Hooks ``module`` implements that no hookspec declares: what pluggy's check_pending() reports."""
@@ -376,9 +385,10 @@ class Registry:
         try:
             instance = component.factory(**options)
         except (ValueError, TypeError, AssertionError) as error:
+            user = {key: value for key, value in options.items() if key not in ENGINE_ARGUMENTS[component.kind]}
             # A factory's own check of its options (ngf 0, dropout 2, depth 1): the user's to fix, not a crash.
             raise ConfigError(
-                f"{component.kind} {name!r} refused its options {options_text(options)}: {str(error).strip().splitlines()[0]}. "
+                f"{component.kind} {name!r} refused its options {options_text(user)}: {str(error).strip().splitlines()[0]}. "
                 f"`p2p describe {component.kind} {name}` lists them"
             ) from None
         base = BASE_CLASSES[component.kind]

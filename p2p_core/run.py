@@ -216,8 +216,10 @@ class Run:
         cfg, model = self.config, self.model
         main = self.dist.is_main  # one process logs and writes checkpoints for all
         writer = SummaryWriter(self.run_dir) if main else None
+        # Per name: a method may log a value on some steps only (G's, with several critic steps per G step).
         sums: dict[str, float] = defaultdict(float)
-        counted, images, started = 0, 0, time.perf_counter()
+        counts: dict[str, int] = defaultdict(int)
+        images, started = 0, time.perf_counter()
         first = self.step + 1
         progress = Progress(total=self.total_steps, initial=self.step, style=choose_style(cfg.progress and main))
         try:
@@ -225,17 +227,18 @@ class Run:
                 for batch in self._batches():
                     for name, value in model.train_step(batch).items():
                         sums[name] += value
-                    counted += 1
+                        counts[name] += 1
                     images += batch.a.shape[0] * self.dist.world_size
                     step = self.step
                     progress.step()
                     if main and (step % cfg.log_every == 0 or step in (first, self.total_steps)):
                         rate = images / (time.perf_counter() - started)
-                        means = {name: total / counted for name, total in sums.items()}
+                        means = {name: total / counts[name] for name, total in sums.items()}
                         self._log_scalars(writer, means, rate)
                         progress.report(step, means, rate)
                         sums.clear()
-                        counted, images, started = 0, 0, time.perf_counter()
+                        counts.clear()
+                        images, started = 0, time.perf_counter()
                     if main and (step % cfg.image_every == 0 or step in (first, self.total_steps)):
                         tag, grid = self._grid()
                         writer.add_image(tag, grid, step)
@@ -283,11 +286,15 @@ class Run:
             checkpoint.save_best(self.state_dict(), self.run_dir)
 
     def _log_scalars(self, writer: Any, means: Mapping[str, float], images_per_sec: float) -> None:
-        for name, value in means.items():
-            writer.add_scalar(f"loss/{name}", value, self.step)
-        # The rate the latest update used, of the method's first optimizer (pix2pix: the generator's).
-        writer.add_scalar("lr", next(iter(self.model.optimizers.values())).param_groups[0]["lr"], self.step)
-        writer.add_scalar("perf/images_per_sec", images_per_sec, self.step)
+        scalars = {
+            **{f"loss/{name}": value for name, value in means.items()},
+            # The rate the latest update used, of the method's first optimizer (pix2pix: the generator's).
+            "lr": next(iter(self.model.optimizers.values())).param_groups[0]["lr"],
+            "perf/images_per_sec": images_per_sec,
+        }
+        for tag, value in scalars.items():
+            writer.add_scalar(tag, value, self.step)
+        self.model.registry.hook.p2p_log(training=self.model, run_dir=self.run_dir, step=self.step, scalars=scalars)
 
     def _grid(self, max_rows: int = 4) -> tuple[str, Tensor]:
         """The latest step's images as rows of the method's columns (pix2pix: input | output | target), values

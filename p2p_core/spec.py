@@ -94,6 +94,9 @@ class TrainConfig:
     """Adam's first-moment decay."""
     beta2: float = attrs.field(default=0.999, validator=_fraction)
     """Adam's second-moment decay."""
+    ema: float = attrs.field(default=0.0, validator=_fraction)
+    """Keep an exponential moving average of the generators' weights with this decay (e.g. 0.999), which
+    checkpoints hold and predict, test, export and demo use; 0 keeps none."""
     init_gain: float = attrs.field(default=0.02, validator=[_finite, _positive])
     """Standard deviation of the N(0, gain) weight initialisation."""
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -4,7 +4,8 @@ A method (:class:`p2p_core.protocols.Method`, pix2pix, or a plugin's) decides wh
 trains and what one step does. :class:`Training` builds the networks it asks for through the registry, gives them
 the paper's initialisation, places them on the device in the chosen memory layout, wraps them for
 DistributedDataParallel and torch.compile, runs the learning-rate schedule over every optimizer, applies one
-update with the non-finite checks, and holds the whole state for checkpoints. It knows nothing of data, folders,
+update with the non-finite checks, calls the plugins' training callbacks (:mod:`p2p_core.hookspecs`: an average of
+the weights, augmentations of what a discriminator sees), and holds the whole state for checkpoints. It knows nothing of data, folders,
 logging or signals (:mod:`p2p_core.run` does): ``bench`` and tests build it in one call, :meth:`Training.build`,
 and feed it batches.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 import torch
@@ -63,6 +64,9 @@ class Training:
         self.skipped_updates = 0
         self.networks: dict[str, nn.Module] = {}
         """Role -> the network itself (unwrapped): what checkpoints, validation and inference use."""
+        self.averaged: dict[str, nn.Module] = {}
+        """Role -> weights averaged over training (a module with the network's state-dict keys), as a training
+        callback keeps them (``p2p_ema``): checkpoints hold them, and validation and inference use them."""
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.saved_terms: dict[str, nn.Module] = {}
         """Term name -> a loss term's own network that asks to be saved (``saved = True``): checkpoints hold it."""
@@ -100,6 +104,15 @@ class Training:
             input_encoding=input_encoding,
         )
         """What checkpoints record: the spec, the shapes, the networks and directions, and who provided them."""
+        for role in [role for role, shape in self._shapes.items() if shape.kind == "discriminator"]:
+            augments = [augment for augment in registry.hook.p2p_discriminator_augment(training=self, role=role) if augment]
+            if augments:
+                self._wrapped[role], self._judges[role] = (Augmented(self._wrapped[role], augments),
+                                                           Augmented(self._judges[role], augments))
+        registry.hook.p2p_train_start(training=self)
+        if self.config.ema and not self.averaged:  # otherwise the option would do nothing, silently
+            raise PluginError("--trainer.ema: no loaded plugin keeps the average; it is p2p's built-in p2p_ema, "
+                              "registered when p2p is installed: reinstall p2p (pip install -e . in a checkout)")
 
     @classmethod
     def build(
@@ -270,8 +283,10 @@ class Training:
         for name, optimizer in self.optimizers.items():
             for group in optimizer.param_groups:
                 group["lr"] = self.learning_rate(name)
-        logged = dict(self.method.train_step(self.to_device(batch)))
+        batch = self.to_device(batch)
+        logged = dict(self.method.train_step(batch))
         self.step += 1
+        self.registry.hook.p2p_train_step_end(training=self, batch=batch, logged=logged)
         return logged
 
     def to_device(self, batch: Any) -> Any:
@@ -282,8 +297,10 @@ class Training:
         return type(batch)(*(self.to_device(field) if isinstance(field, Tensor) else field for field in batch))
 
     def translator(self, direction: str = "AtoB") -> nn.Module:
-        """The network that translates ``direction`` (what validation, bench and inference use)."""
-        return self.networks[self.trained.generator_for(direction)]
+        """The network that translates ``direction`` (what validation, bench and inference use): its averaged
+        weights where a callback keeps them."""
+        role = self.trained.generator_for(direction)
+        return self.averaged.get(role, self.networks[role])
 
     @property
     def checkpoint_bytes(self) -> int:
@@ -315,15 +332,21 @@ class Training:
             "optimizers": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
             **({"method_state": own()} if callable(own) else {}),
             **({"terms": {name: term.state_dict() for name, term in self.saved_terms.items()}} if self.saved_terms else {}),
+            **({"averaged": {role: module.state_dict() for role, module in self.averaged.items()}} if self.averaged else {}),
             **self.trained.to_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from ``state``; the schedule follows from the step, so format 1's scheduler entry is not needed.
 
-        An imported model (``p2p import``) has weights but no optimizer moments: its optimizers start fresh.
+        An imported model (``p2p import``) has weights but no optimizer moments: its optimizers start fresh; averaged
+        weights a checkpoint lacks (a run that kept none until now) start from its weights.
         """
         self.load_weights(state["models"], source="the checkpoint")
+        for role, module in self.averaged.items():
+            if role in state.get("averaged", {}):
+                check_weights(state["averaged"][role], source=f"the checkpoint, averaged {role}")
+                module.load_state_dict(state["averaged"][role])
         for name, optimizer in self.optimizers.items():
             if name in state.get("optimizers", {}):
                 optimizer.load_state_dict(state["optimizers"][name])
@@ -348,6 +371,8 @@ class Training:
                 network.load_state_dict(models[role])
             except RuntimeError as error:
                 raise DataError(f"the {role} weights in {source} do not fit this {role}: {str(error).splitlines()[-1].strip()}") from None
+            if role in self.averaged:  # an average of weights loaded from elsewhere starts from them
+                self.averaged[role].load_state_dict(models[role])
 
     # -- wrapping ---------------------------------------------------------------------------------------------
 
@@ -366,3 +391,16 @@ class Training:
         if self.config.compile == "none":
             return network
         return torch.compile(network, mode=self.config.compile)
+
+
+class Augmented(nn.Module):
+    """A discriminator that sees every batch through the plugins' augmentations (``p2p_discriminator_augment``)."""
+
+    def __init__(self, network: nn.Module, augments: list[Callable[[Tensor], Tensor]]) -> None:
+        super().__init__()
+        self.network, self.augments = network, augments
+
+    def forward(self, images: Tensor) -> Any:
+        for augment in self.augments:
+            images = augment(images)
+        return self.network(images)

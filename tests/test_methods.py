@@ -113,7 +113,7 @@ def test_pix2pix_is_the_papers_step_to_the_bit(loss, disc):
 
 def test_a_checkpoint_records_the_method_and_its_provider(tmp_path, capsys):
     state = checkpoint.load(fit_smoke(tmp_path, capsys, "--trainer.max_steps", "1"))
-    assert state["spec"]["method"] == {"name": "pix2pix"}
+    assert state["spec"]["method"] == {"name": "pix2pix", "g_lr": None, "d_lr": None, "n_critic": 1}
     assert state["providers"]["method"].startswith("p2p ")
     assert state["directions"] == {"AtoB": "generator"}
     assert {role: shape["kind"] for role, shape in state["networks"].items()} == {"generator": "generator",
@@ -197,3 +197,97 @@ def test_an_option_for_a_network_the_method_lacks_names_the_ones_it_has():
     with pytest.raises(p2p_core.ConfigError, match=r"method 'mirror' has no network 'backwards'; did you mean 'backward'.*\? "
                                                    r"its networks: forward, backward"):
         Training.build(spec, SHAPES, total_steps=1, registry=found)
+
+
+def pix2pix(**options) -> Training:
+    """pix2pix with ``options`` (--method.OPTION), tiny networks, 4 steps of one epoch constant and one decaying."""
+    spec = attrs.evolve(make_spec(generator=("unet", {"ngf": 8}), disc=("patch16", {"ndf": 8}), n_epochs=1, n_epochs_decay=1),
+                        method=ComponentSpec("pix2pix", options))
+    return Training.build(spec, SHAPES, total_steps=4, registry=registry())
+
+
+def test_each_network_trains_at_its_own_rate_and_the_schedule_scales_both():
+    training = pix2pix(g_lr=1e-4, d_lr=4e-4)
+    rates = []
+    for batch in batches(4):
+        training.train_step(batch)
+        rates.append({name: optimizer.param_groups[0]["lr"] for name, optimizer in training.optimizers.items()})
+    # Constant for the first half of the 4 steps, then linear decay: 1, 1, 2/3, 1/3 of each network's own rate.
+    for rate, factor in zip(rates, (1, 1, 2 / 3, 1 / 3)):
+        assert rate == pytest.approx({"generator": 1e-4 * factor, "discriminator": 4e-4 * factor}, rel=1e-12)
+
+
+def test_the_rates_default_to_the_trainers():
+    training = pix2pix()
+    assert {name: o.param_groups[0]["lr"] for name, o in training.optimizers.items()} == {"generator": 2e-4, "discriminator": 2e-4}
+
+
+def adam_steps(training: Training, name: str) -> int:
+    return int(training.optimizers[name].state[next(iter(training.optimizers[name].param_groups[0]["params"]))]["step"])
+
+
+def test_n_critic_updates_d_on_every_batch_and_g_on_every_nth():
+    training = pix2pix(n_critic=2)
+    logged = [set(training.train_step(batch)) for batch in batches(4)]
+    assert (adam_steps(training, "discriminator"), adam_steps(training, "generator")) == (4, 2)
+    assert logged == [{"D/cgan"}, {"D/cgan", "G/cgan", "G/l1"}] * 2  # G after the second D update of each pair
+
+
+def test_a_resumed_run_continues_the_critic_phase_exactly():
+    def steps(training: Training, chosen: list[Sample]) -> list[dict[str, float]]:
+        logged = []
+        for batch in chosen:
+            torch.manual_seed(7)  # the same dropout in both runs
+            logged.append(training.train_step(batch))
+        return logged
+
+    chosen = batches(4)
+    torch.manual_seed(0)
+    whole = steps(pix2pix(n_critic=3), chosen)
+    torch.manual_seed(0)
+    first = pix2pix(n_critic=3)
+    steps(first, chosen[:1])
+    resumed = pix2pix(n_critic=3)
+    resumed.load_state_dict(copy.deepcopy(first.state_dict()))
+    assert steps(resumed, chosen[1:]) == whole[1:]
+
+
+class WarmedUp:
+    """L1 whose weight rises linearly from 0 over the run: a term with a schedule of its own."""
+
+    discriminator_input = "none"
+
+    def __init__(self) -> None:
+        self.weight, self.seen = 0.0, []
+
+    def at_step(self, step: int, total_steps: int) -> None:
+        self.seen.append((step, total_steps))
+        self.weight = step / total_steps
+
+    def generator_loss(self, *, x, fake, target, d_fake, d_real):
+        return self.weight * (fake - target).abs().mean()
+
+
+class WarmedUpTerms:
+    @p2p_core.hookimpl
+    def p2p_losses(self):
+        return {"warm_l1": WarmedUp}
+
+
+def test_a_term_with_a_schedule_learns_each_step_before_it():
+    found = registry()
+    found.register(WarmedUpTerms(), name="terms", distribution="p2p-fake-terms")
+    spec = attrs.evolve(make_spec(generator=("unet", {"ngf": 8}), loss="cgan+warm_l1"))
+    training = Training.build(spec, SHAPES, total_steps=4, registry=found)
+    logged = [training.train_step(batch)["G/warm_l1"] for batch in batches(3)]
+    term = training.method.objective.terms["warm_l1"]
+    assert term.seen == [(0, 4), (1, 4), (2, 4)]
+    assert logged[0] == 0 and logged[1] > 0 and logged[2] > 0
+
+
+def test_critic_options_without_a_discriminator_are_refused_naming_them():
+    spec = attrs.evolve(make_spec(loss="l1"), method=ComponentSpec("pix2pix", {"n_critic": 2}))
+    with pytest.raises(p2p_core.ConfigError) as error:
+        Training.build(spec, SHAPES, total_steps=1, registry=registry())
+    assert str(error.value).startswith("method 'pix2pix' refused its options n_critic=2: d_lr and n_critic set the "
+                                       "discriminator's training, but --loss 'l1' trains none")

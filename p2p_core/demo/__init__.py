@@ -41,6 +41,7 @@ def demo(
     max_connections: Count = 100,
     backend: Literal["auto", "torch", "onnxruntime"] = "auto",
     direction: Direction = "AtoB",
+    ema: bool = True,
     registry: Registry | None = None,
 ) -> None:
     """Serve a page to draw an input and watch the model translate it, and POST /translate for scripts.
@@ -69,6 +70,8 @@ def demo(
         backend: torch, onnxruntime (eval mode only), or auto: onnxruntime on the CPU in eval mode when it is
             installed, else torch.
         direction: AtoB, or BtoA for a model whose method trained both ways (a plugin's unpaired method); pix2pix models translate AtoB.
+        ema: Use the moving average of the generator's weights where the checkpoint holds one (trained with
+            --trainer.ema); --no_ema uses the trained weights.
     """
     missing = [name for name, module in (("Flask", "flask"), ("waitress", "waitress")) if importlib.util.find_spec(module) is None]
     if missing:
@@ -92,5 +95,6 @@ def demo(
         ),
         backend=backend,
         direction=direction,
+        ema=ema,
         registry=registry,
     )

@@ -382,11 +382,12 @@ def serve(
     limits: Limits,
     backend: Backend = "auto",
     direction: str = "AtoB",
+    ema: bool = True,
     registry: Registry | None = None,
 ) -> None:
     """Load the generator that translates ``direction`` and serve it until Ctrl+C; the process is then expected to exit."""
     where = resolve_device(device)
-    trained = load_generator(ckpt, mode=mode, device=where, registry=registry, direction=direction)
+    trained = load_generator(ckpt, mode=mode, device=where, registry=registry, direction=direction, ema=ema)
     app = create_app(trained=trained, device=where, seed=seed, limits=limits, backend=backend)
     server = bind(app, host=host, port=port, limits=limits)
     size = trained.image_size
