@@ -18,7 +18,7 @@ from p2p_core.errors import ConfigError
 from p2p_core.protocols import Direction
 from p2p_core.ranges import BatchSize, Count, Pixels, Seed, Steps, plain, ranged
 from p2p_core.registry import Registry
-from p2p_core.spec import MAX_MEMORY_GB, Mode, RunSpec
+from p2p_core.spec import MAX_MEMORY_GB, Mode, Precision, RunSpec
 
 if TYPE_CHECKING:
     from jsonargparse import ArgumentParser
@@ -26,9 +26,9 @@ if TYPE_CHECKING:
 Device = Literal["auto", "cpu", "cuda"]
 Warmup = ranged(int, 0, 10**9)
 PLURAL_KINDS = {"generators": "generator", "discriminators": "discriminator", "losses": "loss", "datasets": "dataset",
-                "methods": "method"}
-LIST_TOPICS = ("generator", "discriminator", "loss", "dataset", "method", "disc", "data", *PLURAL_KINDS, "plugins", "recipes",
-               "pretrained", "downloads")
+                "methods": "method", "backends": "backend"}
+LIST_TOPICS = ("generator", "discriminator", "loss", "dataset", "method", "backend", "disc", "data", *PLURAL_KINDS, "plugins",
+               "recipes", "pretrained", "downloads")
 DescribeKind = Literal["generator", "discriminator", "loss", "dataset", "method", "disc", "data", "recipe"]
 
 
@@ -181,7 +181,8 @@ def test(
     fid_weights: Path | None = None,
     scorer: Path | None = None,
     device: Device = "auto",
-    backend: Literal["auto", "torch", "onnxruntime"] = "auto",
+    backend: str = "auto",
+    precision: Precision = "float32",
     overwrite: bool = False,
     direction: Direction = "AtoB",
     registry: Registry,
@@ -204,8 +205,11 @@ def test(
         scorer: A scorer from `p2p scorer fit`: adds the paper's FCN-score (per-pixel and per-class accuracy, class
             IoU) of the outputs, the baselines and the real photos.
         device: Where the generator runs.
-        backend: torch, onnxruntime (eval mode only), or auto: onnxruntime on the CPU in eval mode when it is
-            installed, else torch. Paper mode runs on torch, where --seed makes its dropout repeatable.
+        backend: A backend by name (p2p list backends): torch, onnxruntime (eval mode only), a plugin's, or auto:
+            onnxruntime on the CPU in eval mode at float32 when it is installed, else torch; auto never changes
+            --precision. Paper mode runs on torch, where --seed makes its dropout repeatable.
+        precision: float32 (the default), or bfloat16 / float16 where the backend runs it (p2p list backends; a CPU
+            without native bfloat16 emulates it, with a warning). Metrics are then of the lower-precision outputs.
         overwrite: Replace the results already in the results folder (otherwise the run refuses).
         direction: AtoB, or BtoA for a model whose method trained both ways (a plugin's unpaired method): its dataset's B images
             are then the inputs and its A images the targets.
@@ -213,7 +217,7 @@ def test(
     from p2p_core.evaluation import report_text, run_test
 
     result = run_test(ckpt=ckpt, split=split, data=data or {}, mode=mode, out=out, device=device,
-                      fid_weights=fid_weights, seed=seed, scorer=scorer, backend=backend, overwrite=overwrite,
+                      fid_weights=fid_weights, seed=seed, scorer=scorer, backend=backend, precision=precision, overwrite=overwrite,
                       direction=direction, registry=registry)
     print(report_text(result))
     print(f"{len(result.names)} image(s), {mode} mode: {result.out_dir / 'index.html'}")
@@ -437,12 +441,15 @@ def list_components(topic: Literal[LIST_TOPICS] | None = None, *, registry: Regi
     """List registered components, plugins or recipes.
 
     Args:
-        topic: A kind (generator, discriminator, loss, dataset, method; or generators, methods, ...), plugins, recipes,
-            pretrained (released models) or downloads (datasets p2p data download fetches); all components when left out.
+        topic: A kind (generator, discriminator, loss, dataset, method, backend; or generators, backends, ...), plugins,
+            recipes, pretrained (released models) or downloads (datasets p2p data download fetches); all components when
+            left out. Backends are shown with the devices and precisions each runs, its modes, and whether it runs here.
     """
     from p2p_core.registry import canonical_kind
 
-    if topic == "plugins":
+    if topic in ("backend", "backends"):
+        text = _backends_table(registry)
+    elif topic == "plugins":
         rows = [
             (p.name, p.distribution, p.version, p.module, "FAILED: " + p.error if p.error else ", ".join(p.components))
             for p in registry.plugins
@@ -463,6 +470,24 @@ def list_components(topic: Literal[LIST_TOPICS] | None = None, *, registry: Regi
         text = table(("KIND", "NAME", "SUMMARY", "FROM"), rows)
     problems = registry.problems
     print(text + ("\n\nproblems:\n" + "\n".join(f"  {line}" for line in problems) if problems else ""))
+
+
+def _backends_table(registry: Registry) -> str:
+    """Each inference backend: what it runs on, in which precisions and modes, and whether it can run on this machine."""
+    import torch
+
+    from p2p_core.backends import supported
+
+    rows = []
+    for component in registry.components("backend"):
+        backend = registry.create("backend", component.name)
+        problems = {device: backend.problem(device=torch.device(device)) for device in backend.supports
+                    if device == "cpu" or (device == "cuda" and torch.cuda.is_available())}
+        here = "; ".join(f"{device}: {problem or 'ready'}" for device, problem in problems.items()) or "no device here"
+        rows.append((component.name, supported(backend), ", ".join(backend.modes), here, f"{component.distribution} {component.version}"))
+    return (table(("BACKEND", "DEVICE: PRECISIONS", "MODES", "HERE", "FROM"), rows)
+            + "\n\n--backend auto takes, of those that run the mode and precision asked for, the one that prefers the device most; "
+            "it never changes --precision")
 
 
 def describe(kind: DescribeKind, name: str, *, registry: Registry) -> None:

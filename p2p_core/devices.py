@@ -1,7 +1,8 @@
-"""Where a command runs: ``auto``, ``cpu`` or ``cuda``, checked against what torch sees."""
+"""Where a command runs: ``auto``, ``cpu`` or ``cuda``, checked against what torch sees, and what it runs natively."""
 
 from __future__ import annotations
 
+import platform
 from typing import Literal
 
 import torch
@@ -20,3 +21,25 @@ def resolve_device(name: str, *, option: str = "--device") -> torch.device:
     if name not in ("cpu", "cuda"):
         raise ConfigError(f"{option} must be auto, cpu or cuda, got {name!r}")
     return torch.device(name)
+
+
+def native_precision_note(precision: str, device: torch.device) -> str | None:
+    """Why ``precision`` will run emulated on ``device``, or None: a CPU without bfloat16 (float16) instructions
+    runs torch's reduced-precision kernels in software, so they may well be slower than float32, not faster."""
+    if device.type != "cpu" or precision == "float32":
+        return None
+    # oneDNN's own test, the one that picks its native bfloat16 / float16 kernels (AVX512-BF16, AMX, AVX512-FP16).
+    supported = {"bfloat16": torch.ops.mkldnn._is_mkldnn_bf16_supported, "float16": torch.ops.mkldnn._is_mkldnn_fp16_supported}
+    if supported[precision]():
+        return None
+    return (f"this CPU ({cpu_name()}) has no native {precision} instructions, so {precision} runs emulated and may well "
+            "be slower than float32; use float32 here, or a CPU with AVX512-BF16/AMX (or a GPU) for speed")
+
+
+def cpu_name() -> str:
+    """The processor's model name as the OS reports it (Linux's /proc/cpuinfo), else what Python's platform says."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            return next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), platform.processor())
+    except OSError:
+        return platform.processor() or "unknown"

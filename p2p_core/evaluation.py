@@ -73,6 +73,7 @@ def run_test(
     seed: int = 0,
     scorer: Path | None = None,
     backend: Backend = "auto",
+    precision: str = "float32",
     overwrite: bool = False,
     direction: str = "AtoB",
     registry: Registry | None = None,
@@ -106,7 +107,7 @@ def run_test(
     refuse_overlap(out_dir, guarded(trained.path) | dataset_root, option="--out")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise DataError(f"{out_dir} already holds results; pass --overwrite to replace them, or choose another --out")
-    runner = open_backend(trained, backend=backend, device=torch_device)
+    runner = open_backend(trained, backend=backend, device=torch_device, precision=precision, registry=registry)
     evaluation = Evaluation(fid_weights=fid_weights, device=torch_device)
     names: list[str] = []
     used: set[str] = set()

@@ -21,7 +21,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from p2p_core.backends import Backend, Precision, Runner, open_backend
+from p2p_core.backends import Backend, Runner, open_backend
 from p2p_core.devices import resolve_device
 from p2p_core.errors import ConfigError, DataError
 from p2p_core.files import refuse_overlap
@@ -30,7 +30,7 @@ from p2p_core.inference import load_generator, scale_note, scaled_size
 from p2p_core.ranges import BatchSize, Pixels, Seed
 from p2p_core.registry import Registry
 from p2p_core.protocols import Direction
-from p2p_core.spec import MAX_MEMORY_GB, Mode
+from p2p_core.spec import MAX_MEMORY_GB, Mode, Precision
 
 
 @attrs.frozen(kw_only=True)
@@ -85,14 +85,18 @@ def predict(
             to the input's size. Use the training size for images at another scale. The aspect ratio is kept:
             for square images this is the training preprocessing's resize; the datasets squash non-square
             images to a square instead, which would distort them here. Default: the image's own size.
-        backend: torch, onnxruntime (an ONNX export of the checkpoint, built once and cached in $P2P_CACHE, default
-            ~/.cache/p2p), or auto: onnxruntime on the CPU in eval mode when it is installed, else torch. Paper
-            mode runs on torch only.
+        backend: A backend by name (p2p list backends shows them, with the devices, precisions and modes each runs):
+            torch, onnxruntime (an ONNX export of the checkpoint, built once and cached in $P2P_CACHE, default
+            ~/.cache/p2p), a plugin's, or auto: onnxruntime on the CPU in eval mode at float32 when it is installed,
+            else torch; auto never changes --precision. Paper mode runs on torch only.
         batch_size: Up to this many images of the same size (after --resize) go through the generator together.
             In eval mode outputs do not depend on it. In paper mode batch norm normalises with the batch's own
             statistics, so each output would depend on which images share its batch: keep 1 there (the paper's
             setting) unless that mixing is wanted.
-        precision: float32, or on a GPU float16 (torch or onnxruntime) or bfloat16 (torch).
+        precision: float32 (the default), or opt in to lower precision where the backend runs it (p2p list
+            backends): bfloat16 (torch, on a GPU or a CPU; a CPU without native bfloat16, AVX512-BF16 or AMX,
+            emulates it, with a warning) or float16 (torch; onnxruntime on a GPU). Outputs then differ from float32
+            by a few 8-bit levels.
         seed: Seeds the dropout of paper mode, so a run can be repeated (within one backend).
         overwrite: Replace output files that already exist (otherwise the run refuses before writing anything).
         progress: Show a progress bar.
@@ -109,7 +113,7 @@ def predict(
     trained = load_generator(ckpt, mode=mode, device=where, registry=registry, direction=direction, max_memory_gb=max_memory_gb)
     sizes = [image_header(path)[:2] for path in files]
     _warn_about_scale(files, sizes, image_size=trained.image_size, resize=resize)
-    runner = open_backend(trained, backend=backend, device=where, precision=precision)
+    runner = open_backend(trained, backend=backend, device=where, precision=precision, registry=registry)
     batches = _batches(sizes, resize=resize, batch_size=batch_size)
     _make_folder(output)
     devices = [where] if where.type == "cuda" else []
