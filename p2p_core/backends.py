@@ -56,9 +56,10 @@ PRECISION_HELP = (
     "on a GPU). Outputs then differ from float32 by a few 8-bit levels. fp32, bf16 and fp16 are read as float32, "
     "bfloat16 and float16."
 )
-TOLERANCE: dict[str, float] = {"float32": 1e-4, "float16": 4 / 127.5, "bfloat16": 8 / 127.5}
+TOLERANCE: dict[str, float] = {"float32": 1e-4, "float16": 2 / 127.5, "bfloat16": 4 / 127.5}
 """How far (largest absolute difference, outputs in [-1, 1]) a backend may be from :func:`translate` in float32 on
-the same input: float32 up to summation order; float16 (11 significant bits) and bfloat16 (8) by a few 8-bit levels."""
+the kit's small generator: float32 up to summation order; float16 (11 significant bits) by 2 8-bit levels, bfloat16
+(8) by 4. p2p's torch backend differs there by 0.0003 in float16 and 0.003 in bfloat16."""
 CACHE_VERSION = 1
 """Part of every cached export's name: raise it when what an export holds changes, so old ones are rebuilt."""
 

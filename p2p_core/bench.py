@@ -7,13 +7,11 @@ It times the method's own step (``Training.train_step``) on fixed random batches
 
 from __future__ import annotations
 
-import contextlib
-import os
 import resource
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -124,11 +122,12 @@ def _backend_rates(
 
     from p2p_core import checkpoint
     from p2p_core.backends import choose, open_backend
+    from p2p_core.downloads import cache_in
     from p2p_core.errors import ConfigError
     from p2p_core.inference import load_generator
 
     rates = {}
-    with tempfile.TemporaryDirectory() as folder, _cache_in(Path(folder)):
+    with tempfile.TemporaryDirectory() as folder, cache_in(Path(folder)):  # the export of a throwaway checkpoint
         trained = load_generator(checkpoint.save(model.state_dict(), Path(folder), model.step), mode="eval", device=device,
                                  registry=registry)
         for backend in registry.available("backend"):
@@ -142,20 +141,6 @@ def _backend_rates(
             with torch.inference_mode():
                 rates[backend] = x.shape[0] / _time(lambda: runner(x), steps=steps, warmup=warmup, device=device)
     return rates
-
-
-@contextlib.contextmanager
-def _cache_in(folder: Path) -> Iterator[None]:
-    # The export onnxruntime runs is built for a throwaway checkpoint: keep it out of the user's cache.
-    saved = os.environ.get("P2P_CACHE")
-    os.environ["P2P_CACHE"] = str(folder)
-    try:
-        yield
-    finally:
-        if saved is None:
-            del os.environ["P2P_CACHE"]
-        else:
-            os.environ["P2P_CACHE"] = saved
 
 
 def _count_flops(step: Callable[[], object]) -> int:

@@ -477,13 +477,16 @@ def _backends_table(registry: Registry) -> str:
     import torch
 
     from p2p_core.backends import supported
+    from p2p_core.devices import native_on_cpu
 
     rows = []
     for component in registry.components("backend"):
         backend = registry.create("backend", component.name)
         problems = {device: backend.problem(device=torch.device(device)) for device in backend.supports
                     if device == "cpu" or (device == "cuda" and torch.cuda.is_available())}
-        here = "; ".join(f"{device}: {problem or 'ready'}" for device, problem in problems.items()) or "no device here"
+        emulated = [precision for precision in backend.supports.get("cpu", ()) if not native_on_cpu(precision)]
+        notes = {"cpu": f"ready ({', '.join(emulated)} emulated on this CPU)"} if emulated else {}
+        here = "; ".join(f"{device}: {problem or notes.get(device, 'ready')}" for device, problem in problems.items()) or "no device here"
         rows.append((component.name, supported(backend), ", ".join(backend.modes), here, f"{component.distribution} {component.version}"))
     return (table(("BACKEND", "DEVICE: PRECISIONS", "MODES", "HERE", "FROM"), rows)
             + "\n\n--backend auto takes, of those that run the mode and precision asked for, the one that prefers the device most; "

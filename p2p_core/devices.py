@@ -26,14 +26,17 @@ def resolve_device(name: str, *, option: str = "--device") -> torch.device:
 def native_precision_note(precision: str, device: torch.device) -> str | None:
     """Why ``precision`` will run emulated on ``device``, or None: a CPU without bfloat16 (float16) instructions
     runs torch's reduced-precision kernels in software, so they may well be slower than float32, not faster."""
-    if device.type != "cpu" or precision == "float32":
-        return None
-    # oneDNN's own test, the one that picks its native bfloat16 / float16 kernels (AVX512-BF16, AMX, AVX512-FP16).
-    supported = {"bfloat16": torch.ops.mkldnn._is_mkldnn_bf16_supported, "float16": torch.ops.mkldnn._is_mkldnn_fp16_supported}
-    if supported[precision]():
+    if device.type != "cpu" or native_on_cpu(precision):
         return None
     return (f"this CPU ({cpu_name()}) has no native {precision} instructions, so {precision} runs emulated and may well "
             "be slower than float32; use float32 here, or a CPU with AVX512-BF16/AMX (or a GPU) for speed")
+
+
+def native_on_cpu(precision: str) -> bool:
+    """Whether this CPU computes in ``precision`` natively: oneDNN's own test, the one that picks its bfloat16 and
+    float16 kernels (AVX512-BF16 or AMX; AVX512-FP16 or AMX-FP16)."""
+    tests = {"bfloat16": torch.ops.mkldnn._is_mkldnn_bf16_supported, "float16": torch.ops.mkldnn._is_mkldnn_fp16_supported}
+    return precision not in tests or bool(tests[precision]())
 
 
 def cpu_name() -> str:

@@ -96,7 +96,7 @@ def test_list_plugins_shows_distribution_version_module_and_registrations(instal
     rows = {line.split()[0]: line.split(maxsplit=4) for line in lines[1:]}
     assert rows["good"] == ["good", "p2p-fake-good", "0.3", "fake_good", "generator:tiny"]
     assert rows["unet"] == ["unet", "p2p", version("p2p"), "p2p_unet", "generator:unet, generator:encoder_decoder"]
-    assert set(rows) == {"good", "unet", "patchgan", "gan_losses", "datasets", "reference", "recipes", "pix2pix"}
+    assert set(rows) == {"good", "unet", "patchgan", "gan_losses", "datasets", "reference", "recipes", "pix2pix", "backends"}
 
 
 def test_two_distributions_may_use_the_same_entry_point_name(install_distribution):
