@@ -142,22 +142,17 @@ def _checked_precision(precision: str) -> str:
 
 def _problem(registry: Registry, name: str, *, mode: str, device: torch.device, precision: str) -> str | None:
     """Why backend ``name`` cannot run ``mode`` in ``precision`` on ``device`` here, with what can; or None."""
-    backend = registry.create("backend", name)
-    others = [c.name for c in registry.components("backend") if c.name != name]
-
-    def able(check: Callable[[InferenceBackend], bool]) -> str:
-        names = [other for other in others if check(registry.create("backend", other))]
-        return f", or --backend {' / '.join(names)}, which can" if names else ""
-
+    backends = {component.name: registry.create("backend", component.name) for component in registry.components("backend")}
+    backend = backends.pop(name)
+    able = [other for other, b in backends.items() if mode in b.modes and precision in b.supports.get(device.type, ())]
+    instead = f", or --backend {' / '.join(able)}, which can" if able else ""
     if device.type not in backend.supports:
-        return (f"runs on {' or '.join(backend.supports)}, not {device.type}: use --device {next(iter(backend.supports))}"
-                f"{able(lambda b: device.type in b.supports)}")
+        return f"runs on {' or '.join(backend.supports)}, not {device.type}: use --device {next(iter(backend.supports))}{instead}"
     if mode not in backend.modes:
-        return f"runs {' and '.join(backend.modes)} mode only: use --mode {backend.modes[0]}{able(lambda b: mode in b.modes)}"
+        return f"runs {' and '.join(backend.modes)} mode only: use --mode {backend.modes[0]}{instead}"
     precisions = backend.supports[device.type]
     if precision not in precisions:
-        return (f"runs {', '.join(precisions)} on {device.type}, not {precision}: use --precision {precisions[0]}"
-                f"{able(lambda b: precision in b.supports.get(device.type, ()))}")
+        return f"runs {', '.join(precisions)} on {device.type}, not {precision}: use --precision {precisions[0]}{instead}"
     return backend.problem(device=device)
 
 
