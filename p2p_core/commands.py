@@ -29,7 +29,7 @@ PLURAL_KINDS = {"generators": "generator", "discriminators": "discriminator", "l
                 "methods": "method", "backends": "backend"}
 LIST_TOPICS = ("generator", "discriminator", "loss", "dataset", "method", "backend", "disc", "data", *PLURAL_KINDS, "plugins",
                "recipes", "pretrained", "downloads")
-DescribeKind = Literal["generator", "discriminator", "loss", "dataset", "method", "disc", "data", "recipe"]
+DescribeKind = Literal["generator", "discriminator", "loss", "dataset", "method", "backend", "disc", "data", "recipe"]
 
 
 # -- fit ----------------------------------------------------------------------------------------------------
@@ -497,7 +497,7 @@ def describe(kind: DescribeKind, name: str, *, registry: Registry) -> None:
     """Show a component's summary and options, or a recipe's file, origin, choices and text.
 
     Args:
-        kind: generator, discriminator (disc), loss, dataset (data), method or recipe.
+        kind: generator, discriminator (disc), loss, dataset (data), method, backend or recipe.
         name: The component's or recipe's name, as `p2p list` shows it.
     """
     import inspect
@@ -508,6 +508,9 @@ def describe(kind: DescribeKind, name: str, *, registry: Registry) -> None:
         print(_recipe_description(name, registry))
         return
     component = registry.get(kind, name)
+    if component.kind == "backend":
+        print(_backend_description(component, registry))
+        return
     flag = flag_for(component.kind) if component.kind != "loss" else None
     lines = [
         f"{component.kind} {component.name!r}: {component.summary}",
@@ -525,6 +528,22 @@ def describe(kind: DescribeKind, name: str, *, registry: Registry) -> None:
     if engine:
         lines.append(f"\nset by the engine: {', '.join(engine)}")
     print("\n".join(lines))
+
+
+def _backend_description(component: Any, registry: Registry) -> str:
+    """A backend's summary, origin, and what it runs: `p2p list backends`' row of it, with auto's priorities."""
+    from p2p_core.backends import supported
+
+    backend = registry.create("backend", component.name)
+    priorities = ", ".join(f"{device} {priority}" for device, priority in backend.auto_priority.items())
+    return "\n".join([
+        f"backend {component.name!r}: {component.summary}",
+        f"  from {component.distribution} {component.version} (plugin {component.plugin!r}), factory {component.import_path}",
+        f"  runs: {supported(backend)}",
+        f"  modes: {', '.join(backend.modes)}",
+        f"  --backend auto priority: {priorities or '0 everywhere'} (auto takes the highest that runs the mode and precision)",
+        f"  use it as: p2p predict --backend {component.name}",
+    ])
 
 
 def _recipe_description(name: str, registry: Registry) -> str:

@@ -28,8 +28,9 @@ def native_precision_note(precision: str, device: torch.device) -> str | None:
     runs torch's reduced-precision kernels in software, so they may well be slower than float32, not faster."""
     if device.type != "cpu" or native_on_cpu(precision):
         return None
+    instructions = {"bfloat16": "AVX512-BF16 or AMX", "float16": "AVX512-FP16 or AMX-FP16"}[precision]
     return (f"this CPU ({cpu_name()}) has no native {precision} instructions, so {precision} runs emulated and may well "
-            "be slower than float32; use float32 here, or a CPU with AVX512-BF16/AMX (or a GPU) for speed")
+            f"be slower than float32; use float32 here, or a CPU with {instructions} (or a GPU) for speed")
 
 
 def native_on_cpu(precision: str) -> bool:

@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from torch import Tensor
 
 from p2p_core import checkpoint, hub
-from p2p_core.backends import Backend, open_backend
+from p2p_core.backends import Backend, choose, open_backend
 from p2p_core.checkpoint import guarded
 from p2p_core.devices import resolve_device
 from p2p_core.errors import ConfigError, DataError, P2PError
@@ -86,6 +86,8 @@ def run_test(
     registry = registry or default_registry()
     torch_device = resolve_device(device)
     trained = load_generator(ckpt, mode=mode, device=torch_device, registry=registry, direction=direction)
+    # A backend that cannot run the mode or precision is refused before the dataset is rebuilt, not after.
+    choose(backend, mode=mode, device=torch_device, precision=precision, registry=registry)
     stored = trained.trained.run.data
     if "name" in (data or {}):
         raise ConfigError(f"--data sets options of the checkpoint's dataset {stored.name!r}, not another dataset; drop its 'name'")

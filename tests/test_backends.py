@@ -260,3 +260,28 @@ def test_the_trainer_reads_the_older_precision_spellings():
     assert check_trainer({"precision": "bf16"}).precision == "bfloat16"
     assert check_trainer({"precision": "fp32"}).precision == "float32"
     assert check_trainer({}).precision == "float32"
+
+
+def test_describe_shows_what_a_backend_runs(capsys):
+    main(["describe", "backend", "onnxruntime"])
+    out = capsys.readouterr().out
+    assert "runs: cpu: float32; cuda: float32, float16" in out and "modes: eval" in out and "cpu 10" in out
+
+
+def test_test_and_demo_take_the_precision_and_refuse_one_their_backend_does_not_run(runs: dict[int, Path], tmp_path: Path, capsys):
+    onnx_available()
+    for command in (["test", "--out", str(tmp_path / "results")], ["demo", "--port", "0"]):
+        with pytest.raises(SystemExit):
+            main([*command, "--ckpt", str(runs[3]), "--mode", "eval", "--backend", "onnxruntime", "--precision", "bfloat16"])
+        assert "p2p: error: --backend onnxruntime runs float32 on cpu, not bfloat16" in capsys.readouterr().err
+
+
+def test_bfloat16_training_on_a_cpu_without_it_is_warned(monkeypatch):
+    from p2p_core.spec import ComponentSpec, RunSpec, Shapes, TrainConfig
+    from p2p_core.training import Training
+
+    monkeypatch.setattr(devices, "native_on_cpu", lambda precision: False)
+    spec = RunSpec(generator=ComponentSpec("unet", {"ngf": 4}), disc=ComponentSpec("pixel", {"ndf": 4}), data=ComponentSpec("synthetic"),
+                   trainer=TrainConfig(device="cpu", precision="bf16"))
+    with pytest.warns(UserWarning, match="--trainer.precision bfloat16: this CPU .* has no native bfloat16"):
+        Training.build(spec, Shapes(in_channels=3, out_channels=3, image_size=16), total_steps=1, device=torch.device("cpu"))
