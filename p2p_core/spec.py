@@ -32,8 +32,9 @@ MODES: dict[str, str] = {
     "eval": "eval: dropout off and BatchNorm's running statistics (PyTorch eval mode)",
 }
 Precision = Literal["float32", "bfloat16", "float16"]
-"""The numeric precision a command runs in, spelt as torch's dtypes: ``--precision`` of predict, test, demo and
-bench, and ``--trainer.precision`` (which offers float32 and bfloat16: float16 training would need loss scaling)."""
+"""The numeric precision a command runs in, spelt as torch's dtypes: ``--precision`` of predict, test and demo, and
+``--trainer.precision`` of fit and bench (which offers float32 and bfloat16: float16 training would need loss
+scaling)."""
 PRECISION_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 """Older spellings, read as the names they stand for: configs and checkpoints written with them keep working."""
 TrainPrecision = Literal["float32", "bfloat16", "fp32", "bf16"]
