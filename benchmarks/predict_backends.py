@@ -1,8 +1,12 @@
-"""Inference side by side: predict with each backend and batch size, the CLI as installed, and a bare G(x) loop.
+"""Inference side by side: each installed backend in each precision it runs here, alone and through predict,
+at each batch size, the CLI as installed, and a bare G(x) loop.
 
     python benchmarks/predict_backends.py                         # CPU: the 155 outlines val images
-    python benchmarks/predict_backends.py --device cuda           # GPU: adds float16 / bfloat16 rows
+    python benchmarks/predict_backends.py --device cuda           # GPU
     python benchmarks/predict_backends.py --limit 40 --rounds 3     # a busy machine: alternate, take medians
+
+The backends and precisions come from the registry (`p2p list backends`): a plugin's backend gets rows too. The
+table's heading names the CPU and whether it runs bfloat16 and float16 natively (emulated ones are slow).
 
 The model is the paper's U-Net 256 (random init; speed does not depend on the weights), saved as a
 checkpoint the way ``compare_reference.py`` saves one. Every row translates the same images in eval mode in
@@ -16,6 +20,7 @@ export build excluded; the build is reported on its own).
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import re
 import shutil
@@ -59,14 +64,14 @@ def bare_loop(ckpt: Path, files: list[Path], device: torch.device) -> Callable[[
     return rate
 
 
-def backend_loop(ckpt: Path, files: list[Path], device: torch.device, backend: str) -> Callable[[], float]:
+def backend_loop(ckpt: Path, files: list[Path], device: torch.device, backend: str, precision: str) -> Callable[[], float]:
     """Timing a backend's runner, batch 1, on the same decoded images (it pads them itself): images/s. Beside
     the bare loop this is the backend alone, without predict's reading and writing."""
     from p2p_core.backends import open_backend
     from p2p_core.images import read_image
     from p2p_core.inference import load_generator
 
-    runner = open_backend(load_generator(ckpt, mode="eval", device=device), backend=backend, device=device)
+    runner = open_backend(load_generator(ckpt, mode="eval", device=device), backend=backend, device=device, precision=precision)
     images = [read_image(path)[None].to(device) for path in files]
 
     return lambda: images_per_second(runner, images, device)
@@ -106,18 +111,30 @@ def synchronise(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def configurations(device: torch.device, batch_sizes: list[int]) -> list[tuple[str, str, int]]:
-    """(backend, precision, batch size) rows for the device: float32 everywhere; on a GPU also the opt-in
-    lower precisions each backend supports (onnxruntime only with its CUDA provider)."""
-    rows = [(backend, "float32", size) for backend in ("torch", "auto") for size in batch_sizes]
-    if device.type == "cuda":
-        import onnxruntime
+def configurations(device: torch.device) -> list[tuple[str, str]]:
+    """(backend, precision) of every installed backend in every precision it can run on the device here."""
+    from p2p_core.backends import choose
+    from p2p_core.errors import ConfigError
+    from p2p_core.registry import default_registry
 
-        rows = [(backend, "float32", size) for backend in ("torch",) for size in batch_sizes]
-        rows += [("torch", precision, size) for precision in ("float16", "bfloat16") for size in batch_sizes]
-        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-            rows += [("onnxruntime", precision, size) for precision in ("float32", "float16") for size in batch_sizes]
-    return rows
+    registry, found = default_registry(), []
+    for backend in registry.components("backend"):
+        for precision in registry.create("backend", backend.name).supports.get(device.type, ()):
+            try:
+                choose(backend.name, mode="eval", device=device, precision=precision)
+            except ConfigError:  # not installed here, or no provider for the device
+                continue
+            found.append((backend.name, precision))
+    return found
+
+
+def heading(device: torch.device) -> str:
+    """The machine the figures come from: the CPU's name and which lower precisions it runs natively."""
+    from p2p_core.devices import cpu_name, native_on_cpu
+
+    native = ", ".join(f"{precision} {'native' if native_on_cpu(precision) else 'emulated'}" for precision in ("bfloat16", "float16"))
+    gpu = f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    return f"CPU {cpu_name()} ({torch.backends.cpu.get_cpu_capability()}; {native}){gpu}"
 
 
 def main() -> None:
@@ -153,9 +170,10 @@ def main() -> None:
             ("`p2p predict --mode eval` (the CLI as installed)", 1, lambda: cli(ckpt, images, folder / "cli", device)),
             *([(f"`p2p predict --mode eval` at {baseline_commit(args.baseline)}", 1,
                 lambda: cli(ckpt, images, folder / "baseline", device, tree=args.baseline))] if args.baseline else []),
-            *((f"{backend} backend alone on decoded images", 1, backend_loop(ckpt, files, device, backend)) for backend in ("torch", "auto")),
+            *((f"{backend} backend alone on decoded images, {precision}", 1, backend_loop(ckpt, files, device, backend, precision))
+              for backend, precision in [*configurations(device), ("auto", "float32")]),
         ]
-        for backend, precision, batch_size in configurations(device, args.batch_sizes):
+        for (backend, precision), batch_size in itertools.product([*configurations(device), ("auto", "float32")], args.batch_sizes):
 
             def run(backend: str = backend, precision: str = precision, batch_size: int = batch_size) -> float:
                 start = time.perf_counter()
@@ -174,7 +192,7 @@ def main() -> None:
     bare, cli_rate = medians[0], medians[1]
     versus = [("CLI as installed", cli_rate)] + ([(baseline_commit(args.baseline), medians[2])] if args.baseline else [])
     print(f"\n{len(files)} images from {args.images}, U-Net 256, eval mode, {device}, {torch.get_num_threads()} torch threads, "
-          f"median of {args.rounds} round(s)\n")  # fmt: skip
+          f"median of {args.rounds} round(s); {heading(device)}\n")  # fmt: skip
     print("| what | batch | images/s (median) | rounds' range | x bare loop | " + " | ".join(f"x {name}" for name, _ in versus) + " |")
     print("| --- " * (5 + len(versus)) + "|")
     for (what, batch_size, _), median, found in zip(rows, medians, rates):

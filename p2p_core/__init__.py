@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from p2p_core.errors import ConfigError, DataError, P2PError, PluginError, UnknownComponentError
 from p2p_core.hookspecs import hookimpl
-from p2p_core.protocols import Discriminator, DiscriminatorOutput, Generator, GeneratorOutput, Loss, Method, PairedDataset, Sample
+from p2p_core.protocols import Discriminator, DiscriminatorOutput, Generator, GeneratorOutput, InferenceBackend, Loss, Method, PairedDataset, Sample
 
 if TYPE_CHECKING:
     from p2p_core.registry import available, create, default_registry, describe
@@ -32,6 +32,7 @@ __all__ = [
     "DiscriminatorOutput",
     "Generator",
     "GeneratorOutput",
+    "InferenceBackend",
     "Loss",
     "Method",
     "P2PError",

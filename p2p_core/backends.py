@@ -1,9 +1,16 @@
-"""What runs a trained generator at inference: PyTorch, or ONNX Runtime on an export p2p builds and caches.
+"""What runs a trained generator at inference: a backend, a component kind plugins register (``p2p_backends``).
 
-Both take an N x C x H x W batch of any H x W and return the translation at the same size (the torch backend
-through :func:`p2p_core.inference.translate`, the ONNX graph through the padding it holds), and agree within
-1e-4 in eval mode. On this project's 2-core CPU onnxruntime runs the U-Net 256 about twice as fast as eager
-PyTorch (``benchmarks/README.md``), so ``auto`` takes it on the CPU when it can.
+p2p's own are plugins like any other's (``p2p_backends``): ``torch`` (eager, autocast for lower precisions) and
+``onnxruntime`` (an ONNX export of the checkpoint that p2p builds once and caches, :func:`cached_onnx`, which any
+ONNX-based backend can share). `p2p list backends` shows each with the devices, precisions and modes it runs. Every
+backend takes an N x C x H x W batch of any H x W and returns :func:`p2p_core.inference.translate`'s output at the
+same size, within :data:`TOLERANCE` of it for its precision (the kit checks it: ``check_backend_matches_translate``).
+
+``--backend auto`` takes, of the backends that can run the mode and precision asked for on the device, the one
+that prefers the device most (its ``auto_priority``): onnxruntime on the CPU in eval mode at float32, when it is
+installed (1.14x eager PyTorch on the same decoded images on this project's 2-core CPU on a quiet machine,
+``benchmarks/README.md``), else torch. It never changes the precision: ``--precision bfloat16`` on the CPU takes
+torch, the backend that runs it there.
 
 Paper mode (dropout on, batch statistics) runs on the torch backend only: an ONNX graph draws dropout from
 onnxruntime's own generator, which torch's seed does not reach, so ``--seed`` could not make results
@@ -14,9 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import io
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -25,22 +32,34 @@ import attrs
 import torch
 from torch import Tensor
 
+from p2p_core.devices import native_precision_note
 from p2p_core.downloads import cache_dir
 from p2p_core.errors import ConfigError
 from p2p_core.files import locked, replacing
 from p2p_core.inference import TrainedGenerator, load_generator, translate
+from p2p_core.protocols import InferenceBackend
+from p2p_core.registry import Registry, default_registry
+from p2p_core.spec import Precision, canonical_precision
 
-Backend = Literal["auto", "torch", "onnxruntime"]
-Precision = Literal["float32", "float16", "bfloat16"]
+Backend = str
+"""A registered backend's name (`p2p list backends`), or ``auto``."""
+PRECISIONS: tuple[Precision, ...] = ("float32", "bfloat16", "float16")
 BACKEND_HELP = (
-    "torch, onnxruntime (an ONNX export of the checkpoint, built once and cached in $P2P_CACHE, default "
-    "~/.cache/p2p), or auto: onnxruntime on the CPU in eval mode when it is installed, else torch. "
-    "Paper mode runs on torch only (its dropout follows --seed there)."
+    "A backend by name (p2p list backends shows them, with the devices, precisions and modes each runs): torch, "
+    "onnxruntime (an ONNX export of the checkpoint, built once and cached in $P2P_CACHE, default ~/.cache/p2p), a "
+    "plugin's, or auto: onnxruntime on the CPU in eval mode at float32 when it is installed, else torch; auto never "
+    "changes --precision. Paper mode runs on torch only (its dropout follows --seed there)."
 )
 PRECISION_HELP = (
-    "float32, or opt in to lower precision on a GPU: float16 (torch autocast, or onnxruntime's CUDA provider) or "
-    "bfloat16 (torch autocast only). Outputs then differ from float32 by up to a few 8-bit levels."
+    "float32 (the default), or opt in to lower precision where a backend runs it: bfloat16 (torch, on a GPU or a CPU; "
+    "a CPU without native bfloat16, AVX512-BF16 or AMX, emulates it, with a warning) or float16 (torch; onnxruntime "
+    "on a GPU). Outputs then differ from float32 by a few 8-bit levels. fp32, bf16 and fp16 are read as float32, "
+    "bfloat16 and float16."
 )
+TOLERANCE: dict[str, float] = {"float32": 1e-4, "float16": 2 / 127.5, "bfloat16": 4 / 127.5}
+"""How far (largest absolute difference, outputs in [-1, 1]) a backend may be from :func:`translate` in float32 on
+the kit's small generator: float32 up to summation order; float16 (11 significant bits) by 2 8-bit levels, bfloat16
+(8) by 4. p2p's torch backend differs there by 0.0003 in float16 and 0.003 in bfloat16."""
 CACHE_VERSION = 1
 """Part of every cached export's name: raise it when what an export holds changes, so old ones are rebuilt."""
 
@@ -49,7 +68,8 @@ CACHE_VERSION = 1
 class Runner:
     """A generator ready to translate batches: ``runner(batch)`` for N x C x H x W of any H x W, on any device."""
 
-    backend: Literal["torch", "onnxruntime"]
+    backend: str
+    """The registered name of the backend that runs it."""
     description: str
     """What runs, e.g. ``onnxruntime (CPUExecutionProvider, 2 threads)``."""
     run: Callable[[Tensor], Tensor]
@@ -62,30 +82,78 @@ class Runner:
         return translate(self.run, image, size_multiple=1, shorter_side=shorter_side)  # the runner pads itself
 
 
-def choose(backend: Backend, *, mode: str, device: torch.device) -> Literal["torch", "onnxruntime"]:
-    """The backend ``auto`` stands for, or the one asked for once it is known to work here."""
-    if backend == "torch":
-        return "torch"
-    problem = _onnxruntime_problem(mode=mode, device=device)
-    if backend == "auto":
-        return "torch" if problem or device.type != "cpu" else "onnxruntime"
-    if backend != "onnxruntime":
-        raise ConfigError(f"backend must be auto, torch or onnxruntime, got {backend!r}")
-    if problem:
-        raise ConfigError(f"--backend onnxruntime {problem}")
-    return "onnxruntime"
+def choose(
+    backend: Backend, *, mode: str, device: torch.device, precision: str = "float32", registry: Registry | None = None
+) -> str:
+    """The backend ``auto`` stands for, or the one asked for once it is known to run ``mode`` in ``precision`` on
+    ``device`` here: its registered name."""
+    registry = registry or default_registry()
+    precision = _checked_precision(precision)
+    if backend != "auto":
+        name = registry.get("backend", backend).name
+        problem = _problem(registry, name, mode=mode, device=device, precision=precision)
+        if problem:
+            raise ConfigError(f"--backend {backend} {problem}")
+        return name
+    runnable, reasons = [], []
+    for component in registry.components("backend"):
+        problem = _problem(registry, component.name, mode=mode, device=device, precision=precision)
+        if problem:
+            reasons.append(f"{component.name} {problem}")
+        else:
+            runnable.append((-registry.create("backend", component.name).auto_priority.get(device.type, 0), component.name))
+    if not runnable:
+        raise ConfigError(f"no backend runs {mode} mode in {precision} on {device.type}: {'; '.join(reasons)}")
+    return min(runnable)[1]  # the highest priority; between equals, the first name
 
 
 def open_backend(
-    trained: TrainedGenerator, *, backend: Backend = "auto", device: torch.device | None = None, precision: Precision = "float32"
+    trained: TrainedGenerator,
+    *,
+    backend: Backend = "auto",
+    device: torch.device | None = None,
+    precision: str = "float32",
+    registry: Registry | None = None,
 ) -> Runner:
-    """A :class:`Runner` for ``trained`` (in the mode it was loaded in) on ``device`` (default: its own)."""
+    """A :class:`Runner` for ``trained`` (in the mode it was loaded in) on ``device`` (default: its own), in
+    ``precision``; warns where the device runs that precision emulated."""
+    registry = registry or default_registry()
     device = device or next(trained.module.parameters()).device
+    precision = _checked_precision(precision)
     mode = "paper" if trained.module.training else "eval"
-    chosen = choose(backend, mode=mode, device=device)
-    if chosen == "torch":
-        return _torch_runner(trained, device=device, precision=precision)
-    return _onnxruntime_runner(trained, device=device, precision=precision)
+    name = choose(backend, mode=mode, device=device, precision=precision, registry=registry)
+    if note := native_precision_note(precision, device):
+        warnings.warn(f"--precision {precision}: {note}", stacklevel=2)
+    runner = registry.create("backend", name).open(trained, device=device, precision=precision)
+    return attrs.evolve(runner, backend=name)
+
+
+def supported(backend: InferenceBackend) -> str:
+    """What a backend runs, as `p2p list backends` shows it: ``cpu: float32, bfloat16; cuda: float32, float16``."""
+    return "; ".join(f"{device}: {', '.join(precisions)}" for device, precisions in backend.supports.items())
+
+
+def _checked_precision(precision: str) -> str:
+    canonical = canonical_precision(precision)
+    if canonical not in PRECISIONS:
+        raise ConfigError(f"--precision must be {', '.join(PRECISIONS)}, got {precision!r}")
+    return canonical
+
+
+def _problem(registry: Registry, name: str, *, mode: str, device: torch.device, precision: str) -> str | None:
+    """Why backend ``name`` cannot run ``mode`` in ``precision`` on ``device`` here, with what can; or None."""
+    backends = {component.name: registry.create("backend", component.name) for component in registry.components("backend")}
+    backend = backends.pop(name)
+    able = [other for other, b in backends.items() if mode in b.modes and precision in b.supports.get(device.type, ())]
+    instead = f", or --backend {' / '.join(able)}, which can" if able else ""
+    if device.type not in backend.supports:
+        return f"runs on {' or '.join(backend.supports)}, not {device.type}: use --device {next(iter(backend.supports))}{instead}"
+    if mode not in backend.modes:
+        return f"runs {' and '.join(backend.modes)} mode only: use --mode {backend.modes[0]}{instead}"
+    precisions = backend.supports[device.type]
+    if precision not in precisions:
+        return f"runs {', '.join(precisions)} on {device.type}, not {precision}: use --precision {precisions[0]}{instead}"
+    return backend.problem(device=device)
 
 
 def cached_onnx(trained: TrainedGenerator, *, precision: Literal["float32", "float16"] = "float32") -> Path:
@@ -129,67 +197,3 @@ def cached_onnx(trained: TrainedGenerator, *, precision: Literal["float32", "flo
             with replacing(path, durable=False) as temporary:
                 onnx.save(half, str(temporary))
     return path
-
-
-def _onnxruntime_problem(*, mode: str, device: torch.device) -> str | None:
-    """Why the onnxruntime backend cannot run here, or None."""
-    if mode != "eval":
-        return "runs eval mode only: use --mode eval, or --backend torch for paper mode (dropout follows --seed there)"
-    missing = [name for name in ("onnxruntime", "onnx", "onnxscript") if importlib.util.find_spec(name) is None]
-    if missing:
-        return f"needs {', '.join(missing)}: pip install 'p2p[export]'"
-    if device.type == "cuda":
-        import onnxruntime
-
-        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-            return "on cuda needs onnxruntime-gpu (the CUDA provider); use --backend torch, or --device cpu"
-    elif device.type != "cpu":
-        return f"runs on cpu or cuda, not {device.type}"
-    return None
-
-
-def _torch_runner(trained: TrainedGenerator, *, device: torch.device, precision: Precision) -> Runner:
-    module = trained.module.to(device)
-    autocast = (
-        contextlib.nullcontext
-        if precision == "float32"
-        else lambda: torch.autocast(device.type, dtype=getattr(torch, precision))
-    )
-
-    def run(batch: Tensor) -> Tensor:
-        with torch.inference_mode(), autocast():
-            return translate(module, batch.to(device)).float()
-
-    return Runner(backend="torch", description=f"torch ({device}, {precision})", run=run)
-
-
-def _onnxruntime_runner(trained: TrainedGenerator, *, device: torch.device, precision: Precision) -> Runner:
-    import onnxruntime
-
-    from p2p_core.export import INPUT_NAME, OUTPUT_NAME
-
-    if precision == "bfloat16" or (precision == "float16" and device.type != "cuda"):
-        raise ConfigError(
-            f"--precision {precision} with --backend onnxruntime needs --device cuda and float16; use --backend torch, "
-            "or float32"
-        )
-    options = onnxruntime.SessionOptions()
-    # torch's default thread count is the number of physical cores; hyperthreads only contend for the same units.
-    options.intra_op_num_threads = torch.get_num_threads()
-    options.inter_op_num_threads = 1  # one chain of convolutions: nothing to run side by side
-    # Idle pool threads otherwise spin for a while after each run, taking the cores from predict's decoding and
-    # encoding threads (and from anything else in the process) between images.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda" else ["CPUExecutionProvider"]
-    session = onnxruntime.InferenceSession(str(cached_onnx(trained, precision=precision)), options, providers=providers)
-
-    def run(batch: Tensor) -> Tensor:
-        (output,) = session.run([OUTPUT_NAME], {INPUT_NAME: batch.detach().float().cpu().numpy()})
-        return torch.from_numpy(output).to(batch.device)
-
-    where = session.get_providers()[0]
-    return Runner(
-        backend="onnxruntime",
-        description=f"onnxruntime ({where}, {options.intra_op_num_threads} threads, {precision})",
-        run=run,
-    )

@@ -7,12 +7,11 @@ It times the method's own step (``Training.train_step``) on fixed random batches
 
 from __future__ import annotations
 
-import contextlib
-import os
 import resource
 import sys
 import time
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +36,9 @@ class Result:
     train_gflop_per_step: float
     train_gflops: float
     inference_images_per_s: float | None
-    """The generator alone in torch eager, eval mode."""
+    """The generator alone in torch eager, eval mode, in the trainer's precision (autocast)."""
     inference_backends: dict[str, float] = attrs.field(factory=dict)
-    """Images/s of each inference backend installed here (``p2p predict --backend``), side by side."""
+    """Images/s of each inference backend that runs the trainer's precision here (``p2p predict --backend``), side by side."""
     matmul_peak_gflops: float
     peak_memory_mib: float
     memory_kind: str
@@ -89,10 +88,10 @@ def run(*, spec: RunSpec, image_size: int, steps: int, warmup: int, inference: b
     inference_rate, backends = None, {}
     if inference:
         generator_module = model.translator("AtoB").eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), model.autocast():
             seconds = _time(lambda: generator_module(x), steps=steps, warmup=warmup, device=device)
         inference_rate = train.batch_size / seconds
-        backends = _backend_rates(model, x, steps=steps, warmup=warmup, device=device, registry=registry)
+        backends = _backend_rates(model, x, steps=steps, warmup=warmup, device=device, precision=train.precision, registry=registry)
 
     if device.type == "cuda":
         peak, kind = torch.cuda.max_memory_allocated(device) / 2**20, "max allocated on the GPU"
@@ -109,50 +108,39 @@ def run(*, spec: RunSpec, image_size: int, steps: int, warmup: int, inference: b
         train_gflops=flops / 1e9 / train_seconds,
         inference_images_per_s=inference_rate,
         inference_backends=backends,
-        matmul_peak_gflops=matmul_peak_gflops(device, torch.bfloat16 if train.precision == "bf16" else torch.float32),
+        matmul_peak_gflops=matmul_peak_gflops(device, getattr(torch, train.precision)),
         peak_memory_mib=peak,
         memory_kind=kind,
     )
 
 
 def _backend_rates(
-    model: Training, x: torch.Tensor, *, steps: int, warmup: int, device: torch.device, registry: Registry
+    model: Training, x: torch.Tensor, *, steps: int, warmup: int, device: torch.device, precision: str, registry: Registry
 ) -> dict[str, float]:
-    """Images/s of each backend that can run here, on the model saved and loaded as ``p2p predict`` would."""
+    """Images/s of each backend that can run ``precision`` here, on the model saved and loaded as ``p2p predict`` would."""
     import tempfile
 
     from p2p_core import checkpoint
     from p2p_core.backends import choose, open_backend
+    from p2p_core.downloads import cache_in
     from p2p_core.errors import ConfigError
     from p2p_core.inference import load_generator
 
     rates = {}
-    with tempfile.TemporaryDirectory() as folder, _cache_in(Path(folder)):
+    with tempfile.TemporaryDirectory() as folder, cache_in(Path(folder)):  # the export of a throwaway checkpoint
         trained = load_generator(checkpoint.save(model.state_dict(), Path(folder), model.step), mode="eval", device=device,
                                  registry=registry)
-        for backend in ("torch", "onnxruntime"):
+        for backend in registry.available("backend"):
             try:
-                choose(backend, mode="eval", device=device)
-            except ConfigError:  # not installed, or not for this device: nothing to compare
+                choose(backend, mode="eval", device=device, precision=precision, registry=registry)
+            except ConfigError:  # not installed, or not for this device or precision: nothing to compare
                 continue
-            runner = open_backend(trained, backend=backend, device=device)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # an emulated precision: the training step has said so already
+                runner = open_backend(trained, backend=backend, device=device, precision=precision, registry=registry)
             with torch.inference_mode():
                 rates[backend] = x.shape[0] / _time(lambda: runner(x), steps=steps, warmup=warmup, device=device)
     return rates
-
-
-@contextlib.contextmanager
-def _cache_in(folder: Path) -> Iterator[None]:
-    # The export onnxruntime runs is built for a throwaway checkpoint: keep it out of the user's cache.
-    saved = os.environ.get("P2P_CACHE")
-    os.environ["P2P_CACHE"] = str(folder)
-    try:
-        yield
-    finally:
-        if saved is None:
-            del os.environ["P2P_CACHE"]
-        else:
-            os.environ["P2P_CACHE"] = saved
 
 
 def _count_flops(step: Callable[[], object]) -> int:

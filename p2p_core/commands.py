@@ -18,7 +18,7 @@ from p2p_core.errors import ConfigError
 from p2p_core.protocols import Direction
 from p2p_core.ranges import BatchSize, Count, Pixels, Seed, Steps, plain, ranged
 from p2p_core.registry import Registry
-from p2p_core.spec import MAX_MEMORY_GB, Mode, RunSpec
+from p2p_core.spec import MAX_MEMORY_GB, Mode, Precision, RunSpec
 
 if TYPE_CHECKING:
     from jsonargparse import ArgumentParser
@@ -26,10 +26,10 @@ if TYPE_CHECKING:
 Device = Literal["auto", "cpu", "cuda"]
 Warmup = ranged(int, 0, 10**9)
 PLURAL_KINDS = {"generators": "generator", "discriminators": "discriminator", "losses": "loss", "datasets": "dataset",
-                "methods": "method"}
-LIST_TOPICS = ("generator", "discriminator", "loss", "dataset", "method", "disc", "data", *PLURAL_KINDS, "plugins", "recipes",
-               "pretrained", "downloads")
-DescribeKind = Literal["generator", "discriminator", "loss", "dataset", "method", "disc", "data", "recipe"]
+                "methods": "method", "backends": "backend"}
+LIST_TOPICS = ("generator", "discriminator", "loss", "dataset", "method", "backend", "disc", "data", *PLURAL_KINDS, "plugins",
+               "recipes", "pretrained", "downloads")
+DescribeKind = Literal["generator", "discriminator", "loss", "dataset", "method", "backend", "disc", "data", "recipe"]
 
 
 # -- fit ----------------------------------------------------------------------------------------------------
@@ -181,7 +181,8 @@ def test(
     fid_weights: Path | None = None,
     scorer: Path | None = None,
     device: Device = "auto",
-    backend: Literal["auto", "torch", "onnxruntime"] = "auto",
+    backend: str = "auto",
+    precision: Precision = "float32",
     overwrite: bool = False,
     direction: Direction = "AtoB",
     ema: bool = True,
@@ -206,8 +207,11 @@ def test(
             IoU) of the outputs, the baselines and the real photos, and the realism distances scorer_fd and
             scorer_kid (the Frechet distance and KID from the real photos in the scorer's features; lower is better).
         device: Where the generator runs.
-        backend: torch, onnxruntime (eval mode only), or auto: onnxruntime on the CPU in eval mode when it is
-            installed, else torch. Paper mode runs on torch, where --seed makes its dropout repeatable.
+        backend: A backend by name (p2p list backends): torch, onnxruntime (eval mode only), a plugin's, or auto:
+            onnxruntime on the CPU in eval mode at float32 when it is installed, else torch; auto never changes
+            --precision. Paper mode runs on torch, where --seed makes its dropout repeatable.
+        precision: float32 (the default), or bfloat16 / float16 where the backend runs it (p2p list backends; a CPU
+            without native bfloat16 emulates it, with a warning). Metrics are then of the lower-precision outputs.
         overwrite: Replace the results already in the results folder (otherwise the run refuses).
         direction: AtoB, or BtoA for a model whose method trained both ways (a plugin's unpaired method): its dataset's B images
             are then the inputs and its A images the targets.
@@ -217,7 +221,7 @@ def test(
     from p2p_core.evaluation import report_text, run_test
 
     result = run_test(ckpt=ckpt, split=split, data=data or {}, mode=mode, out=out, device=device,
-                      fid_weights=fid_weights, seed=seed, scorer=scorer, backend=backend, overwrite=overwrite,
+                      fid_weights=fid_weights, seed=seed, scorer=scorer, backend=backend, precision=precision, overwrite=overwrite,
                       direction=direction, ema=ema, registry=registry)
     print(report_text(result))
     print(f"{len(result.names)} image(s), {mode} mode: {result.out_dir / 'index.html'}")
@@ -444,12 +448,15 @@ def list_components(topic: Literal[LIST_TOPICS] | None = None, *, registry: Regi
     """List registered components, plugins or recipes.
 
     Args:
-        topic: A kind (generator, discriminator, loss, dataset, method; or generators, methods, ...), plugins, recipes,
-            pretrained (released models) or downloads (datasets p2p data download fetches); all components when left out.
+        topic: A kind (generator, discriminator, loss, dataset, method, backend; or generators, backends, ...), plugins,
+            recipes, pretrained (released models) or downloads (datasets p2p data download fetches); all components when
+            left out. Backends are shown with the devices and precisions each runs, its modes, and whether it runs here.
     """
     from p2p_core.registry import canonical_kind
 
-    if topic == "plugins":
+    if topic in ("backend", "backends"):
+        text = _backends_table(registry)
+    elif topic == "plugins":
         rows = [
             (p.name, p.distribution, p.version, p.module, "FAILED: " + p.error if p.error else ", ".join(p.components))
             for p in registry.plugins
@@ -472,11 +479,32 @@ def list_components(topic: Literal[LIST_TOPICS] | None = None, *, registry: Regi
     print(text + ("\n\nproblems:\n" + "\n".join(f"  {line}" for line in problems) if problems else ""))
 
 
+def _backends_table(registry: Registry) -> str:
+    """Each inference backend: what it runs on, in which precisions and modes, and whether it can run on this machine."""
+    import torch
+
+    from p2p_core.backends import supported
+    from p2p_core.devices import native_on_cpu
+
+    rows = []
+    for component in registry.components("backend"):
+        backend = registry.create("backend", component.name)
+        problems = {device: backend.problem(device=torch.device(device)) for device in backend.supports
+                    if device == "cpu" or (device == "cuda" and torch.cuda.is_available())}
+        emulated = [precision for precision in backend.supports.get("cpu", ()) if not native_on_cpu(precision)]
+        notes = {"cpu": f"ready ({', '.join(emulated)} emulated on this CPU)"} if emulated else {}
+        here = "; ".join(f"{device}: {problem or notes.get(device, 'ready')}" for device, problem in problems.items()) or "no device here"
+        rows.append((component.name, supported(backend), ", ".join(backend.modes), here, f"{component.distribution} {component.version}"))
+    return (table(("BACKEND", "DEVICE: PRECISIONS", "MODES", "HERE", "FROM"), rows)
+            + "\n\n--backend auto takes, of those that run the mode and precision asked for, the one that prefers the device most; "
+            "it never changes --precision")
+
+
 def describe(kind: DescribeKind, name: str, *, registry: Registry) -> None:
     """Show a component's summary and options, or a recipe's file, origin, choices and text.
 
     Args:
-        kind: generator, discriminator (disc), loss, dataset (data), method or recipe.
+        kind: generator, discriminator (disc), loss, dataset (data), method, backend or recipe.
         name: The component's or recipe's name, as `p2p list` shows it.
     """
     import inspect
@@ -487,6 +515,9 @@ def describe(kind: DescribeKind, name: str, *, registry: Registry) -> None:
         print(_recipe_description(name, registry))
         return
     component = registry.get(kind, name)
+    if component.kind == "backend":
+        print(_backend_description(component, registry))
+        return
     flag = flag_for(component.kind) if component.kind != "loss" else None
     lines = [
         f"{component.kind} {component.name!r}: {component.summary}",
@@ -504,6 +535,22 @@ def describe(kind: DescribeKind, name: str, *, registry: Registry) -> None:
     if engine:
         lines.append(f"\nset by the engine: {', '.join(engine)}")
     print("\n".join(lines))
+
+
+def _backend_description(component: Any, registry: Registry) -> str:
+    """A backend's summary, origin, and what it runs: `p2p list backends`' row of it, with auto's priorities."""
+    from p2p_core.backends import supported
+
+    backend = registry.create("backend", component.name)
+    priorities = ", ".join(f"{device} {priority}" for device, priority in backend.auto_priority.items())
+    return "\n".join([
+        f"backend {component.name!r}: {component.summary}",
+        f"  from {component.distribution} {component.version} (plugin {component.plugin!r}), factory {component.import_path}",
+        f"  runs: {supported(backend)}",
+        f"  modes: {', '.join(backend.modes)}",
+        f"  --backend auto priority: {priorities or '0 everywhere'} (auto takes the highest that runs the mode and precision)",
+        f"  use it as: p2p predict --backend {component.name}",
+    ])
 
 
 def _recipe_description(name: str, registry: Registry) -> str:

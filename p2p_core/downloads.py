@@ -177,6 +177,21 @@ def cache_dir() -> Path:
     return Path(os.environ.get("P2P_CACHE") or "~/.cache/p2p").expanduser()
 
 
+@contextlib.contextmanager
+def cache_in(folder: Path) -> Iterator[None]:
+    """:func:`cache_dir` is ``folder`` meanwhile: what is built for a throwaway checkpoint (its ONNX export) stays
+    out of the user's cache."""
+    saved = os.environ.get("P2P_CACHE")
+    os.environ["P2P_CACHE"] = str(folder)
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["P2P_CACHE"]
+        else:
+            os.environ["P2P_CACHE"] = saved
+
+
 def download_dataset(
     *,
     name: str,

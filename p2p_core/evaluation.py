@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from torch import Tensor
 
 from p2p_core import checkpoint, hub
-from p2p_core.backends import Backend, open_backend
+from p2p_core.backends import Backend, choose, open_backend
 from p2p_core.checkpoint import guarded
 from p2p_core.devices import resolve_device
 from p2p_core.errors import ConfigError, DataError, P2PError
@@ -82,6 +82,7 @@ def run_test(
     seed: int = 0,
     scorer: Path | None = None,
     backend: Backend = "auto",
+    precision: str = "float32",
     overwrite: bool = False,
     direction: str = "AtoB",
     ema: bool = True,
@@ -96,6 +97,8 @@ def run_test(
     registry = registry or default_registry()
     torch_device = resolve_device(device)
     trained = load_generator(ckpt, mode=mode, device=torch_device, registry=registry, direction=direction, ema=ema)
+    # A backend that cannot run the mode or precision is refused before the dataset is rebuilt, not after.
+    choose(backend, mode=mode, device=torch_device, precision=precision, registry=registry)
     stored = trained.trained.run.data
     if "name" in (data or {}):
         raise ConfigError(f"--data sets options of the checkpoint's dataset {stored.name!r}, not another dataset; drop its 'name'")
@@ -118,7 +121,7 @@ def run_test(
     refuse_overlap(out_dir, guarded(trained.path) | dataset_root, option="--out")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise DataError(f"{out_dir} already holds results; pass --overwrite to replace them, or choose another --out")
-    runner = open_backend(trained, backend=backend, device=torch_device)
+    runner = open_backend(trained, backend=backend, device=torch_device, precision=precision, registry=registry)
     evaluation = Evaluation(fid_weights=fid_weights, device=torch_device)
     names: list[str] = []
     used: set[str] = set()

@@ -81,6 +81,15 @@ def p2p_methods() -> Mapping[str, Factory]:
 
 
 @hookspec
+def p2p_backends() -> Mapping[str, Factory]:
+    """Return inference backends by name; each factory builds a :class:`p2p_core.InferenceBackend`
+    (``p2p predict --backend NAME``; p2p's own are ``torch`` and ``onnxruntime``).
+
+    No argument is passed by the engine; building one must be cheap, since `p2p list backends` builds each.
+    """
+
+
+@hookspec
 def p2p_recipes() -> Mapping[str, Path | Traversable]:
     """Return recipe YAML files by name, usable as ``p2p fit --config NAME`` and ``p2p describe recipe NAME``.
 

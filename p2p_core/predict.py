@@ -1,7 +1,9 @@
 """``p2p predict``: translate a folder of images, each output at its input's size, never touching the inputs.
 
 Images of the same size (after ``--resize``) go through the generator together, up to ``--batch_size``;
-decoding and encoding run in threads beside it. Everything that could refuse the run (the output folder
+decoding and encoding run in threads beside it. Images larger than ``--tile`` (without it, those over
+:data:`p2p_core.tiles.AUTO_TILE_PIXELS`) are translated in overlapping tiles, blended (:mod:`p2p_core.tiles`), so
+that the generator's memory is bounded by the tile. Everything that could refuse the run (the output folder
 inside the input one, two inputs mapping to one output name, outputs that exist, a folder that cannot be
 written) is checked before the first file is written, and each file is written to a temporary name and
 renamed, so a full or read-only disk leaves whole files or none.
@@ -10,9 +12,11 @@ renamed, so a full or read-only disk leaves whole files or none.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import warnings
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
@@ -21,16 +25,20 @@ import attrs
 import torch
 from torch import Tensor
 
-from p2p_core.backends import Backend, Precision, Runner, open_backend
+from p2p_core.backends import Backend, Runner, open_backend
 from p2p_core.devices import resolve_device
 from p2p_core.errors import ConfigError, DataError
 from p2p_core.files import refuse_overlap
 from p2p_core.images import image_header, list_images, read_input, resize as resized, write_image
 from p2p_core.inference import load_generator, scale_note, scaled_size
-from p2p_core.ranges import BatchSize, Pixels, Seed
+from p2p_core.ranges import BatchSize, Pixels, Seed, ranged
 from p2p_core.registry import Registry
 from p2p_core.protocols import Direction
-from p2p_core.spec import MAX_MEMORY_GB, Mode
+from p2p_core.spec import MAX_MEMORY_GB, Mode, Precision
+from p2p_core.tiles import AUTO_TILE_PIXELS, auto_tile, check_tiles, default_overlap, translate_tiled
+
+Tile = ranged(int, 0, 65536)
+Overlap = ranged(int, 0, 65535)
 
 
 @attrs.frozen(kw_only=True)
@@ -63,6 +71,8 @@ def predict(
     backend: Backend = "auto",
     batch_size: BatchSize = 1,
     precision: Precision = "float32",
+    tile: Tile | None = None,
+    overlap: Overlap | None = None,
     seed: Seed = 0,
     overwrite: bool = False,
     progress: bool = True,
@@ -87,14 +97,24 @@ def predict(
             to the input's size. Use the training size for images at another scale. The aspect ratio is kept:
             for square images this is the training preprocessing's resize; the datasets squash non-square
             images to a square instead, which would distort them here. Default: the image's own size.
-        backend: torch, onnxruntime (an ONNX export of the checkpoint, built once and cached in $P2P_CACHE, default
-            ~/.cache/p2p), or auto: onnxruntime on the CPU in eval mode when it is installed, else torch. Paper
-            mode runs on torch only.
+        backend: A backend by name (p2p list backends shows them, with the devices, precisions and modes each runs):
+            torch, onnxruntime (an ONNX export of the checkpoint, built once and cached in $P2P_CACHE, default
+            ~/.cache/p2p), a plugin's, or auto: onnxruntime on the CPU in eval mode at float32 when it is installed,
+            else torch; auto never changes --precision. Paper mode runs on torch only.
         batch_size: Up to this many images of the same size (after --resize) go through the generator together.
             In eval mode outputs do not depend on it. In paper mode batch norm normalises with the batch's own
             statistics, so each output would depend on which images share its batch: keep 1 there (the paper's
             setting) unless that mixing is wanted.
-        precision: float32, or on a GPU float16 (torch or onnxruntime) or bfloat16 (torch).
+        precision: float32 (the default), or opt in to lower precision where the backend runs it (p2p list
+            backends): bfloat16 (torch, on a GPU or a CPU; a CPU without native bfloat16, AVX512-BF16 or AMX,
+            emulates it, with a warning) or float16 (torch; onnxruntime on a GPU). Outputs then differ from float32
+            by a few 8-bit levels.
+        tile: Translate images larger than this many pixels on a side in overlapping tiles of tile x tile, blended
+            with a raised-cosine window so no seam shows: the generator's memory is then bounded by the tile, not
+            the image. A multiple of the generator's size_multiple. Default: images over 2048 x 2048 pixels are
+            tiled in tiles of about 1024, with a message; 0 never tiles.
+        overlap: Pixels by which neighbouring tiles overlap and are blended; smaller than --tile. Default: an
+            eighth of the tile.
         seed: Seeds the dropout of paper mode, so a run can be repeated (within one backend).
         overwrite: Replace output files that already exist (otherwise the run refuses before writing anything).
         progress: Show a progress bar.
@@ -114,15 +134,20 @@ def predict(
                               ema=ema)
     sizes = [image_header(path)[:2] for path in files]
     _warn_about_scale(files, sizes, image_size=trained.image_size, resize=resize)
-    runner = open_backend(trained, backend=backend, device=where, precision=precision)
+    tiling = _Tiling.of(tile=tile, overlap=overlap, size_multiple=trained.module.size_multiple)
+    scaled = [scaled_size(*size, resize) for size in sizes]
+    tiling.announce(files, scaled)
+    runner = open_backend(trained, backend=backend, device=where, precision=precision, registry=registry)
     batches = _batches(sizes, resize=resize, batch_size=batch_size)
     _make_folder(output)
     devices = [where] if where.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        rate = _run(runner, files, targets, batches, sizes, channels=trained.in_channels, encoding=trained.input_encoding,
-                    resize=resize, progress=progress)
-    return PredictResult(count=len(files), output=output, mode=mode, backend=runner.description, batch_size=batch_size, images_per_second=rate)
+        rate = _run(tiling.around(runner), files, targets, batches, sizes, channels=trained.in_channels, encoding=trained.input_encoding,
+                    resize=resize,
+                    large=any(tiling.applies(*size) for size in scaled), progress=progress)
+    return PredictResult(count=len(files), output=output, mode=mode, backend=runner.description, batch_size=batch_size,
+                         images_per_second=rate)
 
 
 def _plan_outputs(files: list[Path], *, input: Path, output: Path, overwrite: bool) -> list[Path]:
@@ -168,6 +193,49 @@ def _warn_about_scale(files: list[Path], sizes: list[tuple[int, int]], *, image_
         warnings.warn(notes[0] + others, stacklevel=3)
 
 
+@attrs.frozen(kw_only=True)
+class _Tiling:
+    """Which images go through tiles, and which tiles: ``--tile`` and ``--overlap`` checked against the generator."""
+
+    asked: int | None
+    """--tile as given: None tiles images over :data:`AUTO_TILE_PIXELS`, 0 none."""
+    tile: int
+    overlap: int
+
+    @classmethod
+    def of(cls, *, tile: int | None, overlap: int | None, size_multiple: int) -> _Tiling:
+        side = tile or auto_tile(size_multiple)
+        gap = default_overlap(side) if overlap is None else overlap
+        if tile != 0:
+            check_tiles(side, gap, size_multiple=size_multiple)
+        return cls(asked=tile, tile=side, overlap=gap)
+
+    def applies(self, height: int, width: int) -> bool:
+        if self.asked is None:
+            return height * width > AUTO_TILE_PIXELS
+        return self.asked > 0 and (height > self.asked or width > self.asked)
+
+    def around(self, runner: Runner) -> Callable[[Tensor], Tensor]:
+        """``runner``, through tiles for the images this applies to."""
+
+        def translate(batch: Tensor) -> Tensor:
+            if self.applies(*batch.shape[-2:]):
+                return translate_tiled(runner, batch, tile=self.tile, overlap=self.overlap)
+            return runner(batch)
+
+        return translate
+
+    def announce(self, files: list[Path], sizes: list[tuple[int, int]]) -> None:
+        """Say which images are tiled unasked (without --tile, those over :data:`AUTO_TILE_PIXELS`)."""
+        unasked = [(path, size) for path, size in zip(files, sizes) if self.asked is None and self.applies(*size)]
+        if unasked:
+            (path, (height, width)), others = unasked[0], len(unasked) - 1
+            print(f"p2p: {path.name} ({height} x {width}) and its {height * width:,} pixels are over {AUTO_TILE_PIXELS:,}"
+                  f"{f' ({others} other image(s) too)' if others else ''}: translated in {self.tile}-pixel tiles overlapping by "
+                  f"{self.overlap}, so that memory is bounded by the tile; --tile and --overlap choose them, --tile 0 "
+                  "translates whole", file=sys.stderr)
+
+
 def _batches(sizes: list[tuple[int, int]], *, resize: int | None, batch_size: int) -> list[list[int]]:
     """Indices of images that go through the generator together: the same size after ``resize``, in the
     order the images come, at most ``batch_size`` each."""
@@ -178,7 +246,7 @@ def _batches(sizes: list[tuple[int, int]], *, resize: int | None, batch_size: in
 
 
 def _run(
-    runner: Runner,
+    translate: Callable[[Tensor], Tensor],
     files: list[Path],
     targets: list[Path],
     batches: list[list[int]],
@@ -187,6 +255,7 @@ def _run(
     channels: int,
     encoding: str,
     resize: int | None,
+    large: bool,
     progress: bool,
 ) -> float:
     """Translate ``batches``, reading and writing in threads a few images ahead and behind; images per second."""
@@ -195,7 +264,9 @@ def _run(
     # Decoding and encoding (~35 ms an image here) bound predict on a GPU, which translates in ~1 ms: the
     # threads scale with the cores (PIL releases the GIL), and as many batches are read ahead as can be decoded at once.
     workers = max(2, min(8, os.cpu_count() or 2))
-    ahead = workers  # batches decoded ahead of the generator, and encoded behind it
+    # Batches decoded ahead of the generator, and encoded behind it; one when images are large enough to tile, whose
+    # memory is what tiling saves.
+    ahead = 1 if large else workers
     with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(total=len(files), unit="image", dynamic_ncols=True, disable=not progress) as bar:
         reads = deque([pool.submit(read_input, files[i], encoding=encoding, channels=channels) for i in batch] for batch in batches[:ahead])
         writes: deque[Future[None]] = deque()
@@ -206,7 +277,7 @@ def _run(
                 if number + ahead < len(batches):
                     reads.append([pool.submit(read_input, files[i], encoding=encoding, channels=channels) for i in batches[number + ahead]])
                 size = list(scaled_size(*sizes[batch[0]], resize))
-                outputs = runner(torch.stack([resized(image, size) if resize else image for image in images]))
+                outputs = translate(torch.stack([resized(image, size) if resize else image for image in images]))
                 for index, image, result in zip(batch, images, outputs):
                     result = resized(result, list(image.shape[-2:])) if resize else result
                     writes.append(pool.submit(_write_png, result, targets[index]))

@@ -1,4 +1,5 @@
-"""The contracts of the five component kinds: four are parts of a model, the fifth (:class:`Method`) trains them.
+"""The contracts of the six component kinds: four are parts of a model, :class:`Method` trains them, and an
+:class:`InferenceBackend` runs a trained generator.
 
 A plugin implements them structurally (no base class to inherit); `p2p_core.testing` checks them.
 Images are float tensors N x C x H x W with values in [-1, 1].
@@ -20,7 +21,11 @@ from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, runtime_checkab
 from p2p_core.errors import ConfigError
 
 if TYPE_CHECKING:
+    import torch
     from torch import Tensor
+
+    from p2p_core.backends import Runner
+    from p2p_core.inference import TrainedGenerator
 
 
 @runtime_checkable
@@ -377,3 +382,33 @@ class Method(Protocol):
 
     def images(self) -> Mapping[str, Tensor]: ...
 
+
+
+@runtime_checkable
+class InferenceBackend(Protocol):
+    """Runs a trained generator at inference: ``p2p predict|test|demo --backend NAME`` (p2p's torch and onnxruntime,
+    or a plugin's, registered through ``p2p_backends``; `p2p list backends` shows them).
+
+    ``supports`` maps each device type it runs on (``cpu``, ``cuda``) to the precisions it runs there, in
+    :data:`p2p_core.spec.Precision`'s spelling; ``modes`` are the test-time modes it runs (``eval``; ``paper`` too only
+    where dropout follows ``torch.manual_seed``, so that ``--seed`` repeats a run). ``auto_priority`` maps device types
+    to how much ``--backend auto`` prefers it there: auto takes the highest of the backends that can run the mode and
+    precision asked for (p2p's torch has 0), and never changes the precision. ``problem(device=...)`` says why it
+    cannot run here although it supports the device (a package or a provider missing, with the command that installs
+    it), else None. ``open(trained, device=..., precision=...)`` returns a :class:`p2p_core.backends.Runner`: it takes
+    float32 N x C x H x W of any H x W on ``device`` and returns, float32 on the same device,
+    :func:`p2p_core.inference.translate`'s output within the kit's tolerance for the precision
+    (:data:`p2p_core.backends.TOLERANCE`). The core checks ``supports`` and ``modes`` before calling ``open``.
+
+    Factories take no engine arguments, and building one must be cheap (`p2p list backends` builds each): import
+    the runtime in ``problem`` and ``open``. ONNX-based backends can share p2p's cached export,
+    :func:`p2p_core.backends.cached_onnx`.
+    """
+
+    supports: Mapping[str, tuple[str, ...]]
+    modes: tuple[str, ...]
+    auto_priority: Mapping[str, int]
+
+    def problem(self, *, device: torch.device) -> str | None: ...
+
+    def open(self, trained: TrainedGenerator, *, device: torch.device, precision: str) -> Runner: ...

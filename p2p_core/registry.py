@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 
 from p2p_core import hookspecs
 from p2p_core.errors import ConfigError, PluginError, UnknownComponentError
-from p2p_core.protocols import Discriminator, Generator, Loss, Method, PairedDataset, Penalty
+from p2p_core.protocols import Discriminator, Generator, InferenceBackend, Loss, Method, PairedDataset, Penalty
 
 ENTRY_POINT_GROUP = "p2p"
 DISABLE_AUTOLOAD_ENV = "P2P_DISABLE_PLUGIN_AUTOLOAD"
@@ -46,6 +46,7 @@ HOOKS = {
     "loss": "p2p_losses",
     "dataset": "p2p_datasets",
     "method": "p2p_methods",
+    "backend": "p2p_backends",
 }
 KINDS = tuple(HOOKS)
 CATALOGUES = {
@@ -68,11 +69,12 @@ PROTOCOLS: dict[str, type] = {
     "loss": Loss,
     "dataset": PairedDataset,
     "method": Method,
+    "backend": InferenceBackend,
 }
 # What each kind's instances must also be: the engine trains modules and batches datasets, and the CLI
 # resolves factories by what they return.
 BASE_CLASSES: dict[str, type] = {"generator": nn.Module, "discriminator": nn.Module, "dataset": Dataset, "loss": object,
-                                 "method": object}
+                                 "method": object, "backend": object}
 RESERVED_OPTION = "name"
 # Keywords the engine fills in from the data and the objective; they are not user options.
 ENGINE_ARGUMENTS: dict[str, frozenset[str]] = {
@@ -81,6 +83,7 @@ ENGINE_ARGUMENTS: dict[str, frozenset[str]] = {
     "loss": frozenset(),
     "dataset": frozenset({"split"}),
     "method": frozenset({"training"}),
+    "backend": frozenset(),
 }
 
 

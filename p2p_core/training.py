@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from p2p_core import distributed
 from p2p_core.checkpoint import check_weights
+from p2p_core.devices import native_precision_note
 from p2p_core.errors import ConfigError, DataError, NumericalError, PluginError, did_you_mean
 from p2p_core.networks import build_network, check_discriminator, init_weights
 from p2p_core.objective import Objective, fix_network
@@ -59,6 +60,8 @@ class Training:
         self.spec, self.shapes, self.config = run, shapes, run.trainer
         """The run spec (its loss, components and trainer options), the data's shapes, the trainer options."""
         self.registry, self.device, self.dist, self.total_steps = registry, device, dist, total_steps
+        if note := native_precision_note(run.trainer.precision, device):
+            warnings.warn(f"--trainer.precision {run.trainer.precision}: {note}", stacklevel=2)
         self.step = 0
         """Steps done; the method's step reads it (e.g. to check its terms at step 0)."""
         self.skipped_updates = 0
@@ -240,8 +243,8 @@ class Training:
                     parameter.requires_grad_(flag)
 
     def autocast(self) -> torch.autocast:
-        """Forward passes and losses under bf16 autocast when ``--trainer.precision bf16``; a no-op otherwise."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
+        """Forward passes and losses under bfloat16 autocast when ``--trainer.precision bfloat16``; a no-op otherwise."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bfloat16")
 
     def update(self, name: str, losses: Mapping[str, Tensor]) -> dict[str, float]:
         """Backpropagate the sum of ``losses`` and step optimizer ``name``, unless a value or the gradient is not

@@ -6,17 +6,24 @@ import json
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import p2p_core
 from conftest import fit_tiny
-from p2p_core import backends
-from p2p_core.errors import ConfigError
+from p2p_core import backends, commands, devices
+from p2p_core.cli import main
+from p2p_core.errors import ConfigError, UnknownComponentError
 from p2p_core.export import export
+from p2p_core.images import write_image
 from p2p_core.inference import load_generator, translate
+from p2p_core.predict import predict
+from p2p_core.registry import Registry, load_registry
+from p2p_core.spec import check_trainer
 
 SIZES = [(37, 100), (1, 1), (300, 257)]
 TOLERANCE = 1e-4
@@ -157,3 +164,124 @@ def test_the_gpu_path_matches_the_cpu(runs: dict[int, Path], backend: str, preci
     assert found.device.type == "cuda" and found.dtype == torch.float32
     # TF32 convolutions and float16 keep about three decimal digits: within one 8-bit level for a tiny net.
     assert (found.cpu() - reference(x)).abs().max() <= 1 / 127.5
+
+
+# -- backends as a plugin kind, and the precision they run in ---------------------------------------------------
+
+
+class CountingBackend:
+    """A third party's backend: translate() in float32 on the CPU, counting the batches it runs (in ``calls``)."""
+
+    supports = {"cpu": ("float32",)}
+    modes = ("eval",)
+    auto_priority = {"cpu": 100}
+
+    calls = 0
+
+    def problem(self, *, device: torch.device) -> None:
+        return None
+
+    def open(self, trained, *, device: torch.device, precision: str) -> backends.Runner:
+        def run(batch: torch.Tensor) -> torch.Tensor:
+            CountingBackend.calls += 1
+            with torch.no_grad():
+                return translate(trained.module, batch)
+
+        return backends.Runner(backend="counting", description="counting (cpu)", run=run)
+
+
+class CountingPlugin:
+    @p2p_core.hookimpl
+    def p2p_backends(self):
+        return {"counting": CountingBackend}
+
+
+def with_counting_backend() -> Registry:
+    registry = load_registry()
+    registry.register(CountingPlugin(), name="counting", distribution="p2p-counting", version="1.0")
+    CountingBackend.calls = 0
+    return registry
+
+
+def test_a_third_partys_backend_runs_predict_without_a_change_to_p2p(runs: dict[int, Path], tmp_path: Path, capsys):
+    registry = with_counting_backend()
+    write_image(torch.zeros(3, 16, 16), tmp_path / "in" / "a.png")
+    result = predict(ckpt=runs[3], input=tmp_path / "in", output=tmp_path / "by_name", mode="eval", backend="counting",
+                     progress=False, registry=registry)
+    assert result.backend == "counting (cpu)" and CountingBackend.calls == 1
+    # Its auto_priority outranks onnxruntime's on the CPU, in what it runs; paper mode and bfloat16 go elsewhere.
+    cpu = torch.device("cpu")
+    assert backends.choose("auto", mode="eval", device=cpu, registry=registry) == "counting"
+    assert backends.choose("auto", mode="paper", device=cpu, registry=registry) == "torch"
+    assert backends.choose("auto", mode="eval", device=cpu, precision="bfloat16", registry=registry) == "torch"
+    with pytest.raises(ConfigError, match="--backend counting runs eval mode only: use --mode eval, or --backend torch"):
+        backends.choose("counting", mode="paper", device=cpu, registry=registry)
+    commands.list_components("backends", registry=registry)
+    listed = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:] if line.strip()}
+    assert "cpu: float32" in listed["counting"] and "eval" in listed["counting"] and "p2p-counting 1.0" in listed["counting"]
+
+
+def test_p2p_list_backends_shows_the_devices_precisions_and_modes_of_each(capsys):
+    main(["list", "backends"])
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:] if line.strip()}
+    assert "cpu: float32, bfloat16, float16; cuda: float32, float16, bfloat16" in rows["torch"] and "eval, paper" in rows["torch"]
+    assert "cpu: float32; cuda: float32, float16" in rows["onnxruntime"]
+
+
+def test_auto_never_changes_the_precision_and_a_backend_refuses_one_it_does_not_run():
+    onnx_available()
+    cpu = torch.device("cpu")
+    assert backends.choose("auto", mode="eval", device=cpu, precision="float32") == "onnxruntime"
+    assert backends.choose("auto", mode="eval", device=cpu, precision="bfloat16") == "torch"
+    with pytest.raises(ConfigError, match="--backend onnxruntime runs float32 on cpu, not bfloat16: use --precision float32, or --backend torch"):
+        backends.choose("onnxruntime", mode="eval", device=cpu, precision="bfloat16")
+    with pytest.raises(ConfigError, match="--precision must be float32, bfloat16, float16, got 'int8'"):
+        backends.choose("torch", mode="eval", device=cpu, precision="int8")
+    with pytest.raises(UnknownComponentError, match="onnxruntim"):
+        backends.choose("onnxruntim", mode="eval", device=cpu)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_a_cpu_without_native_bfloat16_is_warned_that_it_runs_emulated(runs: dict[int, Path], monkeypatch, native: bool):
+    monkeypatch.setattr(devices, "native_on_cpu", lambda precision: native)
+    trained = load_generator(runs[3], mode="eval")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runner = backends.open_backend(trained, backend="torch", precision="bf16")
+    emulated = [str(w.message) for w in caught if "no native bfloat16" in str(w.message)]
+    assert len(emulated) == (0 if native else 1)
+    assert runner.description == "torch (cpu, bfloat16)"  # the older spelling is read as bfloat16
+    x = torch.rand(1, 3, 20, 30, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        assert (runner(x) - translate(trained.module, x)).abs().max() <= backends.TOLERANCE["bfloat16"]
+
+
+def test_the_trainer_reads_the_older_precision_spellings():
+    assert check_trainer({"precision": "bf16"}).precision == "bfloat16"
+    assert check_trainer({"precision": "fp32"}).precision == "float32"
+    assert check_trainer({}).precision == "float32"
+
+
+def test_describe_shows_what_a_backend_runs(capsys):
+    main(["describe", "backend", "onnxruntime"])
+    out = capsys.readouterr().out
+    assert "runs: cpu: float32; cuda: float32, float16" in out and "modes: eval" in out and "cpu 10" in out
+
+
+def test_test_and_demo_take_the_precision_and_refuse_one_their_backend_does_not_run(runs: dict[int, Path], tmp_path: Path, capsys):
+    onnx_available()
+    for command in (["test", "--out", str(tmp_path / "results")], ["demo", "--port", "0"]):
+        with pytest.raises(SystemExit):
+            main([*command, "--ckpt", str(runs[3]), "--mode", "eval", "--backend", "onnxruntime", "--precision", "bfloat16"])
+        assert "p2p: error: --backend onnxruntime runs float32 on cpu, not bfloat16" in capsys.readouterr().err
+
+
+def test_bfloat16_training_on_a_cpu_without_it_is_warned(monkeypatch):
+    from p2p_core.spec import ComponentSpec, RunSpec, Shapes, TrainConfig
+    from p2p_core.training import Training
+
+    monkeypatch.setattr(devices, "native_on_cpu", lambda precision: False)
+    spec = RunSpec(generator=ComponentSpec("unet", {"ngf": 4}), disc=ComponentSpec("pixel", {"ndf": 4}), data=ComponentSpec("synthetic"),
+                   trainer=TrainConfig(device="cpu", precision="bf16"))
+    with pytest.warns(UserWarning, match="--trainer.precision bfloat16: this CPU .* has no native bfloat16"):
+        Training.build(spec, Shapes(in_channels=3, out_channels=3, image_size=16), total_steps=1, device=torch.device("cpu"))

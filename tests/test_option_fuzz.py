@@ -59,6 +59,8 @@ CASES: list[tuple[list[str], str, st.SearchStrategy[str]]] = [
     (PREDICT, "--resize", POSITIVE_INT),
     (PREDICT, "--batch_size", POSITIVE_INT),
     (PREDICT, "--seed", NEGATIVE),
+    (PREDICT, "--tile", NEGATIVE | st.integers(min_value=1, max_value=10**6).filter(lambda n: n % 16).map(str)),
+    (PREDICT, "--overlap", NEGATIVE),
     (["test", "--ckpt", str(FORMAT_1), "--out", "out"], "--seed", NEGATIVE),
     (["sweep", str(SMOKE), "--out_dir", "sweeps"], "--grid_rows", POSITIVE_INT),
     (["sweep", str(SMOKE), "--out_dir", "sweeps"], "--seeds", POSITIVE_INT),

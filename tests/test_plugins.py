@@ -97,7 +97,7 @@ def test_list_plugins_shows_distribution_version_module_and_registrations(instal
     assert rows["good"] == ["good", "p2p-fake-good", "0.3", "fake_good", "generator:tiny"]
     assert rows["unet"] == ["unet", "p2p", version("p2p"), "p2p_unet", "generator:unet, generator:encoder_decoder"]
     assert rows["ema"] == ["ema", "p2p", version("p2p"), "p2p_ema", "hook:p2p_train_start, hook:p2p_train_step_end"]
-    assert set(rows) == {"good", "unet", "patchgan", "gan_losses", "datasets", "reference", "recipes", "pix2pix", "ema"}
+    assert set(rows) == {"good", "unet", "patchgan", "gan_losses", "datasets", "reference", "recipes", "pix2pix", "ema", "backends"}
 
 
 def test_two_distributions_may_use_the_same_entry_point_name(install_distribution):

@@ -24,7 +24,11 @@ import p2p_core
 from p2p_core.protocols import Sample
 from p2p_core.registry import OWN_DISTRIBUTION, Registry
 from p2p_core.testing import CHECKS, ContractViolation, cases, parametrize_with_checks
+from p2p_core.backends import Runner
+from p2p_core.inference import translate
 from p2p_core.testing.checks import (
+    check_backend_declares_what_it_runs,
+    check_backend_matches_translate,
     check_dataset_is_reproducible,
     check_dataset_jitter_keeps_pairs_aligned,
     check_dataset_samples,
@@ -296,6 +300,27 @@ class ShadedMethod(Flawed):
         super().__init__(training=training, repaired=True)
 
 
+class FlawedBackend:
+    """p2p's translate() on the CPU, with ``broken`` naming its flaw."""
+
+    modes = ("eval",)
+    auto_priority = {"cpu": -1}
+
+    def __init__(self, *, broken: Literal["", "offset", "misspelt_precision"] = "") -> None:
+        self.broken = broken
+        self.supports = {"cpu": ("fp32",) if broken == "misspelt_precision" else ("float32", "bfloat16")}
+
+    def problem(self, *, device: torch.device) -> None:
+        return None
+
+    def open(self, trained, *, device: torch.device, precision: str) -> Runner:
+        def run(batch: Tensor) -> Tensor:
+            with torch.no_grad(), torch.autocast("cpu", dtype=getattr(torch, precision), enabled=precision != "float32"):
+                return translate(trained.module, batch).float() + (0.25 if self.broken == "offset" else 0)
+
+        return Runner(backend="flawed", description="flawed", run=run)
+
+
 class BrokenPlugin:
     @p2p_core.hookimpl
     def p2p_generators(self):
@@ -320,6 +345,10 @@ class BrokenPlugin:
     def p2p_methods(self):
         return {"flawed": ShadedMethod, "logs_tensors": LogsTensors, "judge_translates": TranslatesWithItsJudge,
                 "forgetful": ForgetsItsCounter, "unseeded": DrawsUnseededNoise, "leaky": LeaksIntoItsJudge}
+
+    @p2p_core.hookimpl
+    def p2p_backends(self):
+        return {"flawed": FlawedBackend}
 
 
 def broken_registry() -> Registry:
@@ -369,6 +398,8 @@ BROKEN_FOR = {
     ("method", check_method_is_reproducible): ("unseeded", {}),
     ("method", check_method_updates_only_the_networks_it_steps): ("leaky", {}),
     ("method", check_options_round_trip_through_config): ("flawed", {"shade": Shade.DARK}),
+    ("backend", check_backend_declares_what_it_runs): ("flawed", {"broken": "misspelt_precision"}),
+    ("backend", check_backend_matches_translate): ("flawed", {"broken": "offset"}),
 }
 
 

@@ -15,7 +15,7 @@ from p2p_core.errors import ConfigError
 from p2p_core.ranges import Count, Seed, ranged
 from p2p_core.registry import Registry
 from p2p_core.protocols import Direction
-from p2p_core.spec import Mode
+from p2p_core.spec import Mode, Precision
 
 Port = ranged(int, 0, 65535)
 Megabytes = ranged(float, 0, 10**6, low_open=True)
@@ -39,7 +39,8 @@ def demo(
     timeout_s: Seconds = 30.0,
     deadline_s: Seconds = 120.0,
     max_connections: Count = 100,
-    backend: Literal["auto", "torch", "onnxruntime"] = "auto",
+    backend: str = "auto",
+    precision: Precision = "float32",
     direction: Direction = "AtoB",
     ema: bool = True,
     registry: Registry | None = None,
@@ -67,8 +68,11 @@ def demo(
             connection is closed.
         max_connections: Connections held open at once (idle ones cost a socket, not a thread); more wait until
             one closes.
-        backend: torch, onnxruntime (eval mode only), or auto: onnxruntime on the CPU in eval mode when it is
-            installed, else torch.
+        backend: A backend by name (p2p list backends): torch, onnxruntime (eval mode only), a plugin's, or auto:
+            onnxruntime on the CPU in eval mode at float32 when it is installed, else torch; auto never changes
+            --precision.
+        precision: float32 (the default), or bfloat16 / float16 where the backend runs it (p2p list backends; a CPU
+            without native bfloat16 emulates it, with a warning).
         direction: AtoB, or BtoA for a model whose method trained both ways (a plugin's unpaired method); pix2pix models translate AtoB.
         ema: Use the moving average of the generator's weights where the checkpoint holds one (trained with
             --trainer.ema); --no_ema uses the trained weights.
@@ -94,6 +98,7 @@ def demo(
             deadline_s=deadline_s, max_connections=max_connections,
         ),
         backend=backend,
+        precision=precision,
         direction=direction,
         ema=ema,
         registry=registry,

@@ -121,9 +121,12 @@ class Translator:
     seed is process-wide state, so two requests at once would disturb each other.
     """
 
-    def __init__(self, *, trained: TrainedGenerator, device: torch.device, seed: int, backend: Backend = "auto") -> None:
+    def __init__(
+        self, *, trained: TrainedGenerator, device: torch.device, seed: int, backend: Backend = "auto", precision: str = "float32",
+        registry: Registry | None = None,
+    ) -> None:
         self.trained, self.device, self.seed = trained, device, seed
-        self.runner = open_backend(trained, backend=backend, device=device)
+        self.runner = open_backend(trained, backend=backend, device=device, precision=precision, registry=registry)
         self._lock = threading.Lock()
 
     def __call__(self, image: Tensor, *, shorter_side: int | None) -> Tensor:
@@ -134,11 +137,14 @@ class Translator:
             return self.runner.translate(image.to(self.device), shorter_side=shorter_side)
 
 
-def create_app(*, trained: TrainedGenerator, device: torch.device, seed: int, limits: Limits, backend: Backend = "auto") -> Flask:
+def create_app(
+    *, trained: TrainedGenerator, device: torch.device, seed: int, limits: Limits, backend: Backend = "auto",
+    precision: str = "float32", registry: Registry | None = None,
+) -> Flask:
     """The Flask application: the page at /, the model's description at /info, and POST /translate."""
     app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = limits.max_bytes
-    translator = Translator(trained=trained, device=device, seed=seed, backend=backend)
+    translator = Translator(trained=trained, device=device, seed=seed, backend=backend, precision=precision, registry=registry)
     multiple = trained.module.size_multiple
     busy = threading.BoundedSemaphore(limits.max_busy)
 
@@ -381,6 +387,7 @@ def serve(
     seed: int,
     limits: Limits,
     backend: Backend = "auto",
+    precision: str = "float32",
     direction: str = "AtoB",
     ema: bool = True,
     registry: Registry | None = None,
@@ -388,7 +395,7 @@ def serve(
     """Load the generator that translates ``direction`` and serve it until Ctrl+C; the process is then expected to exit."""
     where = resolve_device(device)
     trained = load_generator(ckpt, mode=mode, device=where, registry=registry, direction=direction, ema=ema)
-    app = create_app(trained=trained, device=where, seed=seed, limits=limits, backend=backend)
+    app = create_app(trained=trained, device=where, seed=seed, limits=limits, backend=backend, precision=precision, registry=registry)
     server = bind(app, host=host, port=port, limits=limits)
     size = trained.image_size
     print(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -847,6 +847,106 @@ def check_method_updates_only_the_networks_it_steps(subject: Subject) -> None:
               "network's update must not reach (fake.detach() in a discriminator step)")
 
 
+# -- inference backends ---------------------------------------------------------------------------------------
+
+BACKEND_SIZES = ((2, 20, 30), (1, 7, 5), (1, 1, 1))
+"""(batch, height, width) of the inputs a backend translates: not multiples of the generator's 16, a batch, one pixel."""
+
+
+def check_backend_declares_what_it_runs(subject: Subject) -> None:
+    """``supports`` maps torch device types to non-empty tuples of p2p's precisions (float32, bfloat16, float16),
+    ``modes`` is a non-empty tuple of eval and paper, and ``auto_priority`` maps device types to ints."""
+    from p2p_core.backends import PRECISIONS
+
+    backend = subject.build()
+    contract = "it declares the devices, precisions and modes it runs"
+    supports, modes, priorities = (getattr(backend, name, None) for name in ("supports", "modes", "auto_priority"))
+    if not isinstance(supports, Mapping) or not supports:
+        _fail(subject, contract, f"supports = {supports!r}", "map device types to precisions: {'cpu': ('float32',)}")
+    for device, precisions in supports.items():
+        if not _is_device_type(device):
+            _fail(subject, contract, f"device {device!r} in supports", "name torch's device types: cpu, cuda, mps, ...")
+        if not isinstance(precisions, tuple) or not precisions or any(p not in PRECISIONS for p in precisions):
+            _fail(subject, contract, f"supports[{device!r}] = {precisions!r}",
+                  f"give a non-empty tuple of {', '.join(PRECISIONS)} (torch's dtype names; fp32 and bf16 are not read here)")
+    if not isinstance(modes, tuple) or not modes or any(mode not in ("eval", "paper") for mode in modes):
+        _fail(subject, contract, f"modes = {modes!r}", "give a non-empty tuple of 'eval' and 'paper'")
+    if not isinstance(priorities, Mapping) or any(not _is_device_type(d) or type(v) is not int for d, v in priorities.items()):
+        _fail(subject, contract, f"auto_priority = {priorities!r}", "map device types to ints (p2p's torch has 0 everywhere)")
+
+
+def _is_device_type(name: object) -> bool:
+    try:
+        return isinstance(name, str) and torch.device(name).type == name
+    except (RuntimeError, TypeError):
+        return False
+
+
+def check_backend_matches_translate(subject: Subject) -> None:
+    """In eval mode, in every precision it runs on the device here (the CPU, else a GPU it runs on), the runner takes
+    float32 N x C x H x W of any size and returns `translate`'s output there, float32, within the precision's
+    tolerance, `p2p_core.backends.TOLERANCE` (float32 1e-4; float16 2 and bfloat16 4 8-bit levels)."""
+    import tempfile
+    from pathlib import Path
+
+    from p2p_core.backends import TOLERANCE
+    from p2p_core.downloads import cache_in
+    from p2p_core.inference import translate
+
+    backend = subject.build()
+    here = [torch.device(d) for d in ("cpu", "cuda") if d in backend.supports and (d == "cpu" or torch.cuda.is_available())]
+    if not here:
+        _skip(subject, f"it runs on {', '.join(backend.supports)}, none of which is here")
+    device = here[0]
+    if problem := backend.problem(device=device):
+        _skip(subject, f"it cannot run on {device.type} here: {problem}")
+    with tempfile.TemporaryDirectory() as folder, cache_in(Path(folder) / "cache"):
+        trained = _tiny_trained(subject.registry, Path(folder), device)
+        random = torch.Generator().manual_seed(0)
+        inputs = [(torch.rand(n, 3, h, w, generator=random) * 2 - 1).to(device) for n, h, w in BACKEND_SIZES]
+        with torch.no_grad():
+            expected = [translate(trained.module, x) for x in inputs]
+        for precision in backend.supports[device.type]:
+            runner = backend.open(trained, device=device, precision=precision)
+            for x, wanted in zip(inputs, expected):
+                found = runner(x)
+                where = f"for {tuple(x.shape)} on {device.type} in {precision}"
+                if not isinstance(found, Tensor) or found.shape != wanted.shape or found.dtype != torch.float32 or found.device != x.device:
+                    shown = f"{type(found).__name__} {tuple(found.shape)} {found.dtype} on {found.device}" if isinstance(found, Tensor) else repr(found)
+                    _fail(subject, "the runner returns float32 N x C_out x H x W on the input's device", f"{shown} {where}",
+                          "pad to the generator's size_multiple and crop back as translate() does, and return float32")
+                difference = float((found - wanted).abs().max())
+                if not difference <= TOLERANCE[precision]:
+                    _fail(subject, f"outputs within {TOLERANCE[precision]:.2g} of translate() in {precision}",
+                          f"largest difference {difference:.3g} {where}",
+                          "run the generator itself on the whole input, padded by reflection as translate() pads, in the "
+                          "precision asked for")
+
+
+def _tiny_trained(registry: Registry, folder: Any, device: torch.device) -> Any:
+    """A checkpoint of p2p's U-Net for 16-pixel images (4 filters), loaded in eval mode on ``device``, its
+    convolutions at torch's default initialisation so that outputs spread (the paper's N(0, 0.02) keeps them near 0)."""
+    from p2p_core import checkpoint
+    from p2p_core.inference import load_generator
+    from p2p_core.spec import ComponentSpec, RunSpec, Shapes, TrainConfig
+    from p2p_core.training import Training
+
+    spec = RunSpec(generator=ComponentSpec("p2p:unet", {"ngf": 4}), disc=ComponentSpec("p2p:pixel", {"ndf": 4}),
+                   data=ComponentSpec("p2p:synthetic"), trainer=TrainConfig(num_workers=0, progress=False, device="cpu"))
+    torch.manual_seed(0)
+    model = Training.build(spec, Shapes(in_channels=3, out_channels=3, image_size=16), total_steps=1, registry=registry)
+    for module in model.networks["generator"].modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            module.reset_parameters()
+    return load_generator(checkpoint.save(model.state_dict(), folder, 0), mode="eval", device=device, registry=registry)
+
+
+def _skip(subject: Subject, reason: str) -> None:
+    import pytest
+
+    pytest.skip(f"{subject.label}: {reason}")
+
+
 # -- every kind ------------------------------------------------------------------------------------------------
 
 
@@ -902,6 +1002,7 @@ CHECKS: dict[str, tuple[Callable[[Subject], None], ...]] = {
         check_options_round_trip_through_config,
     ),
     "dataset": (check_dataset_samples, check_dataset_is_reproducible, check_options_round_trip_through_config),
+    "backend": (check_backend_declares_what_it_runs, check_backend_matches_translate),
     "method": (
         check_method_steps_return_finite_scalars_and_images,
         check_method_directions_name_its_generators,
