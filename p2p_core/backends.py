@@ -44,18 +44,6 @@ from p2p_core.spec import Precision, canonical_precision
 Backend = str
 """A registered backend's name (`p2p list backends`), or ``auto``."""
 PRECISIONS: tuple[Precision, ...] = ("float32", "bfloat16", "float16")
-BACKEND_HELP = (
-    "A backend by name (p2p list backends shows them, with the devices, precisions and modes each runs): torch, "
-    "onnxruntime (an ONNX export of the checkpoint, built once and cached in $P2P_CACHE, default ~/.cache/p2p), a "
-    "plugin's, or auto: onnxruntime on the CPU in eval mode at float32 when it is installed, else torch; auto never "
-    "changes --precision. Paper mode runs on torch only (its dropout follows --seed there)."
-)
-PRECISION_HELP = (
-    "float32 (the default), or opt in to lower precision where a backend runs it: bfloat16 (torch, on a GPU or a CPU; "
-    "a CPU without native bfloat16, AVX512-BF16 or AMX, emulates it, with a warning) or float16 (torch; onnxruntime "
-    "on a GPU). Outputs then differ from float32 by a few 8-bit levels. fp32, bf16 and fp16 are read as float32, "
-    "bfloat16 and float16."
-)
 TOLERANCE: dict[str, float] = {"float32": 1e-4, "float16": 2 / 127.5, "bfloat16": 4 / 127.5}
 """How far (largest absolute difference, outputs in [-1, 1]) a backend may be from :func:`translate` in float32 on
 the kit's small generator: float32 up to summation order; float16 (11 significant bits) by 2 8-bit levels, bfloat16
