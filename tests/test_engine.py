@@ -167,6 +167,13 @@ def test_the_gan_terms_are_the_papers_cross_entropy_times_their_weight(name, see
                  + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))).item())
 
 
+def test_l1_gives_a_discriminator_nothing_to_learn():
+    # A method that sums every term's discriminator loss must get a finite zero scalar from L1, not an error.
+    images = dict.fromkeys(("x", "fake", "target"), torch.ones(1, 3, 4, 4))
+    value = p2p_core.create("loss", "l1").discriminator_loss(**images, d_fake=None, d_real=None)
+    assert value.dim() == 0 and value.item() == 0.0
+
+
 class PerSample:
     """L1 per sample: forgot to reduce over the batch."""
 
