@@ -1,18 +1,16 @@
 #!/usr/bin/env bash
 # Mutation testing with mutmut 3.x: each module that carries the paper or a promise of the product, mutated
 # against its own fast tests, one module at a time in a scratch copy of the checkout, at the lowest CPU
-# priority. Prints per module the mutants, how many the tests killed, how many survivors change only the
-# wording of a message (a string inside a raise, a warning, a log line: found by the script) or change no
-# behaviour (benchmarks/mutation-equivalent.tsv, one reason each), and the score: killed / (mutants -
-# those). A survivor counts mutants the tests do not reach too. Each survivor follows with its change
-# (`mutmut show`) and its explanation; the report of a module is also written to benchmarks/mutation/MODULE.txt.
+# priority. Writes per module benchmarks/mutation/MODULE.txt: the mutants, how many the tests killed, and each
+# survivor (a mutant the tests do not reach counts as one) with its change (`mutmut show`) and its explanation;
+# benchmarks/mutation_report.py scores it (see there) and prints the score, then the unexplained survivors.
 # Not part of CI: the full table takes hours on a 2-core machine.
 #
 #   pip install -e ".[mutation]"
 #   benchmarks/mutation.sh                                  # every module below, without the shared data
 #   benchmarks/mutation.sh p2p_core/objective.py            # one
 #   benchmarks/mutation.sh --shared p2p_core/run.py         # with ../shared beside the scratch copy
-#   benchmarks/mutation.sh p2p_core/run.py 'x_fit*'         # only the mutants of functions matching a name
+#   benchmarks/mutation.sh p2p_core/run.py 'p2p_core.run.*fit*'   # only the mutants whose names match
 #
 # MUTATION_CHILDREN (default 1) is mutmut's --max-children.
 set -euo pipefail
@@ -81,61 +79,24 @@ for module in "${modules[@]}"; do
     (cd "$scratch" && nice -n 19 mutmut run --max-children "${MUTATION_CHILDREN:-1}" "${names[@]}" > mutmut.log 2>&1 || true
      mutmut export-cicd-stats > /dev/null && mutmut results > survivors.txt 2>&1 || true)
     report="benchmarks/mutation/$(echo "$module" | tr / .).txt"
-    (cd "$scratch" && python - "$module" "$target" "$checkout/benchmarks/mutation-equivalent.tsv" "$tests" "${shared:+with}" \
-        "${names[*]}" <<'PY') | tee "$report"
-import ast, csv, json, re, subprocess, sys
-module, target, explained_path, tests, with_shared, names = sys.argv[1:]
+    # The mutants and how many were killed (a mutant that makes the tests hang is caught too); then each survivor
+    # (unreached ones too) with its change; mutation_report.py explains what it can and scores the module.
+    (cd "$scratch" && python - "$module" "${shared:+with}" "$tests" "${names[*]}" <<'PY'
+import json, sys
+module, with_shared, tests, names = sys.argv[1:]
 stats = json.load(open("mutants/mutmut-cicd-stats.json"))
-explained = {row[0]: row[1:] for row in csv.reader(open(explained_path), delimiter="\t") if row and row[0][0] != "#"}
-results = [line.strip().rsplit(": ", 1) for line in open("survivors.txt") if ": " in line]
-unkilled = [(name, status) for name, status in results if status in ("survived", "no tests")]
-judged = stats["killed"] + stats["timeout"] + len(unkilled)
-if not judged:
+killed = stats["killed"] + stats["timeout"]
+mutants = killed + stats["survived"] + stats["no_tests"]
+if not mutants:
     sys.exit(f"{module}: mutmut judged no mutant; the end of its log:\n" + open("mutmut.log").read()[-3000:])
-
-# A string that only words a message: an argument of a raise, a warning, a log line or a print.
-source = open(target).read()
-tree = ast.parse(source)
-MESSAGE_CALL = re.compile(r"(Error|Exception|Warning|warn|warn_explicit|skip|fail|exit|print|debug|info|warning|error|echo)$")
-messages = set()
-def walk(node, inside):
-    if isinstance(node, ast.Raise) or (isinstance(node, ast.Call) and MESSAGE_CALL.search(
-            getattr(node.func, "attr", getattr(node.func, "id", "")))):
-        inside = True
-    if inside and isinstance(node, ast.Constant) and isinstance(node.value, str):
-        messages.add(ast.get_source_segment(source, node))
-    for child in ast.iter_child_nodes(node):
-        walk(child, inside)
-walk(tree, False)
-def only_message(diff):
-    removed = [line[1:] for line in diff if line.startswith("-") and not line.startswith("---")]
-    added = [line[1:] for line in diff if line.startswith("+") and not line.startswith("+++")]
-    if len(removed) != 1 or len(added) != 1:
-        return False
-    old = next((m for m in messages if m in removed[0]), None)
-    if old is None:
-        return False
-    quote = old[:old.index(old[-1]) + 1]  # prefix and opening quote
-    body = old[len(quote):-1]
-    return any(removed[0].replace(old, quote + new + old[-1]) == added[0]
-               for new in ("XX" + body + "XX", body.lower(), body.upper()))
-
-rows, counts = [], {"message": 0, "equivalent": 0, "unexplained": 0}
-for name, status in unkilled:
-    diff = subprocess.run(["mutmut", "show", name], capture_output=True, text=True).stdout.splitlines()
-    kind, reason = explained.get(name, ("message", "changes only a message's wording") if only_message(diff)
-                                 else ("unexplained", "to kill with a test"))
-    counts[kind if kind in counts else "unexplained"] += 1
-    rows.append(f"    {name} ({status}): {kind}: {reason}")
-    rows += ["        " + line for line in diff]
-killed = stats["killed"] + stats["timeout"]  # a mutant that makes the tests hang is caught too
 print(f"{module} ({'with' if with_shared else 'without'} ../shared; tests: {tests}"
-      f"{'; mutants of ' + names if names else ''}): {judged} mutants, {killed} killed, "
-      f"{counts['message']} change only a message's wording, {counts['equivalent']} are equivalent, "
-      f"{counts['unexplained']} unexplained survivors (of which not reached by the tests: "
-      f"{sum(status == 'no tests' for _, status in unkilled)}); "
-      f"score {killed / max(1, judged - counts['message'] - counts['equivalent']):.1%}")
-print("\n".join(rows))
+      f"{'; mutants of ' + names if names else ''}): {mutants} mutants, {killed} killed")
 PY
+     sed -n 's/^ *\([^ ]*\): \(survived\|no tests\)$/\1 \2/p' survivors.txt | while read -r mutant status; do
+        echo "    $mutant ($status): unexplained"
+        mutmut show "$mutant" | sed 's/^/        /'
+    done) > "$report"
+    python benchmarks/mutation_report.py "$report"
+    grep -A12 ': unexplained' "$report" || true
     rm -rf "$top"
 done

@@ -10,13 +10,14 @@ import torch.nn.functional as F
 
 import p2p_core
 from conftest import make_spec
-from p2p_core.errors import ConfigError
+from p2p_core.errors import ConfigError, NumericalError
 from p2p_core.model import Pix2Pix
 from p2p_core.objective import Objective
 from p2p_core.protocols import DiscriminatorOutput, Sample
 from p2p_core.registry import Registry, default_registry
 from p2p_core.run import Run
 from p2p_core.spec import Shapes
+from p2p_core.training import Training
 
 DATA = ("synthetic", {"length": 2, "load_size": 36, "crop_size": 32})
 
@@ -165,6 +166,24 @@ def test_the_gan_terms_are_the_papers_cross_entropy_times_their_weight(name, see
     assert term.discriminator_loss(**images, d_fake=d_fake, d_real=d_real).item() == pytest.approx(
         scale * (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
                  + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))).item())
+
+
+@pytest.mark.parametrize("fault", ["value", "gradient"])
+@pytest.mark.parametrize("on_nonfinite", ["stop", "skip"])
+def test_an_update_with_a_non_finite_value_or_gradient_stops_or_is_skipped(fault, on_nonfinite):
+    spec = make_spec(generator=("unet", {"ngf": 4, "dropout": 0.0}), loss="l1", on_nonfinite=on_nonfinite)
+    model = Training.build(spec, Shapes(in_channels=3, out_channels=3, image_size=32), total_steps=1)
+    weight = next(model.networks["generator"].parameters())
+    before = weight.detach().clone()
+    # A NaN loss, or a finite one (sqrt(0) = 0) whose gradient is infinite.
+    term = weight.sum() * float("nan") if fault == "value" else torch.sqrt(weight - weight.detach()).sum()
+    if on_nonfinite == "stop":
+        with pytest.raises(NumericalError, match="step 1: " + ("loss term G/l1 is nan" if fault == "value" else "the generator's gradient is")):
+            model.update("generator", {"G/l1": term})
+    else:
+        with pytest.warns(UserWarning, match="update skipped"):
+            model.update("generator", {"G/l1": term})
+        assert model.skipped_updates == 1 and torch.equal(weight, before)
 
 
 def test_l1_gives_a_discriminator_nothing_to_learn():
