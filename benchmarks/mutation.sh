@@ -19,7 +19,7 @@ checkout="$PWD"
 
 # module -> the fast test files that exercise it
 declare -A TESTS=(
-    [p2p_core/training.py]="tests/test_engine.py tests/test_paper_facts.py tests/test_methods.py tests/test_initialisation.py"
+    [p2p_core/training.py]="tests/test_engine.py tests/test_paper_facts.py tests/test_methods.py tests/test_kit_methods.py tests/test_fast_paths.py::test_the_precision_option_decides_the_dtype_of_the_steps_forward_passes"
     [plugins/p2p_pix2pix/__init__.py]="tests/test_engine.py tests/test_paper_facts.py tests/test_methods.py"
     [p2p_core/objective.py]="tests/test_engine.py tests/test_paper_facts.py tests/test_discriminator_outputs.py"
     [p2p_core/spec.py]="tests/test_engine.py tests/test_paper_facts.py tests/test_option_fuzz.py"
@@ -78,7 +78,7 @@ for module in "${modules[@]}"; do
     } > "$scratch/setup.cfg"
     (cd "$scratch" && nice -n 19 mutmut run --max-children "${MUTATION_CHILDREN:-1}" "${names[@]}" > mutmut.log 2>&1 || true
      mutmut export-cicd-stats > /dev/null && mutmut results > survivors.txt 2>&1 || true)
-    report="benchmarks/mutation/$(echo "$module" | tr / .).txt"
+    report="benchmarks/mutation/$(echo "$module" | tr / .)${names[*]:+.some}.txt"
     # The mutants and how many were killed (a mutant that makes the tests hang is caught too); then each survivor
     # (unreached ones too) with its change; mutation_report.py explains what it can and scores the module.
     (cd "$scratch" && python - "$module" "${shared:+with}" "$tests" "${names[*]}" <<'PY'

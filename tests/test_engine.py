@@ -186,6 +186,15 @@ def test_an_update_with_a_non_finite_value_or_gradient_stops_or_is_skipped(fault
         assert model.skipped_updates == 1 and torch.equal(weight, before)
 
 
+def test_an_update_that_reaches_no_weight_changes_nothing_and_serves_the_forward_translator():
+    spec = make_spec(generator=("unet", {"ngf": 4, "dropout": 0.0}), loss="l1")
+    model = Training.build(spec, Shapes(in_channels=3, out_channels=3, image_size=32), total_steps=1)
+    before = copy.deepcopy(model.networks["generator"].state_dict())
+    assert model.update("generator", {"G/l1": torch.ones((), requires_grad=True)}) == {"G/l1": 1.0}
+    assert all(torch.equal(value, before[name]) for name, value in model.networks["generator"].state_dict().items())
+    assert model.translator() is model.networks["generator"]
+
+
 def test_l1_gives_a_discriminator_nothing_to_learn():
     # A method that sums every term's discriminator loss must get a finite zero scalar from L1, not an error.
     images = dict.fromkeys(("x", "fake", "target"), torch.ones(1, 3, 4, 4))
