@@ -20,7 +20,7 @@ checkout="$PWD"
 # module -> the fast test files that exercise it
 declare -A TESTS=(
     [p2p_core/training.py]="tests/test_engine.py tests/test_paper_facts.py tests/test_methods.py tests/test_kit_methods.py tests/test_fast_paths.py::test_the_precision_option_decides_the_dtype_of_the_steps_forward_passes"
-    [plugins/p2p_pix2pix/__init__.py]="tests/test_engine.py tests/test_paper_facts.py tests/test_methods.py"
+    [plugins/p2p_pix2pix/__init__.py]="tests/test_engine.py tests/test_paper_facts.py tests/test_methods.py tests/test_discriminator_outputs.py"
     [p2p_core/objective.py]="tests/test_engine.py tests/test_paper_facts.py tests/test_discriminator_outputs.py"
     [p2p_core/spec.py]="tests/test_engine.py tests/test_paper_facts.py tests/test_option_fuzz.py"
     [p2p_core/run.py]="tests/test_reliability.py tests/test_cli.py"

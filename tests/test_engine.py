@@ -229,3 +229,39 @@ def test_a_loss_term_that_is_not_a_scalar_stops_the_first_step_naming_its_plugin
     with pytest.raises(ConfigError, match=r"loss 'persample' \(plugin 'persample' from p2p-fake-losses 2.0\) breaks the contract: "
                                           r"generator_loss returns a finite scalar\n  found: Tensor of shape \(2,\)"):
         run.fit()
+
+
+class PerSampleDiscriminatorLoss:
+    """A GAN term whose discriminator side forgot to reduce over the batch."""
+
+    discriminator_input = "output"
+    needs = "logits"
+
+    def generator_loss(self, *, x, fake, target, d_fake, d_real):
+        return d_fake.logits[0].mean()
+
+    def discriminator_loss(self, *, x, fake, target, d_fake, d_real):
+        return d_real.logits[0].flatten(1).mean(1) - d_fake.logits[0].flatten(1).mean(1)
+
+
+class PerSampleDiscriminatorLosses:
+    @p2p_core.hookimpl
+    def p2p_losses(self):
+        return {"persample_d": PerSampleDiscriminatorLoss}
+
+
+def test_a_discriminator_loss_that_is_not_a_scalar_stops_the_first_step_and_the_step_shows_its_images():
+    registry = Registry()
+    registry.load_entry_points(allow=["p2p"])
+    registry.register(PerSampleDiscriminatorLosses(), name="persample_d", distribution="p2p-fake-losses", version="2.0")
+    shapes = Shapes(in_channels=3, out_channels=3, image_size=32)
+    x, y = torch.zeros(2, 3, 32, 32), torch.ones(2, 3, 32, 32)
+    spec = make_spec(generator=("unet", {"ngf": 4, "dropout": 0.0}), disc=("patch16", {"ndf": 4}), loss="persample_d")
+    with pytest.raises(ConfigError, match=r"loss 'persample_d' \(plugin 'persample_d' from p2p-fake-losses 2.0\) breaks the "
+                                          r"contract: discriminator_loss returns a finite scalar\n  found: Tensor of shape \(2,\)"):
+        Training.build(spec, shapes, total_steps=1, registry=registry).train_step(Sample(x, y, ""))
+    model = Training.build(make_spec(generator=("unet", {"ngf": 4, "dropout": 0.0}), disc=("patch16", {"ndf": 4})), shapes, total_steps=1)
+    model.train_step(Sample(x, y, ""))
+    images = model.method.images()
+    assert images.keys() == {"input", "output", "target"}
+    assert images["input"] is x and images["target"] is y and images["output"].shape == y.shape
