@@ -89,8 +89,10 @@ killed = stats["killed"] + stats["timeout"]
 mutants = killed + stats["survived"] + stats["no_tests"]
 if not mutants:
     sys.exit(f"{module}: mutmut judged no mutant; the end of its log:\n" + open("mutmut.log").read()[-3000:])
+# A run stopped early (mutmut interrupted) judged only some of the mutants.
+stopped = f"; stopped: {mutants} of its {stats['total']} mutants checked" if mutants < stats["total"] and not names else ""
 print(f"{module} ({'with' if with_shared else 'without'} ../shared; tests: {tests}"
-      f"{'; mutants of ' + names if names else ''}): {mutants} mutants, {killed} killed")
+      f"{'; mutants of ' + names if names else ''}{stopped}): {mutants} mutants, {killed} killed")
 PY
      sed -n 's/^ *\([^ ]*\): \(survived\|no tests\)$/\1 \2/p' survivors.txt | while read -r mutant status; do
         echo "    $mutant ($status): unexplained"

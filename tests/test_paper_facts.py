@@ -83,6 +83,26 @@ def test_dropout_sits_in_the_three_innermost_decoder_blocks():
     assert rates == [0.5, 0.5, 0.5, 0, 0, 0, 0, 0]
 
 
+@pytest.mark.parametrize(
+    ("image_size", "placement", "rates"),
+    [
+        (8, "paper", [0.5, 0.5, 0]),  # fewer than three blocks below the outermost: all of them
+        (256, "reference", [0, 0.5, 0.5, 0.5, 0, 0, 0, 0]),  # the reference: depth - 5 blocks above the innermost
+        (512, "reference", [0, 0.5, 0.5, 0.5, 0.5, 0, 0, 0, 0]),
+    ],
+)
+def test_dropout_placement_of_shallow_unets_and_of_the_reference(image_size, placement, rates):
+    unet = p2p_core.create("generator", "unet", in_channels=3, out_channels=3, image_size=image_size, dropout_placement=placement)
+    assert [next((m.p for m in block if isinstance(m, torch.nn.Dropout)), 0.0) for block in unet.decoder] == rates
+
+
+@pytest.mark.parametrize(("height", "width"), [(32, 48), (48, 32)])
+def test_unet_refuses_an_input_side_that_is_not_a_multiple_naming_its_size(height, width):
+    unet = p2p_core.create("generator", "unet", in_channels=3, out_channels=3, image_size=32, ngf=4)
+    with pytest.raises(ValueError, match=f"input {height}x{width} is not a multiple of 32"):
+        unet(torch.zeros(1, 3, height, width))
+
+
 def test_encoder_has_no_norm_on_the_first_and_innermost_blocks():
     unet = p2p_core.create("generator", "unet", in_channels=3, out_channels=3, image_size=256)
     normed = [any(isinstance(m, torch.nn.BatchNorm2d) for m in block) for block in unet.encoder]
