@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 import p2p_core
 from conftest import make_spec
-from p2p_core.errors import ConfigError, NumericalError
+from p2p_core.errors import ConfigError, DataError, NumericalError
 from p2p_core.model import Pix2Pix
 from p2p_core.objective import Objective
 from p2p_core.protocols import DiscriminatorOutput, Sample
@@ -176,14 +176,16 @@ def test_an_update_with_a_non_finite_value_or_gradient_stops_or_is_skipped(fault
     weight = next(model.networks["generator"].parameters())
     before = weight.detach().clone()
     # A NaN loss, or a finite one (sqrt(0) = 0) whose gradient is infinite.
-    term = weight.sum() * float("nan") if fault == "value" else torch.sqrt(weight - weight.detach()).sum()
+    def term():
+        return weight.sum() * float("nan") if fault == "value" else torch.sqrt(weight - weight.detach()).sum()
     if on_nonfinite == "stop":
         with pytest.raises(NumericalError, match="step 1: " + ("loss term G/l1 is nan" if fault == "value" else "the generator's gradient is")):
-            model.update("generator", {"G/l1": term})
+            model.update("generator", {"G/l1": term()})
     else:
-        with pytest.warns(UserWarning, match="update skipped"):
-            model.update("generator", {"G/l1": term})
-        assert model.skipped_updates == 1 and torch.equal(weight, before)
+        for _ in range(2):
+            with pytest.warns(UserWarning, match="update skipped"):
+                model.update("generator", {"G/l1": term()})
+        assert model.skipped_updates == 2 and torch.equal(weight, before)
 
 
 def test_an_update_that_reaches_no_weight_changes_nothing_and_serves_the_forward_translator():
@@ -193,6 +195,41 @@ def test_an_update_that_reaches_no_weight_changes_nothing_and_serves_the_forward
     assert model.update("generator", {"G/l1": torch.ones((), requires_grad=True)}) == {"G/l1": 1.0}
     assert all(torch.equal(value, before[name]) for name, value in model.networks["generator"].state_dict().items())
     assert model.translator() is model.networks["generator"]
+
+
+def test_each_optimizer_follows_the_schedule_from_its_own_rate_and_non_finite_weights_are_named(tmp_path):
+    spec = make_spec(generator=("unet", {"ngf": 4, "dropout": 0.0}), loss="l1", lr=2e-4, n_epochs=1, n_epochs_decay=1)
+    model = Training.build(spec, Shapes(in_channels=3, out_channels=3, image_size=32), total_steps=4)
+    slow = model.optimizer("slow", ["generator"], lr=1e-5)
+    model.step = 2  # halfway: the decay has begun
+    factor = spec.trainer.learning_rate_factor(2, 4)
+    assert model.learning_rate() == pytest.approx(2e-4 * factor) and model.learning_rate("slow") == pytest.approx(1e-5 * factor)
+    model.train_step(Sample(torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 32, 32), ""))
+    assert slow.param_groups[0]["lr"] == pytest.approx(1e-5 * factor)
+    with torch.no_grad():
+        next(model.networks["generator"].parameters()).view(-1)[:2] = float("inf")
+    with pytest.raises(NumericalError, match=r"step 3: the generator's \S+ holds 2 value\(s\) that are not finite"):
+        model.check_finite()
+
+
+def test_weights_load_without_optimizers_or_discriminator_and_missing_or_misfit_ones_are_named():
+    shapes = Shapes(in_channels=3, out_channels=3, image_size=32)
+    spec = make_spec(generator=("unet", {"ngf": 4, "dropout": 0.0}), disc=("patch16", {"ndf": 4}))
+    state, model = Training.build(spec, shapes, total_steps=1).state_dict(), Training.build(spec, shapes, total_steps=1)
+    # What an imported model holds: a generator, no discriminator, no optimizer moments.
+    model.load_state_dict({"step": 0, "models": {"generator": state["models"]["generator"]}})
+    loaded = model.networks["generator"].state_dict()
+    assert all(torch.equal(value, loaded[name]) for name, value in state["models"]["generator"].items())
+    with pytest.raises(DataError, match="^the checkpoint holds no generator weights$"):
+        model.load_state_dict({"step": 0, "models": {"discriminator": state["models"]["discriminator"]}})
+    wider = Training.build(make_spec(generator=("unet", {"ngf": 8, "dropout": 0.0}), disc=("patch16", {"ndf": 4})), shapes,
+                           total_steps=1).state_dict()["models"]
+    with pytest.raises(RuntimeError) as torch_error:
+        copy.deepcopy(model.networks["generator"]).load_state_dict(wider["generator"])
+    with pytest.raises(DataError) as error:
+        model.load_state_dict({"step": 0, "models": wider})
+    last_line = str(torch_error.value).splitlines()[-1].strip()
+    assert str(error.value) == f"the generator weights in the checkpoint do not fit this generator: {last_line}"
 
 
 def test_l1_gives_a_discriminator_nothing_to_learn():
