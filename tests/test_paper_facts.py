@@ -103,6 +103,15 @@ def test_unet_refuses_an_input_side_that_is_not_a_multiple_naming_its_size(heigh
         unet(torch.zeros(1, 3, height, width))
 
 
+@pytest.mark.parametrize("norm", ["batch", "none"])
+def test_patchgan_uses_leaky_relu_0_2_and_a_bias_only_where_no_batch_norm_follows(norm):
+    disc = p2p_core.create("discriminator", "patch70", in_channels=6, ndf=4, norm=norm)
+    assert {m.negative_slope for m in disc.modules() if isinstance(m, torch.nn.LeakyReLU)} == {0.2}
+    convs = [m for m in disc.modules() if isinstance(m, torch.nn.Conv2d)]
+    # The first and the last convolution have no norm after them, so they keep their bias.
+    assert [conv.bias is not None for conv in convs] == [True, *[norm != "batch"] * (len(convs) - 2), True]
+
+
 def test_encoder_has_no_norm_on_the_first_and_innermost_blocks():
     unet = p2p_core.create("generator", "unet", in_channels=3, out_channels=3, image_size=256)
     normed = [any(isinstance(m, torch.nn.BatchNorm2d) for m in block) for block in unet.encoder]
