@@ -302,3 +302,52 @@ def test_a_discriminator_loss_that_is_not_a_scalar_stops_the_first_step_and_the_
     images = model.method.images()
     assert images.keys() == {"input", "output", "target"}
     assert images["input"] is x and images["target"] is y and images["output"].shape == y.shape
+
+
+class ReadsEverything:
+    """A term of the current protocol that reads the input and the target on both sides."""
+
+    discriminator_input = "input+output"
+
+    def generator_loss(self, *, x, fake, target, d_fake, d_real):
+        return (fake - x).abs().mean() + (fake - target).abs().mean() + 0 * d_fake.logits[0].mean()
+
+    def discriminator_loss(self, *, x, fake, target, d_fake, d_real):
+        return (target - x).abs().mean() + 0 * d_real.logits[0].mean()
+
+
+class Bare:
+    """A term without ``needs``: what it reads follows from what it shows the discriminator."""
+
+    def __init__(self, discriminator_input, needs=None):
+        self.discriminator_input = discriminator_input
+        if needs:
+            self.needs = needs
+
+    def generator_loss(self, *, x, fake, target, d_fake, d_real):
+        return fake.mean()
+
+    def discriminator_loss(self, *, x, fake, target, d_fake, d_real):
+        return fake.mean()
+
+
+def test_the_objective_passes_the_input_and_target_and_checks_its_terms_and_what_they_read():
+    x, fake, target = torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4), torch.full((1, 3, 4, 4), 3.0)
+    objective = Objective({"reads": ReadsEverything()})
+    disc = lambda pair: torch.zeros(1, 1, 2, 2)  # noqa: E731
+    assert objective.generator_losses(x=x, fake=fake, target=target, disc=disc)["reads"].item() == 3.0
+    assert objective.discriminator_losses(x=x, fake=fake, target=target, disc=disc)["reads"].item() == 3.0
+    assert Objective({"a": Bare("none"), "b": Bare("output")}).needs == {"a": "nothing", "b": "logits"}
+    with pytest.raises(ConfigError, match="at least one term"):
+        Objective({})
+    with pytest.raises(ConfigError, match=r"discriminator_input must be one of .*, got \['pixels'\]"):
+        Objective({"a": Bare("pixels")})
+    with pytest.raises(ConfigError, match=r"loss 'a' breaks the contract: needs is one of"):
+        Objective({"a": Bare("output", needs="pixels")})
+    with pytest.raises(ConfigError, match="names a term twice"):
+        Objective.parse("l1+l1", {}, default_registry())
+    with pytest.raises(ConfigError, match=r"loss 'fm' needs the discriminator's features"):
+        Objective({"fm": Bare("output", needs="features")}).check_output(DiscriminatorOutput(logits=[torch.zeros(1, 1, 2, 2)]))
+    for value, found in [(torch.tensor(float("nan")), "nan"), (1.0, r"float of shape \(\)")]:
+        with pytest.raises(ConfigError, match=f"found: {found} at the first step"):
+            objective.check("generator", {"reads": value})
