@@ -1,41 +1,60 @@
 #!/usr/bin/env bash
 # Mutation testing with mutmut 3.x: each module that carries the paper or a promise of the product, mutated
-# against its own fast tests, one module at a time in a scratch copy of the checkout; prints the score per
-# module (killed / mutants judged) with its surviving mutants. The scratch copy has no ../shared beside it,
-# so this is the score without the shared data.
+# against its own fast tests, one module at a time in a scratch copy of the checkout, at the lowest CPU
+# priority. Writes per module benchmarks/mutation/MODULE.txt: the mutants, how many the tests killed, and each
+# survivor (a mutant the tests do not reach counts as one) with its change (`mutmut show`) and its explanation;
+# benchmarks/mutation_report.py scores it (see there) and prints the score, then the unexplained survivors.
 # Not part of CI: the full table takes hours on a 2-core machine.
 #
 #   pip install -e ".[mutation]"
-#   benchmarks/mutation.sh                          # every module below
-#   benchmarks/mutation.sh p2p_core/objective.py    # one
+#   benchmarks/mutation.sh                                  # every module below, without the shared data
+#   benchmarks/mutation.sh p2p_core/objective.py            # one
+#   benchmarks/mutation.sh --shared p2p_core/run.py         # with ../shared beside the scratch copy
+#   benchmarks/mutation.sh p2p_core/run.py 'p2p_core.run.*fit*'   # only the mutants whose names match
+#
+# MUTATION_CHILDREN (default 1) is mutmut's --max-children.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+checkout="$PWD"
 
-
-# module -> its own fast tests
+# module -> the fast test files that exercise it
 declare -A TESTS=(
-    [p2p_core/model.py]="tests/test_engine.py"
-    [p2p_core/objective.py]="tests/test_engine.py"
-    [p2p_core/spec.py]="tests/test_engine.py tests/test_option_fuzz.py"
+    [p2p_core/training.py]="tests/test_engine.py tests/test_paper_facts.py tests/test_methods.py tests/test_kit_methods.py tests/test_fast_paths.py::test_the_precision_option_decides_the_dtype_of_the_steps_forward_passes"
+    [plugins/p2p_pix2pix/__init__.py]="tests/test_engine.py tests/test_paper_facts.py tests/test_methods.py tests/test_discriminator_outputs.py"
+    [p2p_core/objective.py]="tests/test_engine.py tests/test_paper_facts.py tests/test_discriminator_outputs.py"
+    [p2p_core/spec.py]="tests/test_engine.py tests/test_paper_facts.py tests/test_option_fuzz.py"
     [p2p_core/run.py]="tests/test_reliability.py tests/test_cli.py"
-    [p2p_core/checkpoint.py]="tests/test_reliability.py"
+    [p2p_core/checkpoint.py]="tests/test_reliability.py tests/test_safetensors.py"
     [p2p_core/images.py]="tests/test_images.py tests/test_datasets.py"
     [p2p_core/predict.py]="tests/test_predict.py"
     [p2p_core/testing/checks.py]="tests/test_testing_kit.py tests/test_kit_multiscale.py"
     [p2p_core/metrics.py]="tests/test_metrics.py"
     [plugins/p2p_unet/__init__.py]="tests/test_paper_facts.py tests/test_architecture.py"
-    [plugins/p2p_patchgan/__init__.py]="tests/test_paper_facts.py tests/test_discriminator_outputs.py"
-    [plugins/p2p_gan_losses/__init__.py]="tests/test_engine.py"
+    [plugins/p2p_patchgan/__init__.py]="tests/test_paper_facts.py tests/test_discriminator_outputs.py tests/test_initialisation.py"
+    [plugins/p2p_gan_losses/__init__.py]="tests/test_engine.py tests/test_paper_facts.py tests/test_discriminator_outputs.py"
     [plugins/p2p_datasets/files.py]="tests/test_datasets.py"
     [plugins/p2p_datasets/synthetic.py]="tests/test_datasets.py tests/test_paper_facts.py"
 )
-modules=("$@")
-[ ${#modules[@]} -gt 0 ] || mapfile -t modules < <(printf '%s\n' "${!TESTS[@]}" | sort)
+shared=""
+if [ "${1:-}" = "--shared" ]; then
+    shared="$(cd .. && pwd)/shared"
+    [ -d "$shared" ] || { echo "no shared data at $shared" >&2; exit 2; }
+    shift
+fi
+modules=("${1:-}")
+names=("${@:2}")
+[ -n "${modules[0]}" ] || mapfile -t modules < <(printf '%s\n' "${!TESTS[@]}" | sort)
+mkdir -p benchmarks/mutation
 
 for module in "${modules[@]}"; do
     tests="${TESTS[$module]:?no tests listed for $module in benchmarks/mutation.sh}"
-    scratch="$(mktemp -d "${TMPDIR:-/tmp}/p2p-mutation.XXXXXX")"
-    trap 'rm -rf "$scratch"' EXIT
+    top="$(mktemp -d "${TMPDIR:-/tmp}/p2p-mutation.XXXXXX")"
+    trap 'rm -rf "$top"' EXIT
+    # The tests find the shared data beside the checkout (../shared), and mutmut runs them from the copy's
+    # mutants/ folder: the shared data goes into the copy.
+    scratch="$top/p2p"
+    mkdir "$scratch"
+    [ -z "$shared" ] || ln -s "$shared" "$scratch/shared"
     # The tracked files as they are now; mutmut writes its mutants/ there, never into the checkout.
     git ls-files -z | xargs -0 cp --parents -t "$scratch"
     # mutmut names a mutant by the file's path as a module, so a plugin is mutated where its import name is:
@@ -47,27 +66,39 @@ for module in "${modules[@]}"; do
     fi
     {
         echo "[mutmut]"
-        echo "source_paths = $target"
+        # The whole package is copied (a lone module would shadow it as an empty namespace); only the module mutated.
+        echo "source_paths = ${target%%/*}"
+        echo "only_mutate = $target"
+        # mutmut runs the tests from its mutants/ folder: the rest of the checkout (recipes, docs, ...) goes there too.
+        echo "also_copy ="
+        git ls-files | cut -d/ -f1 | sort -u | grep -vx "${target%%/*}" | sed 's/^/    /'
+        echo "pytest_add_cli_args = -p no:cacheprovider"
         echo "pytest_add_cli_args_test_selection ="
         for test in $tests; do echo "    $test"; done
     } > "$scratch/setup.cfg"
-    (cd "$scratch" && mutmut run --max-children 1 > mutmut.log 2>&1 || true
+    (cd "$scratch" && nice -n 19 mutmut run --max-children "${MUTATION_CHILDREN:-1}" "${names[@]}" > mutmut.log 2>&1 || true
      mutmut export-cicd-stats > /dev/null && mutmut results > survivors.txt 2>&1 || true)
-    python - "$scratch/mutants/mutmut-cicd-stats.json" "$module" "$scratch/survivors.txt" "$scratch/mutmut.log" <<'PY'
+    report="benchmarks/mutation/$(echo "$module" | tr / .)${names[*]:+.some}.txt"
+    # The mutants and how many were killed (a mutant that makes the tests hang is caught too); then each survivor
+    # (unreached ones too) with its change; mutation_report.py explains what it can and scores the module.
+    (cd "$scratch" && python - "$module" "${shared:+with}" "$tests" "${names[*]}" <<'PY'
 import json, sys
-stats, module, survivors = json.load(open(sys.argv[1])), sys.argv[2], open(sys.argv[3]).read().split("\n")
-judged = stats["killed"] + stats["survived"] + stats["timeout"]
-if not judged:
-    sys.exit(f"{module}: mutmut judged no mutant; the end of its log:\n" + open(sys.argv[4]).read()[-3000:])
-score = (stats["killed"] + stats["timeout"]) / judged  # a mutant that makes the tests hang is caught too
-print(f"{module}: {score:.0%} of {judged} mutants killed ({stats['survived']} survived, "
-      f"{stats['no_tests']} not reached by its tests, {stats['suspicious']} suspicious, {stats['skipped']} skipped)")
-for line in filter(None, survivors):
-    print("    " + line.strip())
+module, with_shared, tests, names = sys.argv[1:]
+stats = json.load(open("mutants/mutmut-cicd-stats.json"))
+killed = stats["killed"] + stats["timeout"]
+mutants = killed + stats["survived"] + stats["no_tests"]
+if not mutants:
+    sys.exit(f"{module}: mutmut judged no mutant; the end of its log:\n" + open("mutmut.log").read()[-3000:])
+# A run stopped early (mutmut interrupted) judged only some of the mutants.
+stopped = f"; stopped: {mutants} of its {stats['total']} mutants checked" if mutants < stats["total"] and not names else ""
+print(f"{module} ({'with' if with_shared else 'without'} ../shared; tests: {tests}"
+      f"{'; mutants of ' + names if names else ''}{stopped}): {mutants} mutants, {killed} killed")
 PY
-    # Each survivor's change, to kill with a test or to explain as equivalent.
-    (cd "$scratch" && sed -n 's/^ *\([^ ]*\): survived$/\1/p' survivors.txt | while read -r mutant; do
+     sed -n 's/^ *\([^ ]*\): \(survived\|no tests\)$/\1 \2/p' survivors.txt | while read -r mutant status; do
+        echo "    $mutant ($status): unexplained"
         mutmut show "$mutant" | sed 's/^/        /'
-    done)
-    rm -rf "$scratch"
+    done) > "$report"
+    python benchmarks/mutation_report.py "$report"
+    grep -A12 ': unexplained' "$report" || true
+    rm -rf "$top"
 done

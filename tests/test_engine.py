@@ -10,13 +10,14 @@ import torch.nn.functional as F
 
 import p2p_core
 from conftest import make_spec
-from p2p_core.errors import ConfigError
+from p2p_core.errors import ConfigError, DataError, NumericalError
 from p2p_core.model import Pix2Pix
 from p2p_core.objective import Objective
 from p2p_core.protocols import DiscriminatorOutput, Sample
 from p2p_core.registry import Registry, default_registry
 from p2p_core.run import Run
 from p2p_core.spec import Shapes
+from p2p_core.training import Training
 
 DATA = ("synthetic", {"length": 2, "load_size": 36, "crop_size": 32})
 
@@ -167,6 +168,77 @@ def test_the_gan_terms_are_the_papers_cross_entropy_times_their_weight(name, see
                  + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))).item())
 
 
+@pytest.mark.parametrize("fault", ["value", "gradient"])
+@pytest.mark.parametrize("on_nonfinite", ["stop", "skip"])
+def test_an_update_with_a_non_finite_value_or_gradient_stops_or_is_skipped(fault, on_nonfinite):
+    spec = make_spec(generator=("unet", {"ngf": 4, "dropout": 0.0}), loss="l1", on_nonfinite=on_nonfinite)
+    model = Training.build(spec, Shapes(in_channels=3, out_channels=3, image_size=32), total_steps=1)
+    weight = next(model.networks["generator"].parameters())
+    before = weight.detach().clone()
+    # A NaN loss, or a finite one (sqrt(0) = 0) whose gradient is infinite.
+    def term():
+        return weight.sum() * float("nan") if fault == "value" else torch.sqrt(weight - weight.detach()).sum()
+    if on_nonfinite == "stop":
+        with pytest.raises(NumericalError, match="step 1: " + ("loss term G/l1 is nan" if fault == "value" else "the generator's gradient is")):
+            model.update("generator", {"G/l1": term()})
+    else:
+        for _ in range(2):
+            with pytest.warns(UserWarning, match="update skipped"):
+                model.update("generator", {"G/l1": term()})
+        assert model.skipped_updates == 2 and torch.equal(weight, before)
+
+
+def test_an_update_that_reaches_no_weight_changes_nothing_and_serves_the_forward_translator():
+    spec = make_spec(generator=("unet", {"ngf": 4, "dropout": 0.0}), loss="l1")
+    model = Training.build(spec, Shapes(in_channels=3, out_channels=3, image_size=32), total_steps=1)
+    before = copy.deepcopy(model.networks["generator"].state_dict())
+    assert model.update("generator", {"G/l1": torch.ones((), requires_grad=True)}) == {"G/l1": 1.0}
+    assert all(torch.equal(value, before[name]) for name, value in model.networks["generator"].state_dict().items())
+    assert model.translator() is model.networks["generator"]
+
+
+def test_each_optimizer_follows_the_schedule_from_its_own_rate_and_non_finite_weights_are_named(tmp_path):
+    spec = make_spec(generator=("unet", {"ngf": 4, "dropout": 0.0}), loss="l1", lr=2e-4, n_epochs=1, n_epochs_decay=1)
+    model = Training.build(spec, Shapes(in_channels=3, out_channels=3, image_size=32), total_steps=4)
+    slow = model.optimizer("slow", ["generator"], lr=1e-5)
+    model.step = 2  # halfway: the decay has begun
+    factor = spec.trainer.learning_rate_factor(2, 4)
+    assert model.learning_rate() == pytest.approx(2e-4 * factor) and model.learning_rate("slow") == pytest.approx(1e-5 * factor)
+    model.train_step(Sample(torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 32, 32), ""))
+    assert slow.param_groups[0]["lr"] == pytest.approx(1e-5 * factor)
+    with torch.no_grad():
+        next(model.networks["generator"].parameters()).view(-1)[:2] = float("inf")
+    with pytest.raises(NumericalError, match=r"step 3: the generator's \S+ holds 2 value\(s\) that are not finite"):
+        model.check_finite()
+
+
+def test_weights_load_without_optimizers_or_discriminator_and_missing_or_misfit_ones_are_named():
+    shapes = Shapes(in_channels=3, out_channels=3, image_size=32)
+    spec = make_spec(generator=("unet", {"ngf": 4, "dropout": 0.0}), disc=("patch16", {"ndf": 4}))
+    state, model = Training.build(spec, shapes, total_steps=1).state_dict(), Training.build(spec, shapes, total_steps=1)
+    # What an imported model holds: a generator, no discriminator, no optimizer moments.
+    model.load_state_dict({"step": 0, "models": {"generator": state["models"]["generator"]}})
+    loaded = model.networks["generator"].state_dict()
+    assert all(torch.equal(value, loaded[name]) for name, value in state["models"]["generator"].items())
+    with pytest.raises(DataError, match="^the checkpoint holds no generator weights$"):
+        model.load_state_dict({"step": 0, "models": {"discriminator": state["models"]["discriminator"]}})
+    wider = Training.build(make_spec(generator=("unet", {"ngf": 8, "dropout": 0.0}), disc=("patch16", {"ndf": 4})), shapes,
+                           total_steps=1).state_dict()["models"]
+    with pytest.raises(RuntimeError) as torch_error:
+        copy.deepcopy(model.networks["generator"]).load_state_dict(wider["generator"])
+    with pytest.raises(DataError) as error:
+        model.load_state_dict({"step": 0, "models": wider})
+    last_line = str(torch_error.value).splitlines()[-1].strip()
+    assert str(error.value) == f"the generator weights in the checkpoint do not fit this generator: {last_line}"
+
+
+def test_l1_gives_a_discriminator_nothing_to_learn():
+    # A method that sums every term's discriminator loss must get a finite zero scalar from L1, not an error.
+    images = dict.fromkeys(("x", "fake", "target"), torch.ones(1, 3, 4, 4))
+    value = p2p_core.create("loss", "l1").discriminator_loss(**images, d_fake=None, d_real=None)
+    assert value.dim() == 0 and value.item() == 0.0
+
+
 class PerSample:
     """L1 per sample: forgot to reduce over the batch."""
 
@@ -194,3 +266,88 @@ def test_a_loss_term_that_is_not_a_scalar_stops_the_first_step_naming_its_plugin
     with pytest.raises(ConfigError, match=r"loss 'persample' \(plugin 'persample' from p2p-fake-losses 2.0\) breaks the contract: "
                                           r"generator_loss returns a finite scalar\n  found: Tensor of shape \(2,\)"):
         run.fit()
+
+
+class PerSampleDiscriminatorLoss:
+    """A GAN term whose discriminator side forgot to reduce over the batch."""
+
+    discriminator_input = "output"
+    needs = "logits"
+
+    def generator_loss(self, *, x, fake, target, d_fake, d_real):
+        return d_fake.logits[0].mean()
+
+    def discriminator_loss(self, *, x, fake, target, d_fake, d_real):
+        return d_real.logits[0].flatten(1).mean(1) - d_fake.logits[0].flatten(1).mean(1)
+
+
+class PerSampleDiscriminatorLosses:
+    @p2p_core.hookimpl
+    def p2p_losses(self):
+        return {"persample_d": PerSampleDiscriminatorLoss}
+
+
+def test_a_discriminator_loss_that_is_not_a_scalar_stops_the_first_step_and_the_step_shows_its_images():
+    registry = Registry()
+    registry.load_entry_points(allow=["p2p"])
+    registry.register(PerSampleDiscriminatorLosses(), name="persample_d", distribution="p2p-fake-losses", version="2.0")
+    shapes = Shapes(in_channels=3, out_channels=3, image_size=32)
+    x, y = torch.zeros(2, 3, 32, 32), torch.ones(2, 3, 32, 32)
+    spec = make_spec(generator=("unet", {"ngf": 4, "dropout": 0.0}), disc=("patch16", {"ndf": 4}), loss="persample_d")
+    with pytest.raises(ConfigError, match=r"loss 'persample_d' \(plugin 'persample_d' from p2p-fake-losses 2.0\) breaks the "
+                                          r"contract: discriminator_loss returns a finite scalar\n  found: Tensor of shape \(2,\)"):
+        Training.build(spec, shapes, total_steps=1, registry=registry).train_step(Sample(x, y, ""))
+    model = Training.build(make_spec(generator=("unet", {"ngf": 4, "dropout": 0.0}), disc=("patch16", {"ndf": 4})), shapes, total_steps=1)
+    model.train_step(Sample(x, y, ""))
+    images = model.method.images()
+    assert images.keys() == {"input", "output", "target"}
+    assert images["input"] is x and images["target"] is y and images["output"].shape == y.shape
+
+
+class ReadsEverything:
+    """A term of the current protocol that reads the input and the target on both sides."""
+
+    discriminator_input = "input+output"
+
+    def generator_loss(self, *, x, fake, target, d_fake, d_real):
+        return (fake - x).abs().mean() + (fake - target).abs().mean() + 0 * d_fake.logits[0].mean()
+
+    def discriminator_loss(self, *, x, fake, target, d_fake, d_real):
+        return (target - x).abs().mean() + 0 * d_real.logits[0].mean()
+
+
+class Bare:
+    """A term without ``needs``: what it reads follows from what it shows the discriminator."""
+
+    def __init__(self, discriminator_input, needs=None):
+        self.discriminator_input = discriminator_input
+        if needs:
+            self.needs = needs
+
+    def generator_loss(self, *, x, fake, target, d_fake, d_real):
+        return fake.mean()
+
+    def discriminator_loss(self, *, x, fake, target, d_fake, d_real):
+        return fake.mean()
+
+
+def test_the_objective_passes_the_input_and_target_and_checks_its_terms_and_what_they_read():
+    x, fake, target = torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4), torch.full((1, 3, 4, 4), 3.0)
+    objective = Objective({"reads": ReadsEverything()})
+    disc = lambda pair: torch.zeros(1, 1, 2, 2)  # noqa: E731
+    assert objective.generator_losses(x=x, fake=fake, target=target, disc=disc)["reads"].item() == 3.0
+    assert objective.discriminator_losses(x=x, fake=fake, target=target, disc=disc)["reads"].item() == 3.0
+    assert Objective({"a": Bare("none"), "b": Bare("output")}).needs == {"a": "nothing", "b": "logits"}
+    with pytest.raises(ConfigError, match="at least one term"):
+        Objective({})
+    with pytest.raises(ConfigError, match=r"discriminator_input must be one of .*, got \['pixels'\]"):
+        Objective({"a": Bare("pixels")})
+    with pytest.raises(ConfigError, match=r"loss 'a' breaks the contract: needs is one of"):
+        Objective({"a": Bare("output", needs="pixels")})
+    with pytest.raises(ConfigError, match="names a term twice"):
+        Objective.parse("l1+l1", {}, default_registry())
+    with pytest.raises(ConfigError, match=r"loss 'fm' needs the discriminator's features"):
+        Objective({"fm": Bare("output", needs="features")}).check_output(DiscriminatorOutput(logits=[torch.zeros(1, 1, 2, 2)]))
+    for value, found in [(torch.tensor(float("nan")), "nan"), (1.0, r"float of shape \(\)")]:
+        with pytest.raises(ConfigError, match=f"found: {found} at the first step"):
+            objective.check("generator", {"reads": value})

@@ -44,6 +44,15 @@ def test_fast_path_option_matches_the_default_path(tmp_path, options, tolerance)
     assert (output - reference_output).abs().max() < 10 * tolerance
 
 
+@pytest.mark.parametrize(("precision", "dtype"), [("bf16", torch.bfloat16), ("fp32", torch.float32)])
+def test_the_precision_option_decides_the_dtype_of_the_steps_forward_passes(precision, dtype):
+    spec = make_spec(generator=("unet", {"ngf": 4, "dropout": 0.0}), precision=precision)
+    model = Training.build(spec, Shapes(in_channels=3, out_channels=3, image_size=32), total_steps=1)
+    with model.autocast():
+        output = model.module("generator")(torch.zeros(1, 3, 32, 32))
+    assert output.dtype == dtype
+
+
 def test_bench_reports_throughput_flops_and_memory(capsys):
     sizes = {}
     for size in (32, 64):

@@ -7,6 +7,7 @@ import torch
 
 import p2p_core
 from p2p_core.config import parse_spec
+from p2p_core.errors import ConfigError
 from p2p_core.model import Pix2Pix
 from p2p_core.registry import default_registry
 from p2p_core.spec import Shapes
@@ -81,6 +82,72 @@ def test_dropout_sits_in_the_three_innermost_decoder_blocks():
     unet = p2p_core.create("generator", "unet", in_channels=3, out_channels=3, image_size=256)
     rates = [next((m.p for m in block if isinstance(m, torch.nn.Dropout)), 0.0) for block in unet.decoder]
     assert rates == [0.5, 0.5, 0.5, 0, 0, 0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("image_size", "placement", "rates"),
+    [
+        (8, "paper", [0.5, 0.5, 0]),  # fewer than three blocks below the outermost: all of them
+        (256, "reference", [0, 0.5, 0.5, 0.5, 0, 0, 0, 0]),  # the reference: depth - 5 blocks above the innermost
+        (512, "reference", [0, 0.5, 0.5, 0.5, 0.5, 0, 0, 0, 0]),
+    ],
+)
+def test_dropout_placement_of_shallow_unets_and_of_the_reference(image_size, placement, rates):
+    unet = p2p_core.create("generator", "unet", in_channels=3, out_channels=3, image_size=image_size, dropout_placement=placement)
+    assert [next((m.p for m in block if isinstance(m, torch.nn.Dropout)), 0.0) for block in unet.decoder] == rates
+
+
+@pytest.mark.parametrize(("height", "width"), [(32, 48), (48, 32)])
+def test_unet_refuses_an_input_side_that_is_not_a_multiple_naming_its_size(height, width):
+    unet = p2p_core.create("generator", "unet", in_channels=3, out_channels=3, image_size=32, ngf=4)
+    with pytest.raises(ValueError, match=f"input {height}x{width} is not a multiple of 32"):
+        unet(torch.zeros(1, 3, height, width))
+
+
+@pytest.mark.parametrize("norm", ["batch", "none"])
+def test_patchgan_uses_leaky_relu_0_2_and_a_bias_only_where_no_batch_norm_follows(norm):
+    disc = p2p_core.create("discriminator", "patch70", in_channels=6, ndf=4, norm=norm)
+    assert {m.negative_slope for m in disc.modules() if isinstance(m, torch.nn.LeakyReLU)} == {0.2}
+    convs = [m for m in disc.modules() if isinstance(m, torch.nn.Conv2d)]
+    # The first and the last convolution have no norm after them, so they keep their bias.
+    assert [conv.bias is not None for conv in convs] == [True, *[norm != "batch"] * (len(convs) - 2), True]
+
+
+@pytest.mark.parametrize("name", ["patch", "pixel", "patch16", "patch70", "image286"])
+def test_every_patchgan_takes_its_width_and_norm_and_patch_defaults_to_the_papers_70(name):
+    disc = p2p_core.create("discriminator", name, in_channels=6, ndf=4, norm="instance")
+    assert next(m for m in disc.modules() if isinstance(m, torch.nn.Conv2d)).out_channels == 4
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in disc.modules())
+    assert str(p2p_core.create("discriminator", "patch", in_channels=6)) == str(p2p_core.create("discriminator", "patch70", in_channels=6))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"n_layers": 17}, r"n_layers must be from 1 \(a 16x16 receptive field\) to 16, got 17\. "),
+        ({"n_layers": 10**50}, r"to 16, got 1" + "0" * 39 + r"\. "),  # a huge value is cut to 40 characters
+        ({"ndf": 0}, r"ndf \(the first layer's filters\) must be from 1 to 65,536, got 0\. "),
+        ({"ndf": 65537}, r"to 65,536, got 65537\. "),
+        ({"ndf": 10**50}, r"to 65,536, got 1" + "0" * 39 + r"\. "),
+    ],
+)
+def test_patchgan_refuses_sizes_out_of_range_naming_the_bounds(options, message):
+    with pytest.raises(ConfigError, match=message):
+        p2p_core.create("discriminator", "patch", in_channels=6, **{"ndf": 1, **options})
+
+
+def test_patchgan_builds_at_its_bounds():
+    assert p2p_core.create("discriminator", "patch", in_channels=6, ndf=1, n_layers=16)
+    assert p2p_core.create("discriminator", "patch", in_channels=6, ndf=1, n_layers=1)
+
+
+def test_patchgan_features_are_the_activations_after_each_block_beside_its_logits():
+    disc = p2p_core.create("discriminator", "patch70", in_channels=6, ndf=4).eval()
+    x = torch.randn(1, 6, 64, 64, generator=torch.Generator().manual_seed(0))
+    logits, features = disc.logits_and_features(x)
+    blocks = [i + 1 for i, layer in enumerate(disc.model) if isinstance(layer, torch.nn.LeakyReLU)]
+    assert torch.equal(logits, disc(x)) and len(features) == len(blocks) == 4
+    assert all(torch.equal(feature, disc.model[:end](x)) for feature, end in zip(features, blocks))
 
 
 def test_encoder_has_no_norm_on_the_first_and_innermost_blocks():
