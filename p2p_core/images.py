@@ -62,8 +62,9 @@ def read_image(path: Path, *, channels: int = 3) -> Tensor:
         return decode(image, channels=channels)
 
 
-def decode(image: Image.Image, *, channels: int = 3) -> Tensor:
-    """An opened image as channels x H x W floats in [-1, 1], converted as :func:`read_image` describes.
+def decode(image: Image.Image, *, channels: int = 3, pixels: bool = False) -> Tensor:
+    """An opened image as channels x H x W floats in [-1, 1], converted as :func:`read_image` describes; with
+    ``pixels``, as its 8-bit pixels (uint8, a quarter of the memory; :func:`to_signed` makes them the floats).
 
     Grayscale of more than 8 bits is scaled to 8 (PIL's convert would clip it): 16-bit integers from
     [0, 65535], 32-bit floats from [0, 1], their usual range. A 32-bit image whose pixels fall outside that
@@ -73,29 +74,32 @@ def decode(image: Image.Image, *, channels: int = 3) -> Tensor:
         raise DataError(f"channels must be 1 (grayscale), 3 (RGB) or 4 (RGBA), got {channels}")
     if image.mode == "F" or image.mode.startswith("I"):
         image = _to_8_bits(image)
-    pixels = torch.from_numpy(np.array(image.convert(CHANNEL_MODES[channels]), dtype=np.uint8))
-    return to_signed(pixels.reshape(*pixels.shape[:2], -1).permute(2, 0, 1))
+    mode = CHANNEL_MODES[channels]
+    # convert() copies even an image already in the mode: a huge one would be held twice.
+    decoded = torch.from_numpy(np.array(image if image.mode == mode else image.convert(mode), dtype=np.uint8))
+    decoded = decoded.reshape(*decoded.shape[:2], -1).permute(2, 0, 1)
+    return decoded if pixels else to_signed(decoded)
 
 
 LABEL_MODES = ("L", "P", "I", "I;16")
 """PIL modes of class-index images: one class index a pixel (8-bit grey or palette indices, 16- or 32-bit integers)."""
 
 
-def read_input(path: Path, *, encoding: str = IMAGE_ENCODING, channels: int = 3) -> Tensor:
+def read_input(path: Path, *, encoding: str = IMAGE_ENCODING, channels: int = 3, pixels: bool = False) -> Tensor:
     """A file as a generator's input, as the model's input encoding says (:func:`decode_input`): what predict and
     a dataset of label maps read; a file that cannot be read so raises a DataError naming it."""
     with _opened(path) as image:
-        return decode_input(image, encoding=encoding, channels=channels)
+        return decode_input(image, encoding=encoding, channels=channels, pixels=pixels)
 
 
-def decode_input(image: Image.Image, *, encoding: str = IMAGE_ENCODING, channels: int = 3) -> Tensor:
+def decode_input(image: Image.Image, *, encoding: str = IMAGE_ENCODING, channels: int = 3, pixels: bool = False) -> Tensor:
     """An opened file as a generator's input. ``image`` (the default): its pixels as ``channels`` channels
-    (:func:`decode`). ``labels:N``: a class-index image (mode L, P or I: each pixel's value, or palette index, is
-    its class) as N one-hot channels (:func:`one_hot`); another mode, or an index from N up, raises a ValueError
-    saying so (read_input names the file in a DataError)."""
+    (:func:`decode`; with ``pixels``, as 8-bit pixels). ``labels:N``: a class-index image (mode L, P or I: each
+    pixel's value, or palette index, is its class) as N one-hot channels (:func:`one_hot`), floats either way;
+    another mode, or an index from N up, raises a ValueError saying so (read_input names the file in a DataError)."""
     classes = input_classes(encoding)
     if classes is None:
-        return decode(image, channels=channels)
+        return decode(image, channels=channels, pixels=pixels)
     if image.mode not in LABEL_MODES:
         raise ValueError(
             f"it is a {image.mode} image, but {encoding} reads class-index images (one class index a pixel, mode "
@@ -160,17 +164,28 @@ def to_signed(image: Tensor) -> Tensor:
     """uint8 [0, 255] -> float [-1, 1]."""
     if image.device.type != "cpu":
         return image.float().div_(127.5).sub_(1.0)
-    return torch.from_numpy(image.numpy().astype(np.float32) / np.float32(127.5) - np.float32(1.0))
+    # In place: a huge image (predict's tiles) holds one float copy, not one for each step.
+    signed = image.numpy().astype(np.float32)
+    signed /= np.float32(127.5)
+    signed -= np.float32(1.0)
+    return torch.from_numpy(signed)
 
 
 def to_uint8(image: Tensor) -> Tensor:
-    """float [-1, 1] -> uint8 [0, 255], rounding to nearest (ties to even)."""
-    pixels = image.detach().cpu().float().numpy()
-    return torch.from_numpy(np.clip(np.rint((pixels + np.float32(1.0)) * np.float32(127.5)), 0, 255).astype(np.uint8))
+    """float [-1, 1] -> uint8 [0, 255], rounding to nearest (ties to even); 8-bit pixels stay as they are."""
+    if image.dtype == torch.uint8:
+        return image.cpu()
+    # One float copy, changed in place: the input is never written to.
+    pixels = image.detach().cpu().float().numpy().astype(np.float32)
+    pixels += np.float32(1.0)
+    pixels *= np.float32(127.5)
+    np.rint(pixels, out=pixels)
+    np.clip(pixels, 0, 255, out=pixels)
+    return torch.from_numpy(pixels.astype(np.uint8))
 
 
 def write_image(image: Tensor, path: Path) -> None:
-    """Save a C x H x W image in [-1, 1] atomically, the format from the suffix (PNG when unknown).
+    """Save a C x H x W image in [-1, 1] (or of 8-bit pixels) atomically, the format from the suffix (PNG when unknown).
 
     1 channel is saved as grayscale, 3 as RGB, 4 as RGBA; other counts as :func:`displayable` shows them.
     """
@@ -185,7 +200,8 @@ def write_image(image: Tensor, path: Path) -> None:
 
 
 def to_pil(image: Tensor) -> Image.Image:
-    """A C x H x W image in [-1, 1] as an 8-bit PIL image, with the modes and channel rule of :func:`write_image`."""
+    """A C x H x W image in [-1, 1] (or of 8-bit pixels) as an 8-bit PIL image, with the modes and channel rule of
+    :func:`write_image`."""
     pixels = to_uint8(image if image.shape[-3] in CHANNEL_MODES else displayable(image))
     array = pixels.permute(1, 2, 0).numpy()
     return Image.fromarray(array[..., 0] if pixels.shape[0] == 1 else array, mode=CHANNEL_MODES[pixels.shape[0]])

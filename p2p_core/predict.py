@@ -29,7 +29,7 @@ from p2p_core.backends import Backend, Runner, open_backend
 from p2p_core.devices import resolve_device
 from p2p_core.errors import ConfigError, DataError
 from p2p_core.files import refuse_overlap
-from p2p_core.images import image_header, list_images, read_input, resize as resized, write_image
+from p2p_core.images import CHANNEL_MODES, image_header, list_images, read_input, resize as resized, to_signed, to_uint8, write_image
 from p2p_core.inference import load_generator, scale_note, scaled_size
 from p2p_core.ranges import BatchSize, Pixels, Seed, ranged
 from p2p_core.registry import Registry
@@ -143,9 +143,13 @@ def predict(
     devices = [where] if where.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        rate = _run(tiling.around(runner), files, targets, batches, sizes, channels=trained.in_channels, encoding=trained.input_encoding,
-                    resize=resize,
-                    large=any(tiling.applies(*size) for size in scaled), progress=progress)
+        tiled = [tiling.applies(*size) for size in scaled]
+        # Tiled images are held whole, so as 8-bit pixels where nothing needs their floats: resizing does, and an
+        # output of a channel count no image file holds.
+        pixels = resize is None and trained.out_channels in CHANNEL_MODES
+        rate = _run(tiling.around(runner, pixels=pixels), files, targets, batches, sizes, channels=trained.in_channels,
+                    encoding=trained.input_encoding, resize=resize, read_pixels=[pixels and each for each in tiled],
+                    large=any(tiled), progress=progress)
     return PredictResult(count=len(files), output=output, mode=mode, backend=runner.description, batch_size=batch_size,
                          images_per_second=rate)
 
@@ -215,12 +219,15 @@ class _Tiling:
             return height * width > AUTO_TILE_PIXELS
         return self.asked > 0 and (height > self.asked or width > self.asked)
 
-    def around(self, runner: Runner) -> Callable[[Tensor], Tensor]:
-        """``runner``, through tiles for the images this applies to."""
+    def around(self, runner: Runner, *, pixels: bool) -> Callable[[Tensor], Tensor]:
+        """``runner``, through tiles for the images this applies to; with ``pixels`` their outputs come as 8-bit
+        pixels, a quarter of float32's memory (what tiling is for), else as floats."""
 
         def translate(batch: Tensor) -> Tensor:
             if self.applies(*batch.shape[-2:]):
-                return translate_tiled(runner, batch, tile=self.tile, overlap=self.overlap)
+                # Read as 8-bit pixels (see _run), each tile becomes floats only on its way into the generator.
+                run = runner if batch.is_floating_point() else lambda piece: runner(to_signed(piece))
+                return translate_tiled(run, batch, tile=self.tile, overlap=self.overlap, finish=to_uint8 if pixels else None)
             return runner(batch)
 
         return translate
@@ -255,6 +262,7 @@ def _run(
     channels: int,
     encoding: str,
     resize: int | None,
+    read_pixels: list[bool],
     large: bool,
     progress: bool,
 ) -> float:
@@ -268,16 +276,21 @@ def _run(
     # memory is what tiling saves.
     ahead = 1 if large else workers
     with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(total=len(files), unit="image", dynamic_ncols=True, disable=not progress) as bar:
-        reads = deque([pool.submit(read_input, files[i], encoding=encoding, channels=channels) for i in batch] for batch in batches[:ahead])
+        def read(index: int) -> Future[Tensor]:
+            return pool.submit(read_input, files[index], encoding=encoding, channels=channels, pixels=read_pixels[index])
+
+        reads = deque([read(i) for i in batch] for batch in batches[:ahead])
         writes: deque[Future[None]] = deque()
         start = time.perf_counter()
         try:
             for number, batch in enumerate(batches):
                 images = [future.result() for future in reads.popleft()]
                 if number + ahead < len(batches):
-                    reads.append([pool.submit(read_input, files[i], encoding=encoding, channels=channels) for i in batches[number + ahead]])
+                    reads.append([read(i) for i in batches[number + ahead]])
                 size = list(scaled_size(*sizes[batch[0]], resize))
-                outputs = translate(torch.stack([resized(image, size) if resize else image for image in images]))
+                inputs = [resized(image, size) if resize else image for image in images]
+                # One image needs no copy into a batch: a huge one would be held twice.
+                outputs = translate(inputs[0][None] if len(inputs) == 1 else torch.stack(inputs))
                 for index, image, result in zip(batch, images, outputs):
                     result = resized(result, list(image.shape[-2:])) if resize else result
                     writes.append(pool.submit(_write_png, result, targets[index]))

@@ -1,8 +1,8 @@
 """Translating images larger than memory allows: overlapping tiles, blended so that no seam shows.
 
 The generator sees one tile at a time, so its memory (its activations, many times the image's own size) is bounded
-by the tile, not the image; the image and its output are still held whole (float32, 4 bytes a pixel and channel
-each). Each tile's output is weighted by a window that is 1 inside and falls along a raised cosine (half a Hann
+by the tile, not the image; the image is still held whole, and the output too, blended a row of tiles at a time
+into what the caller keeps (predict: 8-bit pixels). Each tile's output is weighted by a window that is 1 inside and falls along a raised cosine (half a Hann
 window) towards 0 over the ``overlap`` pixels at each edge it shares with a neighbour; the weighted outputs are
 summed and divided by the summed weights. Where tiles overlap the output passes smoothly from one to the next, and
 a tile's edges, where the generator saw padding instead of the image around it, count least. The window is
@@ -53,27 +53,45 @@ def auto_tile(size_multiple: int) -> int:
     return math.ceil(AUTO_TILE / size_multiple) * size_multiple
 
 
-def translate_tiled(run: Callable[[Tensor], Tensor], batch: Tensor, *, tile: int, overlap: int) -> Tensor:
+def translate_tiled(
+    run: Callable[[Tensor], Tensor], batch: Tensor, *, tile: int, overlap: int, finish: Callable[[Tensor], Tensor] | None = None
+) -> Tensor:
     """``run``'s output for ``batch`` (N x C x H x W), computed ``tile`` x ``tile`` pixels at a time, tiles
     overlapping by at least ``overlap`` pixels and blended; ``run`` takes any tile and keeps its size (a
-    :class:`p2p_core.backends.Runner`). Sides shorter than the tile are taken whole."""
+    :class:`p2p_core.backends.Runner`). Sides shorter than the tile are taken whole.
+
+    The output is blended a row of tiles at a time: only the rows a later tile still overlaps are held in float
+    beside that row, and each finished band of rows goes through ``finish`` into the output (predict's turns it into
+    8-bit pixels, a quarter of float32's size), so that a huge image's output costs what ``finish`` makes of it."""
     check_tiles(tile, overlap, size_multiple=1)
     height, width = batch.shape[-2:]
     rows, columns = _starts(height, tile, overlap), _starts(width, tile, overlap)
     tile_height, tile_width = min(tile, height), min(tile, width)
     row_windows = [_window(tile_height, overlap, rising=i > 0, falling=i < len(rows) - 1) for i in range(len(rows))]
     column_windows = [_window(tile_width, overlap, rising=i > 0, falling=i < len(columns) - 1) for i in range(len(columns))]
-    output = None
-    for top, row_window in zip(rows, row_windows):
+    row_sums, column_sums = _summed(row_windows, rows, height), _summed(column_windows, columns, width)
+    output, carried = None, None
+    for number, (top, row_window) in enumerate(zip(rows, row_windows)):
+        strip = None  # this row of tiles, blended across, weighted by its rows' window
         for left, column_window in zip(columns, column_windows):
             piece = run(batch[..., top : top + tile_height, left : left + tile_width])
-            if output is None:
-                output = piece.new_zeros((*piece.shape[:2], height, width))
+            if strip is None:
+                strip = piece.new_zeros((*piece.shape[:2], tile_height, width))
             weight = (row_window[:, None] * column_window[None, :]).to(piece)
-            output[..., top : top + tile_height, left : left + tile_width] += piece * weight
-    assert output is not None  # at least one tile: both sides are at least 1
-    output /= _summed(row_windows, rows, height).to(output)[:, None]
-    output /= _summed(column_windows, columns, width).to(output)[None, :]
+            strip[..., left : left + tile_width] += piece * weight
+        assert strip is not None  # at least one tile: both sides are at least 1
+        if carried is not None:  # the rows of earlier tiles that reach into this row's
+            strip[..., : carried.shape[-2], :] += carried
+        # Rows above the next row of tiles get nothing more: they are done.
+        end = rows[number + 1] if number + 1 < len(rows) else height
+        done = strip[..., : end - top, :] / (row_sums[top:end, None] * column_sums[None, :]).to(strip)
+        if finish is not None:
+            done = finish(done)
+        if output is None:
+            output = done.new_empty((*done.shape[:-2], height, width))
+        output[..., top:end, :] = done
+        carried = strip[..., end - top :, :]
+    assert output is not None
     return output
 
 

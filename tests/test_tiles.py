@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 from PIL import Image
 from torch import nn
 
@@ -14,7 +15,8 @@ from conftest import fit_tiny
 from p2p_core import tiles
 from p2p_core.cli import main
 from p2p_core.errors import ConfigError
-from p2p_core.images import to_signed, write_image
+from p2p_core.images import read_image, to_signed, to_uint8, write_image
+from p2p_core.inference import load_generator
 from p2p_core.predict import predict
 from p2p_core.tiles import translate_tiled
 
@@ -70,6 +72,35 @@ def test_a_side_shorter_than_the_tile_is_taken_whole():
     assert calls == [(20, 32), (20, 32), (20, 32)]  # columns 0, 24 and 38: each tile whole, the last flush with the end
 
 
+@settings(max_examples=60, deadline=None)
+@given(height=st.integers(1, 70), width=st.integers(1, 70), tile=st.integers(2, 32), data=st.data())
+def test_tile_weights_add_up_to_one_everywhere_for_any_tiles(height: int, width: int, tile: int, data: st.DataObject):
+    """With a generator that returns its input, the blend must give the image back: the weights of every pixel's tiles,
+    across rows of tiles blended one after another, add up to one, whatever the overlap (up to tile - 1, where a
+    tile's rows reach past the next row of tiles into the one after)."""
+    overlap = data.draw(st.integers(0, tile - 1), label="overlap")
+    image = torch.rand(2, 3, height, width, generator=torch.Generator().manual_seed(height * 71 + width)) * 2 - 1
+    assert torch.allclose(translate_tiled(lambda piece: piece, image, tile=tile, overlap=overlap), image, atol=1e-6)
+
+
+def test_the_output_is_finished_a_row_of_tiles_at_a_time():
+    """Only a band of rows is held in float: ``finish`` (predict's 8-bit conversion) gets each band once it is done,
+    never the whole image, and what it makes of the bands is the output."""
+    generator, image = local_generator(), smooth_image(96)
+    bands = []
+
+    def finish(rows: torch.Tensor) -> torch.Tensor:
+        bands.append(rows.shape[-2:])
+        return to_uint8(rows)
+
+    with torch.no_grad():
+        floats = translate_tiled(generator, image, tile=32, overlap=8)
+        pixels = translate_tiled(generator, image, tile=32, overlap=8, finish=finish)
+    assert pixels.dtype == torch.uint8 and torch.equal(pixels, to_uint8(floats))
+    # Rows of tiles start at 0, 24, 48 and 64 (the last flush with the end): bands of 24, 24, 16 and 32 rows.
+    assert bands == [(24, 96), (24, 96), (16, 96), (32, 96)]
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return fit_tiny(tmp_path_factory.mktemp("tiles"))
@@ -121,3 +152,22 @@ def test_predict_tiles_large_images_unasked_with_a_message(run: Path, large: Pat
     assert np.array_equal(asked, unasked)
     # The U-Net sees the whole image or a tile, not the same context: close (measured 0.07 of an 8-bit level on average).
     assert not np.array_equal(whole, asked) and np.abs(whole - asked).mean() < 1
+
+
+def test_predict_holds_a_tiled_image_and_its_output_as_8_bit_pixels(run: Path, large: Path, tmp_path: Path, monkeypatch):
+    """A tiled image is held whole: as uint8 (a quarter of float32), each tile made floats only for the generator,
+    and the output likewise; the file written is the one a float path writes."""
+    seen = []
+
+    def spy(run, batch, **options):
+        output = translate_tiled(run, batch, **options)
+        seen.append((batch.dtype, output.dtype))
+        return output
+
+    monkeypatch.setattr("p2p_core.predict.translate_tiled", spy)
+    predict(ckpt=run, input=large, output=tmp_path / "out", mode="eval", backend="torch", progress=False, tile=16, overlap=2)
+    assert seen == [(torch.uint8, torch.uint8)]
+    generator = load_generator(run, mode="eval").module
+    with torch.no_grad():
+        floats = translate_tiled(generator, read_image(large / "large.png")[None], tile=16, overlap=2)
+    assert np.array_equal(read(tmp_path / "out"), to_uint8(floats[0]).permute(1, 2, 0).numpy())
