@@ -116,6 +116,15 @@ class FirstVersionCGAN:
         return real + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
 
 
+class FirstVersionL1:
+    """A term of the first Loss protocol that shows D nothing: it takes ``disc`` and never calls it."""
+
+    discriminator_input = "none"
+
+    def generator_loss(self, *, x, fake, target, disc):
+        return (fake - target).abs().mean()
+
+
 class NeedsEverything:
     discriminator_input = "none"
     needs = "features"
@@ -194,7 +203,7 @@ class Components:
 
     @p2p_core.hookimpl
     def p2p_losses(self):
-        return {"matching": Matching, "recording": Recording, "first_cgan": FirstVersionCGAN, "needs_everything": NeedsEverything,
+        return {"matching": Matching, "recording": Recording, "first_cgan": FirstVersionCGAN, "first_l1": FirstVersionL1, "needs_everything": NeedsEverything,
                 "unreduced": Unreduced, "matching_only": MatchingOnly}
 
 
@@ -291,6 +300,18 @@ def test_a_first_version_term_keeps_working_with_a_warning_and_the_same_numbers(
     for _ in range(2):
         assert old.train_step(batch()) == {key.replace("cgan", "first_cgan"): value
                                              for key, value in new.train_step(batch()).items()}
+
+
+def test_a_first_version_term_beside_a_current_one_leaves_it_its_discriminator_loss():
+    with pytest.warns(DeprecationWarning):
+        pix2pix = model("first_cgan+recording", disc="patch16")
+    assert set(pix2pix.train_step(batch())) == {"D/first_cgan", "D/recording", "G/first_cgan", "G/recording"}
+
+
+def test_a_first_version_term_that_shows_d_nothing_trains_beside_a_discriminator_of_several_scales():
+    with pytest.warns(DeprecationWarning):
+        pix2pix = model("cgan+first_l1", disc="two_scales")
+    assert set(pix2pix.train_step(batch())) == {"D/cgan", "G/cgan", "G/first_l1"}
 
 
 def test_a_first_version_term_is_told_it_reads_one_scale_only_when_the_model_is_built():
