@@ -202,9 +202,11 @@ def write_image(image: Tensor, path: Path) -> None:
 def to_pil(image: Tensor) -> Image.Image:
     """A C x H x W image in [-1, 1] (or of 8-bit pixels) as an 8-bit PIL image, with the modes and channel rule of
     :func:`write_image`."""
-    pixels = to_uint8(image if image.shape[-3] in CHANNEL_MODES else displayable(image))
-    array = pixels.permute(1, 2, 0).numpy()
-    return Image.fromarray(array[..., 0] if pixels.shape[0] == 1 else array, mode=CHANNEL_MODES[pixels.shape[0]])
+    pixels = to_uint8(image if image.shape[-3] in CHANNEL_MODES else displayable(image)).contiguous()
+    # A channel at a time: PIL reads each contiguous plane where it lies, where interleaving the channels into
+    # H x W x C first would copy a huge image (predict's tiles) once more.
+    planes = [Image.fromarray(plane.numpy()) for plane in pixels]
+    return planes[0] if len(planes) == 1 else Image.merge(CHANNEL_MODES[len(planes)], planes)
 
 
 def resize(images: Tensor, size: Sequence[int]) -> Tensor:

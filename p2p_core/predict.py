@@ -289,10 +289,13 @@ def _run(
                     reads.append([read(i) for i in batches[number + ahead]])
                 size = list(scaled_size(*sizes[batch[0]], resize))
                 inputs = [resized(image, size) if resize else image for image in images]
-                # One image needs no copy into a batch: a huge one would be held twice.
+                shapes = [list(image.shape[-2:]) for image in images]
+                # One image needs no copy into a batch: a huge one would be held twice. Nor is it held while its
+                # output is encoded.
                 outputs = translate(inputs[0][None] if len(inputs) == 1 else torch.stack(inputs))
-                for index, image, result in zip(batch, images, outputs):
-                    result = resized(result, list(image.shape[-2:])) if resize else result
+                del images, inputs
+                for index, shape, result in zip(batch, shapes, outputs):
+                    result = resized(result, shape) if resize else result
                     writes.append(pool.submit(_write_png, result, targets[index]))
                 while len(writes) > ahead * len(batch):
                     writes.popleft().result()
