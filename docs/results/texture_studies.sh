@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# NOT YET RUN. The objective study (the paper's Table 1) and the discriminator study (Table 2) on the synthetic task's
-# texture variant, 3 seeds, scored by the FCN-score and the scorer's realism distances, sized for a 2-core CPU: 64x64.
+# The objective study (the paper's Table 1) and the discriminator study (Table 2) on the synthetic task's texture
+# variant, 3 seeds, scored by the FCN-score and the scorer's realism distances, sized for a 2-core CPU: 64x64.
+# Run with JOBS 2 on the shared 2-core CPU in 84 minutes beside other jobs; the results are in docs/results/README.md.
 #   bash docs/results/texture_studies.sh SWEEPS_DIR [JOBS]      (from the checkout; JOBS runs at once, default 1)
 # At 64x64 the 286x286 ImageGAN has no room (it needs 128 pixels); its row needs recipes/ablations/small/texture128.yaml
 # and a scorer fitted at 128 (docs/results/README.md, "The texture task", has the lines).
