@@ -29,7 +29,8 @@ from p2p_core.backends import Backend, Runner, open_backend
 from p2p_core.devices import resolve_device
 from p2p_core.errors import ConfigError, DataError
 from p2p_core.files import refuse_overlap
-from p2p_core.images import CHANNEL_MODES, image_header, list_images, read_input, resize as resized, to_signed, to_uint8, write_image
+from p2p_core.images import (CHANNEL_MODES, image_header, list_images, read_input, resize as resized, to_signed, to_uint8,
+                             write_image)
 from p2p_core.inference import load_generator, scale_note, scaled_size
 from p2p_core.ranges import BatchSize, Pixels, Seed, ranged
 from p2p_core.registry import Registry
@@ -227,7 +228,8 @@ class _Tiling:
             if self.applies(*batch.shape[-2:]):
                 # Read as 8-bit pixels (see _run), each tile becomes floats only on its way into the generator.
                 run = runner if batch.is_floating_point() else lambda piece: runner(to_signed(piece))
-                return translate_tiled(run, batch, tile=self.tile, overlap=self.overlap, finish=to_uint8 if pixels else None)
+                finish = to_uint8 if pixels else None
+                return translate_tiled(run, batch, tile=self.tile, overlap=self.overlap, finish=finish)
             return runner(batch)
 
         return translate

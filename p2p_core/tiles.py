@@ -2,11 +2,12 @@
 
 The generator sees one tile at a time, so its memory (its activations, many times the image's own size) is bounded
 by the tile, not the image; the image is still held whole, and the output too, blended a row of tiles at a time
-into what the caller keeps (predict: 8-bit pixels). Each tile's output is weighted by a window that is 1 inside and falls along a raised cosine (half a Hann
-window) towards 0 over the ``overlap`` pixels at each edge it shares with a neighbour; the weighted outputs are
-summed and divided by the summed weights. Where tiles overlap the output passes smoothly from one to the next, and
-a tile's edges, where the generator saw padding instead of the image around it, count least. The window is
-separable and the tiles form a grid, so the summed weights are the product of one vector per axis.
+into what the caller keeps (predict: 8-bit pixels). Each tile's output is weighted by a window that is 1 inside and
+falls along a raised cosine (half a Hann window) towards 0 over the ``overlap`` pixels at each edge it shares with a
+neighbour; the weighted outputs are summed and divided by the summed weights. Where tiles overlap the output passes
+smoothly from one to the next, and a tile's edges, where the generator saw padding instead of the image around it,
+count least. The window is separable and the tiles form a grid, so the summed weights are the product of one vector
+per axis.
 
 In paper mode batch norm normalises each tile by the tile's own statistics, so tiles may differ in tone where a
 whole image would not; eval mode has no such effect.
@@ -54,7 +55,12 @@ def auto_tile(size_multiple: int) -> int:
 
 
 def translate_tiled(
-    run: Callable[[Tensor], Tensor], batch: Tensor, *, tile: int, overlap: int, finish: Callable[[Tensor], Tensor] | None = None
+    run: Callable[[Tensor], Tensor],
+    batch: Tensor,
+    *,
+    tile: int,
+    overlap: int,
+    finish: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
     """``run``'s output for ``batch`` (N x C x H x W), computed ``tile`` x ``tile`` pixels at a time, tiles
     overlapping by at least ``overlap`` pixels and blended; ``run`` takes any tile and keeps its size (a
