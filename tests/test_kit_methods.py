@@ -6,13 +6,16 @@ from __future__ import annotations
 import random
 from contextlib import nullcontext
 
+import attrs
 import pytest
 import torch
 from torch import Tensor
 
 import p2p_core
+from conftest import make_spec
 from p2p_core.protocols import Sample
 from p2p_core.registry import OWN_DISTRIBUTION, Registry
+from p2p_core.spec import ComponentSpec, Shapes
 from p2p_core.testing import cases
 from p2p_core.testing.checks import (
     check_method_directions_name_its_generators,
@@ -136,3 +139,22 @@ def test_a_flawed_method_fails_its_check_with_the_contract_and_the_fix(name, che
 @pytest.mark.parametrize(("name", "check"), [flaw[:2] for flaw in FLAWS], ids=[flaw[0] for flaw in FLAWS])
 def test_the_same_check_passes_the_repaired_method(name, check):
     case(name, check, repaired=True).run()
+
+
+def flawed_training(name: str) -> Training:
+    spec = attrs.evolve(make_spec(generator=("unet", {"ngf": 4, "dropout": 0.0}), disc=("patch16", {"ndf": 4})),
+                        method=ComponentSpec(name, {"repaired": True}))
+    return Training.build(spec, Shapes(in_channels=3, out_channels=3, image_size=32), total_steps=2, registry=flawed_registry())
+
+
+def test_a_checkpoint_and_a_method_each_without_the_other_s_method_state_still_load():
+    """A method that keeps state reads a checkpoint saved before it kept any (its state stays as it is); a method
+    that keeps none reads a checkpoint that holds some (and ignores it)."""
+    keeping, keeping_none = flawed_training("forgetful"), flawed_training("leaky")
+    keeping.method.calls = 5
+    saved = keeping.state_dict()
+    assert saved["method_state"] == {"calls": torch.tensor(5)}
+    keeping.load_state_dict({name: value for name, value in saved.items() if name != "method_state"})
+    assert keeping.method.calls == 5  # nothing to read: left as it was
+    keeping_none.load_state_dict(saved)
+    assert keeping_none.step == saved["step"]
