@@ -28,12 +28,32 @@ python benchmarks/predict_backends.py --device "$device" --images "$images" --li
     --batch_sizes 1 4
 
 echo "## the training step, facades settings (batch 1, ${size}x${size}): eager float32 against compiled bfloat16"
-for round in $(seq "$rounds"); do
-    for setting in "--trainer.compile none --trainer.precision float32" \
-                   "--trainer.compile reduce-overhead --trainer.precision bfloat16"; do
-        # shellcheck disable=SC2086  # the setting is two options
-        line=$(python -m p2p_core bench --generator unet --generator.ngf "$ngf" --disc patch70 --trainer.batch_size 1 \
-            --trainer.device "$device" --image_size "$size" --steps "$steps" --warmup 3 --no_inference --json $setting)
-        echo "round $round | $setting | $line"
+results=$(mktemp -d)
+trap 'rm -rf "$results"' EXIT
+settings=("--trainer.compile none --trainer.precision float32"
+          "--trainer.compile reduce-overhead --trainer.precision bfloat16")
+for round in $(seq "$rounds"); do  # alternating, so that a machine's moods fall on both sides
+    for index in "${!settings[@]}"; do
+        # shellcheck disable=SC2086  # a setting is several options
+        python -m p2p_core bench --generator unet --generator.ngf "$ngf" --disc patch70 --trainer.batch_size 1 \
+            --trainer.device "$device" --image_size "$size" --steps "$steps" --warmup 3 --no_inference --json \
+            ${settings[$index]} > "$results/$index-$round.json"
     done
 done
+python - "$results" "${settings[@]}" <<'PY'
+import json, statistics, sys
+from pathlib import Path
+results, settings = Path(sys.argv[1]), sys.argv[2:]
+rates = []
+print("| setting | train images/s (median) | rounds | % of the matmul peak | peak memory (MiB) |")
+print("| --- | --- | --- | --- | --- |")
+for index, setting in enumerate(settings):
+    runs = [json.loads(path.read_text()) for path in sorted(results.glob(f"{index}-*.json"))]
+    rate = statistics.median(run["train_images_per_s"] for run in runs)
+    rates.append(rate)
+    share = statistics.median(run["peak_fraction"] for run in runs)
+    memory = max(run["peak_memory_mib"] for run in runs)
+    each = ", ".join(f"{run['train_images_per_s']:.2f}" for run in runs)
+    print(f"| {setting} | {rate:.2f} | {each} | {100 * share:.0f}% | {memory:.0f} |")
+print(f"\ncompiled bfloat16 / eager float32: {rates[1] / rates[0]:.2f}x (target 3x on a GPU)")
+PY
