@@ -405,13 +405,17 @@ def test_under_large_headers_and_half_sent_requests_the_demo_answers_and_stays_s
 
 
 # `python -m p2p_core`, saying at the very end how many objects the interpreter's exit still has to collect.
+# A terminal's Ctrl+C raises KeyboardInterrupt; a suite started in the background (a shell without job control)
+# hands its processes SIGINT ignored, which would leave Ctrl+C nothing to stop: the probe restores the terminal's.
 EXIT_PROBE = (
-    "import atexit, gc, runpy; atexit.register(lambda: print('left to collect at exit:', len(gc.get_objects()))); "
+    "import atexit, gc, runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "atexit.register(lambda: print('left to collect at exit:', len(gc.get_objects()))); "
     "runpy.run_module('p2p_core', run_name='__main__', alter_sys=True)"
 )
 
 
-def test_p2p_demo_serves_on_the_address_it_prints_until_ctrl_c(run_dir: Path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_p2p_demo_serves_on_the_address_it_prints_until_ctrl_c_or_sigterm(run_dir: Path, stop: signal.Signals):
     command = [sys.executable, "-c", EXIT_PROBE, "demo", "--ckpt", str(run_dir), "--port", "0", "--device", "cpu", "--mode", "eval"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -419,7 +423,7 @@ def test_p2p_demo_serves_on_the_address_it_prints_until_ctrl_c(run_dir: Path):
         address = re.search(r"open (http://127\.0\.0\.1:\d+/) in a browser", banner)
         assert address, banner + process.stderr.read()
         assert requests.get(f"{address[1]}info", timeout=30).json()["mode"] == "eval"
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         out, err = process.communicate(timeout=60)
     finally:
         if process.poll() is None:

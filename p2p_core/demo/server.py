@@ -34,6 +34,7 @@ import io
 import ipaddress
 import math
 import re
+import signal
 import socket
 import sys
 import threading
@@ -392,7 +393,8 @@ def serve(
     ema: bool = True,
     registry: Registry | None = None,
 ) -> None:
-    """Load the generator that translates ``direction`` and serve it until Ctrl+C; the process is then expected to exit."""
+    """Load the generator that translates ``direction`` and serve it until Ctrl+C or SIGTERM; the process is then
+    expected to exit."""
     where = resolve_device(device)
     trained = load_generator(ckpt, mode=mode, device=where, registry=registry, direction=direction, ema=ema)
     app = create_app(trained=trained, device=where, seed=seed, limits=limits, backend=backend, precision=precision, registry=registry)
@@ -405,7 +407,10 @@ def serve(
     )
     if not _is_loopback(host):
         print(f"p2p demo: warning: serving on {host}, so anyone who can reach it can use the model", file=sys.stderr)
-    server.serve_forever()  # returns on Ctrl+C, having closed the socket
+    # Ctrl+C cannot reach a demo started in the background (a shell without job control starts it with SIGINT
+    # ignored, and Python keeps it so); `kill`, docker and systemd send SIGTERM, which stops it as cleanly.
+    signal.signal(signal.SIGTERM, lambda signum, frame: server.shutdown())
+    server.serve_forever()  # returns on Ctrl+C or SIGTERM, having closed the socket
     print("p2p demo: stopped", flush=True)
     # The interpreter's exit would garbage-collect every object still tracked: after an ONNX export built in this
     # process (torch.onnx, onnxscript, sympy and their modules) about half a million, several seconds of one core
