@@ -396,7 +396,7 @@ def test_under_large_headers_and_half_sent_requests_the_demo_answers_and_stays_s
         print(f"peak memory growth under load: {growth / 2**20:.1f} MiB")
         assert growth < LOAD_GROWTH_LIMIT
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGTERM)  # heard in the background too, unlike SIGINT
         try:
             process.communicate(timeout=30)
         except subprocess.TimeoutExpired:
