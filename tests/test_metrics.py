@@ -113,10 +113,11 @@ def test_histogram_intersection_is_zero_for_disjoint_colours():
 
 
 def test_the_l_histogram_has_one_bin_per_unit_from_black_to_white():
-    # Lab L of white is exactly 100, the top edge: it shares the last bin, [99, 100], with a grey of L 99.1.
-    # Black (L 0) has the first bin to itself beside a grey of L 1.4.
-    white, light, black, dark = (flat((value,) * 3) for value in (1.0, 0.98, -1.0, -0.96))
+    # Lab L of white is exactly 100, the top edge: it shares the last bin, [99, 100], with a grey of L 99.1
+    # and not with one of L 98.7. Black (L 0) has the first bin to itself beside a grey of L 1.4.
+    white, light, lighter, black, dark = (flat((value,) * 3) for value in (1.0, 0.98, 0.97, -1.0, -0.96))
     assert histogram_intersection(histogram_of(white), histogram_of(light))["hist_L"] == 1.0
+    assert histogram_intersection(histogram_of(white), histogram_of(lighter))["hist_L"] == 0.0
     assert histogram_intersection(histogram_of(black), histogram_of(dark))["hist_L"] == 0.0
 
 
@@ -190,9 +191,13 @@ def test_histogram_plot_draws_the_papers_figure(tmp_path: Path, figures: list):
     (figure,) = figures
     assert not plt.fignum_exists(figure.number) and figure.get_suptitle() == "facades"
     axes = figure.axes
-    figure.canvas.draw()
+    figure.draw_without_rendering()  # its layout, after plt.close took its canvas
     boxes = [axis.get_window_extent() for axis in axes]
     assert [box.y0 for box in boxes] == [boxes[0].y0] * 3 and boxes[0].x1 < boxes[1].x0 < boxes[1].x1 < boxes[2].x0
+    # Laid out to fit: no panel's ticks or labels are cut off at the figure's edges.
+    for axis in axes:
+        box = axis.get_tightbbox()
+        assert figure.bbox.x0 <= box.x0 < box.x1 <= figure.bbox.x1 and figure.bbox.y0 <= box.y0 < box.y1 <= figure.bbox.y1
     for axis, channel in zip(axes, "Lab"):
         assert (axis.get_xlabel(), axis.get_ylabel()) == (channel, f"log10 P({channel})")
         truth_line, output_line = axis.get_lines()
