@@ -322,6 +322,30 @@ def test_skip_bad_logs_every_skipped_file_and_keeps_the_good_ones(tmp_path, capl
 # -- round 2: what a careless user or a crafted file can do --------------------------------------------------------
 
 
+# A float32 tensor of 3 elements over one element's storage (a crafted file's zero stride): 12 bytes claimed, 4 held.
+OVERCLAIMING = torch.zeros(1).as_strided((3,), (0,))
+
+
+@pytest.mark.parametrize(
+    "tensor, fault",
+    [
+        ("a string", "is a str, not a tensor"),
+        (OVERCLAIMING, "claims shape (3,) (3 elements) over 4 bytes"),
+        (torch.zeros(2, dtype=torch.complex64), "torch.complex64"),
+        (torch.tensor([0.0, float("nan"), float("inf")]), "holds NaN"),
+        (torch.tensor([0.0, float("-inf")]), "holds infinity"),
+    ],
+    ids=["not_a_tensor", "overclaiming", "complex", "nan", "infinity"],
+)
+def test_weights_no_trained_network_has_are_refused_naming_the_tensor_and_the_fault(tensor, fault):
+    good = {"conv.weight": torch.ones(2, 2), "steps": torch.tensor(3), "empty": torch.zeros(0)}
+    checkpoint.check_weights(good, source="run/step_1.pt")
+    with pytest.raises(DataError) as refused:
+        checkpoint.check_weights(good | {"decoder.bias": tensor}, source="run/step_1.pt")
+    message = str(refused.value)
+    assert message.startswith("run/step_1.pt: ") and "'decoder.bias'" in message and fault in message, message
+
+
 def test_a_spec_that_does_not_match_its_weights_is_refused_before_anything_is_allocated(tmp_path, capsys):
     run_dir = fit_smoke(tmp_path, capsys)
     state = checkpoint.load(run_dir)
