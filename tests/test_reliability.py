@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import io
 import os
 import re
@@ -320,6 +321,35 @@ def test_skip_bad_logs_every_skipped_file_and_keeps_the_good_ones(tmp_path, capl
 
 
 # -- round 2: what a careless user or a crafted file can do --------------------------------------------------------
+
+
+def test_a_run_folder_that_could_not_hold_two_checkpoints_is_refused_before_training(tmp_path, monkeypatch):
+    needed = 5 * 2**20
+    run_dir = tmp_path / "runs" / "new"
+    for free in (needed, needed + 1):  # exactly enough is enough
+        monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda path, free=free: _usage(free))
+        checkpoint.check_writable(run_dir, needed)
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda path: _usage(3 * 2**20))
+    with pytest.raises(checkpoint.CheckpointWriteError) as refused:
+        checkpoint.check_writable(run_dir, needed)
+    assert f"{tmp_path} has 3 MiB free" in str(refused.value) and "need about 5 MiB" in str(refused.value)
+
+
+def _usage(free: int) -> DiskUsage:
+    """What shutil.disk_usage says of a disk with ``free`` bytes free."""
+    return DiskUsage(total=2 * free, used=free, free=free)
+
+
+DiskUsage = collections.namedtuple("DiskUsage", "total used free")
+
+
+def test_a_run_folder_under_a_folder_it_may_not_write_is_refused_naming_it(tmp_path, monkeypatch):
+    # As root every folder is writable: the denial is the operating system's answer, put in its place.
+    real_access = os.access
+    monkeypatch.setattr(checkpoint.os, "access", lambda path, mode: real_access(path, mode) and not mode & os.W_OK)
+    with pytest.raises(checkpoint.CheckpointWriteError) as refused:
+        checkpoint.check_writable(tmp_path / "new", 1)
+    assert f"{tmp_path} is not writable" in str(refused.value)
 
 
 # A float32 tensor of 3 elements over one element's storage (a crafted file's zero stride): 12 bytes claimed, 4 held.
