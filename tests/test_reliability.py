@@ -352,6 +352,24 @@ def test_a_run_folder_under_a_folder_it_may_not_write_is_refused_naming_it(tmp_p
     assert f"{tmp_path} is not writable" in str(refused.value)
 
 
+def test_what_an_output_must_stay_apart_from_is_the_checkpoint_and_in_a_run_its_checkpoints_and_config(tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / checkpoint.FOLDER).mkdir(parents=True)
+    for step in (2, 10):
+        (run_dir / checkpoint.FOLDER / f"step_{step:08d}.pt").touch()
+    newest = run_dir / checkpoint.FOLDER / "step_00000010.pt"
+    in_the_run = {
+        "the checkpoint": newest,
+        "the run's checkpoints": run_dir / checkpoint.FOLDER,
+        "the run's config": run_dir / "config.yaml",
+    }
+    assert checkpoint.guarded(run_dir) == checkpoint.guarded(newest) == in_the_run
+    alone = tmp_path / "models" / "facades.pt"
+    alone.parent.mkdir()
+    alone.touch()
+    assert checkpoint.guarded(alone) == {"the checkpoint": alone}
+
+
 # A float32 tensor of 3 elements over one element's storage (a crafted file's zero stride): 12 bytes claimed, 4 held.
 OVERCLAIMING = torch.zeros(1).as_strided((3,), (0,))
 
