@@ -370,6 +370,27 @@ def test_what_an_output_must_stay_apart_from_is_the_checkpoint_and_in_a_run_its_
     assert checkpoint.guarded(alone) == {"the checkpoint": alone}
 
 
+def test_a_run_folder_means_its_newest_step_checkpoint_and_a_model_folder_its_weights(tmp_path):
+    run_dir = tmp_path / "run"
+    for step in (2, 10, 100):
+        checkpoint.save({"models": {"G": {"w": torch.full((1,), float(step))}}}, run_dir, step, keep=3)
+    best = checkpoint.save_best({"models": {"G": {"w": torch.full((1,), -1.0)}}}, run_dir)
+    assert best == run_dir / checkpoint.FOLDER / checkpoint.BEST
+    assert torch.load(best, weights_only=True)["models"]["G"]["w"].item() == -1.0 and best.with_suffix(".sha256").is_file()
+    # best.pt is never the newest, and a model file beside a run's checkpoints does not hide them.
+    (run_dir / p2p_core.weights.MODEL_FILE).touch()
+    assert checkpoint.resolve(run_dir) == checkpoint.path_for(run_dir, 100)
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / p2p_core.weights.MODEL_FILE).touch()
+    assert checkpoint.resolve(model_dir) == model_dir / p2p_core.weights.MODEL_FILE
+    (tmp_path / "empty").mkdir()
+    for nothing in (tmp_path / "empty", tmp_path / "missing.pt"):
+        with pytest.raises(DataError) as refused:
+            checkpoint.resolve(nothing)
+        assert str(nothing) in str(refused.value)
+
+
 # A float32 tensor of 3 elements over one element's storage (a crafted file's zero stride): 12 bytes claimed, 4 held.
 OVERCLAIMING = torch.zeros(1).as_strided((3,), (0,))
 
