@@ -391,6 +391,31 @@ def test_a_run_folder_means_its_newest_step_checkpoint_and_a_model_folder_its_we
         assert str(nothing) in str(refused.value)
 
 
+def test_a_failed_checkpoint_write_names_the_previous_checkpoint_only_when_there_is_one(tmp_path):
+    run_dir = tmp_path / "run"
+    state = {"models": {"G": {"w": torch.ones(1)}}}
+    # A folder where a checksum must go: writing there fails, as on a full or read-only disk.
+    checkpoint.path_for(run_dir, 1).with_suffix(".sha256").mkdir(parents=True)
+    with pytest.raises(checkpoint.CheckpointWriteError) as first:
+        checkpoint.save(state, run_dir, 1)
+    assert str(checkpoint.path_for(run_dir, 1)) in str(first.value) and "previous" not in str(first.value)
+    checkpoint.path_for(run_dir, 1).with_suffix(".sha256").rmdir()
+    checkpoint.save(state, run_dir, 1)
+    checkpoint.path_for(run_dir, 2).with_suffix(".sha256").mkdir()
+    with pytest.raises(checkpoint.CheckpointWriteError) as later:
+        checkpoint.save(state, run_dir, 2)
+    assert f"the previous checkpoint {checkpoint.path_for(run_dir, 1)} is intact" in str(later.value)
+
+
+def test_pruning_removes_an_old_checkpoint_that_has_no_checksum(tmp_path):
+    state = {"models": {"G": {"w": torch.ones(1)}}}
+    for step in (1, 2):
+        checkpoint.save(state, tmp_path, step)
+    checkpoint.path_for(tmp_path, 1).with_suffix(".sha256").unlink()  # as an older p2p wrote them
+    checkpoint.save(state, tmp_path, 3)
+    assert checkpoint.checkpoints(tmp_path) == [checkpoint.path_for(tmp_path, 2), checkpoint.path_for(tmp_path, 3)]
+
+
 # A float32 tensor of 3 elements over one element's storage (a crafted file's zero stride): 12 bytes claimed, 4 held.
 OVERCLAIMING = torch.zeros(1).as_strided((3,), (0,))
 
