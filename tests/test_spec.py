@@ -104,3 +104,21 @@ def test_malformed_directions_in_a_checkpoint_are_named_with_the_file_and_the_fi
     with pytest.raises(DataError) as error:
         read_checkpoint(_state(directions=directions), source="x.pt")
     assert str(error.value) == message
+
+
+def test_a_checkpoints_spec_reads_back_as_written_field_by_field():
+    run = RunSpec(
+        generator=ComponentSpec("unet", {"ngf": 8}), disc=ComponentSpec("patch70", {"ndf": 8}),
+        data=ComponentSpec("synthetic", {"size": 32}), method=ComponentSpec("cyclegan", {"cycle": 10.0}),
+        loss="lsgan+l1", loss_options={"l1": {"weight": 50.0}}, trainer=TrainConfig(batch_size=4, seed=7),
+        roles={"generator_ab": {"ngf": 16}},
+    )
+    trained = TrainedSpec(
+        run=run, shapes=Shapes(in_channels=1, out_channels=3, image_size=32, disc_in_channels=4),
+        plugins={"p2p-unet": "1.0"}, providers={"generator": "p2p-unet 1.0"}, adversarial=False,
+        networks={"generator_ab": NetworkShape(kind="generator", in_channels=1, out_channels=3)},
+        directions={"AtoB": "generator_ab"}, input_encoding="labels:5",
+    )
+    assert read_checkpoint({"format": 2, **trained.to_dict()}, source="x.pt") == trained
+    # A spec without role options writes no roles key: config.yaml stays what p2p wrote before roles existed.
+    assert "roles" not in _run().to_dict()
