@@ -1,0 +1,124 @@
+"""The run spec as data: the trainer's range checks and schedule, and what a checkpoint's spec says about its
+networks and directions. Plain data only: no network is built."""
+
+from __future__ import annotations
+
+import pytest
+
+from p2p_core.errors import ConfigError, DataError
+from p2p_core.ranges import LARGEST
+from p2p_core.spec import (
+    ComponentSpec,
+    NetworkShape,
+    RunSpec,
+    Shapes,
+    TrainConfig,
+    TrainedSpec,
+    check_trainer,
+    read_checkpoint,
+)
+
+def _run() -> RunSpec:
+    return RunSpec(generator=ComponentSpec("unet"), disc=ComponentSpec("patch70"), data=ComponentSpec("synthetic"))
+
+
+# -- the trainer's options -----------------------------------------------------------------------------------------
+
+
+def test_a_trainer_option_below_its_minimum_is_named_with_the_minimum_and_the_value():
+    with pytest.raises(ConfigError) as error:
+        check_trainer({"batch_size": 0})
+    assert str(error.value) == "--trainer.batch_size must be at least 1, got 0"
+
+
+def test_the_trainer_options_accept_their_bounds_and_an_unset_step_limit():
+    config = check_trainer({"batch_size": 1, "n_epochs": 0, "seed": LARGEST, "max_steps": None})
+    assert (config.batch_size, config.n_epochs, config.seed, config.max_steps) == (1, 0, LARGEST, None)
+    assert check_trainer({"seed": -LARGEST - 1}).seed == -LARGEST - 1
+
+
+def test_a_trainer_option_beyond_a_64_bit_integer_is_refused_with_its_first_40_digits():
+    huge = 10**50
+    with pytest.raises(ConfigError) as error:
+        check_trainer({"batch_size": huge})
+    assert str(error.value) == f"--trainer.batch_size must be at most {LARGEST:,} (a 64-bit integer), got {str(huge)[:40]}..."
+    with pytest.raises(ConfigError) as error:
+        check_trainer({"seed": -huge})
+    assert str(error.value) == f"--trainer.seed must be at least {-LARGEST - 1}, got {str(-huge)[:40]}"
+
+
+def test_without_decay_epochs_the_learning_rate_stays_constant_to_the_last_step():
+    config = TrainConfig(n_epochs=100, n_epochs_decay=0)
+    assert [config.learning_rate_factor(step, 10) for step in range(11)] == [1.0] * 11
+
+
+def test_without_constant_epochs_the_learning_rate_decays_from_the_first_step():
+    config = TrainConfig(n_epochs=0, n_epochs_decay=1)
+    assert [config.learning_rate_factor(step, 10) for step in (0, 5, 10)] == pytest.approx([10 / 11, 5 / 11, 0])
+
+
+# -- a checkpoint's networks and directions ------------------------------------------------------------------------
+
+
+def test_a_pix2pix_checkpoint_without_recorded_networks_gets_its_generator_and_discriminator():
+    shapes = Shapes(in_channels=3, out_channels=2, image_size=32, disc_in_channels=5)
+    assert TrainedSpec(run=_run(), shapes=shapes).networks == {
+        "generator": NetworkShape(kind="generator", in_channels=3, out_channels=2),
+        "discriminator": NetworkShape(kind="discriminator", in_channels=5),
+    }
+    generator_only = {"generator": NetworkShape(kind="generator", in_channels=3, out_channels=2)}
+    assert TrainedSpec(run=_run(), shapes=shapes, adversarial=False).networks == generator_only
+    assert TrainedSpec(run=_run(), shapes=Shapes(in_channels=3, out_channels=2, image_size=32)).networks == generator_only
+
+
+def _state(**changes: object) -> dict[str, object]:
+    """A format-2 checkpoint's state of a two-generator method, with ``changes`` over it."""
+    trained = TrainedSpec(
+        run=_run(),
+        shapes=Shapes(in_channels=3, out_channels=3, image_size=32),
+        networks={"generator_ab": NetworkShape(kind="generator", in_channels=3, out_channels=3),
+                  "generator_ba": NetworkShape(kind="generator", in_channels=3, out_channels=3)},
+        directions={"AtoB": "generator_ab", "BtoA": "generator_ba"},
+    )
+    return {"format": 2, **trained.to_dict(), **changes}
+
+
+def test_a_checkpoints_directions_are_read_back_as_written():
+    trained = read_checkpoint(_state(), source="x.pt")
+    assert trained.directions == {"AtoB": "generator_ab", "BtoA": "generator_ba"}
+    assert trained.generator_for("BtoA") == "generator_ba"
+    assert read_checkpoint(_state(directions={"BtoA": "generator_ba"}), source="x.pt").directions == {"BtoA": "generator_ba"}
+
+
+@pytest.mark.parametrize(
+    ("directions", "message"),
+    [
+        (["AtoB"], "x.pt: directions must be a mapping, got list ['AtoB']"),
+        ({"AtoB": ""}, "x.pt: directions.AtoB must be a name, got ''"),
+        ({}, "x.pt: directions must map AtoB and/or BtoA to a generator, got {}"),
+        ({"AtoB": "generator_ab", "sideways": "generator_ba"},
+         "x.pt: directions must map AtoB and/or BtoA to a generator, got {'AtoB': 'generator_ab', 'sideways': 'generator_ba'}"),
+    ],
+)
+def test_malformed_directions_in_a_checkpoint_are_named_with_the_file_and_the_field(directions, message):
+    with pytest.raises(DataError) as error:
+        read_checkpoint(_state(directions=directions), source="x.pt")
+    assert str(error.value) == message
+
+
+def test_a_checkpoints_spec_reads_back_as_written_field_by_field():
+    run = RunSpec(
+        generator=ComponentSpec("unet", {"ngf": 8}), disc=ComponentSpec("patch70", {"ndf": 8}),
+        data=ComponentSpec("synthetic", {"size": 32}), method=ComponentSpec("cyclegan", {"cycle": 10.0}),
+        loss="lsgan+l1", loss_options={"l1": {"weight": 50.0}}, trainer=TrainConfig(batch_size=4, seed=7),
+        roles={"generator_ab": {"ngf": 16}},
+    )
+    trained = TrainedSpec(
+        run=run, shapes=Shapes(in_channels=1, out_channels=3, image_size=32, disc_in_channels=4),
+        plugins={"p2p-unet": "1.0"}, providers={"generator": "p2p-unet 1.0"}, adversarial=False,
+        networks={"generator_ab": NetworkShape(kind="generator", in_channels=1, out_channels=3)},
+        directions={"AtoB": "generator_ab"}, input_encoding="labels:5",
+    )
+    assert read_checkpoint({"format": 2, **trained.to_dict()}, source="x.pt") == trained
+    # A spec without role options writes no roles key: config.yaml stays what p2p wrote before roles existed.
+    assert "roles" not in _run().to_dict()
