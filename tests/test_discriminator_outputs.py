@@ -19,6 +19,7 @@ from p2p_core.spec import Shapes
 from p2p_core.testing import ContractViolation, cases
 from p2p_core.testing.checks import check_discriminator_min_input_size
 from p2p_core.training import Training
+from p2p_patchgan import PatchGAN
 
 DATA = ("synthetic", {"length": 2, "load_size": 36, "crop_size": 32})
 SHAPES = Shapes(in_channels=3, out_channels=3, image_size=32)
@@ -413,3 +414,16 @@ def test_a_run_failing_in_its_first_step_leaves_no_run_folder(tmp_path):
 def test_a_term_without_a_discriminator_side_is_not_logged_for_d():
     assert set(model("cgan+matching_only+l1").train_step(batch())) == {"D/cgan", "G/cgan", "G/matching_only", "G/l1"}
     assert set(model("matching_only").train_step(batch())) == {"G/matching_only"}  # D then has nothing to learn
+
+
+@pytest.mark.parametrize("name", ["patch16", "patch70", "pixel"])
+def test_a_patchgan_predicts_its_own_logit_grid_for_sizes_its_strides_do_not_divide(name):
+    patchgan = registry().create("discriminator", name, in_channels=2, ndf=4)
+    for size in (45, 67):
+        predicted = patchgan.output_size(size)
+        assert type(predicted) is int and predicted == patchgan(torch.zeros(1, 2, size, size)).shape[-1]
+
+
+def test_a_patchgan_names_a_kernel_size_it_cannot_build():
+    with pytest.raises(ValueError, match=r"^kernel_size must be 4 \(PatchGAN\) or 1 \(PixelGAN\), got 3$"):
+        PatchGAN(in_channels=3, kernel_size=3)

@@ -92,11 +92,34 @@ class LeaksIntoItsJudge(Flawed):
             return self.training.update("generator", self.losses(fake, batch.b))
 
 
+class JudgedTwice(Flawed):
+    """Two optional networks besides the generator: a checkpoint may hold either without the other."""
+
+    def __init__(self, *, training: Training, repaired: bool = False) -> None:
+        super().__init__(training=training, repaired=repaired)
+        training.network("second_judge", "discriminator", in_channels=training.shapes.out_channels)
+
+
+class Frozen:
+    """Translates with a generator it never updates: a method without optimizers."""
+
+    def __init__(self, *, training: Training, repaired: bool = False) -> None:
+        shapes = training.shapes
+        training.network("generator", "generator", in_channels=shapes.in_channels, out_channels=shapes.out_channels)
+        self.directions = {"AtoB": "generator"}
+
+    def train_step(self, batch: Sample) -> dict[str, float]:
+        return {}
+
+    def images(self) -> dict[str, Tensor]:
+        return {}
+
+
 class FlawedMethods:
     @p2p_core.hookimpl
     def p2p_methods(self):
         return {"logs_tensors": LogsTensors, "judge_translates": TranslatesWithItsJudge, "forgetful": ForgetsItsCounter,
-                "unseeded": DrawsUnseededNoise, "leaky": LeaksIntoItsJudge}
+                "unseeded": DrawsUnseededNoise, "leaky": LeaksIntoItsJudge, "judged_twice": JudgedTwice, "frozen": Frozen}
 
 
 def flawed_registry() -> Registry:
@@ -158,3 +181,18 @@ def test_a_checkpoint_and_a_method_each_without_the_other_s_method_state_still_l
     assert keeping.method.calls == 5  # nothing to read: left as it was
     keeping_none.load_state_dict(saved)
     assert keeping_none.step == saved["step"]
+
+
+def test_weights_load_into_every_network_the_checkpoint_holds_past_one_it_lacks():
+    saved, training = flawed_training("judged_twice").state_dict()["models"], flawed_training("judged_twice")
+    untouched = {name: value.clone() for name, value in training.networks["judge"].state_dict().items()}
+    training.load_weights({"generator": saved["generator"], "second_judge": saved["second_judge"]}, source="an export")
+    for role, expected in (("generator", saved["generator"]), ("second_judge", saved["second_judge"]), ("judge", untouched)):
+        loaded = training.networks[role].state_dict()
+        assert all(torch.equal(value, loaded[name]) for name, value in expected.items()), role
+
+
+def test_a_method_without_optimizers_reports_the_configured_rate():
+    training = flawed_training("frozen")
+    assert training.optimizers == {}
+    assert training.learning_rate() == training.config.lr * training.config.learning_rate_factor(0, 2)
