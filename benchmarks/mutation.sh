@@ -11,8 +11,11 @@
 #   benchmarks/mutation.sh p2p_core/objective.py            # one
 #   benchmarks/mutation.sh --shared p2p_core/run.py         # with ../shared beside the scratch copy
 #   benchmarks/mutation.sh p2p_core/run.py 'p2p_core.run.*fit*'   # only the mutants whose names match
+#   MUTATION_SAMPLE=40 benchmarks/mutation.sh               # 40 mutants drawn at random per module: the hour's run
 #
-# MUTATION_CHILDREN (default 1) is mutmut's --max-children.
+# MUTATION_CHILDREN (default 1) is mutmut's --max-children. MUTATION_SAMPLE=N judges N mutants per module drawn
+# with a fixed seed (the same N give the same mutants while the module is unchanged); the report is MODULE.sample.txt
+# and mutation_report.py gives the score with its 95% interval.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 checkout="$PWD"
@@ -49,6 +52,8 @@ if [ "${1:-}" = "--shared" ]; then
 fi
 modules=("${1:-}")
 names=("${@:2}")
+sample="${MUTATION_SAMPLE:-}"
+[ -z "$sample" ] || [ ${#names[@]} = 0 ] || { echo "MUTATION_SAMPLE draws from all of a module's mutants: give no names" >&2; exit 2; }
 [ -n "${modules[0]}" ] || mapfile -t modules < <(printf '%s\n' "${!TESTS[@]}" | sort)
 mkdir -p benchmarks/mutation
 
@@ -85,14 +90,23 @@ for module in "${modules[@]}"; do
         echo "pytest_add_cli_args_test_selection ="
         for test in $tests; do echo "    $test"; done
     } > "$scratch/setup.cfg"
-    (cd "$scratch" && nice -n 19 mutmut run --max-children "${MUTATION_CHILDREN:-1}" "${names[@]}" > mutmut.log 2>&1 || true
+    if [ -n "$sample" ]; then
+        # A first run with a name no mutant has makes the mutants and maps the tests to them, judging none.
+        (cd "$scratch" && nice -n 19 mutmut run --max-children "${MUTATION_CHILDREN:-1}" 'no-such-mutant' > mutmut.log 2>&1 || true)
+        mapfile -t names < <(cd "$scratch" && mutmut results --all true 2>/dev/null | sed -n 's/^ *\([^ ]*\): .*/\1/p' |
+            python -c 'import random, sys; names = sorted(sys.stdin.read().split()); random.Random(0).shuffle(names); print("\n".join(sorted(names[: int(sys.argv[1])])))' "$sample")
+        [ ${#names[@]} -gt 0 ] || { echo "$module: mutmut made no mutants; the end of its log:" >&2; tail -c 3000 "$scratch/mutmut.log" >&2; exit 1; }
+    fi
+    (cd "$scratch" && nice -n 19 mutmut run --max-children "${MUTATION_CHILDREN:-1}" "${names[@]}" >> mutmut.log 2>&1 || true
      mutmut export-cicd-stats > /dev/null && mutmut results > survivors.txt 2>&1 || true)
-    report="benchmarks/mutation/$(echo "$module" | tr / .)${names[*]:+.some}.txt"
+    suffix="${names[*]:+.some}"
+    [ -z "$sample" ] || suffix=".sample"
+    report="benchmarks/mutation/$(echo "$module" | tr / .)$suffix.txt"
     # The mutants and how many were killed (a mutant that makes the tests hang is caught too); then each survivor
     # (unreached ones too) with its change; mutation_report.py explains what it can and scores the module.
-    (cd "$scratch" && python - "$module" "${shared:+with}" "$tests" "${names[*]}" <<'PY'
+    (cd "$scratch" && python - "$module" "${shared:+with}" "$tests" "${names[*]}" "$sample" <<'PY'
 import json, sys
-module, with_shared, tests, names = sys.argv[1:]
+module, with_shared, tests, names, sample = sys.argv[1:]
 stats = json.load(open("mutants/mutmut-cicd-stats.json"))
 killed = stats["killed"] + stats["timeout"]
 mutants = killed + stats["survived"] + stats["no_tests"]
@@ -100,6 +114,8 @@ if not mutants:
     sys.exit(f"{module}: mutmut judged no mutant; the end of its log:\n" + open("mutmut.log").read()[-3000:])
 # A run stopped early (mutmut interrupted) judged only some of the mutants.
 stopped = f"; stopped: {mutants} of its {stats['total']} mutants checked" if mutants < stats["total"] and not names else ""
+if sample:
+    names, stopped = "", f"; a random sample of {len(names.split())} of its {stats['total']} mutants (seed 0)"
 print(f"{module} ({'with' if with_shared else 'without'} ../shared; tests: {tests}"
       f"{'; mutants of ' + names if names else ''}{stopped}): {mutants} mutants, {killed} killed")
 PY

@@ -5,7 +5,9 @@ log line or a print, changed as mutmut changes strings: XX around it, lower or u
 benchmarks/mutation-equivalent.tsv names it (a message, or a change of no behaviour, with the reason). The
 score is killed / (mutants - explained). The file may also name a survivor "killed": a test written after the
 run kills it, checked by hand (the bug put back, the test failing); the second score counts those, until the
-next run measures them. Run it again after explaining a survivor: no mutmut run needed.
+next run measures them. Run it again after explaining a survivor: no mutmut run needed. A report of a random
+sample of the module's mutants (MUTATION_SAMPLE) gives each score with its 95% interval (Wilson's), the range
+the whole module's score lies in.
 
     python benchmarks/mutation_report.py benchmarks/mutation/p2p_core.objective.py.txt
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import math
 import re
 import sys
 from pathlib import Path
@@ -50,6 +53,15 @@ def only_rewords_a_message(diff: list[str], messages: set[str]) -> bool:
     return False
 
 
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% interval of a proportion measured on a sample; unlike p +- 1.96 se it stays within [0, 1] and is
+    honest at 100% (40 of 40 killed still leaves room for a survivor in the untested mutants)."""
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def main(report_path: str) -> None:
     report = Path(report_path)
     lines = report.read_text().splitlines()
@@ -76,10 +88,17 @@ def main(report_path: str) -> None:
     mutants, killed = int(summary["mutants"]), int(summary["killed"])
     unreached = sum(status == "no tests" for _, status, _ in survivors)
     judged = max(1, mutants - counts["message"] - counts["equivalent"])
+
+    def score(caught: int) -> str:
+        if "random sample of" not in summary["head"]:
+            return f"{caught / judged:.1%}"
+        low, high = wilson_interval(caught, judged)
+        return f"{caught / judged:.1%} (95% interval {low:.1%}-{high:.1%})"
+
     head = (f"{summary['head']}: {mutants} mutants, {killed} killed, {counts['message']} change only a message's "
             f"wording, {counts['equivalent']} are equivalent, {counts['killed']} killed by tests written since (by hand), "
             f"{counts['unexplained']} unexplained survivors (of which not reached by the tests: {unreached}); score "
-            f"{killed / judged:.1%}, with the tests written since {(killed + counts['killed']) / judged:.1%}")
+            f"{score(killed)}, with the tests written since {score(killed + counts['killed'])}")
     report.write_text("\n".join([head, *out]) + "\n")
     print(head)
 
