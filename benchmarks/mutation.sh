@@ -14,8 +14,9 @@
 #   MUTATION_SAMPLE=40 benchmarks/mutation.sh               # 40 mutants drawn at random per module: the hour's run
 #
 # MUTATION_CHILDREN (default 1) is mutmut's --max-children. MUTATION_SAMPLE=N judges N mutants per module drawn
-# with a fixed seed (the same N give the same mutants while the module is unchanged); the report is MODULE.sample.txt
-# and mutation_report.py gives the score with its 95% interval.
+# with a fixed seed, MUTATION_SEED (default 0; the same N and seed give the same mutants while the module is unchanged);
+# the report is MODULE.sample.txt (MODULE.sample-seedS.txt) and mutation_report.py gives the score with its 95% interval. Tests written for one
+# sample's survivors flatter that sample: measure them with another seed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 checkout="$PWD"
@@ -94,19 +95,19 @@ for module in "${modules[@]}"; do
         # A first run with a name no mutant has makes the mutants and maps the tests to them, judging none.
         (cd "$scratch" && nice -n 19 mutmut run --max-children "${MUTATION_CHILDREN:-1}" 'no-such-mutant' > mutmut.log 2>&1 || true)
         mapfile -t names < <(cd "$scratch" && mutmut results --all true 2>/dev/null | sed -n 's/^ *\([^ ]*\): .*/\1/p' |
-            python -c 'import random, sys; names = sorted(sys.stdin.read().split()); random.Random(0).shuffle(names); print("\n".join(sorted(names[: int(sys.argv[1])])))' "$sample")
+            python -c 'import random, sys; names = sorted(sys.stdin.read().split()); random.Random(int(sys.argv[2])).shuffle(names); print("\n".join(sorted(names[: int(sys.argv[1])])))' "$sample" "${MUTATION_SEED:-0}")
         [ ${#names[@]} -gt 0 ] || { echo "$module: mutmut made no mutants; the end of its log:" >&2; tail -c 3000 "$scratch/mutmut.log" >&2; exit 1; }
     fi
     (cd "$scratch" && nice -n 19 mutmut run --max-children "${MUTATION_CHILDREN:-1}" "${names[@]}" >> mutmut.log 2>&1 || true
      mutmut export-cicd-stats > /dev/null && mutmut results > survivors.txt 2>&1 || true)
     suffix="${names[*]:+.some}"
-    [ -z "$sample" ] || suffix=".sample"
+    [ -z "$sample" ] || suffix=".sample${MUTATION_SEED:+-seed$MUTATION_SEED}"
     report="benchmarks/mutation/$(echo "$module" | tr / .)$suffix.txt"
     # The mutants and how many were killed (a mutant that makes the tests hang is caught too); then each survivor
     # (unreached ones too) with its change; mutation_report.py explains what it can and scores the module.
-    (cd "$scratch" && python - "$module" "${shared:+with}" "$tests" "${names[*]}" "$sample" <<'PY'
+    (cd "$scratch" && python - "$module" "${shared:+with}" "$tests" "${names[*]}" "$sample" "${MUTATION_SEED:-0}" <<'PY'
 import json, sys
-module, with_shared, tests, names, sample = sys.argv[1:]
+module, with_shared, tests, names, sample, seed = sys.argv[1:]
 stats = json.load(open("mutants/mutmut-cicd-stats.json"))
 killed = stats["killed"] + stats["timeout"]
 mutants = killed + stats["survived"] + stats["no_tests"]
@@ -115,7 +116,7 @@ if not mutants:
 # A run stopped early (mutmut interrupted) judged only some of the mutants.
 stopped = f"; stopped: {mutants} of its {stats['total']} mutants checked" if mutants < stats["total"] and not names else ""
 if sample:
-    names, stopped = "", f"; a random sample of {len(names.split())} of its {stats['total']} mutants (seed 0)"
+    names, stopped = "", f"; a random sample of {len(names.split())} of its {stats['total']} mutants (seed {seed})"
 print(f"{module} ({'with' if with_shared else 'without'} ../shared; tests: {tests}"
       f"{'; mutants of ' + names if names else ''}{stopped}): {mutants} mutants, {killed} killed")
 PY
