@@ -14,9 +14,9 @@
 #   MUTATION_SAMPLE=40 benchmarks/mutation.sh               # 40 mutants drawn at random per module: the hour's run
 #
 # MUTATION_CHILDREN (default 1) is mutmut's --max-children. MUTATION_SAMPLE=N judges N mutants per module drawn
-# with a fixed seed, MUTATION_SEED (default 0; the same N and seed give the same mutants while the module is unchanged);
-# the report is MODULE.sample.txt (MODULE.sample-seedS.txt) and mutation_report.py gives the score with its 95% interval. Tests written for one
-# sample's survivors flatter that sample: measure them with another seed.
+# with a fixed seed, MUTATION_SEED (default 0): the same N and seed give the same mutants while the module is
+# unchanged. The report is then MODULE.sample.txt (MODULE.sample-seedS.txt), and mutation_report.py gives the score
+# with its 95% interval. Tests written for one sample's survivors flatter it: measure them with another seed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 checkout="$PWD"
