@@ -250,3 +250,16 @@ def test_resize_and_crop_warns_of_pairs_more_than_a_tenth_from_square(tmp_path: 
     assert messages == ([f"{tmp_path / 'train'}: 1 pair(s) are far from square, yet resize_and_crop squeezes each image to a square: "
                          f"1 of {width}x{height} (e.g. 0.png); check that each file holds what the dataset expects, or use "
                          f"--data.preprocess crop or none"] if squeezed else [])
+
+
+@pytest.mark.parametrize("kind", DATASETS)
+def test_a_name_in_the_split_that_is_not_a_file_is_warned_of_once(tmp_path: Path, kind):
+    path = write_pair(tmp_path, kind, "train", "0", pixels(4, 4), pixels(4, 4))
+    (path.parent / "folder.png").mkdir()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        DATASETS[kind](root=tmp_path, preprocess="crop")
+    assert [str(warning.message) for warning in caught] == [
+        f"{path.parent}: skipped 1 name(s) with an image suffix that are not regular files (folders, symlink loops, broken "
+        f"links or links to devices): folder.png"
+    ]
