@@ -142,7 +142,7 @@ def test_by_default_a_dataset_reads_the_train_split_as_rgb_a_to_b_jittered_as_th
 
 
 def test_a_bad_file_is_refused_naming_it_unless_skip_bad_skips_to_the_next_pair(tmp_path: Path, caplog):
-    good = {name: write_pair(tmp_path, "aligned", "train", name, pixels(4, 4, seed=i), pixels(4, 4, seed=9)) for i, name in enumerate("02")}
+    good = {name: write_pair(tmp_path, "aligned", "train", name, pixels(4, 4), pixels(4, 4)) for name in ("0", "2")}
     (tmp_path / "train" / "1.png").write_bytes(b"not an image")
     (tmp_path / "train" / "3.png").write_bytes(b"")
     with pytest.raises(DataError, match=re.escape(str(tmp_path / "train" / "1.png"))):
