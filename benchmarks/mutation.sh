@@ -33,7 +33,7 @@ declare -A TESTS=(
     [plugins/p2p_patchgan/__init__.py]="tests/test_paper_facts.py tests/test_discriminator_outputs.py tests/test_initialisation.py"
     [plugins/p2p_gan_losses/__init__.py]="tests/test_engine.py tests/test_paper_facts.py tests/test_discriminator_outputs.py"
     [plugins/p2p_datasets/files.py]="tests/test_datasets.py"
-    [plugins/p2p_datasets/synthetic.py]="tests/test_datasets.py tests/test_paper_facts.py"
+    [plugins/p2p_datasets/synthetic.py]="tests/test_datasets.py tests/test_paper_facts.py tests/test_synthetic.py"
 )
 shared=""
 if [ "${1:-}" = "--shared" ]; then
