@@ -129,7 +129,9 @@ def test_the_light_is_a_gradient_in_any_direction_over_plain_background():
             _, slope = lighting(factor, background)
             assert float(slope.norm()) > 0.003
             directions.append(math.atan2(float(slope[1]), float(slope[0])))
-    # Every direction is as likely: no wide arc of directions is left out.
+    # Every direction is as likely: as many scenes brighter at the bottom as at the top, and no wide arc of
+    # directions left out.
+    assert abs(sum(direction > 0 for direction in directions) / len(directions) - 0.5) < 0.15
     directions = sorted(directions)
     gaps = [later - earlier for earlier, later in zip(directions, directions[1:])] + [directions[0] + 2 * math.pi - directions[-1]]
     assert max(gaps) < 1.0
@@ -151,6 +153,8 @@ def test_each_class_has_stripes_of_its_own_direction():
     rows, cols = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
     # The stripes of a class run along one line through the pixel grid: what stays constant along them.
     along = {1: cols, 2: rows, 3: rows + cols, 4: cols - rows}
+    # A step along a diagonal's line number is 1 / sqrt(2) pixel across its stripes.
+    pixels_per_step = {1: 1.0, 2: 1.0, 3: 2**-0.5, 4: 2**-0.5}
     for cls, line in along.items():
         values: dict[int, list[float]] = {}
         for labels, relative in stripes():
@@ -160,10 +164,12 @@ def test_each_class_has_stripes_of_its_own_direction():
         profile = {key: sum(v) / len(v) for key, v in values.items()}
         middle = sum(profile.values()) / len(profile)
         # Fine stripes: a light and a dark band every few pixels (a crossing of the middle at least every 10
-        # steps along the line), not one gentle ramp.
+        # steps along the line), not one gentle ramp; but at least 3 pixels to a period (two crossings), where a
+        # grid of pixels would show a moire instead.
         steps = [(profile[key] - middle) * (profile[key + 1] - middle) for key in profile if key + 1 in profile]
+        crossings = sum(step < 0 for step in steps) / len(steps)
         assert max(profile.values()) - min(profile.values()) > 0.1, CLASSES[cls]
-        assert sum(step < 0 for step in steps) > len(steps) / 10, CLASSES[cls]
+        assert 1 / 10 < crossings < 2 * pixels_per_step[cls] / 3, CLASSES[cls]
     # The background has none, and mauve's slant is none of the others'.
     for labels, relative in stripes():
         assert torch.allclose(relative[labels == 0], torch.ones(()), atol=1e-4)
