@@ -209,10 +209,13 @@ def test_each_texture_has_its_period_unit_amplitude_and_zero_mean(across: float,
     assert abs(float(grain.mean())) < 0.02 and abs(float((grain[:, 1:] * grain[:, :-1]).mean())) < 0.02
 
 
-def test_the_textures_are_bounded_at_whole_pixels_and_only_their_grain_follows_the_generator():
+def test_the_textures_are_bounded_at_whole_pixels_square_and_only_their_grain_follows_the_generator():
     u, v = torch.meshgrid(torch.arange(-8.0, 9.0), torch.arange(-8.0, 9.0), indexing="xy")
     first, again = (textures(u, v, generator=torch.Generator().manual_seed(1)) for _ in range(2))
     assert torch.equal(first, again) and first.isfinite().all() and float(first.abs().max()) <= 1
+    # Checks of squares and a square grid of dots: the same across as down (on a grid as wide as it is high,
+    # centred on 0), on the squares' edges too.
+    assert torch.equal(first[3:5], first[3:5].transpose(1, 2))
     other = textures(u, v, generator=torch.Generator().manual_seed(2))
     assert torch.equal(first[:5], other[:5]) and not torch.equal(first[5], other[5])
 
