@@ -37,7 +37,7 @@ declare -A TESTS=(
     [plugins/p2p_patchgan/__init__.py]="tests/test_paper_facts.py tests/test_discriminator_outputs.py tests/test_initialisation.py"
     [plugins/p2p_gan_losses/__init__.py]="tests/test_engine.py tests/test_paper_facts.py tests/test_discriminator_outputs.py tests/test_loss_terms.py"
     [plugins/p2p_datasets/files.py]="tests/test_datasets.py tests/test_image_channels.py tests/test_dataset_files.py"
-    [plugins/p2p_datasets/synthetic.py]="tests/test_datasets.py tests/test_paper_facts.py"
+    [plugins/p2p_datasets/synthetic.py]="tests/test_datasets.py tests/test_paper_facts.py tests/test_synthetic.py"
 )
 # module -> tests to leave out under mutmut, with the reason
 declare -A DESELECT=(

@@ -75,6 +75,8 @@ TEXTURE_COLOUR = torch.tensor([0.6, 0.55, 0.5])
 TEXTURE_CONTRAST = 0.35
 PHASE_RANGE = 24.0
 """Pixels; a multiple of every pattern's period, so a uniform offset in it is a uniform phase for each."""
+MAX_LENGTH = 10**8
+"""Pairs per split at most: fewer than between any two splits' first seeds, so no two splits share a scene."""
 
 
 def textures(u: Tensor, v: Tensor, *, generator: torch.Generator) -> Tensor:
@@ -149,7 +151,7 @@ class SyntheticDataset(Dataset):
         self.split = split
         self.variant = variant
         self.classes = TEXTURE_CLASSES if variant == "texture" else CLASSES
-        # A stable per-split offset, so train and val never share a scene.
+        # A stable per-split offset, so train and val never share a scene (their offsets are MAX_LENGTH apart or more).
         self.seed = seed * 1_000_003 + zlib.crc32(split.encode())
         self.swap = swap
         self.jitter = jitter
@@ -161,7 +163,8 @@ class SyntheticDataset(Dataset):
     def __getitem__(self, index: int) -> Sample:
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for a synthetic dataset of {self.length}")
-        generator = torch.Generator().manual_seed(self.seed + index)
+        # A generator takes seeds below 2**64, where a large seed's offset does not end.
+        generator = torch.Generator().manual_seed((self.seed + index) % 2**64)
         size = self.jitter.load_size if self.jitter.preprocess == "resize_and_crop" else self.jitter.crop_size
         a, b, labels = render(size=size, generator=generator, variant=self.variant)
         path = f"synthetic/{self.split}/{index}"
@@ -190,8 +193,8 @@ def synthetic(
     colour and a pattern of its own at a random phase, so that only texture tells the classes apart (the
     FCN-score then sees whether a model draws texture, not only whether it gets the colours right).
     """
-    if not 1 <= length <= 10**9:
-        raise ValueError(f"length (pairs per split) must be from 1 to 10**9, got {str(length)[:40]}")
+    if not 1 <= length <= MAX_LENGTH:
+        raise ValueError(f"length (pairs per split) must be from 1 to 10**8, got {str(length)[:40]}")
     if not 0 <= seed < 2**63:  # what torch's generators take
         raise ValueError(f"seed must be from 0 to 2**63 - 1, got {str(seed)[:40]}")
     if variant not in VARIANTS:
