@@ -11,7 +11,7 @@
 #   benchmarks/mutation.sh p2p_core/objective.py            # one
 #   benchmarks/mutation.sh --shared p2p_core/run.py         # with ../shared beside the scratch copy
 #   benchmarks/mutation.sh p2p_core/run.py 'p2p_core.run.*fit*'   # only the mutants whose names match
-#   MUTATION_SAMPLE=40 benchmarks/mutation.sh               # 40 mutants drawn at random per module: the hour's run
+#   MUTATION_SAMPLE=40 benchmarks/mutation.sh               # 40 mutants per module, drawn at random
 #
 # MUTATION_CHILDREN (default 1) is mutmut's --max-children. MUTATION_SAMPLE=N judges N mutants per module drawn
 # with a fixed seed, MUTATION_SEED (default 0): the same N and seed give the same mutants while the module is
