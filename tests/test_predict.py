@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from conftest import fit_tiny
+from p2p_core.cli import main
 from p2p_core.errors import ConfigError, DataError, P2PError
 from p2p_core.images import read_image, to_signed, to_uint8, write_image
 from p2p_core.inference import load_generator, scale_note, translate
@@ -95,6 +96,13 @@ def test_each_output_is_translate_at_its_input_size(run: Path, inputs: Path, tmp
         with torch.no_grad():
             expected = translate(generator, read_image(inputs / f"{index}.png"))
         assert torch.equal(to_signed(to_uint8(expected)), read_image(tmp_path / "out" / f"{index}.png"))
+
+
+def test_a_safetensors_export_predicts_what_its_checkpoint_does(run: Path, inputs: Path, tmp_path: Path):
+    main(["export", "--ckpt", str(run), "--format", "safetensors", "--out", str(tmp_path / "model.safetensors")])
+    for name, ckpt in [("checkpoint", run), ("export", tmp_path / "model.safetensors")]:
+        quiet_predict(ckpt=ckpt, input=inputs, output=tmp_path / name, backend="torch")
+    assert same(pixels(tmp_path / "checkpoint"), pixels(tmp_path / "export"))
 
 
 def test_paper_mode_repeats_for_a_seed(run: Path, inputs: Path, tmp_path: Path):
