@@ -154,7 +154,8 @@ def test_the_result_says_what_was_written_and_how_fast(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = predict(output=tmp_path / "out", mode="eval", **common)
-    assert bar_count(capsys.readouterr().err) == (len(SIZES), len(SIZES))
+    bar = capsys.readouterr().err
+    assert bar_count(bar) == (len(SIZES), len(SIZES)) and "image" in bar  # counted in images
     assert result == PredictResult(count=len(SIZES), output=tmp_path / "out", mode="eval", backend="torch (cpu, float32)",
                                    batch_size=3, images_per_second=4.0)
     assert str(result) == f"8 image(s) written to {tmp_path / 'out'} (eval mode, torch (cpu, float32), batch size 3, 4.00 images/s)"
