@@ -188,9 +188,9 @@ def tiled_sizes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
 
 
 @pytest.mark.parametrize(("tile", "tiled"), [(16, [(16, 17), (17, 16)]), (0, []), (None, [(16, 17), (17, 16)])])
-def test_images_larger_than_the_tile_on_a_side_are_tiled(run: Path, tmp_path: Path, monkeypatch, tile: int | None, tiled):
+def test_images_larger_than_the_tile_on_a_side_are_tiled(run: Path, tmp_path: Path, monkeypatch, capsys, tile: int | None, tiled):
     """--tile N tiles the images over N pixels on either side; 0 none; without it, those of over AUTO_TILE_PIXELS
-    pixels (here 16 x 16, in 16-pixel tiles), whatever their sides."""
+    pixels (here 16 x 16, in 16-pixel tiles), whatever their sides, and a message says so."""
     monkeypatch.setattr(tiles, "AUTO_TILE", 16)
     monkeypatch.setattr("p2p_core.predict.AUTO_TILE_PIXELS", 16 * 16)
     for height, width in [(16, 16), (16, 17), (17, 16)]:
@@ -198,6 +198,8 @@ def test_images_larger_than_the_tile_on_a_side_are_tiled(run: Path, tmp_path: Pa
     seen = tiled_sizes(monkeypatch)
     predict(ckpt=run, input=tmp_path / "in", output=tmp_path / "out", mode="eval", backend="torch", progress=False, tile=tile)
     assert sorted(seen) == tiled
+    unasked = "16x17.png (16 x 17) and its 272 pixels are over 256 (1 other image(s) too): translated in 16-pixel tiles"
+    assert (unasked in capsys.readouterr().err) == (tile is None)
 
 
 def test_with_resize_the_images_tiled_are_those_large_after_it(run: Path, large: Path, tmp_path: Path, monkeypatch, capsys):
