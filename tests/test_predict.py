@@ -161,6 +161,14 @@ def test_the_result_says_what_was_written_and_how_fast(
     assert str(result) == f"8 image(s) written to {tmp_path / 'out'} (eval mode, torch (cpu, float32), batch size 3, 4.00 images/s)"
 
 
+def test_the_precision_asked_is_the_backends(run: Path, inputs: Path, tmp_path: Path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # bfloat16 emulated on a CPU without its instructions; the scale warning
+        result = predict(ckpt=run, input=inputs, output=tmp_path / "out", device="cpu", mode="eval", backend="torch",
+                         precision="bfloat16", progress=False)
+    assert result.backend == "torch (cpu, bfloat16)"
+
+
 def test_images_of_one_size_after_resize_share_a_batch(run: Path, tmp_path: Path):
     """--batch_size groups the images by their size after --resize: 20 x 30 and 40 x 60 both go through at 16 x 24,
     together, where paper mode's batch norm makes each output depend on the other."""
