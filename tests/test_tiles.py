@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from concurrent.futures import Executor, Future
 from pathlib import Path
 
@@ -12,13 +13,16 @@ from hypothesis import given, settings, strategies as st
 from PIL import Image
 from torch import nn
 
+import p2p_core
 from conftest import fit_tiny
 from p2p_core import tiles
 from p2p_core.cli import main
+from p2p_core.commands import fit, fit_arguments
 from p2p_core.errors import ConfigError
 from p2p_core.images import read_image, read_input, resize, to_signed, to_uint8, write_image
 from p2p_core.inference import load_generator, translate
 from p2p_core.predict import predict
+from p2p_core.registry import Registry
 from p2p_core.tiles import translate_tiled
 
 
@@ -200,6 +204,47 @@ def test_images_larger_than_the_tile_on_a_side_are_tiled(run: Path, tmp_path: Pa
     assert sorted(seen) == tiled
     unasked = "16x17.png (16 x 17) and its 272 pixels are over 256 (1 other image(s) too): translated in 16-pixel tiles"
     assert (unasked in capsys.readouterr().err) == (tile is None)
+
+
+class Pointwise(nn.Module):
+    """A generator of size_multiple 1 (a 1x1 convolution): any tile fits it, down to one pixel."""
+
+    size_multiple = 1
+
+    def __init__(self, *, in_channels: int, out_channels: int, image_size: int) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.conv = nn.Conv2d(in_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.conv(x))
+
+
+class PointwisePlugin:
+    @p2p_core.hookimpl
+    def p2p_generators(self):
+        return {"pointwise": Pointwise}
+
+
+def test_tile_1_translates_a_generator_of_size_multiple_1_a_pixel_at_a_time(tmp_path: Path, monkeypatch):
+    registry = Registry()
+    registry.load_entry_points(allow=["p2p"])
+    registry.register(PointwisePlugin(), name="pointwise", distribution="p2p-pointwise", version="1.0")
+    arguments = fit_arguments(["--generator", "pointwise", "--disc", "pixel", "--disc.ndf", "4", "--data", "synthetic",
+                               "--data.length", "1", "--data.load_size", "16", "--data.crop_size", "16", "--trainer.max_steps", "1",
+                               "--trainer.num_workers", "0", "--trainer.progress", "false", "--out_dir", str(tmp_path), "--name", "run"],
+                              registry)
+    fit(**arguments, registry=registry, argv=[])
+    write_image(torch.rand(3, 2, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1, tmp_path / "in" / "small.png")
+    seen = tiled_sizes(monkeypatch)
+    common = {"ckpt": tmp_path / "run", "input": tmp_path / "in", "mode": "eval", "backend": "torch", "progress": False, "registry": registry}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a 2 x 3 image, far from the 16-pixel training scale
+        predict(output=tmp_path / "tiled", tile=1, **common)
+        predict(output=tmp_path / "whole", tile=0, **common)
+    assert seen == [(2, 3)]
+    # Each pixel's output depends on that pixel alone: one-pixel tiles (no overlap) give the whole image's output.
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "tiled" / "small.png")), np.asarray(Image.open(tmp_path / "whole" / "small.png")))
 
 
 def test_with_resize_the_images_tiled_are_those_large_after_it(run: Path, large: Path, tmp_path: Path, monkeypatch, capsys):
