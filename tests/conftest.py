@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -174,14 +174,15 @@ def make_spec(
     )
 
 
-def fit_tiny(root: Path, *, in_channels: int = 3) -> Path:
-    """A U-Net for 16-pixel images (size_multiple 16, ngf 4) trained for one step from ``in_channels`` to RGB;
-    returns its run folder. Made by ``p2p fit``, so the checkpoint has whatever format fit writes."""
+def fit_tiny(root: Path, *, in_channels: int = 3, options: Sequence[str] = ()) -> Path:
+    """A U-Net for 16-pixel images (size_multiple 16, ngf 4) trained for one step from ``in_channels`` to RGB, with
+    ``options`` of p2p fit besides; returns its run folder. Made by ``p2p fit``, so the checkpoint has whatever format
+    fit writes."""
     write_ab_folder(root / "ab")
     main([
         "fit", "--data", "aligned", "--data.root", str(root / "ab"), "--data.a_channels", str(in_channels),
         "--data.load_size", "18", "--data.crop_size", "16", "--generator.ngf", "4", "--disc", "pixel", "--disc.ndf", "4",
         "--trainer.max_steps", "1", "--trainer.num_workers", "0", "--trainer.progress", "false",
-        "--out_dir", str(root / "runs"), "--name", "run",
+        "--out_dir", str(root / "runs"), "--name", "run", *options,
     ])  # fmt: skip
     return root / "runs" / "run"

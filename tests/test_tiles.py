@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+from concurrent.futures import Executor, Future
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +13,16 @@ from hypothesis import given, settings, strategies as st
 from PIL import Image
 from torch import nn
 
+import p2p_core
 from conftest import fit_tiny
 from p2p_core import tiles
 from p2p_core.cli import main
+from p2p_core.commands import fit, fit_arguments
 from p2p_core.errors import ConfigError
-from p2p_core.images import read_image, to_signed, to_uint8, write_image
-from p2p_core.inference import load_generator
+from p2p_core.images import read_image, read_input, resize, to_signed, to_uint8, write_image
+from p2p_core.inference import load_generator, translate
 from p2p_core.predict import predict
+from p2p_core.registry import Registry
 from p2p_core.tiles import translate_tiled
 
 
@@ -122,6 +127,7 @@ def read(folder: Path) -> np.ndarray:
     [
         ({"tile": 20}, "--tile 20 is not a multiple of the generator's size_multiple 16 .*use --tile 16 or 32"),
         ({"tile": 8}, "--tile 8 is not a multiple of the generator's size_multiple 16 .*use --tile 16$"),
+        ({"tile": 1}, "--tile 1 is not a multiple of the generator's size_multiple 16 .*use --tile 16$"),
         ({"tile": 16, "overlap": 16}, "--overlap 16 must be at least 0 and smaller than --tile 16: use e.g. --overlap 2"),
     ],
 )
@@ -171,3 +177,129 @@ def test_predict_holds_a_tiled_image_and_its_output_as_8_bit_pixels(run: Path, l
     with torch.no_grad():
         floats = translate_tiled(generator, read_image(large / "large.png")[None], tile=16, overlap=2)
     assert np.array_equal(read(tmp_path / "out"), to_uint8(floats[0]).permute(1, 2, 0).numpy())
+
+
+def tiled_sizes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """The sizes of the images predict translates through tiles, from now on."""
+    seen = []
+
+    def spy(run, batch, **options):
+        seen.append(tuple(batch.shape[-2:]))
+        return translate_tiled(run, batch, **options)
+
+    monkeypatch.setattr("p2p_core.predict.translate_tiled", spy)
+    return seen
+
+
+@pytest.mark.parametrize(("tile", "tiled"), [(16, [(16, 17), (17, 16)]), (0, []), (None, [(16, 17), (17, 16)])])
+def test_images_larger_than_the_tile_on_a_side_are_tiled(run: Path, tmp_path: Path, monkeypatch, capsys, tile: int | None, tiled):
+    """--tile N tiles the images over N pixels on either side; 0 none; without it, those of over AUTO_TILE_PIXELS
+    pixels (here 16 x 16, in 16-pixel tiles), whatever their sides, and a message says so."""
+    monkeypatch.setattr(tiles, "AUTO_TILE", 16)
+    monkeypatch.setattr("p2p_core.predict.AUTO_TILE_PIXELS", 16 * 16)
+    for height, width in [(16, 16), (16, 17), (17, 16)]:
+        write_image(torch.zeros(3, height, width), tmp_path / "in" / f"{height}x{width}.png")
+    seen = tiled_sizes(monkeypatch)
+    predict(ckpt=run, input=tmp_path / "in", output=tmp_path / "out", mode="eval", backend="torch", progress=False, tile=tile)
+    assert sorted(seen) == tiled
+    unasked = "16x17.png (16 x 17) and its 272 pixels are over 256 (1 other image(s) too): translated in 16-pixel tiles"
+    assert (unasked in capsys.readouterr().err) == (tile is None)
+
+
+class Pointwise(nn.Module):
+    """A generator of size_multiple 1 (a 1x1 convolution): any tile fits it, down to one pixel."""
+
+    size_multiple = 1
+
+    def __init__(self, *, in_channels: int, out_channels: int, image_size: int) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.conv = nn.Conv2d(in_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.conv(x))
+
+
+class PointwisePlugin:
+    @p2p_core.hookimpl
+    def p2p_generators(self):
+        return {"pointwise": Pointwise}
+
+
+def test_tile_1_translates_a_generator_of_size_multiple_1_a_pixel_at_a_time(tmp_path: Path, monkeypatch):
+    registry = Registry()
+    registry.load_entry_points(allow=["p2p"])
+    registry.register(PointwisePlugin(), name="pointwise", distribution="p2p-pointwise", version="1.0")
+    arguments = fit_arguments(["--generator", "pointwise", "--disc", "pixel", "--disc.ndf", "4", "--data", "synthetic",
+                               "--data.length", "1", "--data.load_size", "16", "--data.crop_size", "16", "--trainer.max_steps", "1",
+                               "--trainer.num_workers", "0", "--trainer.progress", "false", "--out_dir", str(tmp_path), "--name", "run"],
+                              registry)
+    fit(**arguments, registry=registry, argv=[])
+    write_image(torch.rand(3, 2, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1, tmp_path / "in" / "small.png")
+    seen = tiled_sizes(monkeypatch)
+    common = {"ckpt": tmp_path / "run", "input": tmp_path / "in", "mode": "eval", "backend": "torch", "progress": False, "registry": registry}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a 2 x 3 image, far from the 16-pixel training scale
+        predict(output=tmp_path / "tiled", tile=1, **common)
+        predict(output=tmp_path / "whole", tile=0, **common)
+    assert seen == [(2, 3)]
+    # Each pixel's output depends on that pixel alone: one-pixel tiles (no overlap) give the whole image's output.
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "tiled" / "small.png")), np.asarray(Image.open(tmp_path / "whole" / "small.png")))
+
+
+def test_with_resize_the_images_tiled_are_those_large_after_it(run: Path, large: Path, tmp_path: Path, monkeypatch, capsys):
+    """The 32 x 24 image is scaled to 11 x 8 (88 pixels) or 43 x 32 (1,376) before it reaches the generator: only the
+    second is over the 256 pixels tiled unasked here, and is translated in tiles at that scale, then scaled back."""
+    monkeypatch.setattr(tiles, "AUTO_TILE", 16)
+    monkeypatch.setattr("p2p_core.predict.AUTO_TILE_PIXELS", 16 * 16)
+    seen = tiled_sizes(monkeypatch)
+    common = {"ckpt": run, "input": large, "mode": "eval", "backend": "torch", "progress": False}
+    predict(output=tmp_path / "small", resize=8, **common)
+    assert seen == [] and "tiles" not in capsys.readouterr().err
+    predict(output=tmp_path / "large", resize=32, **common)
+    assert seen == [(43, 32)]
+    assert "large.png (43 x 32) and its 1,376 pixels are over 256: translated in 16-pixel tiles" in capsys.readouterr().err
+    generator = load_generator(run, mode="eval").module
+    with torch.no_grad():
+        floats = translate_tiled(lambda piece: translate(generator, piece), resize(read_image(large / "large.png")[None], (43, 32)),
+                                 tile=16, overlap=2)
+    assert np.array_equal(read(tmp_path / "large"), to_uint8(resize(floats, (32, 24))[0]).permute(1, 2, 0).numpy())
+
+
+class InOrder(Executor):
+    """Runs each task when it is submitted, so that what predict reads and translates happens in the order it asks."""
+
+    def __init__(self, max_workers: int) -> None:
+        pass
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as error:  # noqa: BLE001 - the future holds it, as a pool's does
+            future.set_exception(error)
+        return future
+
+
+def test_while_a_tiled_image_is_translated_at_most_the_next_one_is_decoded(run: Path, tmp_path: Path, monkeypatch):
+    """What tiling saves would be lost if every image were decoded ahead: one is, beside the image being translated."""
+    for index in range(4):
+        write_image(torch.zeros(3, 32, 24), tmp_path / "in" / f"{index}.png")
+    events = []
+
+    def reading(path: Path, **options) -> torch.Tensor:
+        events.append("read")
+        return read_input(path, **options)
+
+    def tiling(run, batch: torch.Tensor, **options) -> torch.Tensor:
+        events.append("translate")
+        return translate_tiled(run, batch, **options)
+
+    monkeypatch.setattr("p2p_core.predict.ThreadPoolExecutor", InOrder)
+    monkeypatch.setattr("p2p_core.predict.read_input", reading)
+    monkeypatch.setattr("p2p_core.predict.translate_tiled", tiling)
+    predict(ckpt=run, input=tmp_path / "in", output=tmp_path / "out", mode="eval", backend="torch", progress=False, tile=16)
+    translations = [position for position, event in enumerate(events) if event == "translate"]
+    assert len(translations) == 4
+    for number, position in enumerate(translations):
+        assert events[:position].count("read") <= number + 2, events
