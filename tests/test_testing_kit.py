@@ -60,6 +60,13 @@ from test_kit_methods import DrawsUnseededNoise, Flawed, ForgetsItsCounter, Leak
 CONTRIBUTING = Path(__file__).resolve().parents[1] / "CONTRIBUTING.md"
 
 
+def signed(*images: Tensor) -> None:
+    """What the kit promises a component: its images in [-1, 1] (one may rely on it, as a labels input does)."""
+    for image in images:
+        if image.abs().max() > 1:
+            raise ValueError(f"an image in [{image.min():.3g}, {image.max():.3g}], outside [-1, 1]")
+
+
 class UnboundedGenerator(nn.Module):
     """Forgot the final Tanh: outputs leave [-1, 1]."""
 
@@ -168,11 +175,13 @@ class DetachedPenalty:
     discriminator_input = "input+output"
     penalises = "real"
 
-    def __init__(self, *, detach: bool = True) -> None:
-        self.detach = detach
+    def __init__(self, *, detach: bool = True, reads_features: bool = False) -> None:
+        self.detach, self.reads_features = detach, reads_features
 
     def discriminator_loss(self, *, x: Tensor, fake: Tensor, target: Tensor, d_fake, d_real, gradient: Tensor) -> Tensor:
-        return (gradient.detach() if self.detach else gradient).pow(2).flatten(1).sum(1).mean()
+        penalty = (gradient.detach() if self.detach else gradient).pow(2).flatten(1).sum(1).mean()
+        # Unless told needs = "features", it gets none: reading them is reading more than it declares.
+        return penalty + 0 * d_real.features[0][0].mean() if self.reads_features else penalty
 
 
 class FeatureDistance(nn.Module):
@@ -241,6 +250,7 @@ class FlawedGenerator(nn.Module):
         self.offset = torch.rand(()) if broken == "unregistered_state" else torch.zeros(())  # not a buffer
 
     def forward(self, x: Tensor, target: Tensor | None = None) -> Tensor | p2p_core.GeneratorOutput:
+        signed(x, *([] if target is None else [target]))
         y = self.conv(x) + self.offset
         if target is not None and self.broken == "unbounded_given_target":  # forgot the Tanh on its training path
             return y + 10
@@ -260,7 +270,7 @@ class FlawedDiscriminator(nn.Module):
     def __init__(self, *, in_channels: int, shade: Shade = Shade.LIGHT,
                  broken: Literal["", "wrong_grid", "blind", "unused_layer", "unregistered_state", "overstated_min_input",
                                  "understated_min_input", "zero_min_input", "two_declared_scales", "nan_logits",
-                                 "pooled_features"] = "") -> None:
+                                 "pooled_features", "squeezes_one_pixel"] = "") -> None:
         super().__init__()
         self.in_channels, self.broken = in_channels, broken
         if broken in ("overstated_min_input", "understated_min_input", "zero_min_input"):
@@ -276,12 +286,19 @@ class FlawedDiscriminator(nn.Module):
     def output_size(self, input_size: int) -> int | tuple[int, int]:
         if self.broken == "two_declared_scales":
             return input_size, input_size
+        if self.broken == "squeezes_one_pixel":
+            return input_size // 16
         return input_size // 2 if self.broken == "wrong_grid" else input_size
 
     def forward(self, x: Tensor) -> Tensor | p2p_core.DiscriminatorOutput:
         if self.broken == "understated_min_input" and x.shape[-1] < 3:
             raise ValueError(f"needs 3 x 3 pixels, got {x.shape[-1]}")
+        if x.device.type != "meta":  # p2p finds the sizes it runs at on the meta device, which holds no values
+            signed(x)
         logits = self.conv(x.detach() if self.broken == "blind" else x) + self.offset
+        if self.broken == "squeezes_one_pixel":  # a 16 x 16 patch per logit, a 1 x 1 map squeezed away
+            logits = F.avg_pool2d(logits, 16)
+            return logits.flatten(1) if logits.shape[-1] == 1 else logits
         if self.broken == "nan_logits":
             return logits * math.nan
         if self.broken == "pooled_features":  # one number for the whole batch
@@ -303,6 +320,7 @@ class FlawedLoss:
             self.features = nn.Conv2d(3, 3, 1)
 
     def generator_loss(self, *, x: Tensor, fake: Tensor, target: Tensor, d_fake, d_real) -> Tensor:
+        signed(x, fake, target)
         read = d_fake.features[0][0] if self.broken == "undeclared_features" else d_fake.logits[0]
         if self.broken == "unreduced":
             return (fake - target).abs() + torch.sigmoid(read)
@@ -310,6 +328,7 @@ class FlawedLoss:
         return loss.detach() if self.broken == "detached" else loss
 
     def discriminator_loss(self, *, x: Tensor, fake: Tensor, target: Tensor, d_fake, d_real) -> Tensor:
+        signed(x, fake, target)
         return torch.sigmoid(d_fake.logits[0]).mean() + 1 - torch.sigmoid(d_real.logits[0]).mean()
 
 
@@ -472,6 +491,8 @@ BROKEN_AGAIN = [
     ("discriminator", check_discriminator_output_grid, "flawed", {"broken": "two_declared_scales"}),
     ("discriminator", check_discriminator_output_grid, "flawed", {"broken": "nan_logits"}),
     ("discriminator", check_discriminator_output_grid, "flawed", {"broken": "pooled_features"}),
+    # Broken at its smallest input alone (a 1 x 1 map squeezed away): the kit draws that size too.
+    ("discriminator", check_discriminator_output_grid, "flawed", {"broken": "squeezes_one_pixel"}),
     ("discriminator", check_receptive_field, "flawed", {"broken": "two_declared_scales"}),
     ("discriminator", check_discriminator_min_input_size, "flawed", {"broken": "understated_min_input"}),
     ("discriminator", check_discriminator_min_input_size, "flawed", {"broken": "zero_min_input"}),
@@ -480,6 +501,7 @@ BROKEN_AGAIN = [
     ("loss", check_loss_finite_non_negative_and_differentiable, "flawed", {"broken": "inverted_range"}),
     ("loss", check_loss_with_multiscale_features, "flawed", {"broken": "narrow_range"}),
     ("loss", check_loss_network_is_fixed, "features", {}),
+    ("loss", check_loss_with_multiscale_features, "detached_penalty", {"detach": False, "reads_features": True}),
     ("dataset", check_dataset_samples, "flawed", {"broken": "misspelt_encoding"}),
     ("dataset", check_dataset_samples, "flawed", {"broken": "too_few_classes"}),
     ("dataset", check_dataset_samples, "flawed", {"broken": "empty"}),
