@@ -545,7 +545,10 @@ def _check_value(subject: Subject, term: Any, role: str, value: Any) -> None:
         fix = ("reduce with mean(); use a loss bounded below by 0, or declare the range a term that goes below 0 by design "
                "takes (a WGAN term): value_range = (-math.inf, math.inf)") if low == 0 else \
               "keep the values in the declared range, or declare the range the term takes"
-    _fail(subject, f"{role}_loss is a finite scalar in its value_range [{low:g}, {high:g}]", repr(value), fix)
+    found = repr(value)
+    if isinstance(value, Tensor) and "\n" in found:  # by its shape: the values would spill over many lines of the report
+        found = f"a tensor of shape {tuple(value.shape)}"
+    _fail(subject, f"{role}_loss is a finite scalar in its value_range [{low:g}, {high:g}]", found, fix)
 
 
 class _ReadsEverything:
