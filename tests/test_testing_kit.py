@@ -249,7 +249,8 @@ class FlawedGenerator(nn.Module):
 
     def __init__(self, *, in_channels: int, out_channels: int, image_size: int, shade: Shade = Shade.LIGHT,
                  broken: Literal["", "noisy_in_eval", "unused_layer", "unregistered_state", "extras_without_batch",
-                                 "int_takes_target", "unbounded_given_target", "shrinks_in_eval", "zero_size_multiple"] = "") -> None:
+                                 "int_takes_target", "unbounded_given_target", "shrinks_in_eval", "zero_size_multiple",
+                                 "returns_a_pair"] = "") -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.broken = in_channels, out_channels, broken
         if broken in ("int_takes_target", "unbounded_given_target"):
@@ -269,6 +270,8 @@ class FlawedGenerator(nn.Module):
         image = torch.tanh(F.dropout(y, 0.5, training=True) if self.broken == "noisy_in_eval" else y)
         if not self.training and self.broken == "shrinks_in_eval":
             return image[..., ::2, ::2]
+        if self.broken == "returns_a_pair":  # the image and its logits, where p2p reads a GeneratorOutput
+            return image, y
         if self.broken == "extras_without_batch":  # one mean for the whole batch
             return p2p_core.GeneratorOutput(image=image, extras={"mean": y.mean()})
         return image
@@ -323,8 +326,10 @@ class FlawedLoss:
 
     def __init__(self, *, shade: Shade = Shade.LIGHT,
                  broken: Literal["", "undeclared_input", "undeclared_features", "loose_network", "detached",
-                                 "unreduced", "inverted_range", "narrow_range"] = "") -> None:
+                                 "unreduced", "inverted_range", "narrow_range", "misspelt_needs"] = "") -> None:
         self.broken = broken
+        if broken == "misspelt_needs":
+            self.needs = "feature"
         self.discriminator_input = "both" if broken == "undeclared_input" else "input+output"
         if broken in ("inverted_range", "narrow_range"):
             self.value_range = (1.0, 0.0) if broken == "inverted_range" else (0.25, 0.5)  # it takes about 1.2
@@ -501,6 +506,7 @@ BROKEN_AGAIN = [
     ("generator", check_generator_extras_and_inference, "flawed", {"broken": "unbounded_given_target"}),
     ("generator", check_generator_extras_and_inference, "flawed", {"broken": "shrinks_in_eval"}),
     ("generator", check_generator_size_multiple, "flawed", {"broken": "zero_size_multiple"}),
+    ("generator", check_generator_eval_is_deterministic, "flawed", {"broken": "returns_a_pair"}),
     ("discriminator", check_discriminator_output_grid, "flawed", {"broken": "two_declared_scales"}),
     ("discriminator", check_discriminator_output_grid, "flawed", {"broken": "nan_logits"}),
     ("discriminator", check_discriminator_output_grid, "flawed", {"broken": "pooled_features"}),
@@ -514,6 +520,7 @@ BROKEN_AGAIN = [
     ("loss", check_loss_finite_non_negative_and_differentiable, "flawed", {"broken": "inverted_range"}),
     ("loss", check_loss_with_multiscale_features, "flawed", {"broken": "narrow_range"}),
     ("loss", check_loss_network_is_fixed, "features", {}),
+    ("loss", check_loss_finite_non_negative_and_differentiable, "flawed", {"broken": "misspelt_needs"}),
     ("loss", check_loss_with_multiscale_features, "detached_penalty", {"detach": False, "reads_features": True}),
     ("dataset", check_dataset_samples, "flawed", {"broken": "misspelt_encoding"}),
     ("dataset", check_dataset_samples, "flawed", {"broken": "too_few_classes"}),
@@ -608,6 +615,7 @@ def test_a_broken_component_fails_with_the_contract_and_the_fix(component, check
         ("loss:features", check_loss_network_is_fixed, {"repaired": True}),
         ("generator:unbounded", check_options_round_trip_through_config, {}),  # p2p's own parser, which MISPARSED alters
         ("loss:attention_weighted", check_loss_finite_non_negative_and_differentiable, {}),  # a term that needs no repair
+        ("loss:negative", check_loss_with_multiscale_features, {"low": -math.inf}),  # the first protocol's: one scale only
     ],
 )
 def test_the_same_check_passes_once_the_component_is_repaired(component, check, repair):
