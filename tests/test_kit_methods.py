@@ -85,6 +85,13 @@ class DrawsUnseededNoise(Flawed):
         return {name: value * (1 + noise) for name, value in super().losses(fake, target).items()}
 
 
+class ShowsUnscaledImages(Flawed):
+    """Shows its output mapped to [0, 2], where the viewers expect [-1, 1]."""
+
+    def images(self) -> dict[str, Tensor]:
+        return {name: image if self.repaired else image + 1 for name, image in super().images().items()}
+
+
 class LeaksIntoItsJudge(Flawed):
     def train_step(self, batch: Sample) -> dict[str, float]:
         with self.training.frozen("judge") if self.repaired else nullcontext():
@@ -119,7 +126,7 @@ class FlawedMethods:
     @p2p_core.hookimpl
     def p2p_methods(self):
         return {"logs_tensors": LogsTensors, "judge_translates": TranslatesWithItsJudge, "forgetful": ForgetsItsCounter,
-                "unseeded": DrawsUnseededNoise, "leaky": LeaksIntoItsJudge, "judged_twice": JudgedTwice, "frozen": Frozen}
+                "unseeded": DrawsUnseededNoise, "leaky": LeaksIntoItsJudge, "unscaled": ShowsUnscaledImages, "judged_twice": JudgedTwice, "frozen": Frozen}
 
 
 def flawed_registry() -> Registry:
@@ -143,6 +150,8 @@ FLAWS = [
      "AtoB: 'judge'", "build each generator with training.network(ROLE, 'generator'"),
     ("forgetful", check_method_state_round_trip, "a resumed run continues exactly", "after resuming, the steps logged",
      "keep every piece of state that steps depend on"),
+    ("unscaled", check_method_steps_return_finite_scalars_and_images, "images() gives N x C x H x W images in [-1, 1]",
+     "'input': (2, 3, 32, 32) in [0", "return the latest step's inputs and outputs, detached, as batches"),
     ("unseeded", check_method_is_reproducible, "two runs from one seed agree", "and then", "draw every random number from torch's"),
     ("leaky", check_method_updates_only_the_networks_it_steps, "an update gives gradients only to the networks it steps",
      "update 'generator' gave gradients to network 'judge'", "compute the judging network's part under"),

@@ -60,6 +60,13 @@ from test_kit_methods import DrawsUnseededNoise, Flawed, ForgetsItsCounter, Leak
 CONTRIBUTING = Path(__file__).resolve().parents[1] / "CONTRIBUTING.md"
 
 
+def signed(*images: Tensor) -> None:
+    """What the kit promises a component: its images in [-1, 1] (one may rely on it, as a labels input does)."""
+    for image in images:
+        if image.abs().max() > 1:
+            raise ValueError(f"an image in [{image.min():.3g}, {image.max():.3g}], outside [-1, 1]")
+
+
 class UnboundedGenerator(nn.Module):
     """Forgot the final Tanh: outputs leave [-1, 1]."""
 
@@ -168,11 +175,43 @@ class DetachedPenalty:
     discriminator_input = "input+output"
     penalises = "real"
 
-    def __init__(self, *, detach: bool = True) -> None:
-        self.detach = detach
+    def __init__(self, *, detach: bool = True, reads_features: bool = False) -> None:
+        self.detach, self.reads_features = detach, reads_features
 
     def discriminator_loss(self, *, x: Tensor, fake: Tensor, target: Tensor, d_fake, d_real, gradient: Tensor) -> Tensor:
-        return (gradient.detach() if self.detach else gradient).pow(2).flatten(1).sum(1).mean()
+        penalty = (gradient.detach() if self.detach else gradient).pow(2).flatten(1).sum(1).mean()
+        # Unless told needs = "features", it gets none: reading them is reading more than it declares.
+        return penalty + 0 * d_real.features[0][0].mean() if self.reads_features else penalty
+
+
+class FeatureDistance(nn.Module):
+    """A perceptual-style term: the distance between a fixed network's features of G(x) and of the target; it
+    switches the network to training mode in its loss unless ``repaired``."""
+
+    discriminator_input = "none"
+    needs = "nothing"
+
+    def __init__(self, *, repaired: bool = False) -> None:
+        super().__init__()
+        self.repaired = repaired
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Dropout(0.5))
+
+    def generator_loss(self, *, x: Tensor, fake: Tensor, target: Tensor, d_fake: None, d_real: None) -> Tensor:
+        if not self.repaired:
+            self.train()
+        return (self.features(fake) - self.features(target)).abs().mean()
+
+
+class AttentionWeightedL1:
+    """L1 weighted per pixel by an attention map among the generator's extras (as test_generator_outputs.py's
+    Attending gives one): it reads the extras image by image, beside G(x)."""
+
+    discriminator_input = "none"
+    needs = "nothing"
+    generator_extras = ("attention",)
+
+    def generator_loss(self, *, x: Tensor, fake: Tensor, target: Tensor, d_fake: None, d_real: None, extras) -> Tensor:
+        return (torch.sigmoid(extras["attention"]) * (fake - target).abs()).mean()
 
 
 class OvershootingDataset(torch.utils.data.Dataset):
@@ -209,17 +248,32 @@ class FlawedGenerator(nn.Module):
     size_multiple = 1
 
     def __init__(self, *, in_channels: int, out_channels: int, image_size: int, shade: Shade = Shade.LIGHT,
-                 broken: Literal["", "noisy_in_eval", "unused_layer", "unregistered_state", "extras_without_batch"] = "") -> None:
+                 broken: Literal["", "noisy_in_eval", "unused_layer", "unregistered_state", "extras_without_batch",
+                                 "int_takes_target", "unbounded_given_target", "shrinks_in_eval", "zero_size_multiple",
+                                 "returns_a_pair", "needs_3_pixels"] = "") -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.broken = in_channels, out_channels, broken
+        if broken in ("int_takes_target", "unbounded_given_target"):
+            self.takes_target = 1 if broken == "int_takes_target" else True
+        if broken == "zero_size_multiple":
+            self.size_multiple = 0
         self.conv = nn.Conv2d(in_channels, out_channels, 1)
         if broken == "unused_layer":
             self.unused = nn.Conv2d(in_channels, out_channels, 1)
         self.offset = torch.rand(()) if broken == "unregistered_state" else torch.zeros(())  # not a buffer
 
-    def forward(self, x: Tensor) -> Tensor | p2p_core.GeneratorOutput:
+    def forward(self, x: Tensor, target: Tensor | None = None) -> Tensor | p2p_core.GeneratorOutput:
+        signed(x, *([] if target is None else [target]))
+        if self.broken == "needs_3_pixels" and x.shape[-1] < 3:  # its size_multiple 1 allows 1 x 1 and 2 x 2
+            raise ValueError(f"needs 3 x 3 pixels, got {x.shape[-1]}")
         y = self.conv(x) + self.offset
+        if target is not None and self.broken == "unbounded_given_target":  # forgot the Tanh on its training path
+            return y + 10
         image = torch.tanh(F.dropout(y, 0.5, training=True) if self.broken == "noisy_in_eval" else y)
+        if not self.training and self.broken == "shrinks_in_eval":
+            return image[..., ::2, ::2]
+        if self.broken == "returns_a_pair":  # the image and its logits, where p2p reads a GeneratorOutput
+            return image, y
         if self.broken == "extras_without_batch":  # one mean for the whole batch
             return p2p_core.GeneratorOutput(image=image, extras={"mean": y.mean()})
         return image
@@ -231,38 +285,69 @@ class FlawedDiscriminator(nn.Module):
     receptive_field = 3
 
     def __init__(self, *, in_channels: int, shade: Shade = Shade.LIGHT,
-                 broken: Literal["", "wrong_grid", "blind", "unused_layer", "unregistered_state", "overstated_min_input"] = "") -> None:
+                 broken: Literal["", "wrong_grid", "blind", "unused_layer", "unregistered_state", "overstated_min_input",
+                                 "understated_min_input", "zero_min_input", "two_declared_scales", "nan_logits",
+                                 "pooled_features", "squeezes_one_pixel"] = "") -> None:
         super().__init__()
         self.in_channels, self.broken = in_channels, broken
-        if broken == "overstated_min_input":
-            self.min_input_size = 4  # it takes 1 x 1
+        if broken in ("overstated_min_input", "understated_min_input", "zero_min_input"):
+            # It takes 1 x 1, unless understated: then 3 x 3.
+            self.min_input_size = {"overstated_min_input": 4, "understated_min_input": 2, "zero_min_input": 0}[broken]
+        if broken == "two_declared_scales":  # for the one scale of logits it has
+            self.receptive_field = (3, 3)
         self.conv = nn.Conv2d(in_channels, 1, 3, padding=1)
         if broken == "unused_layer":
             self.unused = nn.Conv2d(in_channels, 1, 3, padding=1)
         self.offset = torch.rand(()) if broken == "unregistered_state" else torch.zeros(())  # not a buffer
 
-    def output_size(self, input_size: int) -> int:
+    def output_size(self, input_size: int) -> int | tuple[int, int]:
+        if self.broken == "two_declared_scales":
+            return input_size, input_size
+        if self.broken == "squeezes_one_pixel":
+            return input_size // 16
         return input_size // 2 if self.broken == "wrong_grid" else input_size
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv(x.detach() if self.broken == "blind" else x) + self.offset
+    def forward(self, x: Tensor) -> Tensor | p2p_core.DiscriminatorOutput:
+        if self.broken == "understated_min_input" and x.shape[-1] < 3:
+            raise ValueError(f"needs 3 x 3 pixels, got {x.shape[-1]}")
+        if x.device.type != "meta":  # p2p finds the sizes it runs at on the meta device, which holds no values
+            signed(x)
+        logits = self.conv(x.detach() if self.broken == "blind" else x) + self.offset
+        if self.broken == "squeezes_one_pixel":  # a 16 x 16 patch per logit, a 1 x 1 map squeezed away
+            logits = F.avg_pool2d(logits, 16)
+            return logits.flatten(1) if logits.shape[-1] == 1 else logits
+        if self.broken == "nan_logits":
+            return logits * math.nan
+        if self.broken == "pooled_features":  # one number for the whole batch
+            return p2p_core.DiscriminatorOutput(logits=[logits], features=[(logits.mean(),)])
+        return logits
 
 
 class FlawedLoss:
     """L1 plus the mean of D's logits on the fake pair, shifted to stay >= 0, with ``broken`` naming its flaw."""
 
     def __init__(self, *, shade: Shade = Shade.LIGHT,
-                 broken: Literal["", "undeclared_input", "undeclared_features", "loose_network"] = "") -> None:
+                 broken: Literal["", "undeclared_input", "undeclared_features", "loose_network", "detached",
+                                 "unreduced", "inverted_range", "narrow_range", "misspelt_needs"] = "") -> None:
         self.broken = broken
+        if broken == "misspelt_needs":
+            self.needs = "feature"
         self.discriminator_input = "both" if broken == "undeclared_input" else "input+output"
+        if broken in ("inverted_range", "narrow_range"):
+            self.value_range = (1.0, 0.0) if broken == "inverted_range" else (0.25, 0.5)  # it takes about 1.2
         if broken == "loose_network":  # a network the term holds without being an nn.Module: p2p cannot fix it
             self.features = nn.Conv2d(3, 3, 1)
 
     def generator_loss(self, *, x: Tensor, fake: Tensor, target: Tensor, d_fake, d_real) -> Tensor:
+        signed(x, fake, target)
         read = d_fake.features[0][0] if self.broken == "undeclared_features" else d_fake.logits[0]
-        return (fake - target).abs().mean() + torch.sigmoid(read).mean()
+        if self.broken == "unreduced":
+            return (fake - target).abs() + torch.sigmoid(read)
+        loss = (fake - target).abs().mean() + torch.sigmoid(read).mean()
+        return loss.detach() if self.broken == "detached" else loss
 
     def discriminator_loss(self, *, x: Tensor, fake: Tensor, target: Tensor, d_fake, d_real) -> Tensor:
+        signed(x, fake, target)
         return torch.sigmoid(d_fake.logits[0]).mean() + 1 - torch.sigmoid(d_real.logits[0]).mean()
 
 
@@ -275,11 +360,14 @@ class FlawedPairs(Dataset):
     root = None
 
     def __init__(self, *, split: str, identical: bool = False, shade: Shade = Shade.LIGHT,
-                 broken: Literal["", "out_of_range", "python_random", "flips_a_alone"] = "") -> None:
+                 broken: Literal["", "out_of_range", "python_random", "flips_a_alone", "misspelt_encoding", "too_few_classes",
+                                 "empty", "tuples", "wrong_size"] = "") -> None:
         self.identical, self.broken = identical, broken
+        if broken in ("misspelt_encoding", "too_few_classes"):
+            self.input_encoding = "label:3" if broken == "misspelt_encoding" else "labels:2"
 
     def __len__(self) -> int:
-        return 4
+        return 0 if self.broken == "empty" else 4
 
     def __getitem__(self, index: int) -> Sample:
         generator = torch.Generator().manual_seed(index)
@@ -290,6 +378,8 @@ class FlawedPairs(Dataset):
         if torch.rand(()) < 0.5:
             a = a.flip(-1)
             b = b if self.broken == "flips_a_alone" else b.flip(-1)
+        if self.broken in ("tuples", "wrong_size"):
+            return (a, b) if self.broken == "tuples" else Sample(a[:, :4, :4], b, f"flawed/{index}")
         return Sample(2 * a if self.broken == "out_of_range" else a, b, f"flawed/{index}")
 
 
@@ -306,17 +396,25 @@ class FlawedBackend:
     modes = ("eval",)
     auto_priority = {"cpu": -1}
 
-    def __init__(self, *, broken: Literal["", "offset", "misspelt_precision"] = "") -> None:
+    def __init__(self, *, broken: Literal["", "offset", "misspelt_precision", "no_supports", "misspelt_device", "no_modes",
+                                          "float_priority", "half_output", "cuda_only"] = "") -> None:
         self.broken = broken
         self.supports = {"cpu": ("fp32",) if broken == "misspelt_precision" else ("float32", "bfloat16")}
+        if broken in ("no_supports", "misspelt_device"):
+            self.supports = {} if broken == "no_supports" else {"gpu": ("float32",)}
+        if broken in ("no_modes", "float_priority"):
+            self.modes, self.auto_priority = ((), {"cpu": -1}) if broken == "no_modes" else (("eval",), {"cpu": 0.5})
+        if broken == "cuda_only":  # whose driver is missing
+            self.supports = {"cuda": ("float32",)}
 
-    def problem(self, *, device: torch.device) -> None:
-        return None
+    def problem(self, *, device: torch.device) -> str | None:
+        return "no CUDA driver" if self.broken == "cuda_only" else None
 
     def open(self, trained, *, device: torch.device, precision: str) -> Runner:
         def run(batch: Tensor) -> Tensor:
             with torch.no_grad(), torch.autocast("cpu", dtype=getattr(torch, precision), enabled=precision != "float32"):
-                return translate(trained.module, batch).float() + (0.25 if self.broken == "offset" else 0)
+                image = translate(trained.module, batch) + (0.25 if self.broken == "offset" else 0)
+                return image.half() if self.broken == "half_output" else image.float()
 
         return Runner(backend="flawed", description="flawed", run=run)
 
@@ -335,7 +433,8 @@ class BrokenPlugin:
 
     @p2p_core.hookimpl
     def p2p_losses(self):
-        return {"negative": NegativeLoss, "flawed": FlawedLoss, "detached_penalty": DetachedPenalty}
+        return {"negative": NegativeLoss, "flawed": FlawedLoss, "detached_penalty": DetachedPenalty, "features": FeatureDistance,
+                "attention_weighted": AttentionWeightedL1}
 
     @p2p_core.hookimpl
     def p2p_datasets(self):
@@ -403,12 +502,72 @@ BROKEN_FOR = {
 }
 
 
+# Each further way a check fails a component, so that each of its verdicts is seen once with its three lines.
+BROKEN_AGAIN = [
+    ("generator", check_generator_extras_and_inference, "flawed", {"broken": "int_takes_target"}),
+    ("generator", check_generator_extras_and_inference, "flawed", {"broken": "unbounded_given_target"}),
+    ("generator", check_generator_extras_and_inference, "flawed", {"broken": "shrinks_in_eval"}),
+    ("generator", check_generator_size_multiple, "flawed", {"broken": "zero_size_multiple"}),
+    ("generator", check_generator_size_multiple, "flawed", {"broken": "needs_3_pixels"}),
+    ("generator", check_generator_eval_is_deterministic, "flawed", {"broken": "returns_a_pair"}),
+    ("discriminator", check_discriminator_output_grid, "flawed", {"broken": "two_declared_scales"}),
+    ("discriminator", check_discriminator_output_grid, "flawed", {"broken": "nan_logits"}),
+    ("discriminator", check_discriminator_output_grid, "flawed", {"broken": "pooled_features"}),
+    # Broken at its smallest input alone (a 1 x 1 map squeezed away): the kit draws that size too.
+    ("discriminator", check_discriminator_output_grid, "flawed", {"broken": "squeezes_one_pixel"}),
+    ("discriminator", check_receptive_field, "flawed", {"broken": "two_declared_scales"}),
+    ("discriminator", check_discriminator_min_input_size, "flawed", {"broken": "understated_min_input"}),
+    ("discriminator", check_discriminator_min_input_size, "flawed", {"broken": "zero_min_input"}),
+    ("loss", check_loss_finite_non_negative_and_differentiable, "flawed", {"broken": "detached"}),
+    ("loss", check_loss_finite_non_negative_and_differentiable, "flawed", {"broken": "unreduced"}),
+    ("loss", check_loss_finite_non_negative_and_differentiable, "flawed", {"broken": "inverted_range"}),
+    ("loss", check_loss_with_multiscale_features, "flawed", {"broken": "narrow_range"}),
+    ("loss", check_loss_network_is_fixed, "features", {}),
+    ("loss", check_loss_finite_non_negative_and_differentiable, "flawed", {"broken": "misspelt_needs"}),
+    ("loss", check_loss_with_multiscale_features, "detached_penalty", {"detach": False, "reads_features": True}),
+    ("dataset", check_dataset_samples, "flawed", {"broken": "misspelt_encoding"}),
+    ("dataset", check_dataset_samples, "flawed", {"broken": "too_few_classes"}),
+    ("dataset", check_dataset_samples, "flawed", {"broken": "empty"}),
+    ("dataset", check_dataset_samples, "flawed", {"broken": "tuples"}),
+    ("dataset", check_dataset_samples, "flawed", {"broken": "wrong_size"}),
+    ("backend", check_backend_declares_what_it_runs, "flawed", {"broken": "no_supports"}),
+    ("backend", check_backend_declares_what_it_runs, "flawed", {"broken": "misspelt_device"}),
+    ("backend", check_backend_declares_what_it_runs, "flawed", {"broken": "no_modes"}),
+    ("backend", check_backend_declares_what_it_runs, "flawed", {"broken": "float_priority"}),
+    ("backend", check_backend_matches_translate, "flawed", {"broken": "half_output"}),
+]
+
+
+def assert_names_the_contract_what_was_found_and_the_fix(message: str, component: str, *, raised: bool = False) -> None:
+    """The kit's report: which component broke which contract, then what was found and the fix, each said; three
+    lines, unless the component ``raised`` (then the check's name and where it raised come too)."""
+    kind, name = component.split(":")
+    headline, *rest = message.splitlines()
+    assert (rest[0].startswith("  check: ") if raised else len(rest) == 2), message
+    contract = headline.removeprefix(f"{kind} {name!r} (broken-components) breaks the contract: ")
+    found = [line.removeprefix("  found: ") for line in rest if line.startswith("  found: ")]
+    fix = [line.removeprefix("  fix: ") for line in rest if line.startswith("  fix: ")]
+    assert contract != headline and len(found) == len(fix) == 1, message
+    assert all(part.strip() not in ("", "None") for part in (contract, *found, *fix)), message
+
+
 @pytest.mark.parametrize(("kind", "check"), KIT_CHECKS, ids=[f"{kind}-{check.__name__}" for kind, check in KIT_CHECKS])
 def test_every_check_of_the_kit_fails_a_component_broken_for_it(kind, check):
     assert (kind, check) in BROKEN_FOR, f"add a {kind} broken so that {check.__name__} must fail it, to BROKEN_FOR"
     name, options = BROKEN_FOR[kind, check]
-    with pytest.raises(ContractViolation):
+    with pytest.raises(ContractViolation) as failure:
         _case(f"{kind}:{name}", check, options).run()
+    # The Enum option makes config.yaml's writer raise: the options check reports that as the component raising.
+    raised = check is check_options_round_trip_through_config
+    assert_names_the_contract_what_was_found_and_the_fix(str(failure.value), f"{kind}:{name}", raised=raised)
+
+
+@pytest.mark.parametrize(("kind", "check", "name", "options"), BROKEN_AGAIN,
+                         ids=[f"{kind}-{check.__name__}-{options.get('broken', name)}" for kind, check, name, options in BROKEN_AGAIN])
+def test_each_way_a_check_fails_a_component_names_the_contract_and_the_fix(kind, check, name, options):
+    with pytest.raises(ContractViolation) as failure:
+        _case(f"{kind}:{name}", check, options).run()
+    assert_names_the_contract_what_was_found_and_the_fix(str(failure.value), f"{kind}:{name}")
 
 
 def test_the_flawed_components_pass_every_check_when_not_broken():
@@ -456,10 +615,63 @@ def test_a_broken_component_fails_with_the_contract_and_the_fix(component, check
         ("loss:negative", check_loss_finite_non_negative_and_differentiable, {"low": -math.inf}),  # declared: a WGAN term
         ("loss:detached_penalty", check_loss_penalty_trains_the_discriminator, {"detach": False}),
         ("dataset:overshooting", check_dataset_samples, {"exact": True}),
+        ("loss:features", check_loss_network_is_fixed, {"repaired": True}),
+        ("generator:unbounded", check_options_round_trip_through_config, {}),  # p2p's own parser, which MISPARSED alters
+        ("loss:attention_weighted", check_loss_finite_non_negative_and_differentiable, {}),  # a term that needs no repair
+        ("loss:negative", check_loss_with_multiscale_features, {"low": -math.inf}),  # the first protocol's: one scale only
     ],
 )
 def test_the_same_check_passes_once_the_component_is_repaired(component, check, repair):
     _case(component, check, repair).run()
+
+
+def test_the_generator_check_that_draws_examples_gives_the_same_report_twice():
+    # Each example builds the generator afresh: initialised from the example's seed, the example shown is the one that
+    # failed, and hypothesis, replaying it, sees it fail again (a flaw that the initialisation decides is not flaky).
+    reports = []
+    for _ in range(2):
+        with pytest.raises(ContractViolation) as failure:
+            _case("generator:unbounded", check_generator_output_shape_and_range).run()
+        reports.append(failure.value.report())
+    assert reports[0] == reports[1]
+
+
+def test_a_violation_s_report_is_its_message_and_the_example_hypothesis_drew():
+    with pytest.raises(ContractViolation) as drawn:
+        _case("generator:unbounded", check_generator_output_shape_and_range).run()
+    with pytest.raises(ContractViolation) as fixed:  # a check that draws nothing
+        _case("generator:flawed", check_state_dict_round_trip, {"broken": "unregistered_state"}).run()
+    assert drawn.value.__notes__ and drawn.value.report() == "\n".join([str(drawn.value), *drawn.value.__notes__])
+    assert fixed.value.report() == str(fixed.value)
+
+
+@pytest.mark.parametrize(("cuda", "reason"), [(True, "it cannot run on cuda here: no CUDA driver"), (False, "it runs on cuda, none of which is here")],
+                         ids=["cuda", "no_cuda"])
+def test_a_backend_that_cannot_run_here_is_skipped_with_the_reason(monkeypatch, cuda, reason):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    with pytest.raises(pytest.skip.Exception, match=re.escape(f"backend 'flawed' (broken-components): {reason}")):
+        _case("backend:flawed", check_backend_matches_translate, {"broken": "cuda_only"}).run()
+
+
+# What a parser that lost an option, mixed in another component's, or took a default from elsewhere would give.
+MISPARSED = [
+    (lambda parsed, reparsed: (parsed, {**reparsed, "squash": not reparsed["squash"]}), "options survive the config"),
+    (lambda parsed, reparsed: ({**parsed, "ndf": 64}, {**reparsed, "ndf": 64}), "a component gets only its own options"),
+    (lambda parsed, reparsed: ({**parsed, "squash": True}, {**reparsed, "squash": True}),
+     "defaults come from the component's own signature"),
+]
+
+
+@pytest.mark.parametrize(("misparse", "contract"), MISPARSED, ids=["lost", "foreign", "default"])
+def test_the_options_check_fails_a_parser_that_changes_the_options(monkeypatch, misparse, contract):
+    import p2p_core.config
+
+    round_trip = p2p_core.config.options_round_trip
+    monkeypatch.setattr(p2p_core.config, "options_round_trip", lambda *arguments: misparse(*round_trip(*arguments)))
+    with pytest.raises(ContractViolation) as failure:
+        _case("generator:unbounded", check_options_round_trip_through_config).run()
+    assert str(failure.value).splitlines()[0].endswith(f"breaks the contract: {contract}")
+    assert_names_the_contract_what_was_found_and_the_fix(str(failure.value), "generator:unbounded")
 
 
 @pytest.mark.parametrize("norm", ["instance", "batch", "none"])

@@ -92,6 +92,7 @@ def check_generator_output_shape_and_range(subject: Subject) -> None:
     def run(
         in_channels: int, out_channels: int, batch: int, image_size: int, seed: int, saturated: bool, data: st.DataObject
     ) -> None:
+        torch.manual_seed(seed)  # its initialisation too, so that replaying an example replays its failure
         g = subject.build(in_channels=in_channels, out_channels=out_channels, image_size=image_size)
         # Drawn as the size itself, so that the falsifying example shows the size the found line names.
         size = data.draw(strategies.image_sizes(g.size_multiple, max_factor=2, max_size=2 * image_size), label="size")
@@ -545,7 +546,10 @@ def _check_value(subject: Subject, term: Any, role: str, value: Any) -> None:
         fix = ("reduce with mean(); use a loss bounded below by 0, or declare the range a term that goes below 0 by design "
                "takes (a WGAN term): value_range = (-math.inf, math.inf)") if low == 0 else \
               "keep the values in the declared range, or declare the range the term takes"
-    _fail(subject, f"{role}_loss is a finite scalar in its value_range [{low:g}, {high:g}]", repr(value), fix)
+    found = repr(value)
+    if isinstance(value, Tensor) and "\n" in found:  # by its shape: the values would spill over many lines of the report
+        found = f"a tensor of shape {tuple(value.shape)}"
+    _fail(subject, f"{role}_loss is a finite scalar in its value_range [{low:g}, {high:g}]", found, fix)
 
 
 class _ReadsEverything:
