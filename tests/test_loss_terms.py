@@ -78,6 +78,29 @@ def test_wgan_gp_penalises_the_gradient_norm_at_one_random_point_per_sample_betw
         assert losses["wgan"] == d(pair["fake"]).mean() - d(pair["target"]).mean()
 
 
+
+class FlatDiscriminator(nn.Module):
+    """A weight of zero on the image: D's gradient is exactly zero everywhere, where a norm's square root has no
+    derivative, yet depends on the weight (so the penalty has one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.weight * x[:, :1]
+
+
+def test_wgan_gp_of_a_flat_discriminator_is_its_weight_with_a_finite_gradient():
+    d = FlatDiscriminator()
+    objective = Objective.parse("wgan+wgan_gp", {"wgan": {"conditional": False}, "wgan_gp": {"conditional": False}},
+                                default_registry())
+    penalty = objective.discriminator_losses(**images(), disc=d)["wgan_gp"]
+    assert penalty.item() == pytest.approx(10.0)  # weight * (0 - 1)^2
+    penalty.backward()
+    assert torch.isfinite(d.weight.grad).all()
+
+
 def test_the_penalty_is_computed_in_float32_under_bf16_autocast():
     d, pair = TinyDiscriminator(), images()
     objective = Objective.parse("cgan+r1", {}, default_registry())

@@ -11,6 +11,7 @@ from p2p_core.errors import ConfigError
 from p2p_core.model import Pix2Pix
 from p2p_core.registry import default_registry
 from p2p_core.spec import Shapes
+from p2p_unet import UNet
 
 
 def parameters(module: torch.nn.Module) -> int:
@@ -203,3 +204,14 @@ def test_the_readmes_main_command_trains_the_paper_model_on_256_crops_of_286():
     shapes = Shapes(in_channels=dataset.in_channels, out_channels=dataset.out_channels, image_size=dataset.image_size)
     model = Pix2Pix.build(spec, shapes, total_steps=1, registry=registry)
     assert len(model.generator.encoder) == 8 and model.discriminator.output_size(256) == 30
+
+
+def test_the_unet_takes_depths_from_2_and_fits_the_smallest_images_with_2():
+    shallowest = UNet(in_channels=3, out_channels=3, image_size=4, ngf=2)  # log2(4) = 2 halvings
+    assert shallowest.depth == 2 and shallowest(torch.zeros(1, 3, 4, 4)).shape == (1, 3, 4, 4)
+    assert UNet(in_channels=3, out_channels=3, image_size=64, ngf=2, depth=2).depth == 2
+    with pytest.raises(ValueError, match=r"^depth \(stride-2 blocks\) must be at least 2, got 1; leave it unset to fit "
+                                         r"the image size \(6 for 64\)$"):
+        UNet(in_channels=3, out_channels=3, image_size=64, ngf=2, depth=1)
+    with pytest.raises(ValueError, match=r"^ngf \(the first layer's filters\) must be from 1 to 65,536, got 0$"):
+        UNet(in_channels=3, out_channels=3, image_size=64, ngf=0)
