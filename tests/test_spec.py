@@ -122,3 +122,54 @@ def test_a_checkpoints_spec_reads_back_as_written_field_by_field():
     assert read_checkpoint({"format": 2, **trained.to_dict()}, source="x.pt") == trained
     # A spec without role options writes no roles key: config.yaml stays what p2p wrote before roles existed.
     assert "roles" not in _run().to_dict()
+
+
+# -- checkpoints of the first format -------------------------------------------------------------------------------
+
+FORMAT_1 = {
+    "generator": {"name": "unet", "options": {"ngf": 8}, "in_channels": 1, "out_channels": 3, "image_size": 64},
+    "discriminator": {"name": "patch16", "options": {"ndf": 4}, "in_channels": 4},
+    "dataset": "folder", "dataset_options": {"root": "edges"},
+    "loss": "cgan", "loss_options": {"cgan": {"label_smoothing": 0.1}},
+    "plugins": {"p2p-extra": "1.0"},
+}
+
+
+def test_a_first_format_checkpoint_reads_back_every_field_it_holds():
+    trained = read_checkpoint({"format": 1, "components": FORMAT_1}, source="old.pt")
+    run = trained.run
+    assert (run.generator, run.disc, run.data) == (ComponentSpec("unet", {"ngf": 8}), ComponentSpec("patch16", {"ndf": 4}),
+                                                   ComponentSpec("folder", {"root": "edges"}))
+    assert (run.loss, run.loss_options) == ("cgan", {"cgan": {"label_smoothing": 0.1}})
+    assert trained.shapes == Shapes(in_channels=1, out_channels=3, image_size=64, disc_in_channels=4)
+    assert trained.plugins == {"p2p-extra": "1.0"} and trained.adversarial
+
+
+def test_a_first_format_checkpoint_without_a_discriminator_is_an_l1_run_with_the_default_patchgan():
+    components = {key: value for key, value in FORMAT_1.items() if key != "discriminator"}
+    trained = read_checkpoint({"format": 1, "components": components}, source="old.pt")
+    assert trained.run.disc == ComponentSpec("patch70") and not trained.adversarial
+    assert trained.shapes.disc_in_channels is None
+
+
+@pytest.mark.parametrize(("state", "field"), [
+    ({"format": 1, "components": {**FORMAT_1, "generator": {**FORMAT_1["generator"], "options": [1]}}},
+     "components.generator.options must be a mapping"),
+    ({"format": 1, "components": {**FORMAT_1, "discriminator": {**FORMAT_1["discriminator"], "name": ""}}},
+     "components.discriminator.name must be a name"),
+    ({"format": 1, "components": {**FORMAT_1, "discriminator": {**FORMAT_1["discriminator"], "in_channels": 0}}},
+     "components.discriminator.in_channels must be a positive whole number"),
+    ({"format": 1, "components": {**FORMAT_1, "loss_options": [1]}}, "components.loss_options must be a mapping"),
+    ({"format": 1, "components": {**FORMAT_1, "plugins": [1]}}, "components.plugins must be a mapping"),
+    ({"format": 2, "shapes": {"in_channels": 3, "out_channels": 3, "image_size": 64},
+      "spec": {**_run().to_dict(), "method": [1]}}, "method must be a mapping"),
+    ({"format": 2, "shapes": {"in_channels": 3, "out_channels": 3, "image_size": 64},
+      "spec": {**_run().to_dict(), "loss_options": {"cgan": [1]}}}, "loss_options.cgan must be a mapping"),
+    ({"format": 2, "shapes": {"in_channels": 3, "out_channels": 3, "image_size": 64}, "spec": _run().to_dict(),
+      "networks": {"generator": [1]}}, "networks.generator must be a mapping"),
+], ids=["generator options", "discriminator name", "discriminator channels", "loss options", "plugins", "method",
+        "a term's options", "a network"])
+def test_a_malformed_checkpoint_spec_is_refused_naming_the_file_and_the_field(state, field):
+    with pytest.raises(DataError) as error:
+        read_checkpoint(state, source="bad.pt")
+    assert str(error.value).startswith(f"bad.pt: {field}, got ")
