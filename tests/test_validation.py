@@ -81,3 +81,17 @@ def test_bad_settings_name_the_fix(tmp_path: Path, ab_root: Path):
     aligned = ("aligned", {"root": ab_root, "load_size": 36, "crop_size": 32})
     with pytest.raises(DataError, match="validate_every 0"):
         trainer(tmp_path / "run", data=aligned, validate_every=2)
+
+
+def test_a_run_resumes_from_a_checkpoint_with_or_without_a_best_score_whether_or_not_it_validates(tmp_path: Path):
+    validating = trainer(tmp_path / "validating", validate_every=2, validate_samples=1)
+    plain = trainer(tmp_path / "plain")
+    validating.validator.best = 0.5
+    with_best, without_best = validating.state_dict(), plain.state_dict()
+    assert "best" in with_best and "best" not in without_best
+    plain.load_state_dict(with_best)  # validation switched off on resume: the best score is not needed
+    validating.load_state_dict(without_best)  # switched on: no best score yet
+    assert validating.validator.best == 0.5
+    validating.validator.best = None
+    validating.load_state_dict(with_best)
+    assert validating.validator.best == 0.5
