@@ -6,7 +6,8 @@
 # benchmarks/mutation_report.py scores it (see there) and prints the score, then the unexplained survivors.
 # Not part of CI: the full table takes hours on a 2-core machine.
 #
-#   pip install -e ".[mutation]"
+#   pip install -e ".[test,export,demo,mutation]" -e examples/p2p-plugin-example -e examples/p2p-plugin-hd \
+#       -e examples/p2p-plugin-cyclegan     # README's install command plus mutmut: the rows run the suite's tests
 #   benchmarks/mutation.sh                                  # every module below, without the shared data
 #   benchmarks/mutation.sh p2p_core/objective.py            # one
 #   benchmarks/mutation.sh --shared p2p_core/run.py         # with ../shared beside the scratch copy
