@@ -178,6 +178,12 @@ class Sized(TwoScales):
     min_input_size = 16
 
 
+class DeclaredReading(Reading):
+    """Reading, declaring its smallest input (p2p cannot find it on the meta device): 4 x 4, one logit."""
+
+    min_input_size = 4
+
+
 class Understated(Deep):
     """Deep, declaring a smaller input than its instance norm takes (it needs 16 x 16 in training)."""
 
@@ -200,7 +206,7 @@ class Components:
     @p2p_core.hookimpl
     def p2p_discriminators(self):
         return {"two_scales": TwoScales, "listing": listing, "deep": Deep, "reading": Reading, "sized": Sized,
-                "understated": Understated}
+                "understated": Understated, "declared_reading": DeclaredReading}
 
     @p2p_core.hookimpl
     def p2p_losses(self):
@@ -379,7 +385,8 @@ def test_a_patchgan_without_output_at_the_crop_is_refused_with_the_smallest_crop
 
 
 def test_the_kit_checks_that_the_smallest_input_trains():
-    for name in ("patch16", "patch70", "two_scales", "deep"):
+    # declared_reading: a declaration p2p cannot derive (it reads values), which one pixel less refutes by failing.
+    for name in ("patch16", "patch70", "two_scales", "deep", "declared_reading"):
         case(f"discriminator:{name}", check_discriminator_min_input_size).run()
     with pytest.raises(ContractViolation) as failure:
         case("discriminator:understated", check_discriminator_min_input_size).run()
