@@ -4,8 +4,12 @@ distributions installed into a temporary folder."""
 from __future__ import annotations
 
 import os
+import re
+import select
+import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -186,3 +190,12 @@ def fit_tiny(root: Path, *, in_channels: int = 3, options: Sequence[str] = ()) -
         "--out_dir", str(root / "runs"), "--name", "run", *options,
     ])  # fmt: skip
     return root / "runs" / "run"
+
+
+def read_until(process: subprocess.Popen, pattern: re.Pattern, *, timeout: float) -> str:
+    """What the process wrote to stderr until it matched ``pattern``, the process ended, or ``timeout`` s passed."""
+    read, deadline = "", time.monotonic() + timeout
+    while not pattern.search(read) and process.poll() is None and time.monotonic() < deadline:
+        if select.select([process.stderr], [], [], 0.05)[0]:
+            read += os.read(process.stderr.fileno(), 4096).decode(errors="replace")
+    return read

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import SMOKE, write_ab_folder
+from conftest import SMOKE, read_until, write_ab_folder
 from p2p_core import checkpoint
 from p2p_core.networks import build_generator
 
@@ -90,3 +93,37 @@ def test_a_failing_rank_ends_the_job_with_its_error_instead_of_hanging(tmp_path)
                  timeout=180)
     assert result.returncode != 0
     assert "cannot read image" in result.stderr and "3.png" in result.stderr
+
+
+def worker_pid(marker: str, rank: int) -> int:
+    """The process of torchrun's worker ``rank`` among those started with ``P2P_TEST_RUN=marker`` in their environment."""
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            variables = dict(entry.split("=", 1) for entry in environ.read_text(errors="replace").split("\0") if "=" in entry)
+        except OSError:  # ended, or not ours to read
+            continue
+        if variables.get("P2P_TEST_RUN") == marker and variables.get("RANK") == str(rank):
+            return int(environ.parent.name)
+    raise LookupError(f"no worker of rank {rank} runs with P2P_TEST_RUN={marker}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the worker through /proc (Linux)")
+def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step_and_rank_0_says_how_to_continue(tmp_path):
+    # A scheduler or the OOM killer may signal one worker alone; rank 0, which writes the checkpoint and talks to the
+    # user, must stop at the same step and say that the run was stopped, not that it finished.
+    run_dir = tmp_path / "signalled"
+    command = [sys.executable, "-m", "p2p_core", "fit", "--config", SMOKE, "--out_dir", str(tmp_path), "--name", run_dir.name,
+               *EXACT, "--trainer.nproc", "2", "--trainer.max_steps", "100000", "--trainer.n_epochs", "100000",
+               "--trainer.checkpoint_every", "100000", "--trainer.log_every", "1", "--trainer.progress", "true"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env=os.environ | {"P2P_TEST_RUN": str(run_dir)})
+    try:
+        # Rank 0's progress shows a finished step: both ranks are past their first step, training.
+        err = read_until(process, re.compile(r"\b[1-9]\d*/100000\b"), timeout=180)
+        os.kill(worker_pid(str(run_dir), rank=1), signal.SIGTERM)
+        err += process.communicate(timeout=120)[1]
+    finally:
+        process.kill()
+    stopped = re.search(r"stopped by SIGTERM at step (\d+); continue with: p2p fit --resume (\S+)", err)
+    assert stopped and stopped.group(2) == str(run_dir), err
+    assert checkpoint.load(run_dir)["step"] == int(stopped.group(1))
