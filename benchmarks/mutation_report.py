@@ -5,7 +5,9 @@ log line or a print, changed as mutmut changes strings: XX around it, lower or u
 benchmarks/mutation-equivalent.tsv names it (a message, or a change of no behaviour, with the reason). The
 score is killed / (mutants - explained). The file may also name a survivor "killed": a test written after the
 run kills it, checked by hand (the bug put back, the test failing); the second score counts those, until the
-next run measures them. Run it again after explaining a survivor: no mutmut run needed. A report of a random
+next run measures them; or "gpu": it changes what happens on a CUDA device only, which the machines measured on
+have none of: explained, but not killed, so it stays in the score as a survivor. Run it again after explaining a
+survivor: no mutmut run needed. A report of a random
 sample of the module's mutants (MUTATION_SAMPLE) gives each score with its 95% interval (Wilson's), the range
 the whole module's score lies in.
 
@@ -77,7 +79,7 @@ def main(report_path: str) -> None:
             survivors.append((row["name"], row["status"], []))
         elif survivors:
             survivors[-1][2].append(line)
-    counts = {"message": 0, "equivalent": 0, "killed": 0, "unexplained": 0}
+    counts = {"message": 0, "equivalent": 0, "killed": 0, "gpu": 0, "unexplained": 0}
     out = []
     for name, status, diff in survivors:
         kind, reason = explained.get(name) or (
@@ -97,6 +99,7 @@ def main(report_path: str) -> None:
 
     head = (f"{summary['head']}: {mutants} mutants, {killed} killed, {counts['message']} change only a message's "
             f"wording, {counts['equivalent']} are equivalent, {counts['killed']} killed by tests written since (by hand), "
+            f"{counts['gpu']} change only what a GPU runs (survivors here), "
             f"{counts['unexplained']} unexplained survivors (of which not reached by the tests: {unreached}); score "
             f"{score(killed)}, with the tests written since {score(killed + counts['killed'])}")
     report.write_text("\n".join([head, *out]) + "\n")
