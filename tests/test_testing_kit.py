@@ -606,6 +606,16 @@ def test_a_broken_component_fails_with_the_contract_and_the_fix(component, check
     assert fix_line.startswith(f"  fix: {fix}")
 
 
+def test_a_generator_that_shrinks_its_output_in_eval_mode_is_told_to_keep_the_size():
+    with pytest.raises(ContractViolation) as failure:
+        _case("generator:flawed", check_generator_extras_and_inference, {"broken": "shrinks_in_eval"}).run()
+    _, found, fix = str(failure.value).splitlines()
+    side = FlawedGenerator.size_multiple + 1  # the kit's input in eval mode
+    shrunk = (side + 1) // 2  # every other pixel
+    assert found == f"  found: Tensor (1, 3, {shrunk}, {shrunk})"
+    assert fix.startswith("  fix: give an image of the input's size in eval mode too"), fix
+
+
 @pytest.mark.parametrize(
     ("component", "check", "repair"),
     [

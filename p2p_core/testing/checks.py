@@ -151,7 +151,8 @@ def check_generator_extras_and_inference(subject: Subject) -> None:
         image = translate(g, torch.rand(1, 3, side, side) * 2 - 1)
     if not isinstance(image, Tensor) or tuple(image.shape) != (1, 3, side, side):
         _fail(subject, "inference gets the image alone", f"{type(image).__name__} {tuple(getattr(image, 'shape', ()))}",
-              "report this to p2p: translate() keeps GeneratorOutput.image")
+              "give an image of the input's size in eval mode too: translate() pads the input to size_multiple and "
+              "crops GeneratorOutput.image back to the input's size")
 
 
 def check_generator_size_multiple(subject: Subject) -> None:
