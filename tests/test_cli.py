@@ -43,6 +43,10 @@ def test_tensorboard_holds_every_loss_term_lr_speed_and_an_image_grid(tmp_path, 
     events = EventAccumulator(str(run_dir)).Reload()
     assert {"loss/G/cgan", "loss/G/l1", "loss/D/cgan", "lr", "perf/images_per_sec"} <= set(events.Tags()["scalars"])
     assert events.Tags()["images"] == ["train/input|output|target"]
+    # The smoke recipe: 4 steps, scalars and a grid every 2, and at the first and the last step whatever the interval.
+    logged = [step for step in range(1, 5) if step % 2 == 0 or step in (1, 4)]
+    assert [event.step for event in events.Scalars("loss/G/l1")] == logged
+    assert [event.step for event in events.Images("train/input|output|target")] == logged
 
 
 def test_short_names_and_per_component_options_on_the_command_line(tmp_path, capsys):
@@ -153,6 +157,10 @@ def broken_dataset(tmp_path: Path, kind: str) -> Path:
         (["--config", SMOKE, "--generator.depth", "0"],
          "depth (stride-2 blocks) must be at least 2, got 0; leave it unset to fit the image size (6 for 64)"),
         (["--trainer.device", "tpu"], "tpu"),
+        pytest.param(["--config", SMOKE, "--trainer.device", "cuda"],
+                     "--trainer.device cuda was asked for, but torch sees no CUDA device; use auto or cpu",
+                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")),
+        (["--config", SMOKE, "--name", "../up"], "--name '../up' is not a single name (no /, no ..)"),
         (["--config", "nope.yaml"], "config 'nope.yaml' is neither a file nor a recipe name"),
     ],
 )

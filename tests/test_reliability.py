@@ -27,7 +27,7 @@ import p2p_core.files
 from p2p_core import checkpoint
 from p2p_core.errors import DataError, NumericalError
 from p2p_core.registry import Registry
-from p2p_core.run import Run
+from p2p_core.run import EpochSampler, Run
 from conftest import SMOKE, fit_smoke, make_spec, read_until, run
 
 # -- killed runs resume exactly --------------------------------------------------------------------------------
@@ -107,6 +107,22 @@ def test_a_run_killed_at_any_point_resumes_to_the_weights_of_an_uninterrupted_on
     expected, found = weights(straight), weights(interrupted)
     assert expected.keys() == found.keys()
     assert all(torch.equal(expected[k], found[k]) for k in expected), (starts, moments)
+
+
+def test_a_dataset_of_one_pair_trains_to_its_last_step(tmp_path):
+    one_pair = ("synthetic", {"length": 1, "load_size": 36, "crop_size": 32})
+    outcome = Run(make_spec(data=one_pair, max_steps=2), out_dir=tmp_path, name="one")()
+    assert (outcome.step, outcome.total_steps, outcome.stopped_by) == (2, 2, None)
+    assert checkpoint.load(outcome.checkpoint)["step"] == 2
+
+
+@given(length=st.integers(0, 40), world_size=st.integers(1, 4), data=st.data())
+def test_an_epoch_s_sampler_has_the_length_of_what_it_yields(length, world_size, data):
+    # On any rank, and resumed part-way through the epoch (skip).
+    rank = data.draw(st.integers(0, world_size - 1), label="rank")
+    skip = data.draw(st.integers(0, length // world_size), label="skip")
+    sampler = EpochSampler(length, seed=0, epoch=0, skip=skip, rank=rank, world_size=world_size)
+    assert len(sampler) == len(list(sampler))
 
 
 def test_sigterm_checkpoints_the_current_step_and_exits_cleanly(tmp_path):
