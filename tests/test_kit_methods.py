@@ -33,7 +33,7 @@ class Flawed:
     def __init__(self, *, training: Training, repaired: bool = False) -> None:
         shapes = training.shapes
         self.training, self.repaired, self.calls = training, repaired, 0
-        training.network("generator", "generator", in_channels=shapes.in_channels, out_channels=shapes.out_channels)
+        self.generator = training.network("generator", "generator", in_channels=shapes.in_channels, out_channels=shapes.out_channels)
         training.network("judge", "discriminator", in_channels=shapes.out_channels)
         training.optimizer("generator", ["generator"])
         self.directions = {"AtoB": "generator"}
@@ -79,9 +79,42 @@ class ForgetsItsCounter(Flawed):
         self.calls = int(state.get("calls", 0))
 
 
+class UpdatesEveryThirdStep(ForgetsItsCounter):
+    """Steps its generator on every third call and logs nothing: a forgotten counter shows in its weights alone."""
+
+    losses = Flawed.losses
+
+    def train_step(self, batch: Sample) -> dict[str, float]:
+        self.calls += 1
+        if self.calls % 3 == 0:
+            Flawed.train_step(self, batch)
+        return {}
+
+
+class TranslatesToOneChannel(Flawed):
+    """Keeps only the first channel of what the generator p2p built for three gives (a hook on the network)."""
+
+    def __init__(self, *, training: Training, repaired: bool = False) -> None:
+        super().__init__(training=training, repaired=repaired)
+        if not repaired:
+            self.generator.register_forward_hook(lambda module, inputs, output: output[:, :1])
+
+
 class DrawsUnseededNoise(Flawed):
     def losses(self, fake: Tensor, target: Tensor) -> dict[str, Tensor]:
         noise = float(torch.rand(())) if self.repaired else random.SystemRandom().random()
+        return {name: value * (1 + noise) for name, value in super().losses(fake, target).items()}
+
+
+class SeedsItsOwnNoise(Flawed):
+    """Draws its noise from a generator of its own, seeded with the run's seed: as reproducible as torch's."""
+
+    def __init__(self, *, training: Training, repaired: bool = False) -> None:
+        super().__init__(training=training, repaired=repaired)
+        self.noise = torch.Generator().manual_seed(training.spec.trainer.seed)
+
+    def losses(self, fake: Tensor, target: Tensor) -> dict[str, Tensor]:
+        noise = float(torch.rand((), generator=self.noise))
         return {name: value * (1 + noise) for name, value in super().losses(fake, target).items()}
 
 
@@ -126,7 +159,8 @@ class FlawedMethods:
     @p2p_core.hookimpl
     def p2p_methods(self):
         return {"logs_tensors": LogsTensors, "judge_translates": TranslatesWithItsJudge, "forgetful": ForgetsItsCounter,
-                "unseeded": DrawsUnseededNoise, "leaky": LeaksIntoItsJudge, "unscaled": ShowsUnscaledImages, "judged_twice": JudgedTwice, "frozen": Frozen}
+                "unseeded": DrawsUnseededNoise, "leaky": LeaksIntoItsJudge, "unscaled": ShowsUnscaledImages, "judged_twice": JudgedTwice, "frozen": Frozen,
+                "every_third": UpdatesEveryThirdStep, "one_channel": TranslatesToOneChannel, "own_noise": SeedsItsOwnNoise}
 
 
 def flawed_registry() -> Registry:
@@ -150,6 +184,11 @@ FLAWS = [
      "AtoB: 'judge'", "build each generator with training.network(ROLE, 'generator'"),
     ("forgetful", check_method_state_round_trip, "a resumed run continues exactly", "after resuming, the steps logged",
      "keep every piece of state that steps depend on"),
+    ("every_third", check_method_state_round_trip, "a resumed run continues exactly", "network 'generator': ",
+     "keep every piece of state that steps depend on in the method's state_dict()"),
+    ("one_channel", check_method_directions_name_its_generators,
+     "each direction's generator translates its input channels to its output channels", "AtoB ('generator') gave (1, 1, ",
+     "build that generator with the channels of its direction"),
     ("unscaled", check_method_steps_return_finite_scalars_and_images, "images() gives N x C x H x W images in [-1, 1]",
      "'input': (2, 3, 32, 32) in [0", "return the latest step's inputs and outputs, detached, as batches"),
     ("unseeded", check_method_is_reproducible, "two runs from one seed agree", "and then", "draw every random number from torch's"),
@@ -171,6 +210,10 @@ def test_a_flawed_method_fails_its_check_with_the_contract_and_the_fix(name, che
 @pytest.mark.parametrize(("name", "check"), [flaw[:2] for flaw in FLAWS], ids=[flaw[0] for flaw in FLAWS])
 def test_the_same_check_passes_the_repaired_method(name, check):
     case(name, check, repaired=True).run()
+
+
+def test_a_method_that_seeds_its_own_generator_with_the_run_s_seed_is_reproducible():
+    case("own_noise", check_method_is_reproducible, repaired=False).run()
 
 
 def flawed_training(name: str) -> Training:

@@ -145,6 +145,11 @@ def test_a_first_format_checkpoint_reads_back_every_field_it_holds():
     assert trained.plugins == {"p2p-extra": "1.0"} and trained.adversarial
 
 
+def test_a_first_format_checkpoint_from_before_the_format_number_is_read_as_the_first_format():
+    assert read_checkpoint({"components": FORMAT_1}, source="old.pt") == read_checkpoint(
+        {"format": 1, "components": FORMAT_1}, source="old.pt")
+
+
 def test_a_first_format_checkpoint_without_a_discriminator_is_an_l1_run_with_the_default_patchgan():
     components = {key: value for key, value in FORMAT_1.items() if key != "discriminator"}
     trained = read_checkpoint({"format": 1, "components": components}, source="old.pt")
@@ -167,8 +172,19 @@ def test_a_first_format_checkpoint_without_a_discriminator_is_an_l1_run_with_the
       "spec": {**_run().to_dict(), "loss_options": {"cgan": [1]}}}, "loss_options.cgan must be a mapping"),
     ({"format": 2, "shapes": {"in_channels": 3, "out_channels": 3, "image_size": 64}, "spec": _run().to_dict(),
       "networks": {"generator": [1]}}, "networks.generator must be a mapping"),
+    ({"format": 2, "shapes": {"in_channels": 3, "out_channels": 3, "image_size": 64},
+      "spec": {**_run().to_dict(), "trainer": [1]}}, "trainer must be a mapping"),
+    ({"format": 2, "shapes": {"in_channels": 3, "out_channels": 3, "image_size": 64},
+      "spec": {**_run().to_dict(), "generator": {"name": ""}}}, "generator.name must be a name"),
+    ({"format": 2, "shapes": {"in_channels": 3, "out_channels": 3, "image_size": 64}, "spec": _run().to_dict(),
+      "plugins": [1]}, "plugins must be a mapping"),
+    ({"format": 2, "shapes": {"in_channels": 3, "out_channels": 3, "image_size": 64}, "spec": _run().to_dict(),
+      "providers": [1]}, "providers must be a mapping"),
+    ({"format": 1, "components": [1]}, "components must be a mapping"),
+    ({"format": 1, "components": {**FORMAT_1, "generator": [1]}}, "components.generator must be a mapping"),
 ], ids=["generator options", "discriminator name", "discriminator channels", "loss options", "plugins", "method",
-        "a term's options", "a network"])
+        "a term's options", "a network", "trainer", "a component's name", "the plugins", "the providers",
+        "the first format's components", "the first format's generator"])
 def test_a_malformed_checkpoint_spec_is_refused_naming_the_file_and_the_field(state, field):
     with pytest.raises(DataError) as error:
         read_checkpoint(state, source="bad.pt")

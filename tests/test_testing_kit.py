@@ -397,8 +397,8 @@ class FlawedBackend:
     auto_priority = {"cpu": -1}
 
     def __init__(self, *, broken: Literal["", "offset", "misspelt_precision", "no_supports", "misspelt_device", "no_modes",
-                                          "float_priority", "half_output", "cuda_only"] = "") -> None:
-        self.broken = broken
+                                          "float_priority", "half_output", "cuda_only"] = "", clamps: bool = False) -> None:
+        self.broken, self.clamps = broken, clamps
         self.supports = {"cpu": ("fp32",) if broken == "misspelt_precision" else ("float32", "bfloat16")}
         if broken in ("no_supports", "misspelt_device"):
             self.supports = {} if broken == "no_supports" else {"gpu": ("float32",)}
@@ -413,7 +413,8 @@ class FlawedBackend:
     def open(self, trained, *, device: torch.device, precision: str) -> Runner:
         def run(batch: Tensor) -> Tensor:
             with torch.no_grad(), torch.autocast("cpu", dtype=getattr(torch, precision), enabled=precision != "float32"):
-                image = translate(trained.module, batch) + (0.25 if self.broken == "offset" else 0)
+                # Clamping to the images' range [-1, 1], as an engine with a fixed input range may, changes no image.
+                image = translate(trained.module, batch.clamp(-1, 1) if self.clamps else batch) + (0.25 if self.broken == "offset" else 0)
                 return image.half() if self.broken == "half_output" else image.float()
 
         return Runner(backend="flawed", description="flawed", run=run)
@@ -629,6 +630,7 @@ def test_a_generator_that_shrinks_its_output_in_eval_mode_is_told_to_keep_the_si
         ("generator:unbounded", check_options_round_trip_through_config, {}),  # p2p's own parser, which MISPARSED alters
         ("loss:attention_weighted", check_loss_finite_non_negative_and_differentiable, {}),  # a term that needs no repair
         ("loss:negative", check_loss_with_multiscale_features, {"low": -math.inf}),  # the first protocol's: one scale only
+        ("backend:flawed", check_backend_matches_translate, {"clamps": True}),  # a correct backend for images in [-1, 1]
     ],
 )
 def test_the_same_check_passes_once_the_component_is_repaired(component, check, repair):
