@@ -24,7 +24,7 @@ checkout="$PWD"
 
 # module -> the fast test files that exercise it
 declare -A TESTS=(
-    [p2p_core/training.py]="tests/test_engine.py tests/test_paper_facts.py tests/test_methods.py tests/test_kit_methods.py tests/test_fast_paths.py::test_the_precision_option_decides_the_dtype_of_the_steps_forward_passes tests/test_training_callbacks.py tests/test_discriminator_outputs.py::test_output_size_and_receptive_field_per_scale_or_plain"
+    [p2p_core/training.py]="tests/test_engine.py tests/test_paper_facts.py tests/test_methods.py tests/test_kit_methods.py tests/test_fast_paths.py::test_the_precision_option_decides_the_dtype_of_the_steps_forward_passes tests/test_training_callbacks.py tests/test_discriminator_outputs.py::test_output_size_and_receptive_field_per_scale_or_plain tests/test_loss_terms.py tests/test_cli.py::test_fit_writes_config_checkpoints_and_tensorboard_events_that_predict_reuses"
     [plugins/p2p_pix2pix/__init__.py]="tests/test_engine.py tests/test_paper_facts.py tests/test_methods.py tests/test_discriminator_outputs.py"
     [p2p_core/objective.py]="tests/test_engine.py tests/test_paper_facts.py tests/test_discriminator_outputs.py tests/test_loss_terms.py tests/test_generator_outputs.py"
     [p2p_core/spec.py]="tests/test_engine.py tests/test_paper_facts.py tests/test_option_fuzz.py tests/test_methods.py tests/test_safetensors.py tests/test_predict.py tests/test_label_inputs.py tests/test_architecture.py::test_a_format_1_checkpoint_loads_predicts_and_resumes tests/test_architecture.py::test_the_checkpoint_spec_rejects_malformed_content_with_the_field_named tests/test_spec.py"

@@ -351,3 +351,12 @@ def test_the_objective_passes_the_input_and_target_and_checks_its_terms_and_what
     for value, found in [(torch.tensor(float("nan")), "nan"), (1.0, r"float of shape \(\)")]:
         with pytest.raises(ConfigError, match=f"found: {found} at the first step"):
             objective.check("generator", {"reads": value})
+
+
+def test_a_crop_the_generator_cannot_take_is_refused_with_the_largest_crop_it_can():
+    # A U-Net of depth 3 takes multiples of 8: a 20 x 20 crop is refused, and 16 offered.
+    spec = make_spec(generator=("unet", {"ngf": 4, "depth": 3}), data=("synthetic", {"length": 4, "load_size": 24, "crop_size": 20}))
+    with pytest.raises(ConfigError, match=r"needs image sides that are multiples of 8, but the training crops are 20x20; "
+                                          r"use --data\.crop_size 16 "):
+        Training.build(spec, Shapes(in_channels=3, out_channels=3, image_size=20), total_steps=1)
+

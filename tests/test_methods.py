@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Literal
 
 import attrs
 import pytest
@@ -55,10 +56,22 @@ class TranslatesWithADiscriminator(Mirror):
         self.training = training
 
 
+class Careless(Mirror):
+    """Asks for its networks as ``mistake`` says: one role twice, an optimizer for a network it did not build, or nothing."""
+
+    directions = {"AtoB": "forward"}
+
+    def __init__(self, *, training: Training, mistake: Literal["network_twice", "optimizer_for_nothing", "builds_nothing"]) -> None:
+        for _ in range({"network_twice": 2, "optimizer_for_nothing": 1, "builds_nothing": 0}[mistake]):
+            training.network("forward", "generator", in_channels=3, out_channels=3)
+        if mistake == "optimizer_for_nothing":
+            training.optimizer("generator", ["forwards"])
+
+
 class Methods:
     @p2p_core.hookimpl
     def p2p_methods(self):
-        return {"mirror": Mirror, "judging": TranslatesWithADiscriminator}
+        return {"mirror": Mirror, "judging": TranslatesWithADiscriminator, "careless": Careless}
 
 
 def registry() -> Registry:
@@ -161,6 +174,20 @@ def test_a_method_whose_direction_names_no_generator_breaks_the_contract():
     assert headline.startswith("method 'judging' breaks the contract: directions maps AtoB and/or BtoA to generator")
     assert found == "  found: AtoB: 'judge' (built: judge (discriminator))"
     assert fix.startswith("  fix: build the generator with training.network(ROLE, 'generator'")
+
+
+@pytest.mark.parametrize(("mistake", "message"), [
+    ("network_twice", "method 'careless' asked for network 'forward' twice; give each network a role of its own"),
+    ("optimizer_for_nothing", "optimizer 'generator': no network 'forwards' (built: forward)"),
+    ("builds_nothing", "method 'careless' breaks the contract: directions maps AtoB and/or BtoA to generator roles it built\n"
+                       "  found: AtoB: 'forward' (built: nothing)\n"
+                       "  fix: build the generator with training.network(ROLE, 'generator', ...) and name that ROLE"),
+])
+def test_a_method_asking_for_its_networks_wrongly_is_told_what_it_asked(mistake, message):
+    spec = attrs.evolve(make_spec(), method=ComponentSpec("careless", {"mistake": mistake}))
+    with pytest.raises(PluginError) as error:
+        Training.build(spec, SHAPES, total_steps=1, registry=registry())
+    assert str(error.value) == message
 
 
 def test_frozen_networks_get_no_gradient_and_keep_what_the_plugin_froze_itself():
