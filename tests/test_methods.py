@@ -312,6 +312,17 @@ def test_a_term_with_a_schedule_learns_each_step_before_it():
     assert logged[0] == 0 and logged[1] > 0 and logged[2] > 0
 
 
+@pytest.mark.parametrize(("options", "message"), [
+    ({"g_lr": 0.0}, "g_lr (Adam's learning rate) must be in (0, 1], got 0.0; leave it unset for --trainer.lr"),
+    ({"d_lr": 2.0}, "d_lr (Adam's learning rate) must be in (0, 1], got 2.0; leave it unset for --trainer.lr"),
+    ({"n_critic": 1001}, "n_critic (D updates per G update) must be from 1 to 1,000, got 1001"),
+])
+def test_pix2pix_refuses_an_option_out_of_range_naming_it_and_the_value(options, message):
+    with pytest.raises(p2p_core.ConfigError) as error:
+        pix2pix(**options)
+    assert message in str(error.value)
+
+
 def test_critic_options_without_a_discriminator_are_refused_naming_them():
     spec = attrs.evolve(make_spec(loss="l1"), method=ComponentSpec("pix2pix", {"n_critic": 2}))
     with pytest.raises(p2p_core.ConfigError) as error:

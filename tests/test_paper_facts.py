@@ -215,3 +215,16 @@ def test_the_unet_takes_depths_from_2_and_fits_the_smallest_images_with_2():
         UNet(in_channels=3, out_channels=3, image_size=64, ngf=2, depth=1)
     with pytest.raises(ValueError, match=r"^ngf \(the first layer's filters\) must be from 1 to 65,536, got 0$"):
         UNet(in_channels=3, out_channels=3, image_size=64, ngf=0)
+
+
+def test_the_unet_takes_depths_up_to_16_and_refuses_deeper_naming_the_range():
+    assert UNet(in_channels=3, out_channels=3, image_size=2**16, ngf=1, depth=16).depth == 16
+    with pytest.raises(ValueError, match=r"^depth must be from 2 to 16, got 17$"):
+        UNet(in_channels=3, out_channels=3, image_size=2**17, ngf=1, depth=17)
+
+
+def test_unet_encoder_uses_leaky_relu_0_2_and_its_decoder_relu():
+    unet = UNet(in_channels=3, out_channels=3, image_size=64, ngf=4)
+    assert {m.negative_slope for m in unet.encoder.modules() if isinstance(m, torch.nn.LeakyReLU)} == {0.2}
+    assert not any(isinstance(m, torch.nn.LeakyReLU) for m in unet.decoder.modules())
+
