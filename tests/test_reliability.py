@@ -513,6 +513,22 @@ def test_a_malformed_checkpoint_spec_is_a_clear_error(tmp_path, capsys, field, v
     assert message in err
 
 
+@pytest.mark.parametrize("content", [[1, 2], {"step": 1}, {"models": {}}], ids=["a list", "no models", "empty models"])
+def test_a_file_that_is_not_a_p2p_checkpoint_is_refused_naming_it(tmp_path, content):
+    torch.save(content, tmp_path / "other.pt")
+    with pytest.raises(DataError) as error:
+        checkpoint.load(tmp_path / "other.pt")
+    assert str(error.value) == f"{tmp_path / 'other.pt'} is not a p2p checkpoint (no models entry)"
+
+
+def test_a_run_s_checkpoints_are_ordered_by_step_past_the_eight_digits_of_their_names(tmp_path):
+    folder = tmp_path / checkpoint.FOLDER
+    folder.mkdir()
+    for step in (100_000_000, 99_999_999, 3):
+        checkpoint.path_for(tmp_path, step).touch()
+    assert [path.name for path in checkpoint.checkpoints(tmp_path)] == ["step_00000003.pt", "step_99999999.pt", "step_100000000.pt"]
+
+
 def test_a_checkpoint_at_step_0_as_p2p_import_writes_one_is_read(tmp_path, capsys):
     state = checkpoint.load(fit_smoke(tmp_path, capsys))
     state["step"] = 0
