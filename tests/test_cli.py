@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from importlib.metadata import version
 from pathlib import Path
 
@@ -39,7 +40,9 @@ def test_fit_writes_config_checkpoints_and_tensorboard_events_that_predict_reuse
 def test_tensorboard_holds_every_loss_term_lr_speed_and_an_image_grid(tmp_path, capsys):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    run_dir = fit_smoke(tmp_path, capsys)
+    started = time.perf_counter()
+    run_dir = fit_smoke(tmp_path, capsys, "--trainer.batch_size", "2")
+    took = time.perf_counter() - started
     events = EventAccumulator(str(run_dir)).Reload()
     assert {"loss/G/cgan", "loss/G/l1", "loss/D/cgan", "lr", "perf/images_per_sec"} <= set(events.Tags()["scalars"])
     assert events.Tags()["images"] == ["train/input|output|target"]
@@ -47,6 +50,22 @@ def test_tensorboard_holds_every_loss_term_lr_speed_and_an_image_grid(tmp_path, 
     logged = [step for step in range(1, 5) if step % 2 == 0 or step in (1, 4)]
     assert [event.step for event in events.Scalars("loss/G/l1")] == logged
     assert [event.step for event in events.Images("train/input|output|target")] == logged
+    # Each speed is the interval's images over its time, which the whole run's time bounds: 2 images a step.
+    images = [2 * (step - before) for before, step in zip([0, *logged], logged)]
+    assert all(event.value * took >= count for event, count in zip(events.Scalars("perf/images_per_sec"), images, strict=True))
+    # One row of input, output and target per sample (2 here), 64 x 64 pixels each, 2 pixels apart.
+    grid = events.Images("train/input|output|target")[0]
+    assert (grid.width, grid.height) == (3 * 66 + 2, 2 * 66 + 2)
+
+
+def test_resuming_a_finished_run_trains_no_further(tmp_path, capsys):
+    run_dir = fit_smoke(tmp_path, capsys)
+    before = checkpoint.read(run_dir).state["models"]["generator"]
+    code, _, err = run(["fit", "--resume", str(run_dir)], capsys)
+    assert code == 0 and "at step 4 of 4" in err, err
+    after = checkpoint.read(run_dir)
+    assert after.state["step"] == 4
+    assert all(torch.equal(before[name], tensor) for name, tensor in after.state["models"]["generator"].items())
 
 
 def test_short_names_and_per_component_options_on_the_command_line(tmp_path, capsys):
@@ -161,6 +180,8 @@ def broken_dataset(tmp_path: Path, kind: str) -> Path:
                      "--trainer.device cuda was asked for, but torch sees no CUDA device; use auto or cpu",
                      marks=pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")),
         (["--config", SMOKE, "--name", "../up"], "--name '../up' is not a single name (no /, no ..)"),
+        (["--config", SMOKE, "--trainer.n_epochs", "0", "--trainer.n_epochs_decay", "0"],
+         "the run has no steps: set --trainer.n_epochs, --trainer.n_epochs_decay or --trainer.max_steps above 0"),
         (["--config", "nope.yaml"], "config 'nope.yaml' is neither a file nor a recipe name"),
     ],
 )

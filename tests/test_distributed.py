@@ -127,3 +127,7 @@ def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step_and_rank_0_says_
     stopped = re.search(r"stopped by SIGTERM at step (\d+); continue with: p2p fit --resume (\S+)", err)
     assert stopped and stopped.group(2) == str(run_dir), err
     assert checkpoint.load(run_dir)["step"] == int(stopped.group(1))
+    # Rank 1 ended by the signal too, not in p2p's code after it (torchrun reports the exit codes, in its own words);
+    # and rank 0 alone wrote TensorBoard's events.
+    assert "p2p_core/run.py" not in err, err
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1

@@ -37,6 +37,13 @@ def test_validation_keeps_the_best_checkpoint(tmp_path: Path):
     assert len(run.validator.pairs) == 3
     # best.pt is neither pruned nor mistaken for the newest step checkpoint.
     assert checkpoint.resolve(tmp_path / "run").name == "step_00000004.pt"
+    # Every score of each validation is a TensorBoard scalar under val/.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "run")).Reload()
+    assert {tag for tag in events.Tags()["scalars"] if tag.startswith("val/")} == {
+        f"val/{name}" for name in ("l1", "psnr", "ssim", "hist_L", "hist_a", "hist_b")}
+    assert [event.step for event in events.Scalars("val/ssim")] == [2, 4]
 
 
 def test_validation_does_not_change_training(tmp_path: Path):
