@@ -8,6 +8,7 @@ import pytest
 from p2p_core.errors import ConfigError, DataError
 from p2p_core.ranges import LARGEST
 from p2p_core.spec import (
+    MAX_CLASSES,
     ComponentSpec,
     NetworkShape,
     RunSpec,
@@ -15,6 +16,7 @@ from p2p_core.spec import (
     TrainConfig,
     TrainedSpec,
     check_trainer,
+    input_classes,
     read_checkpoint,
 )
 
@@ -180,12 +182,25 @@ def test_a_first_format_checkpoint_without_a_discriminator_is_an_l1_run_with_the
       "plugins": [1]}, "plugins must be a mapping"),
     ({"format": 2, "shapes": {"in_channels": 3, "out_channels": 3, "image_size": 64}, "spec": _run().to_dict(),
       "providers": [1]}, "providers must be a mapping"),
+    ({"format": 2, "shapes": {"in_channels": 3, "out_channels": 3, "image_size": 64},
+      "spec": {**_run().to_dict(), "roles": [1]}}, "roles must be a mapping"),
+    ({"format": 2, "shapes": [1], "spec": _run().to_dict()}, "shapes must be a mapping"),
+    ({"format": 2, "shapes": {"in_channels": 3, "out_channels": 3, "image_size": 64}, "spec": _run().to_dict(),
+      "networks": [1]}, "networks must be a mapping"),
     ({"format": 1, "components": [1]}, "components must be a mapping"),
     ({"format": 1, "components": {**FORMAT_1, "generator": [1]}}, "components.generator must be a mapping"),
 ], ids=["generator options", "discriminator name", "discriminator channels", "loss options", "plugins", "method",
         "a term's options", "a network", "trainer", "a component's name", "the plugins", "the providers",
-        "the first format's components", "the first format's generator"])
+        "roles", "shapes", "networks", "the first format's components", "the first format's generator"])
 def test_a_malformed_checkpoint_spec_is_refused_naming_the_file_and_the_field(state, field):
     with pytest.raises(DataError) as error:
         read_checkpoint(state, source="bad.pt")
     assert str(error.value).startswith(f"bad.pt: {field}, got ")
+
+
+def test_label_encodings_take_2_to_max_classes_classes():
+    assert (input_classes("image"), input_classes("labels:2"), input_classes(f"labels:{MAX_CLASSES}")) == (None, 2, MAX_CLASSES)
+    for outside in ("labels:1", f"labels:{MAX_CLASSES + 1}"):
+        with pytest.raises(ConfigError, match=f"^unknown input encoding '{outside}'"):
+            input_classes(outside)
+
