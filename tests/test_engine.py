@@ -360,3 +360,9 @@ def test_a_crop_the_generator_cannot_take_is_refused_with_the_largest_crop_it_ca
                                           r"use --data\.crop_size 16 "):
         Training.build(spec, Shapes(in_channels=3, out_channels=3, image_size=20), total_steps=1)
 
+
+@pytest.mark.parametrize(("loss", "adversarial"), [("cgan+l1", True), ("l1", False)])
+def test_the_trained_spec_says_whether_a_discriminator_was_trained(loss, adversarial):
+    training = Training.build(make_spec(loss=loss), Shapes(in_channels=3, out_channels=3, image_size=32), total_steps=1)
+    assert training.trained.adversarial is adversarial
+

@@ -53,6 +53,7 @@ def test_ema_blends_the_generator_into_its_average_after_every_step():
             expected[name] = 0.75 * expected[name] + 0.25 * tensor if tensor.is_floating_point() else tensor.clone()
     averaged = training.averaged["generator"].state_dict()
     assert set(training.averaged) == {"generator"} and averaged.keys() == expected.keys()
+    assert training.translator("AtoB") is training.averaged["generator"]  # what validation, bench and predict run
     for name, tensor in expected.items():
         torch.testing.assert_close(averaged[name], tensor, rtol=1e-6, atol=1e-7, msg=name)
 
