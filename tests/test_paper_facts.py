@@ -228,3 +228,16 @@ def test_unet_encoder_uses_leaky_relu_0_2_and_its_decoder_relu():
     assert {m.negative_slope for m in unet.encoder.modules() if isinstance(m, torch.nn.LeakyReLU)} == {0.2}
     assert not any(isinstance(m, torch.nn.LeakyReLU) for m in unet.decoder.modules())
 
+
+@pytest.mark.parametrize("norm", ["batch", "instance", "none"])
+def test_unet_convolutions_have_a_bias_unless_batch_norm_follows(norm):
+    # BatchNorm's shift makes a bias redundant; instance norm (no affine) and no norm need one. The last layer has no norm.
+    unet = UNet(in_channels=3, out_channels=3, image_size=64, ngf=4, norm=norm)
+    convolutions = [m for m in unet.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    assert [m.bias is not None for m in convolutions] == [norm != "batch"] * (len(convolutions) - 1) + [True]
+
+
+def test_unet_refuses_more_than_65536_filters_naming_the_range():
+    with pytest.raises(ValueError, match=r"^ngf \(the first layer's filters\) must be from 1 to 65,536, got 65537$"):
+        UNet(in_channels=3, out_channels=3, image_size=64, ngf=65537)
+
