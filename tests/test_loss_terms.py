@@ -128,13 +128,27 @@ class PenalisesTheFake:
         return gradient.pow(2).mean()
 
 
-def test_a_penalty_that_names_no_input_p2p_takes_gradients_at_is_refused_with_the_choices():
+class PenalisesWithoutShowingD:
+    """Says where D's gradient is taken, but shows D nothing and has no discriminator loss."""
+
+    discriminator_input = "none"
+    penalises = "real"
+
+    def generator_loss(self, *, x, fake, target, d_fake, d_real):
+        return (fake - target).abs().mean()
+
+
+@pytest.mark.parametrize(("term", "found"), [
+    (PenalisesTheFake(), "penalises = 'fake'"),
+    (PenalisesWithoutShowingD(), "discriminator_input = 'none', discriminator_loss = None"),
+], ids=["an input p2p takes no gradient at", "no discriminator side"])
+def test_a_penalty_that_p2p_cannot_compute_is_refused_with_the_choices(term, found):
     with pytest.raises(p2p_core.ConfigError) as error:
-        Objective({"gp": PenalisesTheFake()})
-    headline, found, fix = str(error.value).splitlines()
+        Objective({"gp": term})
+    headline, found_line, fix = str(error.value).splitlines()
     assert headline.startswith("loss 'gp' breaks the contract: a gradient penalty says where D's gradient is taken, "
                                "one of ('real', 'interpolated')")
-    assert found == "  found: penalises = 'fake'"
+    assert found_line == f"  found: {found}"
     assert fix.startswith("  fix: say penalises = 'real' (R1) or 'interpolated' (WGAN-GP)")
 
 
