@@ -388,3 +388,10 @@ def test_the_longest_splits_share_no_scene():
         synthetic(length=longest + 1)
     starts = sorted(synthetic(split=split, length=longest).seed for split in ("train", "val", "test"))
     assert all(later - earlier >= longest for earlier, later in zip(starts, starts[1:]))
+
+
+def test_an_unknown_split_is_refused_with_the_closest_one():
+    # Any name would seed scenes of its own: a misspelt "val" would validate on data of no split at all.
+    with pytest.raises(ValueError, match=r"^split must be 'train', 'val' or 'test', got 'vall'; did you mean 'val'\?$"):
+        synthetic(split="vall")
+

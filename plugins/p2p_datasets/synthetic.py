@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +54,7 @@ from p2p_core.images import PairedJitter
 from p2p_core.protocols import Sample
 
 Split = Literal["train", "val", "test"]
+SPLITS = get_args(Split)
 Direction = Literal["AtoB", "BtoA"]
 Variant = Literal["colour", "texture"]
 VARIANTS = ("colour", "texture")
@@ -193,6 +194,9 @@ def synthetic(
     colour and a pattern of its own at a random phase, so that only texture tells the classes apart (the
     FCN-score then sees whether a model draws texture, not only whether it gets the colours right).
     """
+    # Any other name would give scenes of their own, silently: a misspelt split validates on no split at all.
+    if split not in SPLITS:
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {str(split)[:40]!r}{did_you_mean(str(split), SPLITS)}")
     if not 1 <= length <= MAX_LENGTH:
         raise ValueError(f"length (pairs per split) must be from 1 to 10**8, got {str(length)[:40]}")
     if not 0 <= seed < 2**63:  # what torch's generators take
