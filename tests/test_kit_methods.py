@@ -106,6 +106,13 @@ class DrawsUnseededNoise(Flawed):
         return {name: value * (1 + noise) for name, value in super().losses(fake, target).items()}
 
 
+class ShowsAList(Flawed):
+    """Shows its input as a list of images instead of a batch."""
+
+    def images(self) -> dict:
+        return {name: image if self.repaired else list(image) for name, image in super().images().items()}
+
+
 class SeedsItsOwnNoise(Flawed):
     """Draws its noise from a generator of its own, seeded with the run's seed: as reproducible as torch's."""
 
@@ -160,7 +167,8 @@ class FlawedMethods:
     def p2p_methods(self):
         return {"logs_tensors": LogsTensors, "judge_translates": TranslatesWithItsJudge, "forgetful": ForgetsItsCounter,
                 "unseeded": DrawsUnseededNoise, "leaky": LeaksIntoItsJudge, "unscaled": ShowsUnscaledImages, "judged_twice": JudgedTwice, "frozen": Frozen,
-                "every_third": UpdatesEveryThirdStep, "one_channel": TranslatesToOneChannel, "own_noise": SeedsItsOwnNoise}
+                "every_third": UpdatesEveryThirdStep, "one_channel": TranslatesToOneChannel, "own_noise": SeedsItsOwnNoise,
+                "a_list": ShowsAList}
 
 
 def flawed_registry() -> Registry:
@@ -191,6 +199,8 @@ FLAWS = [
      "build that generator with the channels of its direction"),
     ("unscaled", check_method_steps_return_finite_scalars_and_images, "images() gives N x C x H x W images in [-1, 1]",
      "'input': (2, 3, 32, 32) in [0", "return the latest step's inputs and outputs, detached, as batches"),
+    ("a_list", check_method_steps_return_finite_scalars_and_images, "images() gives N x C x H x W images in [-1, 1]",
+     "'input': list", "return the latest step's inputs and outputs, detached, as batches"),
     ("unseeded", check_method_is_reproducible, "two runs from one seed agree", "and then", "draw every random number from torch's"),
     ("leaky", check_method_updates_only_the_networks_it_steps, "an update gives gradients only to the networks it steps",
      "update 'generator' gave gradients to network 'judge'", "compute the judging network's part under"),

@@ -209,7 +209,8 @@ class FixedFeatures(nn.Module):
         super().__init__()
         self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(4))
         self.features.load_state_dict(torch.load(weights, weights_only=True))
-        self.saved = saved
+        if saved:  # a term that says nothing about it is not saved
+            self.saved = True
 
     def generator_loss(self, *, x: Tensor, fake: Tensor, target: Tensor, d_fake: None, d_real: None) -> Tensor:
         return F.l1_loss(self.features(fake), self.features(target))

@@ -61,11 +61,14 @@ class Careless(Mirror):
 
     directions = {"AtoB": "forward"}
 
-    def __init__(self, *, training: Training, mistake: Literal["network_twice", "optimizer_for_nothing", "builds_nothing"]) -> None:
-        for _ in range({"network_twice": 2, "optimizer_for_nothing": 1, "builds_nothing": 0}[mistake]):
+    def __init__(self, *, training: Training,
+                 mistake: Literal["network_twice", "optimizer_for_nothing", "optimizer_twice", "builds_nothing"]) -> None:
+        for _ in range({"network_twice": 2, "builds_nothing": 0}.get(mistake, 1)):
             training.network("forward", "generator", in_channels=3, out_channels=3)
         if mistake == "optimizer_for_nothing":
             training.optimizer("generator", ["forwards"])
+        for _ in range(2 if mistake == "optimizer_twice" else 0):
+            training.optimizer("generator", ["forward"])
 
 
 class Methods:
@@ -179,6 +182,7 @@ def test_a_method_whose_direction_names_no_generator_breaks_the_contract():
 @pytest.mark.parametrize(("mistake", "message"), [
     ("network_twice", "method 'careless' asked for network 'forward' twice; give each network a role of its own"),
     ("optimizer_for_nothing", "optimizer 'generator': no network 'forwards' (built: forward)"),
+    ("optimizer_twice", "optimizer 'generator': a second optimizer of that name"),
     ("builds_nothing", "method 'careless' breaks the contract: directions maps AtoB and/or BtoA to generator roles it built\n"
                        "  found: AtoB: 'forward' (built: nothing)\n"
                        "  fix: build the generator with training.network(ROLE, 'generator', ...) and name that ROLE"),

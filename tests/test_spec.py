@@ -187,11 +187,14 @@ def test_a_first_format_checkpoint_without_a_discriminator_is_an_l1_run_with_the
     ({"format": 2, "shapes": [1], "spec": _run().to_dict()}, "shapes must be a mapping"),
     ({"format": 2, "shapes": {"in_channels": 3, "out_channels": 3, "image_size": 64}, "spec": _run().to_dict(),
       "networks": [1]}, "networks must be a mapping"),
+    ({"format": 2, "shapes": {"in_channels": 3, "out_channels": 3, "image_size": 64}, "spec": _run().to_dict(),
+      "networks": {"generator": {"kind": "generator", "in_channels": 3, "out_channels": "3"}}},
+     "networks.generator.out_channels must be a positive whole number"),
     ({"format": 1, "components": [1]}, "components must be a mapping"),
     ({"format": 1, "components": {**FORMAT_1, "generator": [1]}}, "components.generator must be a mapping"),
 ], ids=["generator options", "discriminator name", "discriminator channels", "loss options", "plugins", "method",
         "a term's options", "a network", "trainer", "a component's name", "the plugins", "the providers",
-        "roles", "shapes", "networks", "the first format's components", "the first format's generator"])
+        "roles", "shapes", "networks", "a network's output channels", "the first format's components", "the first format's generator"])
 def test_a_malformed_checkpoint_spec_is_refused_naming_the_file_and_the_field(state, field):
     with pytest.raises(DataError) as error:
         read_checkpoint(state, source="bad.pt")
