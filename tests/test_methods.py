@@ -327,6 +327,10 @@ def test_pix2pix_refuses_an_option_out_of_range_naming_it_and_the_value(options,
     assert message in str(error.value)
 
 
+def test_pix2pix_takes_n_critic_up_to_1000():
+    assert pix2pix(n_critic=1000).method.n_critic == 1000
+
+
 def test_critic_options_without_a_discriminator_are_refused_naming_them():
     spec = attrs.evolve(make_spec(loss="l1"), method=ComponentSpec("pix2pix", {"n_critic": 2}))
     with pytest.raises(p2p_core.ConfigError) as error:
