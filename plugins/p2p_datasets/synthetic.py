@@ -57,7 +57,7 @@ Split = Literal["train", "val", "test"]
 SPLITS = get_args(Split)
 Direction = Literal["AtoB", "BtoA"]
 Variant = Literal["colour", "texture"]
-VARIANTS = ("colour", "texture")
+VARIANTS = get_args(Variant)
 
 CLASSES = ("background", "brown", "green", "sand", "blue", "mauve")
 """The scene classes, in the order of ``Sample.labels``' values (named by their photo colour)."""
