@@ -1,15 +1,21 @@
 """The built-in synthetic task keeps its module docstring's promises: the class tables, seams only at the label
 map's edges, lighting as a gradient, the texture variant's patterns, deterministic items that the splits never
-share, the class map jittered with the images, and its options' defaults and bounds."""
+share and that stay the scenes docs/results was measured on, the class map jittered with the images, and its
+options' defaults and bounds."""
 
 from __future__ import annotations
 
 import math
+import os
 from functools import cache
+from pathlib import Path
+
+import numpy as np
 
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from p2p_core.images import PairedJitter
 from p2p_datasets.synthetic import (
@@ -395,3 +401,36 @@ def test_an_unknown_split_is_refused_with_the_closest_one():
     with pytest.raises(ValueError, match=r"^split must be 'train', 'val' or 'test', got 'vall'; did you mean 'val'\?$"):
         synthetic(split="vall")
 
+
+
+REFERENCE = Path(__file__).parent / "data" / "synthetic-reference.png"
+
+
+def reference_grid() -> torch.Tensor:
+    """Pairs 0-2 of seed 0's val and test splits, colour and texture, drawn whole at 32 pixels: one row of
+    A | B pairs per split and variant, in [-1, 1]."""
+    rows = []
+    for variant in ("colour", "texture"):
+        for split in ("val", "test"):
+            data = synthetic(split=split, variant=variant, length=3, load_size=32, crop_size=32, flip=False)
+            rows.append(torch.cat([image for index in range(len(data)) for image in data[index][:2]], dim=2))
+    return torch.cat(rows, dim=1)
+
+
+def test_the_scenes_are_those_docs_results_was_measured_on():
+    """docs/results' tables were measured on these scenes: a change to how they are drawn, to which seed draws
+    item i, or to a split's seed makes every published figure incomparable with a new run, while every property
+    above may still hold (a pattern's phase drawn the other way, a shape drawn in the background's class). The
+    reference is a picture (tests/data/synthetic-reference.png); it is compared to within one 8-bit level, which
+    the floating-point differences between machines stay far below."""
+    grid = reference_grid()
+    as_bytes = ((grid + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    if os.environ.get("P2P_WRITE_REFERENCE"):  # drawing new scenes on purpose: then re-measure docs/results
+        Image.fromarray(as_bytes).save(REFERENCE)
+    expected = np.asarray(Image.open(REFERENCE).convert("RGB")).astype(np.int16)
+    assert expected.shape == as_bytes.shape
+    off = np.abs(as_bytes.astype(np.int16) - expected).max(axis=2) > 1
+    assert not off.any(), (
+        f"{int(off.sum())} of {off.size} pixels differ from {REFERENCE.name} by more than one level, first at "
+        f"(row, column) {tuple(int(i) for i in np.argwhere(off)[0])}: the synthetic scenes changed"
+    )
