@@ -386,6 +386,15 @@ def test_the_bounds_of_length_and_seed_are_taken_and_one_beyond_is_refused_namin
             synthetic(**{option: bad})
 
 
+def test_a_split_holds_its_length_of_items_and_refuses_an_index_outside_it():
+    data = synthetic(split="val", **SMALL)
+    # Python iterates a dataset by index until IndexError: one item too many would be a scene of no split.
+    assert [sample.path for sample in data] == [f"synthetic/val/{index}" for index in range(SMALL["length"])]
+    for index in (-1, len(data)):
+        with pytest.raises(IndexError, match=f"index {index} out of range for a synthetic dataset of {len(data)}"):
+            data[index]
+
+
 def test_the_longest_splits_share_no_scene():
     """Item i of a split is drawn by the generator seeded with the split's ``seed`` plus i: the runs of seeds of
     the longest splits must not overlap."""
@@ -407,13 +416,12 @@ REFERENCE = Path(__file__).parent / "data" / "synthetic-reference.png"
 
 
 def reference_grid() -> torch.Tensor:
-    """Pairs 0-2 of seed 0's val and test splits, colour and texture, drawn whole at 32 pixels: one row of
-    A | B pairs per split and variant, in [-1, 1]."""
+    """Pairs 0-2 of the val and test splits of seed 0, colour and texture, and of seed 1's val split, drawn whole
+    at 32 pixels: one row of A | B pairs per dataset, in [-1, 1]."""
     rows = []
-    for variant in ("colour", "texture"):
-        for split in ("val", "test"):
-            data = synthetic(split=split, variant=variant, length=3, load_size=32, crop_size=32, flip=False)
-            rows.append(torch.cat([image for index in range(len(data)) for image in data[index][:2]], dim=2))
+    for variant, split, seed in [("colour", "val", 0), ("colour", "test", 0), ("texture", "val", 0), ("texture", "test", 0), ("colour", "val", 1)]:
+        data = synthetic(split=split, variant=variant, seed=seed, length=3, load_size=32, crop_size=32, flip=False)
+        rows.append(torch.cat([image for index in range(len(data)) for image in data[index][:2]], dim=2))
     return torch.cat(rows, dim=1)
 
 
