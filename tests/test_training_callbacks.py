@@ -98,6 +98,20 @@ def test_a_resumed_run_continues_the_average_exactly():
         assert torch.equal(resumed.averaged["generator"].state_dict()[name], tensor), name
 
 
+def test_a_run_that_starts_averaging_on_resume_averages_from_the_checkpoints_weights():
+    torch.manual_seed(0)
+    plain = Training.build(tiny(), SHAPES, total_steps=3, registry=registry())
+    plain.train_step(batches(1)[0])
+    state = copy.deepcopy(plain.state_dict())
+    assert "averaged" not in state
+    torch.manual_seed(1)  # other initial weights, which the average must not keep
+    averaging = Training.build(tiny(ema=0.5), SHAPES, total_steps=3, registry=registry())
+    averaging.load_state_dict(state)
+    assert averaging.step == 1
+    for name, tensor in state["models"]["generator"].items():
+        assert torch.equal(averaging.averaged["generator"].state_dict()[name], tensor), name
+
+
 def test_predict_uses_the_average_a_run_kept_and_says_so(tmp_path, capsys):
     run_dir = fit_smoke(tmp_path, capsys, "--trainer.ema", "0.9", "--trainer.max_steps", "2")
     state = checkpoint.load(run_dir)
