@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 import time
 from importlib.metadata import version
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -56,6 +58,23 @@ def test_tensorboard_holds_every_loss_term_lr_speed_and_an_image_grid(tmp_path, 
     # One row of input, output and target per sample (2 here), 64 x 64 pixels each, 2 pixels apart.
     grid = events.Images("train/input|output|target")[0]
     assert (grid.width, grid.height) == (3 * 66 + 2, 2 * 66 + 2)
+
+
+def test_the_tensorboard_grid_shows_the_images_values_unstretched(tmp_path, capsys):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    # A flat dark input and a flat light target: a grid stretched to its own darkest and brightest pixels (what
+    # make_grid does without a value range) would show them otherwise, and the output's range would decide how.
+    (tmp_path / "flat" / "train").mkdir(parents=True)
+    pair = np.concatenate([np.full((64, 64, 3), 64, np.uint8), np.full((64, 64, 3), 192, np.uint8)], axis=1)
+    Image.fromarray(pair).save(tmp_path / "flat" / "train" / "0.png")
+    run_dir = fit_smoke(tmp_path, capsys, "--data", "aligned", "--data.root", str(tmp_path / "flat"),
+                        "--data.load_size", "64", "--data.crop_size", "64", "--trainer.max_steps", "1")
+    grid = EventAccumulator(str(run_dir)).Reload().Images("train/input|output|target")[0]
+    pixels = np.asarray(Image.open(io.BytesIO(grid.encoded_image_string)).convert("RGB")).astype(int)
+    # The first row: input, output and target, 64 pixels each, 2 apart.
+    assert np.abs(pixels[2:66, 2:66] - 64).max() <= 1
+    assert np.abs(pixels[2:66, 134:198] - 192).max() <= 1
 
 
 def test_resuming_a_finished_run_trains_no_further(tmp_path, capsys):

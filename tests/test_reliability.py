@@ -11,6 +11,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 import zlib
@@ -27,7 +28,7 @@ import p2p_core.files
 from p2p_core import checkpoint
 from p2p_core.errors import DataError, NumericalError
 from p2p_core.registry import Registry
-from p2p_core.run import EpochSampler, Run
+from p2p_core.run import EpochSampler, Run, StopRequest
 from conftest import SMOKE, fit_smoke, make_spec, read_until, run
 
 # -- killed runs resume exactly --------------------------------------------------------------------------------
@@ -123,6 +124,34 @@ def test_an_epoch_s_sampler_has_the_length_of_what_it_yields(length, world_size,
     skip = data.draw(st.integers(0, length // world_size), label="skip")
     sampler = EpochSampler(length, seed=0, epoch=0, skip=skip, rank=rank, world_size=world_size)
     assert len(sampler) == len(list(sampler))
+
+
+def test_an_epoch_s_sampler_yields_the_whole_epoch_unless_told_to_skip():
+    sampler = EpochSampler(10, seed=0, epoch=0)
+    assert sorted(sampler) == list(range(10))
+
+
+def test_a_stop_request_takes_the_first_signal_as_a_request_and_the_second_as_an_interrupt():
+    # fit's stop handling without a subprocess (the SIGTERM test below runs one, which mutation testing cannot).
+    received: list[int] = []
+    ours = signal.signal(signal.SIGTERM, lambda number, frame: received.append(number))
+    try:
+        with StopRequest() as stop:
+            signal.raise_signal(signal.SIGTERM)
+            assert stop.signal == signal.SIGTERM and received == []
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGTERM)  # the handler before it is back
+        assert received == [signal.SIGTERM]
+        # Python takes signals in its main thread only: elsewhere the request installs nothing and says so by
+        # never being signalled, rather than failing the run.
+        outcome: list[object] = []
+        worker = threading.Thread(target=lambda: outcome.append(StopRequest().__enter__().signal))
+        worker.start()
+        worker.join()
+        assert outcome == [None]
+    finally:
+        signal.signal(signal.SIGTERM, ours)
 
 
 def test_sigterm_checkpoints_the_current_step_and_exits_cleanly(tmp_path):
