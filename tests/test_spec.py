@@ -49,6 +49,12 @@ def test_a_trainer_option_beyond_a_64_bit_integer_is_refused_with_its_first_40_d
     assert str(error.value) == f"--trainer.seed must be at least {-LARGEST - 1}, got {str(-huge)[:40]}"
 
 
+def test_the_trainer_reads_precision_in_one_vocabulary():
+    # bf16 is an alias: the step compares with the one name, so an alias kept as given would train in float32.
+    assert check_trainer({"precision": "bf16"}).precision == "bfloat16"
+    assert check_trainer({}).precision == check_trainer({"precision": "float32"}).precision == "float32"
+
+
 def test_without_decay_epochs_the_learning_rate_stays_constant_to_the_last_step():
     config = TrainConfig(n_epochs=100, n_epochs_decay=0)
     assert [config.learning_rate_factor(step, 10) for step in range(11)] == [1.0] * 11
@@ -157,6 +163,12 @@ def test_a_first_format_checkpoint_without_a_discriminator_is_an_l1_run_with_the
     trained = read_checkpoint({"format": 1, "components": components}, source="old.pt")
     assert trained.run.disc == ComponentSpec("patch70") and not trained.adversarial
     assert trained.shapes.disc_in_channels is None
+
+
+def test_a_first_format_checkpoint_without_a_loss_entry_trained_the_papers_objective():
+    components = {key: value for key, value in FORMAT_1.items() if key not in ("loss", "loss_options")}
+    run = read_checkpoint({"format": 1, "components": components}, source="old.pt").run
+    assert (run.loss, run.loss_options) == ("cgan+l1", {})
 
 
 @pytest.mark.parametrize(("state", "field"), [
