@@ -125,6 +125,16 @@ class SeedsItsOwnNoise(Flawed):
         return {name: value * (1 + noise) for name, value in super().losses(fake, target).items()}
 
 
+class SeedsNoiseByStep(Flawed):
+    """Draws each step's noise from a generator seeded with the run's seed and the step: nothing to keep, since a
+    resumed run has the same seed and step."""
+
+    def losses(self, fake: Tensor, target: Tensor) -> dict[str, Tensor]:
+        noise = torch.Generator().manual_seed(self.training.spec.trainer.seed * 1000 + self.training.step)
+        scale = 1 + float(torch.rand((), generator=noise))
+        return {name: value * scale for name, value in super().losses(fake, target).items()}
+
+
 class ShowsUnscaledImages(Flawed):
     """Shows its output mapped to [0, 2], where the viewers expect [-1, 1]."""
 
@@ -167,7 +177,7 @@ class FlawedMethods:
     def p2p_methods(self):
         return {"logs_tensors": LogsTensors, "judge_translates": TranslatesWithItsJudge, "forgetful": ForgetsItsCounter,
                 "unseeded": DrawsUnseededNoise, "leaky": LeaksIntoItsJudge, "unscaled": ShowsUnscaledImages, "judged_twice": JudgedTwice, "frozen": Frozen,
-                "every_third": UpdatesEveryThirdStep, "one_channel": TranslatesToOneChannel, "own_noise": SeedsItsOwnNoise,
+                "every_third": UpdatesEveryThirdStep, "one_channel": TranslatesToOneChannel, "own_noise": SeedsItsOwnNoise, "noise_by_step": SeedsNoiseByStep,
                 "a_list": ShowsAList}
 
 
@@ -224,6 +234,11 @@ def test_the_same_check_passes_the_repaired_method(name, check):
 
 def test_a_method_that_seeds_its_own_generator_with_the_run_s_seed_is_reproducible():
     case("own_noise", check_method_is_reproducible, repaired=False).run()
+
+
+def test_a_method_that_seeds_each_steps_noise_with_the_run_s_seed_and_step_resumes():
+    # The resumed run has the checkpoint's seed: the check builds it from other initial weights, not another seed.
+    case("noise_by_step", check_method_state_round_trip, repaired=False).run()
 
 
 def flawed_training(name: str) -> Training:
