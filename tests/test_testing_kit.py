@@ -169,6 +169,19 @@ class NegativeLoss:
         return (disc(fake) - disc(target)).abs().mean()
 
 
+class SwitchedOffLoss:
+    """A term weighted to zero (a warm-up not yet begun): it gives 0, and declares exactly that range."""
+
+    discriminator_input = "output"
+    value_range = (0.0, 0.0)
+
+    def generator_loss(self, *, x: Tensor, fake: Tensor, target: Tensor, disc) -> Tensor:
+        return 0 * disc(fake).mean()
+
+    def discriminator_loss(self, *, x: Tensor, fake: Tensor, target: Tensor, disc) -> Tensor:
+        return 0 * disc(fake).mean()
+
+
 class DetachedPenalty:
     """An R1 penalty that detaches the gradient p2p hands it, so it cannot train D, unless ``detach`` is off."""
 
@@ -250,9 +263,11 @@ class FlawedGenerator(nn.Module):
     def __init__(self, *, in_channels: int, out_channels: int, image_size: int, shade: Shade = Shade.LIGHT,
                  broken: Literal["", "noisy_in_eval", "unused_layer", "unregistered_state", "extras_without_batch",
                                  "int_takes_target", "unbounded_given_target", "shrinks_in_eval", "zero_size_multiple",
-                                 "returns_a_pair", "needs_3_pixels"] = "") -> None:
+                                 "returns_a_pair", "needs_3_pixels"] = "", positional: bool = False) -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.broken = in_channels, out_channels, broken
+        # A learned offset per pixel, as a position embedding: it fits inputs of the image_size built for alone.
+        self.position = nn.Parameter(torch.zeros(out_channels, image_size, image_size)) if positional else None
         if broken in ("int_takes_target", "unbounded_given_target"):
             self.takes_target = 1 if broken == "int_takes_target" else True
         if broken == "zero_size_multiple":
@@ -267,6 +282,8 @@ class FlawedGenerator(nn.Module):
         if self.broken == "needs_3_pixels" and x.shape[-1] < 3:  # its size_multiple 1 allows 1 x 1 and 2 x 2
             raise ValueError(f"needs 3 x 3 pixels, got {x.shape[-1]}")
         y = self.conv(x) + self.offset
+        if self.position is not None:
+            y = y + self.position
         if target is not None and self.broken == "unbounded_given_target":  # forgot the Tanh on its training path
             return y + 10
         image = torch.tanh(F.dropout(y, 0.5, training=True) if self.broken == "noisy_in_eval" else y)
@@ -328,7 +345,7 @@ class FlawedLoss:
 
     def __init__(self, *, shade: Shade = Shade.LIGHT,
                  broken: Literal["", "undeclared_input", "undeclared_features", "loose_network", "detached",
-                                 "unreduced", "inverted_range", "narrow_range", "misspelt_needs"] = "") -> None:
+                                 "unreduced", "inverted_range", "narrow_range", "misspelt_needs", "negative_on_bright_targets"] = "") -> None:
         self.broken = broken
         if broken == "misspelt_needs":
             self.needs = "feature"
@@ -344,6 +361,8 @@ class FlawedLoss:
         if self.broken == "unreduced":
             return (fake - target).abs() + torch.sigmoid(read)
         loss = (fake - target).abs().mean() + torch.sigmoid(read).mean()
+        if self.broken == "negative_on_bright_targets":  # what the kit sees only if it shows targets above 0.5
+            loss = loss - 8 * (target > 0.5).float().mean()
         return loss.detach() if self.broken == "detached" else loss
 
     def discriminator_loss(self, *, x: Tensor, fake: Tensor, target: Tensor, d_fake, d_real) -> Tensor:
@@ -435,7 +454,7 @@ class BrokenPlugin:
     @p2p_core.hookimpl
     def p2p_losses(self):
         return {"negative": NegativeLoss, "flawed": FlawedLoss, "detached_penalty": DetachedPenalty, "features": FeatureDistance,
-                "attention_weighted": AttentionWeightedL1}
+                "attention_weighted": AttentionWeightedL1, "switched_off": SwitchedOffLoss}
 
     @p2p_core.hookimpl
     def p2p_datasets(self):
@@ -463,6 +482,15 @@ def _case(component: str, check, options: dict | None = None):
     options = {component: options or {}}
     (case,) = [c for c in cases([component], registry=broken_registry(), options=options, identical_pairs=options) if c.check is check]
     return case
+
+
+def test_the_kit_takes_a_value_range_of_one_value():
+    _case("loss:switched_off", check_loss_finite_non_negative_and_differentiable).run()
+
+
+@pytest.mark.parametrize("check", [check_gradients_reach_every_parameter, check_state_dict_round_trip])
+def test_the_kit_feeds_a_generator_the_image_size_it_built_it_for(check):
+    _case("generator:flawed", check, {"positional": True}).run()
 
 
 # Every check of the kit, by the kind it runs on: a check that cannot fail proves nothing about a plugin.
@@ -525,6 +553,8 @@ BROKEN_AGAIN = [
     ("loss", check_loss_with_multiscale_features, "flawed", {"broken": "narrow_range"}),
     ("loss", check_loss_network_is_fixed, "features", {}),
     ("loss", check_loss_finite_non_negative_and_differentiable, "flawed", {"broken": "misspelt_needs"}),
+    # The kit's images span [-1, 1]: a term broken only on bright targets is seen too.
+    ("loss", check_loss_finite_non_negative_and_differentiable, "flawed", {"broken": "negative_on_bright_targets"}),
     ("loss", check_loss_with_multiscale_features, "detached_penalty", {"detach": False, "reads_features": True}),
     ("dataset", check_dataset_samples, "flawed", {"broken": "misspelt_encoding"}),
     ("dataset", check_dataset_samples, "flawed", {"broken": "too_few_classes"}),
