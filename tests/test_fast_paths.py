@@ -53,6 +53,19 @@ def test_the_precision_option_decides_the_dtype_of_the_steps_forward_passes(prec
     assert output.dtype == dtype
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_the_channels_last_option_lays_out_the_batches_and_the_networks_so(channels_last):
+    # Its results match the default path's (above), so only the layout shows whether the option acts.
+    spec = make_spec(generator=("unet", {"ngf": 4, "dropout": 0.0}), channels_last=channels_last)
+    model = Training.build(spec, Shapes(in_channels=3, out_channels=3, image_size=32), total_steps=1)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    batch = model.to_device(Sample(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32), ""))
+    assert batch.a.is_contiguous(memory_format=layout) and batch.b.is_contiguous(memory_format=layout)
+    assert model.to_device(torch.rand(3, 32, 32)).is_contiguous()  # one image: no batch to lay out
+    weights = [p for network in model.networks.values() for p in network.parameters() if p.dim() == 4]
+    assert weights and all(p.is_contiguous(memory_format=layout) for p in weights)
+
+
 def test_bench_reports_throughput_flops_and_memory(capsys):
     sizes = {}
     for size in (32, 64):
