@@ -76,6 +76,8 @@ def test_wgan_gp_penalises_the_gradient_norm_at_one_random_point_per_sample_betw
     torch.testing.assert_close(losses["wgan_gp"], 10 * (gradient.flatten(1).norm(dim=1) - 1).pow(2).mean())
     with torch.no_grad():
         assert losses["wgan"] == d(pair["fake"]).mean() - d(pair["target"]).mean()
+        # G raises the critic's score of its output: -mean D(G(x)), on the critic's own scale.
+        torch.testing.assert_close(objective.generator_losses(**pair, disc=d)["wgan"], -d(pair["fake"]).mean())
 
 
 
