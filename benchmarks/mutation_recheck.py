@@ -15,7 +15,6 @@ Exits 1 if a claim fails.
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 import shutil
@@ -24,9 +23,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from mutation_report import ROW, explanations
+
 BENCHMARKS = Path(__file__).resolve().parent
 CHECKOUT = BENCHMARKS.parent
-ROW = re.compile(r"^    (?P<name>\S+) \((?:survived|no tests)\): ")
 TEST = re.compile(r"tests/[\w/]+\.py(?:::\w+(?:\[[^\]\s]*\])?)?")
 
 
@@ -74,8 +74,7 @@ def judged(tests: tuple[str, ...], *, cwd: Path, env: dict[str, str]) -> str:
 
 
 def main(reports: list[str]) -> int:
-    rows = {row[0]: row[1:3] for row in csv.reader((BENCHMARKS / "mutation-equivalent.tsv").open(), delimiter="\t")
-            if row and row[0][0] != "#"}
+    rows = explanations()
     outcome: dict[str, int] = {"holds": 0, "fails": 0, "skips here": 0, "does not apply": 0, "names no test": 0}
     seen: set[tuple[str, str, str, tuple[str, ...]]] = set()
     with tempfile.TemporaryDirectory(prefix="p2p-recheck.") as top:

@@ -64,14 +64,19 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def explanations() -> dict[str, list[str]]:
+    """mutation-equivalent.tsv: mutant name -> [kind, reason]."""
+    rows = csv.reader((BENCHMARKS / "mutation-equivalent.tsv").open(), delimiter="\t")
+    return {row[0]: row[1:3] for row in rows if row and row[0][0] != "#"}
+
+
 def main(report_path: str) -> None:
     report = Path(report_path)
     lines = report.read_text().splitlines()
     summary = SUMMARY.match(lines[0])
     module = summary["head"].split(" (")[0]
     messages = message_lines((BENCHMARKS.parent / module).read_text())
-    explained_path = BENCHMARKS / "mutation-equivalent.tsv"
-    explained = {row[0]: row[1:3] for row in csv.reader(explained_path.open(), delimiter="\t") if row and row[0][0] != "#"}
+    explained = explanations()
     survivors: list[tuple[str, str, list[str]]] = []
     for line in lines[1:]:
         row = ROW.match(line)
